@@ -1,0 +1,533 @@
+"""Python values for PowerShell's serialized objects.
+
+These types are what :func:`hvmagic.clixml.loads` produces and what the rest of hvmagic
+(frames, sessions, display) consumes. They are deliberately light: ``__slots__`` where Python
+allows it, no XML kept, so that decoding tens of thousands of objects stays fast.
+
+Mapping of CLIXML to Python (MS-PSRP 2.2.5):
+
+* ``S`` → ``str``; ``C`` → :class:`PSChar`; ``B`` → ``bool``; integers (``SB By I16 U16 I32 U32
+  I64 U64``) → ``int``; ``Sg``/``Db`` → ``float``; ``D`` → ``decimal.Decimal``;
+  ``DT`` → :class:`PSDateTime`; ``TS`` → :class:`PSTimeSpan`; ``G`` → ``uuid.UUID``;
+  ``BA`` → ``bytes``; ``URI`` → :class:`PSUri`; ``Version`` → :class:`PSVersion`;
+  ``XD`` → :class:`PSXmlDocument`; ``SBK`` → :class:`PSScriptBlock`; ``SS`` → :class:`SecureString`;
+  ``Nil`` → ``None``; ``PR`` → :class:`ProgressRecord`.
+* ``LST``/``IE``/``QUE``/``STK`` → ``list``; ``DCT`` → ``dict``.
+* An ``<Obj>`` with properties → :class:`PSObject` (or a richer subclass such as
+  :class:`ErrorRecord`); an enum → :class:`PSEnum`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+class PSObject(Mapping[str, Any]):
+    """A deserialized PowerShell object: its properties, type names and ``ToString``.
+
+    Mapping access goes to the properties (``obj["Name"]``); where adapted (``<Props>``) and
+    extended (``<MS>``) members share a name the extended value wins, as in PowerShell.
+    ``type_names`` is most-derived first, exactly as sent (``Deserialized.`` prefixes kept, so
+    ``Deserialized.System.ServiceProcess.ServiceController``); :attr:`type_name` strips them.
+    """
+
+    __slots__ = ("_props", "adapted", "to_string", "type_names", "value")
+
+    def __init__(
+        self,
+        props: dict[str, Any] | None = None,
+        type_names: list[str] | None = None,
+        to_string: str | None = None,
+        value: Any = None,
+        adapted: tuple[str, ...] = (),
+    ) -> None:
+        self._props: dict[str, Any] = props if props is not None else {}
+        self.type_names: list[str] = type_names if type_names is not None else []
+        self.to_string: str | None = to_string
+        #: the primitive/collection inside the object when it has one (``<Obj><LST>…</LST><MS>``)
+        self.value: Any = value
+        #: names that came from ``<Props>`` (adapted), the rest of the keys came from ``<MS>``
+        self.adapted: tuple[str, ...] = adapted
+
+    # Mapping protocol -------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self._props[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._props)
+
+    def __len__(self) -> int:
+        return len(self._props)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._props
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The live property dict (adapted then extended, extended values winning)."""
+        return self._props
+
+    @property
+    def type_name(self) -> str | None:
+        """The most derived type name without any ``Deserialized.`` prefixes."""
+        if not self.type_names:
+            return None
+        return strip_deserialized(self.type_names[0])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PSObject):
+            return (
+                self._props == other._props
+                and self.type_names == other.type_names
+                and self.value == other.value
+            )
+        if isinstance(other, Mapping):
+            return self._props == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable mapping-like value
+
+    def __str__(self) -> str:
+        if self.to_string is not None:
+            return self.to_string
+        if self.value is not None:
+            return str(self.value)
+        return "@{" + "; ".join(f"{k}={_short(v)}" for k, v in self._props.items()) + "}"
+
+    def __repr__(self) -> str:
+        tn = self.type_name or "PSCustomObject"
+        shown = ", ".join(f"{k}={_short(v)!s}" for k, v in list(self._props.items())[:6])
+        more = ", …" if len(self._props) > 6 else ""
+        return f"<{tn} {shown}{more}>"
+
+
+def strip_deserialized(type_name: str) -> str:
+    """``Deserialized.Deserialized.System.X`` → ``System.X`` (objects that crossed two hops)."""
+    while type_name.startswith("Deserialized."):
+        type_name = type_name[13:]
+    return type_name
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class PSEnum(int):
+    """A .NET enum value: ``int(v)`` is the number, ``str(v)`` the name (``ToString``).
+
+    Flags enums keep PowerShell's text (``"Read, Write"``) as their name.
+    """
+
+    name: str
+    type_names: list[str]
+
+    def __new__(cls, value: int, name: str, type_names: list[str] | None = None) -> PSEnum:
+        self = int.__new__(cls, value)
+        self.name = name
+        self.type_names = type_names if type_names is not None else []
+        return self
+
+    @property
+    def type_name(self) -> str | None:
+        return strip_deserialized(self.type_names[0]) if self.type_names else None
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec) if not spec or spec[-1] not in "dxXob" else int.__format__(
+            self, spec
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name or 'enum'}.{self.name}: {int(self)}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PSEnum, (int(self), self.name, self.type_names))
+
+
+class PSChar(str):
+    """A .NET ``System.Char`` (``<C>``): a one-character ``str`` that serializes back as ``C``."""
+
+    __slots__ = ()
+
+
+class PSUri(str):
+    """A ``System.Uri`` (``<URI>``)."""
+
+    __slots__ = ()
+
+
+class PSXmlDocument(str):
+    """A ``System.Xml.XmlDocument`` (``<XD>``), kept as its XML text (never parsed here)."""
+
+    __slots__ = ()
+
+
+class PSScriptBlock(str):
+    """A ``System.Management.Automation.ScriptBlock`` (``<SBK>``), kept as its source text."""
+
+    __slots__ = ()
+
+
+class PSDateTime(_dt.datetime):
+    """A ``System.DateTime``. .NET keeps 100-ns ticks; Python keeps microseconds.
+
+    The seventh fractional digit (0–9 × 100 ns) is kept in :attr:`nanosecond_remainder` (in
+    units of 100 ns) so that ``dumps(loads(x))`` reproduces the ticks; arithmetic and pandas see
+    the microsecond value (truncated, never rounded up, so a date never moves to the next day).
+    ``kind`` is ``"Utc"``, ``"Local"`` or ``"Unspecified"`` as the text implied (``Z``, an
+    offset, or nothing).
+    """
+
+    # datetime subclasses may not declare non-empty __slots__, so these live in __dict__.
+    tick_remainder: int = 0
+
+    def __reduce__(self) -> Any:  # keep the remainder through pickle/copy
+        return (_rebuild_datetime, (_dt.datetime(*self.timetuple()[:6], self.microsecond,
+                                                 self.tzinfo), self.tick_remainder))
+
+
+def _rebuild_datetime(base: _dt.datetime, remainder: int) -> PSDateTime:
+    value = PSDateTime(
+        base.year, base.month, base.day, base.hour, base.minute, base.second,
+        base.microsecond, base.tzinfo,
+    )
+    value.tick_remainder = remainder
+    return value
+
+
+class PSTimeSpan(_dt.timedelta):
+    """A ``System.TimeSpan`` (``<TS>``, an xs:duration). Sub-microsecond ticks as in
+    :class:`PSDateTime` live in :attr:`tick_remainder`."""
+
+    tick_remainder: int = 0
+
+
+class PSVersion(tuple[int, ...]):
+    """A ``System.Version``: ordered like a tuple, printed like .NET (``10.0.17763.1``)."""
+
+    __slots__ = ()
+
+    def __new__(cls, *parts: int) -> PSVersion:
+        if not 2 <= len(parts) <= 4:
+            raise ValueError("a System.Version has 2 to 4 parts")
+        return tuple.__new__(cls, (int(p) for p in parts))
+
+    @classmethod
+    def parse(cls, text: str) -> PSVersion:
+        return cls(*(int(p) for p in text.strip().split(".")))
+
+    major = property(lambda self: self[0])
+    minor = property(lambda self: self[1])
+    build = property(lambda self: self[2] if len(self) > 2 else -1)
+    revision = property(lambda self: self[3] if len(self) > 3 else -1)
+
+    def __str__(self) -> str:
+        return ".".join(str(p) for p in self)
+
+    def __repr__(self) -> str:
+        return f"PSVersion({str(self)!r})"
+
+    def __getnewargs__(self) -> tuple[int, ...]:
+        return tuple(self)
+
+
+class SecureString:
+    """A ``System.Security.SecureString``. Its content never appears in ``repr``/``str``.
+
+    Decoded from CLIXML it holds the encrypted bytes exactly as sent (``ciphertext``); created
+    from Python (``SecureString("p@ss")``) it holds the plain text for serialization to the
+    guest. :meth:`reveal` returns the plain text when this process has it, else raises.
+    """
+
+    __slots__ = ("_ciphertext", "_plain")
+
+    def __init__(self, plain: str | None = None, *, ciphertext: bytes | None = None) -> None:
+        if (plain is None) == (ciphertext is None):
+            raise ValueError("give exactly one of the plain text or the ciphertext")
+        self._plain = plain
+        self._ciphertext = ciphertext
+
+    @property
+    def ciphertext(self) -> bytes | None:
+        return self._ciphertext
+
+    @property
+    def has_plaintext(self) -> bool:
+        return self._plain is not None
+
+    def reveal(self) -> str:
+        """The plain text. Only for code that must hand it to the wire (serializer, handshake)."""
+        if self._plain is None:
+            raise ValueError("this SecureString holds only ciphertext from the guest")
+        return self._plain
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SecureString):
+            return NotImplemented
+        return self._plain == other._plain and self._ciphertext == other._ciphertext
+
+    def __hash__(self) -> int:
+        return hash((SecureString, self._plain, self._ciphertext))
+
+    def __repr__(self) -> str:
+        return "SecureString(********)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        # Refuse to pickle plain text: pickles end up in caches, %store and recordings.
+        raise TypeError("SecureString cannot be pickled (it would write the secret to disk)")
+
+
+class PSCredential:
+    """A ``System.Management.Automation.PSCredential``: a user name and a :class:`SecureString`."""
+
+    __slots__ = ("password", "username")
+
+    def __init__(self, username: str, password: SecureString | str) -> None:
+        self.username = username
+        self.password = password if isinstance(password, SecureString) else SecureString(password)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PSCredential):
+            return NotImplemented
+        return self.username == other.username and self.password == other.password
+
+    def __hash__(self) -> int:
+        return hash((PSCredential, self.username, self.password))
+
+    def __repr__(self) -> str:
+        return f"PSCredential(username={self.username!r}, password=********)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("PSCredential cannot be pickled (it would write the secret to disk)")
+
+
+class ProgressRecord:
+    """A ``Write-Progress`` record (``<PR>`` in a CLIXML stream, PROGRESS_RECORD in PSRP)."""
+
+    __slots__ = (
+        "activity",
+        "activity_id",
+        "current_operation",
+        "parent_activity_id",
+        "percent_complete",
+        "record_type",
+        "seconds_remaining",
+        "status_description",
+    )
+
+    def __init__(
+        self,
+        activity: str,
+        activity_id: int = 0,
+        status_description: str | None = None,
+        current_operation: str | None = None,
+        parent_activity_id: int = -1,
+        percent_complete: int = -1,
+        seconds_remaining: int = -1,
+        record_type: str = "Processing",
+    ) -> None:
+        self.activity = activity
+        self.activity_id = activity_id
+        self.status_description = status_description
+        self.current_operation = current_operation
+        self.parent_activity_id = parent_activity_id
+        self.percent_complete = percent_complete
+        self.seconds_remaining = seconds_remaining
+        #: ``"Processing"`` or ``"Completed"``
+        self.record_type = record_type
+
+    @property
+    def completed(self) -> bool:
+        return self.record_type == "Completed"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProgressRecord):
+            return NotImplemented
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        pct = f" {self.percent_complete}%" if self.percent_complete >= 0 else ""
+        return (
+            f"<ProgressRecord #{self.activity_id} {self.activity!r}: "
+            f"{self.status_description!r}{pct} {self.record_type}>"
+        )
+
+
+class ErrorRecord(PSObject):
+    """A ``System.Management.Automation.ErrorRecord`` with PowerShell's interesting fields.
+
+    Mapping access still reaches every serialized property (``rec["FullyQualifiedErrorId"]``).
+    """
+
+    __slots__ = ()
+
+    def _get(self, *names: str) -> Any:
+        for name in names:
+            value = self._props.get(name)
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def message(self) -> str:
+        """The text PowerShell shows: ErrorDetails.Message if set, else the exception message."""
+        details = self._get("ErrorDetails_Message")
+        if details:
+            return str(details)
+        exc = self._props.get("Exception")
+        if isinstance(exc, PSObject) and exc.get("Message") is not None:
+            return str(exc["Message"])
+        if self.to_string:
+            return self.to_string
+        return str(exc) if exc is not None else ""
+
+    @property
+    def exception_type(self) -> str | None:
+        exc = self._props.get("Exception")
+        if isinstance(exc, PSObject):
+            return exc.type_name
+        return None
+
+    @property
+    def fully_qualified_error_id(self) -> str | None:
+        value = self._get("FullyQualifiedErrorId")
+        return None if value is None else str(value)
+
+    @property
+    def category(self) -> str | None:
+        """The category name, e.g. ``ObjectNotFound``."""
+        value = self._get("ErrorCategory_Category")
+        if value is not None:
+            return str(value) if isinstance(value, PSEnum) else _category_name(value)
+        info = self._props.get("CategoryInfo")
+        if isinstance(info, PSObject) and "Category" in info:
+            return str(info["Category"])
+        return None
+
+    @property
+    def category_info(self) -> str | None:
+        """PowerShell's one-line ``CategoryInfo`` text, e.g.
+        ``ObjectNotFound: (nosuch:String) [Get-Service], ServiceCommandException``."""
+        info = self._props.get("CategoryInfo")
+        if isinstance(info, PSObject) and info.to_string:
+            return info.to_string
+        category = self.category
+        if category is None:
+            return None
+        target = self._get("ErrorCategory_TargetName") or ""
+        target_type = self._get("ErrorCategory_TargetType") or ""
+        activity = self._get("ErrorCategory_Activity") or ""
+        reason = self._get("ErrorCategory_Reason") or ""
+        return f"{category}: ({target}:{target_type}) [{activity}], {reason}"
+
+    @property
+    def target_object(self) -> Any:
+        return self._props.get("TargetObject")
+
+    @property
+    def script_stack_trace(self) -> str | None:
+        value = self._get("ErrorDetails_ScriptStackTrace", "ScriptStackTrace")
+        return None if value is None else str(value)
+
+    @property
+    def position_message(self) -> str | None:
+        """``At line:1 char:1`` + the offending line, as PowerShell prints it."""
+        value = self._get("InvocationInfo_PositionMessage")
+        if value is not None:
+            return str(value)
+        info = self._props.get("InvocationInfo")
+        if isinstance(info, PSObject) and info.get("PositionMessage") is not None:
+            return str(info["PositionMessage"])
+        return None
+
+    def __repr__(self) -> str:
+        return f"<ErrorRecord {self.fully_qualified_error_id}: {self.message!r}>"
+
+
+# MS-PSRP 2.2.3.9 ErrorCategory values, for records that carry the number only.
+_ERROR_CATEGORIES = (
+    "NotSpecified", "OpenError", "CloseError", "DeviceError", "DeadlockDetected",
+    "InvalidArgument", "InvalidData", "InvalidOperation", "InvalidResult", "InvalidType",
+    "MetadataError", "NotImplemented", "NotInstalled", "ObjectNotFound", "OperationStopped",
+    "OperationTimeout", "SyntaxError", "ParserError", "PermissionDenied", "ResourceBusy",
+    "ResourceExists", "ResourceUnavailable", "ReadError", "WriteError", "FromStdErr",
+    "SecurityError", "ProtocolError", "ConnectionError", "AuthenticationError",
+    "LimitsExceeded", "QuotaExceeded", "NotEnabled",
+)
+
+
+def _category_name(value: Any) -> str:
+    try:
+        return _ERROR_CATEGORIES[int(value)]
+    except (ValueError, TypeError, IndexError):
+        return str(value)
+
+
+class InformationalRecord(PSObject):
+    """A verbose, warning or debug record: :attr:`message` is what PowerShell prints."""
+
+    __slots__ = ()
+
+    @property
+    def message(self) -> str:
+        value = self._props.get("InformationalRecord_Message", self._props.get("Message"))
+        if value is None:
+            return self.to_string or ""
+        return str(value)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.message!r}>"
+
+
+class InformationRecord(PSObject):
+    """An ``Write-Information`` / ``Write-Host`` record (PowerShell 5+ information stream)."""
+
+    __slots__ = ()
+
+    @property
+    def message_data(self) -> Any:
+        return self._props.get("MessageData")
+
+    @property
+    def message(self) -> str:
+        data = self.message_data
+        if isinstance(data, PSObject) and "Message" in data:  # HostInformationMessage
+            return str(data["Message"])
+        return "" if data is None else str(data)
+
+    @property
+    def tags(self) -> list[str]:
+        tags = self._props.get("Tags")
+        return [str(t) for t in tags] if isinstance(tags, list) else []
+
+    @property
+    def is_host_output(self) -> bool:
+        """True for ``Write-Host`` text (tagged ``PSHOST``)."""
+        return "PSHOST" in self.tags
+
+    @property
+    def source(self) -> str | None:
+        value = self._props.get("Source")
+        return None if value is None else str(value)
+
+    @property
+    def time_generated(self) -> Any:
+        return self._props.get("TimeGenerated")
+
+    def __repr__(self) -> str:
+        return f"<InformationRecord {self.message!r}>"
+
+
+#: stream names used by ``loads_streams`` and by session events, in PowerShell's order
+STREAMS = ("output", "error", "warning", "verbose", "debug", "information", "progress", "host")

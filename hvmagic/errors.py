@@ -1,0 +1,88 @@
+"""One error taxonomy for hvmagic.
+
+Every exception hvmagic raises on purpose is an :class:`HvMagicError`. Third-party exceptions
+(psrpcore, lxml, socket errors) are translated once, at the layer boundary where they happen,
+with ``raise ... from exc`` so the cause stays visible to whoever debugs it.
+
+Exception text never contains secrets: code that builds a message from user input passes it
+through :func:`hvmagic.secrets.redact` first (or never includes passwords/tokens at all).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HvMagicError(Exception):
+    """Base class of every error hvmagic raises on purpose."""
+
+
+class DecodeError(HvMagicError, ValueError):
+    """CLIXML (or a PSRP message) could not be decoded.
+
+    ``position`` says where: a ``line:column`` pair from the XML parser when known, else a
+    character/byte offset or an element path such as ``/Objs/Obj[3]/Props/I32``.
+    """
+
+    def __init__(self, message: str, position: str | int | None = None) -> None:
+        self.position = position
+        where = f" (at {position})" if position is not None else ""
+        super().__init__(f"{message}{where}")
+
+
+class LimitExceededError(DecodeError):
+    """Input exceeded a configured limit (size, nesting depth, object count, line length)."""
+
+
+class EncodeError(HvMagicError, TypeError):
+    """A Python value cannot be serialized to CLIXML."""
+
+
+class ProtocolError(HvMagicError):
+    """The peer broke the OutOfProc/PSRP protocol (malformed packet, unexpected message)."""
+
+
+class TransportError(HvMagicError, ConnectionError):
+    """Moving bytes failed: connection refused/closed/reset, process exited, guest rebooted."""
+
+
+class HandshakeError(TransportError):
+    """The PowerShell Direct broker or server sent something malformed or unexpected."""
+
+
+class CredentialError(HvMagicError, PermissionError):
+    """Credentials (or a PowerShell Direct token) were rejected by the guest."""
+
+
+class SessionBrokenError(TransportError):
+    """The session can no longer be used (its transport died); connect again."""
+
+
+class PipelineTimeoutError(HvMagicError, TimeoutError):
+    """A pipeline ran longer than its timeout; it was stopped and the session stays usable."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        #: the partial :class:`hvmagic.session.Result` gathered before the stop
+        self.result = result
+
+
+class RemoteError(HvMagicError):
+    """A PowerShell pipeline failed with a terminating error.
+
+    ``record`` is the :class:`hvmagic.clixml.ErrorRecord` the guest sent (``None`` when the
+    guest only sent a reason string); ``result`` the partial result gathered before the failure.
+    """
+
+    def __init__(self, message: str, record: Any = None, result: Any = None) -> None:
+        super().__init__(message)
+        self.record = record
+        self.result = result
+
+
+class ReplayMismatchError(HvMagicError):
+    """A replayed session was asked to run something the recording does not hold next."""
+
+
+class UnsupportedPlatformError(HvMagicError, OSError):
+    """This transport cannot work on this platform/Python; the message names the alternatives."""
