@@ -7,6 +7,7 @@ double are interchangeable.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Protocol, runtime_checkable
 
@@ -57,8 +58,6 @@ class SocketTransport:
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(OSError):  # already disconnected: nothing left to flush
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already disconnected: nothing left to flush
         self._sock.close()
