@@ -86,3 +86,19 @@ class ReplayMismatchError(HvMagicError):
 
 class UnsupportedPlatformError(HvMagicError, OSError):
     """This transport cannot work on this platform/Python; the message names the alternatives."""
+
+
+class VMNotFoundError(HvMagicError, LookupError):
+    """No virtual machine (or more than one) on this Hyper-V host matches the given name or id."""
+
+
+class VMStateError(HvMagicError):
+    """The virtual machine exists but cannot take a PowerShell Direct session (not Running)."""
+
+
+class LegacyGuestRefusedError(HandshakeError):
+    """The guest only speaks the unauthenticated legacy (V1) PowerShell Direct handshake.
+
+    Refused unless ``allow_legacy=True``: its second connection carries no token
+    (CVE-2025-49734). The fix is to install the guest's Windows updates.
+    """
