@@ -162,6 +162,11 @@ class _Conversation:
     def send(self, data: bytes | bytearray, step: str) -> None:
         try:
             self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+            raise HandshakeError(
+                f"The Hyper-V {self.peer} closed the connection before the {step} could be sent "
+                "(no response during the connection negotiation)."
+            ) from exc
         except OSError as exc:
             raise HandshakeError(
                 f"The Hyper-V {self.peer} connection failed while sending the {step}: "
