@@ -1,19 +1,29 @@
 """CLIXML ⇄ Python values (the bottom layer: no I/O, no pandas, no IPython).
 
 Contracts: :func:`loads`, :func:`loads_streams`, :func:`dumps` (see ``architecture.md``).
+The session layer decodes each PSRP message payload with :func:`loads_fragment` (fast path).
 """
 
+from hvmagic.clixml.decode import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_OBJECTS,
+    loads,
+    loads_fragment,
+    loads_streams,
+    unescape,
+)
 from hvmagic.clixml.values import (
     STREAMS,
     ErrorRecord,
     InformationalRecord,
     InformationRecord,
+    ProgressRecord,
     PSChar,
     PSCredential,
     PSDateTime,
     PSEnum,
     PSObject,
-    ProgressRecord,
     PSScriptBlock,
     PSTimeSpan,
     PSUri,
@@ -24,6 +34,9 @@ from hvmagic.clixml.values import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_OBJECTS",
     "STREAMS",
     "ErrorRecord",
     "InformationRecord",
@@ -40,5 +53,9 @@ __all__ = [
     "PSXmlDocument",
     "ProgressRecord",
     "SecureString",
+    "loads",
+    "loads_fragment",
+    "loads_streams",
     "strip_deserialized",
+    "unescape",
 ]

@@ -1,0 +1,822 @@
+"""CLIXML → Python values, fast.
+
+Entry points
+------------
+* :func:`loads` — a whole CLIXML text: an ``<Objs>`` document (``Export-Clixml``), a
+  ``#< CLIXML`` stream (``powershell -OutputFormat xml`` stderr; several documents may follow
+  each other), or a single ``<Obj>``/primitive element. Returns one value per top-level object.
+* :func:`loads_streams` — the same, each value paired with its stream name (``"output"`` when
+  untagged, else the lower-cased ``S="…"`` attribute: ``"error"``, ``"verbose"``, …).
+* :func:`loads_fragment` — the session layer's hot path: ONE PSRP message payload (a single
+  ``<Obj>`` document, UTF-8 with or without BOM, as PIPELINE_OUTPUT carries it) → its value.
+  It skips every prefix/encoding sniff that :func:`loads` does and costs one expat parser.
+
+How it is fast
+--------------
+No tree is built. An expat parser (C) calls three small closures (start, end, text) that build
+the Python values directly on a stack; per object the cost is one dict for its properties plus
+the values themselves. Leaf conversion is a dict lookup of a converter per element tag. Type-name
+lists are shared between objects that reference the same ``<TN>`` (``<TNRef>``), which keeps
+memory low for 100 000-row outputs: treat ``PSObject.type_names`` as read-only.
+
+Mapping decisions (where MS-PSRP leaves a choice)
+-------------------------------------------------
+* ``Deserialized.`` prefixes stay in ``type_names`` exactly as sent (PowerShell shows them too);
+  :attr:`PSObject.type_name` strips them. Rich types (ErrorRecord, …) are recognised with or
+  without the prefix.
+* ``<Obj>`` holding ``<LST>/<IE>/<QUE>/<STK>`` → a plain ``list``; ``<DCT>`` → a plain ``dict``.
+  When such a collection object also carries ``<Props>``/``<MS>`` members it becomes a
+  :class:`PSObject` whose :attr:`~PSObject.value` is the collection. Dictionary keys that are not
+  hashable (a PSObject used as a key) are replaced by their ``str()``.
+* Enums (``System.Enum`` among the type names, an integer inside) → :class:`PSEnum`.
+* A primitive with members (``<Obj><DT>…</DT><MS>…</MS></Obj>``) stays that primitive: for
+  ``str``/``int``/``float``/``Decimal``/``bytes`` and hvmagic's own str subclasses an instance of a
+  subclass is returned with ``.properties`` (dict) and ``.type_names`` attached; ``PSDateTime``
+  and ``PSTimeSpan`` get the same two attributes directly. ``bool``, ``None``, ``UUID``,
+  ``PSVersion``, ``SecureString`` cannot carry attributes: the plain value is returned and the
+  members are dropped.
+* ``DT`` → :class:`PSDateTime`, timezone-aware when the text has ``Z`` or an offset, naive
+  otherwise; the 7th fractional digit (100-ns tick) goes to ``tick_remainder``.
+* ``TS`` (xs:duration; ``Y`` counted as 365 days and ``M`` as 30 days, as .NET's XmlConvert
+  does) → :class:`PSTimeSpan`, sub-microsecond ticks in ``tick_remainder``.
+* ``SS`` → :class:`SecureString` holding the ciphertext bytes as sent (PSRP session-key
+  encrypted; decrypting is the session layer's business).
+* Reference cycles (``<Ref>`` to an object still being decoded) resolve to the same Python object
+  for PSObjects, lists and dicts. A cycle through an enum or a primitive-with-members cannot be
+  represented (those are immutable) and resolves to an empty PSObject.
+
+Safety
+------
+DTDs are rejected outright (no entity can ever be declared, so no billion laughs and no external
+entity), nothing touches the network, and ``max_bytes``/``max_depth``/``max_objects`` bound the
+work (:class:`~hvmagic.errors.LimitExceededError`). Any malformed input raises
+:class:`~hvmagic.errors.DecodeError` with a ``line:column`` position; no other exception type
+escapes these functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import re
+import uuid
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from xml.parsers import expat
+
+from hvmagic.clixml.values import (
+    ErrorRecord,
+    InformationalRecord,
+    InformationRecord,
+    ProgressRecord,
+    PSChar,
+    PSCredential,
+    PSDateTime,
+    PSEnum,
+    PSObject,
+    PSScriptBlock,
+    PSTimeSpan,
+    PSUri,
+    PSVersion,
+    PSXmlDocument,
+    SecureString,
+)
+from hvmagic.errors import DecodeError, LimitExceededError
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_OBJECTS",
+    "loads",
+    "loads_fragment",
+    "loads_streams",
+    "unescape",
+]
+
+#: 512 MiB of CLIXML is ~300 000 service objects; more than any notebook cell should hold.
+DEFAULT_MAX_BYTES = 512 << 20
+#: PowerShell's own serializer depth is 1-2 in remoting and rarely above ~10 with -Depth; each
+#: object level costs 2-3 elements (Obj, Props, LST), so 512 elements is generous yet bounded.
+DEFAULT_MAX_DEPTH = 512
+#: complex objects (``<Obj>`` elements) per call
+DEFAULT_MAX_OBJECTS = 10_000_000
+
+# --------------------------------------------------------------------------------------------
+# _xHHHH_ escapes (MS-PSRP 2.2.5.3.2): characters XML cannot carry, and "_x" itself, which is
+# written as _x005F_x.... Decoded code units may form UTF-16 surrogate pairs.
+
+_ESCAPE_RE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    return chr(int(match.group(1), 16))
+
+
+def unescape(text: str) -> str:
+    """Decode PowerShell's ``_xHHHH_`` escapes (surrogate pairs joined; lone ones kept)."""
+    if "_x" not in text:
+        return text
+    result = _ESCAPE_RE.sub(_escape_char, text)
+    if _SURROGATE_RE.search(result):
+        result = result.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Leaf converters. Each takes the element text and returns the value; ValueError/TypeError/
+# InvalidOperation mean "bad text" and become a DecodeError with the element's position.
+
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _to_bool(text: str) -> bool:
+    try:
+        return _BOOLS[text]
+    except KeyError:
+        value = _BOOLS.get(text.strip().lower())
+        if value is None:
+            raise ValueError(f"not a boolean: {text!r}") from None
+        return value
+
+
+_TZ_CACHE: dict[str, _dt.tzinfo] = {"Z": _dt.timezone.utc}
+_DT_RE = re.compile(
+    r"\s*(\d{4})-(\d\d)-(\d\d)(?:T(\d\d):(\d\d)(?::(\d\d)(?:\.(\d+))?)?)?"
+    r"(Z|[+-]\d\d:\d\d)?\s*\Z"
+)
+
+
+def _tz(text: str) -> _dt.tzinfo:
+    tz = _TZ_CACHE.get(text)
+    if tz is None:
+        sign = -1 if text[0] == "-" else 1
+        hours, minutes = int(text[1:3]), int(text[4:6])
+        tz = _dt.timezone(sign * _dt.timedelta(hours=hours, minutes=minutes))
+        if len(_TZ_CACHE) < 256:
+            _TZ_CACHE[text] = tz
+    return tz
+
+
+def _to_datetime(text: str) -> PSDateTime:
+    # Fast path for the canonical "YYYY-MM-DDTHH:MM:SS[.fffffff][Z|±HH:MM]" PowerShell writes.
+    n = len(text)
+    if n >= 19 and text[10] == "T" and text[4] == "-" and text[13] == ":":
+        pos = 19
+        micro = remainder = 0
+        if n > 19 and text[19] == ".":
+            end = 20
+            while end < n and "0" <= text[end] <= "9":
+                end += 1
+            digits = text[20:end]
+            if not digits:
+                raise ValueError(f"not a DateTime: {text!r}")
+            digits = (digits + "0000000")[:7]
+            micro = int(digits[:6])
+            remainder = int(digits[6])
+            pos = end
+        tail = text[pos:]
+        value = PSDateTime(
+            int(text[0:4]), int(text[5:7]), int(text[8:10]),
+            int(text[11:13]), int(text[14:16]), int(text[17:19]), micro,
+            _tz(tail) if tail else None,
+        )
+        if tail and not (tail == "Z" or (len(tail) == 6 and tail[3] == ":")):
+            raise ValueError(f"not a DateTime: {text!r}")
+        if remainder:
+            value.tick_remainder = remainder
+        return value
+    match = _DT_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a DateTime: {text!r}")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    digits = ((fraction or "") + "0000000")[:7]
+    value = PSDateTime(
+        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+        int(digits[:6]), _tz(zone) if zone else None,
+    )
+    if digits[6] != "0":
+        value.tick_remainder = int(digits[6])
+    return value
+
+
+_DURATION_RE = re.compile(
+    r"\s*(-)?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?"
+    r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.(\d+))?S)?)?\s*\Z"
+)
+
+
+def _to_timespan(text: str) -> PSTimeSpan:
+    match = _DURATION_RE.match(text)
+    if match is None or text.strip().rstrip("T").endswith("P"):
+        raise ValueError(f"not an xs:duration: {text!r}")
+    neg, years, months, days, hours, minutes, seconds, fraction = match.groups()
+    digits = ((fraction or "") + "0000000")[:7]
+    ticks = (
+        (int(years or 0) * 365 + int(months or 0) * 30 + int(days or 0)) * 86_400
+        + int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds or 0)
+    ) * 10_000_000 + int(digits)
+    if neg:
+        ticks = -ticks
+    # floor division keeps remainder in 0..9 for negative spans too (timedelta is floor-based)
+    micro, remainder = divmod(ticks, 10)
+    value = PSTimeSpan(microseconds=micro)
+    if remainder:
+        value.tick_remainder = remainder
+    return value
+
+
+def _to_bytes(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=False) if text else b""
+
+
+def _to_securestring(text: str) -> SecureString:
+    return SecureString(ciphertext=_to_bytes(text))
+
+
+def _to_char(text: str) -> PSChar:
+    return PSChar(chr(int(text)))
+
+
+def _to_str(text: str) -> str:
+    return unescape(text) if "_x" in text else text
+
+
+def _to_float(text: str) -> float:
+    # .NET writes INF/-INF/NaN, which float() accepts; reject Python-only spellings like "inf_"
+    return float(text)
+
+
+def _to_decimal(text: str) -> Decimal:
+    return Decimal(text.strip())
+
+
+def _to_version(text: str) -> PSVersion:
+    return PSVersion.parse(text)
+
+
+_LEAF: dict[str, Callable[[str], Any]] = {
+    "S": _to_str,
+    "B": _to_bool,
+    "I32": int,
+    "U32": int,
+    "I64": int,
+    "U64": int,
+    "I16": int,
+    "U16": int,
+    "By": int,
+    "SB": int,
+    "Db": _to_float,
+    "Sg": _to_float,
+    "D": _to_decimal,
+    "DT": _to_datetime,
+    "TS": _to_timespan,
+    "G": uuid.UUID,
+    "BA": _to_bytes,
+    "C": _to_char,
+    "URI": lambda t: PSUri(_to_str(t)),
+    "Version": _to_version,
+    "XD": lambda t: PSXmlDocument(_to_str(t)),
+    "SBK": lambda t: PSScriptBlock(_to_str(t)),
+    "SS": _to_securestring,
+    # structural leaves: type name entries and ToString
+    "T": _to_str,
+    "ToString": _to_str,
+    # ProgressRecord children (psrpcore/pwsh layout: AV AI S|Nil PI PC T SR SD)
+    "AV": _to_str,
+    "AI": int,
+    "PI": int,
+    "PC": int,
+    "SR": int,
+    "SD": _to_str,
+}
+
+_LIST_TAGS = frozenset(("LST", "IE", "QUE", "STK"))
+
+# frame kinds (small ints compare fastest)
+_K_ROOT = 0  # the result list (our wrapper, <Objs>)
+_K_DICT = 1  # <Props>, <MS>, <En>: name → value
+_K_LIST = 2  # <LST>/<IE>/<QUE>/<STK>, <TN>: append
+_K_OBJ = 3
+_K_DCT = 4
+_K_PR = 5
+_K_TN = 6  # <TN>: <T> entries
+
+# elements that only make sense inside one particular parent (checked when attaching)
+_STRUCTURAL = frozenset(
+    ("Props", "MS", "En", "TN", "ToString", "T", "AV", "AI", "PI", "PC", "SR", "SD")
+)
+_PR_FIELDS = frozenset(("AV", "AI", "S", "Nil", "PI", "PC", "T", "SR", "SD"))
+
+_MISSING: Any = object()
+
+# Objects whose (un-Deserialized) type name says they are a record hvmagic knows richer.
+_RICH: dict[str, type[PSObject]] = {}
+for _name, _cls in (
+    ("System.Management.Automation.ErrorRecord", ErrorRecord),
+    ("System.Management.Automation.InformationRecord", InformationRecord),
+    ("System.Management.Automation.WarningRecord", InformationalRecord),
+    ("System.Management.Automation.VerboseRecord", InformationalRecord),
+    ("System.Management.Automation.DebugRecord", InformationalRecord),
+    ("System.Management.Automation.InformationalRecord", InformationalRecord),
+):
+    for _prefix in ("", "Deserialized.", "Deserialized.Deserialized."):
+        _RICH[_prefix + _name] = _cls
+_CREDENTIAL_TYPES = frozenset(
+    p + "System.Management.Automation.PSCredential"
+    for p in ("", "Deserialized.", "Deserialized.Deserialized.")
+)
+_ENUM_TYPES = frozenset(("System.Enum", "Deserialized.System.Enum"))
+
+_WITH_MEMBERS: dict[type, type] = {}
+
+
+def _attach_members(value: Any, members: dict[str, Any], type_names: list[str] | None) -> Any:
+    """Give a primitive its extra members where Python allows (see the module docstring)."""
+    cls = type(value)
+    if cls is PSDateTime or cls is PSTimeSpan:
+        value.properties = members
+        value.type_names = type_names or []
+        return value
+    if cls is bool or value is None or not isinstance(
+        value, (str, int, float, Decimal, bytes)
+    ):
+        return value
+    sub = _WITH_MEMBERS.get(cls)
+    if sub is None:
+        sub = type(cls.__name__, (cls,), {"__module__": __name__})
+        _WITH_MEMBERS[cls] = sub
+    result = sub(value)
+    result.properties = members
+    result.type_names = type_names or []
+    return result
+
+
+def _finish_obj(frame: list[Any]) -> Any:
+    """Turn a finished ``<Obj>`` frame into its Python value."""
+    _, _, type_names, to_string, adapted, extended, value, placeholder = frame
+    if value is not _MISSING:
+        members = adapted
+        if extended:
+            if members:
+                members = dict(members)
+                members.update(extended)
+            else:
+                members = extended
+        if type(value) is int and type_names and (
+            "System.Enum" in type_names or "Deserialized.System.Enum" in type_names
+        ):
+            result = PSEnum(value, to_string if to_string is not None else str(value),
+                            type_names)
+            if members:
+                result.properties = members  # type: ignore[attr-defined]
+            return result
+        if isinstance(value, (list, dict)):
+            if not members:
+                return value
+            return _make_object(placeholder, PSObject, members, type_names, to_string, value,
+                                tuple(adapted) if adapted else ())
+        if members:
+            return _attach_members(value, members, type_names)
+        return value
+    if extended:
+        if adapted:
+            names = tuple(adapted)
+            adapted.update(extended)
+            props = adapted
+        else:
+            names = ()
+            props = extended
+    elif adapted is not None:
+        names = tuple(adapted)
+        props = adapted
+    else:
+        names = ()
+        props = {}
+    cls: type[PSObject] = PSObject
+    if type_names:
+        rich = _RICH.get(type_names[0])
+        if rich is not None:
+            cls = rich
+        elif type_names[0] in _CREDENTIAL_TYPES and "UserName" in props:
+            password = props.get("Password")
+            if isinstance(password, SecureString):
+                return PSCredential(str(props["UserName"]), password)
+    return _make_object(placeholder, cls, props, type_names, to_string, None, names)
+
+
+def _make_object(
+    placeholder: PSObject | None,
+    cls: type[PSObject],
+    props: dict[str, Any],
+    type_names: list[str] | None,
+    to_string: str | None,
+    value: Any,
+    names: tuple[str, ...],
+) -> PSObject:
+    obj = placeholder if placeholder is not None else cls.__new__(cls)
+    if placeholder is not None and cls is not PSObject:
+        obj.__class__ = cls  # same slot layout: ErrorRecord & co add no slots
+    obj._props = props
+    obj.type_names = type_names if type_names is not None else []
+    obj.to_string = to_string
+    obj.value = value
+    obj.adapted = names
+    return obj
+
+
+_WRAP_TAG = "hvmagic-clixml-root"
+_WRAP_OPEN = f"<{_WRAP_TAG}>"
+_WRAP_CLOSE = f"</{_WRAP_TAG}>"
+
+
+class _Failure(Exception):
+    """Raised inside expat callbacks; turned into DecodeError with the parser position."""
+
+    def __init__(self, message: str, limit: bool = False) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+def _no_dtd(*_args: Any) -> None:
+    raise _Failure("DTDs and entity declarations are not allowed in CLIXML")
+
+
+def _parse(
+    chunks: list[bytes | str],
+    max_depth: int,
+    max_objects: int,
+    wrapped: bool,
+    line_offset: int = 0,
+) -> tuple[list[Any], list[str | None]]:
+    """Run one expat parser over ``chunks``; return (values, stream tags) of the top level."""
+    out: list[Any] = []
+    streams: list[str | None] = []
+    texts: list[str] = []
+    refs: dict[str, Any] = {}
+    type_tables: dict[str, list[str]] = {}
+    # Each frame is a list: [attrs, kind, container-or-state...]; see _K_* for the kinds.
+    root: list[Any] = [None, _K_ROOT, out]
+    stack: list[list[Any]] = [] if wrapped else [root]
+    counter = [0]
+    leaf = _LEAF
+    list_tags = _LIST_TAGS
+    texts_append = texts.append
+    texts_clear = texts.clear
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        texts_clear()
+        if tag in leaf:
+            stack.append([attrs, -1])
+            return
+        if len(stack) >= max_depth:
+            raise _Failure(f"nesting deeper than max_depth={max_depth}", limit=True)
+        if tag == "Obj":
+            counter[0] += 1
+            if counter[0] > max_objects:
+                raise _Failure(f"more than max_objects={max_objects} objects", limit=True)
+            stack.append([attrs, _K_OBJ, None, None, None, None, _MISSING, None])
+        elif tag == "Props" or tag == "MS" or tag == "En":
+            stack.append([attrs, _K_DICT, {}])
+        elif tag in list_tags:
+            stack.append([attrs, _K_LIST, []])
+        elif tag == "TN":
+            stack.append([attrs, _K_TN, []])
+        elif tag == "DCT":
+            stack.append([attrs, _K_DCT, {}])
+        elif tag == "Nil" or tag == "Ref" or tag == "TNRef":
+            stack.append([attrs, -1])
+        elif tag == "PR":
+            stack.append([attrs, _K_PR, {}])
+        elif tag == "Objs":
+            # every <Objs> document is its own serialization context: RefIds restart
+            refs.clear()
+            type_tables.clear()
+            stack.append([attrs, _K_ROOT, out])
+        elif tag == _WRAP_TAG and not stack and wrapped:
+            stack.append(root)
+        else:
+            raise _Failure(f"unknown CLIXML element <{tag}>")
+
+    def text(data: str) -> None:
+        texts_append(data)
+
+    def end(tag: str) -> None:
+        frame = stack.pop()
+        kind = frame[1]
+        attrs = frame[0]
+        if kind == -1:
+            conv = leaf.get(tag)
+            if conv is not None:
+                if texts:
+                    raw = texts[0] if len(texts) == 1 else "".join(texts)
+                    texts_clear()
+                else:
+                    raw = ""
+                value = conv(raw)
+            elif tag == "Nil":
+                value = None
+            elif tag == "Ref":
+                value = _resolve_ref(attrs)
+            else:  # TNRef
+                names = type_tables.get(attrs.get("RefId", ""))
+                if names is None:
+                    raise _Failure(f"<TNRef> to unknown RefId {attrs.get('RefId')!r}")
+                parent = stack[-1]
+                if parent[1] != _K_OBJ:
+                    raise _Failure("<TNRef> outside <Obj>")
+                parent[2] = names
+                return
+        elif kind == _K_OBJ:
+            value = _finish_obj(frame)
+            refid = attrs.get("RefId")
+            if refid is not None:
+                refs[refid] = value
+        elif kind in (_K_DICT, _K_LIST, _K_DCT):
+            value = frame[2]
+        elif kind == _K_TN:
+            value = frame[2]
+            refid = attrs.get("RefId")
+            if refid is not None:
+                type_tables[refid] = value
+        elif kind == _K_PR:
+            value = _progress(frame[2])
+        else:  # _K_ROOT
+            return
+        texts_clear()
+        if not stack:
+            raise _Failure(f"<{tag}> outside any document")
+        parent = stack[-1]
+        pkind = parent[1]
+        if pkind == _K_DICT:
+            name = attrs.get("N")
+            if name is None or tag in _STRUCTURAL:
+                raise _Failure(f"<{tag}> {'without N=' if name is None else 'misplaced'}"
+                               " inside a property bag")
+            parent[2][_to_str(name) if "_x" in name else name] = value
+        elif pkind == _K_LIST:
+            if tag in _STRUCTURAL:
+                raise _Failure(f"<{tag}> inside a list")
+            parent[2].append(value)
+        elif pkind == _K_OBJ:
+            _attach_to_obj(parent, tag, value)
+        elif pkind == _K_ROOT:
+            if tag in _STRUCTURAL:
+                raise _Failure(f"<{tag}> at the top level")
+            parent[2].append(value)
+            streams.append(attrs.get("S") if attrs else None)
+        elif pkind == _K_TN:
+            if tag != "T":
+                raise _Failure(f"<{tag}> inside <TN> (expected <T>)")
+            parent[2].append(value)
+        elif pkind == _K_DCT:
+            if tag != "En":
+                raise _Failure(f"<{tag}> inside <DCT> (expected <En>)")
+            if "Key" not in value:
+                raise _Failure("<En> without a Key")
+            key = value["Key"]
+            try:
+                parent[2][key] = value.get("Value")
+            except TypeError:  # unhashable key (a PSObject): documented str() fallback
+                parent[2][str(key)] = value.get("Value")
+        else:  # _K_PR
+            if tag not in _PR_FIELDS:
+                raise _Failure(f"<{tag}> inside <PR>")
+            parent[2][tag] = value
+
+    def _attach_to_obj(parent: list[Any], tag: str, value: Any) -> None:
+        if tag == "ToString":
+            parent[3] = value
+        elif tag == "Props":
+            parent[4] = value
+        elif tag == "MS":
+            parent[5] = value
+        elif tag == "TN":
+            parent[2] = value
+        elif tag in _STRUCTURAL:
+            raise _Failure(f"<{tag}> directly inside <Obj>")
+        else:
+            if parent[6] is not _MISSING:
+                raise _Failure(f"<Obj> holds two values (second: <{tag}>)")
+            parent[6] = value
+
+    def _resolve_ref(attrs: dict[str, str]) -> Any:
+        refid = attrs.get("RefId")
+        if refid is None:
+            raise _Failure("<Ref> without RefId")
+        try:
+            return refs[refid]
+        except KeyError:
+            pass
+        # A reference to an object still being decoded: a cycle.
+        for index in range(len(stack) - 1, -1, -1):
+            frame = stack[index]
+            if frame[1] == _K_OBJ and frame[0].get("RefId") == refid:
+                if index + 1 < len(stack) and stack[index + 1][1] in (_K_LIST, _K_DCT):
+                    return stack[index + 1][2]  # the collection this object will become
+                if frame[7] is None:
+                    frame[7] = PSObject.__new__(PSObject)
+                    _make_object(frame[7], PSObject, {}, frame[2], None, None, ())
+                return frame[7]
+        raise _Failure(f"<Ref> to unknown RefId {refid!r}")
+
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.buffer_size = 1 << 16
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    parser.StartDoctypeDeclHandler = _no_dtd
+    parser.EntityDeclHandler = _no_dtd
+    parser.ExternalEntityRefHandler = _no_dtd  # type: ignore[assignment]
+    try:
+        last = len(chunks) - 1
+        for index, chunk in enumerate(chunks):
+            parser.Parse(chunk, index == last)
+    except _Failure as exc:
+        raise _located(exc, parser, wrapped, line_offset) from None
+    except expat.ExpatError as exc:
+        raise DecodeError(
+            f"malformed XML: {expat.ErrorString(exc.code)}",
+            _position(exc.lineno, exc.offset, wrapped, line_offset),
+        ) from exc
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, InvalidOperation,
+            binascii.Error, UnicodeError) as exc:
+        raise DecodeError(
+            f"bad CLIXML value: {exc}",
+            _position(parser.CurrentLineNumber, parser.CurrentColumnNumber, wrapped, line_offset),
+        ) from exc
+    return out, streams
+
+
+def _progress(fields: dict[str, Any]) -> ProgressRecord:
+    record_type = fields.get("T", "Processing")
+    return ProgressRecord(
+        activity=fields.get("AV") or "",
+        activity_id=fields.get("AI", 0),
+        status_description=fields.get("SD"),
+        current_operation=fields.get("S", fields.get("Nil")),
+        parent_activity_id=fields.get("PI", -1),
+        percent_complete=fields.get("PC", -1),
+        seconds_remaining=fields.get("SR", -1),
+        record_type=str(record_type),
+    )
+
+
+def _position(line: int, column: int, wrapped: bool, line_offset: int) -> str:
+    if wrapped and line == 1:
+        column = max(0, column - len(_WRAP_OPEN))
+    return f"{line + line_offset}:{column + 1}"
+
+
+def _located(exc: _Failure, parser: Any, wrapped: bool, line_offset: int) -> DecodeError:
+    where = _position(parser.CurrentLineNumber, parser.CurrentColumnNumber, wrapped, line_offset)
+    cls = LimitExceededError if exc.limit else DecodeError
+    return cls(str(exc), where)
+
+
+# --------------------------------------------------------------------------------------------
+# Input normalisation: bytes/str, BOMs, XML declarations, "#< CLIXML" markers.
+
+_XML_DECL_RE = re.compile(r"\s*<\?xml[^>]*\?>")
+_CLIXML_MARKER = "#< CLIXML"
+
+
+def _prepare(data: Any, max_bytes: int) -> tuple[list[bytes | str], int]:
+    """Return the chunks to feed a wrapped parser and how many lines were dropped in front."""
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if isinstance(data, bytes):
+        if len(data) > max_bytes:
+            raise LimitExceededError(f"input of {len(data)} bytes exceeds max_bytes={max_bytes}")
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            data = data.decode("utf-16")
+        elif data.startswith(b"<\x00"):
+            data = data.decode("utf-16-le")
+        elif data.startswith(b"\x00<"):
+            data = data.decode("utf-16-be")
+        if isinstance(data, bytes):
+            head = data[:64].lstrip()
+            if head.startswith((b"#<", b"<?")):
+                text = data.decode("utf-8")
+                return _prepare_text(text)
+            return [_WRAP_OPEN.encode(), data, _WRAP_CLOSE.encode()], 0
+        return _prepare_text(data)
+    if isinstance(data, str):
+        if len(data) > max_bytes:
+            raise LimitExceededError(
+                f"input of {len(data)} characters exceeds max_bytes={max_bytes}"
+            )
+        return _prepare_text(data.lstrip("\ufeff"))
+    raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
+
+
+def _prepare_text(text: str) -> tuple[list[bytes | str], int]:
+    line_offset = 0
+    stripped = text.lstrip()
+    if stripped.startswith(_CLIXML_MARKER) or "\n" + _CLIXML_MARKER in text:
+        # "#< CLIXML" lines may appear before each document of a stderr stream
+        lines = text.splitlines(keepends=True)
+        kept: list[str] = []
+        for line in lines:
+            if line.lstrip().startswith(_CLIXML_MARKER):
+                if not kept:
+                    line_offset += 1
+                rest = line.lstrip()[len(_CLIXML_MARKER):]
+                kept.append(rest if rest.strip() else "\n" if kept else "")
+            else:
+                kept.append(line)
+        text = "".join(kept)
+    match = _XML_DECL_RE.match(text)
+    if match:
+        line_offset += text.count("\n", 0, match.end())
+        text = text[match.end():]
+    text = _XML_DECL_RE.sub("", text) if "<?xml" in text else text
+    return [_WRAP_OPEN, text, _WRAP_CLOSE], line_offset
+
+
+def _check_limits(max_bytes: int, max_depth: int, max_objects: int) -> None:
+    for name, value in (("max_bytes", max_bytes), ("max_depth", max_depth),
+                        ("max_objects", max_objects)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, not {value!r}")
+
+
+def loads_streams(
+    data: str | bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+) -> list[tuple[str, Any]]:
+    """Decode CLIXML; return ``(stream, value)`` per top-level object (see module docstring)."""
+    values, streams = _decode(data, max_bytes, max_depth, max_objects)
+    return [
+        ("output" if stream is None else stream.lower(), value)
+        for stream, value in zip(streams, values, strict=False)
+    ]
+
+
+def loads(
+    data: str | bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+) -> list[Any]:
+    """Decode CLIXML text (``<Objs>`` document, ``#< CLIXML`` stream or one element).
+
+    Returns one Python value per top-level object. Raises :class:`DecodeError` (with a
+    ``line:column`` position) for malformed input and :class:`LimitExceededError` when
+    ``max_bytes`` (input length), ``max_depth`` (element nesting) or ``max_objects``
+    (``<Obj>`` elements) is exceeded.
+    """
+    return _decode(data, max_bytes, max_depth, max_objects)[0]
+
+
+def _decode(
+    data: Any, max_bytes: int, max_depth: int, max_objects: int
+) -> tuple[list[Any], list[str | None]]:
+    _check_limits(max_bytes, max_depth, max_objects)
+    try:
+        chunks, line_offset = _prepare(data, max_bytes)
+        return _parse(chunks, max_depth + 1, max_objects, True, line_offset)
+    except DecodeError:
+        raise
+    except UnicodeError as exc:
+        raise DecodeError(f"undecodable input: {exc}", getattr(exc, "start", None)) from exc
+    except RecursionError as exc:  # defensive: nothing here recurses, but never leak it
+        raise LimitExceededError("input nests too deeply") from exc
+    except MemoryError as exc:
+        raise LimitExceededError("out of memory while decoding CLIXML") from exc
+    except Exception as exc:  # the boundary: no untyped exception escapes
+        raise DecodeError(f"cannot decode CLIXML: {type(exc).__name__}: {exc}") from exc
+
+
+def loads_fragment(
+    data: bytes | str,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+) -> Any:
+    """Decode ONE PSRP message payload (a single ``<Obj>`` element, UTF-8, BOM allowed).
+
+    The session layer calls this for every PIPELINE_OUTPUT/ERROR_RECORD/… message; the size
+    limit is the PSRP layer's (it already bounded the message), so only depth and object count
+    are checked here.
+    """
+    try:
+        values, _ = _parse([data], max_depth, max_objects, False)
+    except DecodeError:
+        raise
+    except MemoryError as exc:
+        raise LimitExceededError("out of memory while decoding CLIXML") from exc
+    except Exception as exc:
+        raise DecodeError(f"cannot decode CLIXML: {type(exc).__name__}: {exc}") from exc
+    if len(values) != 1:
+        raise DecodeError(f"a PSRP message holds one object, found {len(values)}")
+    return values[0]
