@@ -111,7 +111,8 @@ def parse_vm_list(text: str) -> list[VMInfo]:
     return vms
 
 
-def _as_guid(text: str) -> str | None:
+def parse_guid(text: str) -> str | None:
+    """The canonical lower-case GUID text for ``text`` (braces allowed), else ``None``."""
     try:
         return str(uuid.UUID(text.strip()))
     except ValueError:
@@ -124,7 +125,7 @@ def match_vm(vm: str, vms: Sequence[VMInfo]) -> VMInfo:
     Raises :class:`VMNotFoundError` for none or several matches (PowerShell demands exactly
     one) and :class:`VMStateError` when the match is not Running.
     """
-    wanted_id = _as_guid(vm)
+    wanted_id = parse_guid(vm)
     if wanted_id is not None:
         matches = [info for info in vms if info.id == wanted_id]
     else:
