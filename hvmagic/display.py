@@ -1,0 +1,581 @@
+"""How PowerShell results look in Jupyter and in a terminal.
+
+Everything here turns values into *mime bundles* (``{"text/plain": ..., "text/html": ...}``).
+Notebooks pick the HTML, terminals the plain text, so one code path serves both and a saved
+notebook keeps both representations. The magics decide *what* to show; this module decides
+*how*:
+
+* output objects → a DataFrame table with a row limit and a visible "showing N of M rows" notice;
+  strings and other scalars → plain text, one per line, as PowerShell prints them;
+* verbose / warning / debug / information / ``Write-Host`` records → one line each, styled per
+  stream (CSS classes ``hvmagic-verbose``, ``hvmagic-warning``, ``hvmagic-debug``,
+  ``hvmagic-information``, ``hvmagic-host``; plain-text prefixes ``VERBOSE: ``, ``WARNING: ``,
+  ``DEBUG: `` as the PowerShell console writes them);
+* error records → PowerShell's own layout (message, ``At line:1 char:1`` block,
+  ``+ CategoryInfo``, ``+ FullyQualifiedErrorId``), class ``hvmagic-error``;
+* ``Write-Progress`` records → :class:`ProgressView`, a live display (nested activities indented)
+  updated in place through display ids and removed when the pipeline finishes, as the
+  PowerShell console removes its progress pane.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hvmagic.clixml.values import (
+    ErrorRecord,
+    InformationalRecord,
+    InformationRecord,
+    ProgressRecord,
+    PSObject,
+)
+
+MimeBundle = dict[str, str]
+
+#: the streams that are shown as one styled line each (``error`` and ``progress`` have their own
+#: renderers; ``output`` becomes the table)
+TEXT_STREAMS = ("warning", "verbose", "debug", "information", "host")
+
+# PowerShell's console writes these three streams with a fixed prefix (Windows PowerShell and
+# pwsh alike); information and host text is written as-is.
+_PREFIX = {"warning": "WARNING: ", "verbose": "VERBOSE: ", "debug": "DEBUG: "}
+
+# Inline styles as well as classes: a notebook viewer that strips <style> blocks (GitHub,
+# nbviewer, sanitised HTML exports) still shows the stream colours.
+_STYLE = {
+    "warning": "color:#8a5a00;background:#fff8e1",
+    "verbose": "color:#00707a",
+    "debug": "color:#6a3d9a",
+    "information": "color:inherit",
+    "host": "color:inherit",
+    "error": "color:#b00020;background:#fdecea",
+}
+_LINE_STYLE = "margin:0;padding:1px 4px;white-space:pre-wrap;font-family:monospace"
+
+
+# --------------------------------------------------------------------------------------------
+# streams
+
+
+def stream_message(stream: str, record: Any) -> str:
+    """The text of one stream record, without any prefix."""
+    if isinstance(record, (InformationalRecord, InformationRecord)):
+        return record.message
+    if isinstance(record, ErrorRecord):
+        return record.message
+    if isinstance(record, str):
+        # host text arrives with the newline Write-Host appended; the display adds its own
+        return record[:-1] if record.endswith("\n") else record
+    return str(record)
+
+
+def stream_text(stream: str, record: Any) -> str:
+    """One stream record as the PowerShell console prints it (``WARNING: disk low``)."""
+    return _PREFIX.get(stream, "") + stream_message(stream, record)
+
+
+def render_stream(stream: str, record: Any) -> MimeBundle:
+    """A mime bundle for one verbose/warning/debug/information/host record."""
+    if stream not in TEXT_STREAMS:
+        raise ValueError(f"not a text stream: {stream!r} (expected one of {TEXT_STREAMS})")
+    message = stream_message(stream, record)
+    prefix = _PREFIX.get(stream, "")
+    prefix_html = (
+        f'<span class="hvmagic-prefix">{html.escape(prefix)}</span>' if prefix else ""
+    )
+    markup = (
+        f'<div class="hvmagic-stream hvmagic-{stream}" style="{_STYLE[stream]};{_LINE_STYLE}">'
+        f"{prefix_html}{html.escape(message)}</div>"
+    )
+    return {"text/plain": prefix + message, "text/html": markup}
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+
+
+def _command_name(record: ErrorRecord) -> str | None:
+    """The command PowerShell names before the message (``Get-Service : Cannot find…``)."""
+    for key in ("CommandInfo_Name", "InvocationInfo_MyCommand"):
+        value = record.get(key)
+        if isinstance(value, PSObject):
+            value = value.get("Name", value.to_string)
+        if value:
+            return str(value)
+    info = record.get("InvocationInfo")
+    if isinstance(info, PSObject):
+        command = info.get("MyCommand")
+        if isinstance(command, PSObject):
+            command = command.get("Name", command.to_string)
+        if command:
+            return str(command)
+    return None
+
+
+def error_text(record: ErrorRecord | BaseException | str) -> str:
+    """An error as Windows PowerShell's console prints it (``$ErrorView = 'NormalView'``)::
+
+        Get-Service : Cannot find any service with service name 'nosuch'.
+        At line:1 char:1
+        + Get-Service nosuch
+        + ~~~~~~~~~~~~~~~~~~
+            + CategoryInfo          : ObjectNotFound: (nosuch:String) [Get-Service], Servic…
+            + FullyQualifiedErrorId : NoServiceFoundForGivenName,Microsoft.PowerShell.Comma…
+
+    (lines shortened here; the real ones are complete). The ``Command :`` prefix appears only
+    when the record names its command and has a position, as in PowerShell.
+    """
+    if not isinstance(record, ErrorRecord):
+        return str(record)
+    message = record.message
+    command = _command_name(record)
+    position = record.position_message
+    lines = [f"{command} : {message}" if command and position else message]
+    if position:
+        lines.extend(position.rstrip("\n").splitlines())
+    category_info = record.category_info
+    if category_info:
+        lines.append(f"    + CategoryInfo          : {category_info}")
+    fqid = record.fully_qualified_error_id
+    if fqid:
+        lines.append(f"    + FullyQualifiedErrorId : {fqid}")
+    return "\n".join(lines)
+
+
+def render_error(record: ErrorRecord | BaseException | str) -> MimeBundle:
+    """A mime bundle for an error record (or a plain reason string / exception)."""
+    text = error_text(record)
+    markup = (
+        f'<pre class="hvmagic-stream hvmagic-error" style="{_STYLE["error"]};{_LINE_STYLE}">'
+        f"{html.escape(text)}</pre>"
+    )
+    return {"text/plain": text, "text/html": markup}
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+
+_SCALARS = (str, int, float, bool, bytes)
+
+
+def is_text_output(values: Sequence[Any]) -> bool:
+    """True when PowerShell would print the output as lines rather than a table.
+
+    Strings and other scalars (numbers, dates, booleans, ``None``) have no properties to tabulate;
+    a pipeline of them is shown as text, one value per line.
+    """
+    import datetime as _dt
+    import decimal
+    import uuid
+
+    scalar = (*_SCALARS, _dt.datetime, _dt.timedelta, decimal.Decimal, uuid.UUID)
+    return all(v is None or (isinstance(v, scalar) and not isinstance(v, PSObject)) for v in values)
+
+
+def render_text_output(values: Iterable[Any], limit: int | None = None) -> MimeBundle:
+    """Scalars as lines of text (``None`` prints as an empty line, like ``$null`` in a list)."""
+    items = list(values)
+    shown = items if not limit or limit <= 0 else items[:limit]
+    text = "\n".join("" if v is None else str(v) for v in shown)
+    notice = _rows_notice(len(shown), len(items), what="lines")
+    plain = text + (f"\n[{notice}]" if notice else "")
+    markup = f'<pre class="hvmagic-text">{html.escape(text)}</pre>'
+    if notice:
+        markup += f'<div class="hvmagic-notice">{html.escape(notice)}</div>'
+    return {"text/plain": plain, "text/html": markup}
+
+
+def _rows_notice(shown: int, total: int, *, what: str = "rows", bound_to: str | None = None) -> str:
+    if shown >= total:
+        return ""
+    where = f"; all {total} are in `{bound_to}`" if bound_to else ""
+    return (
+        f"showing {shown} of {total} {what}{where} "
+        f"(change with %config VmMagics.displaylimit = N, 0 = all)"
+    )
+
+
+def render_frame(
+    frame: Any, limit: int | None = None, *, bound_to: str | None = None
+) -> MimeBundle:
+    """A DataFrame as an HTML table limited to ``limit`` rows with a "showing N of M" notice.
+
+    ``limit`` of ``None`` or ``0`` shows every row. ``bound_to`` names the Python variable that
+    holds the complete frame, so the notice can say where the rest is.
+    """
+    total = len(frame)
+    head = frame if not limit or limit <= 0 or total <= limit else frame.head(limit)
+    notice = _rows_notice(len(head), total, bound_to=bound_to)
+    table_html = head.to_html(classes="hvmagic-frame", border=0, max_rows=None,
+                              max_cols=None)
+    table_text = head.to_string(max_rows=None, max_cols=None)
+    if notice:
+        table_html += f'<div class="hvmagic-notice"><em>{html.escape(notice)}</em></div>'
+        table_text += f"\n[{notice}]"
+    return {"text/plain": table_text, "text/html": table_html}
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+
+
+class DisplaySink(Protocol):
+    """Where a live display goes: IPython's display machinery or a terminal line."""
+
+    def show(self, bundle: MimeBundle) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class DisplayHandleSink:
+    """Shows a bundle once with a display id, then updates it in place (``update_display``)."""
+
+    def __init__(self, display_function: Callable[..., Any] | None = None) -> None:
+        if display_function is None:
+            from IPython.display import display
+
+            display_function = display
+        self._display: Callable[..., Any] = display_function
+        self._handle: Any = None
+
+    def show(self, bundle: MimeBundle) -> None:
+        if self._handle is None:
+            self._handle = self._display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+    def clear(self) -> None:
+        if self._handle is not None:
+            # an empty bundle removes the bar from the notebook but keeps the output slot, so
+            # later outputs do not jump around while the cell is still running
+            self._handle.update({"text/plain": "", "text/html": ""}, raw=True)
+
+
+class TerminalLineSink:
+    """Rewrites one terminal line with ``\\r`` (terminal IPython has no updatable displays)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout
+        self._width = 0
+
+    def show(self, bundle: MimeBundle) -> None:
+        # a terminal line shows only the innermost activity; nesting needs several lines
+        line = bundle.get("text/plain", "").splitlines()[-1:] or [""]
+        text = line[0].strip()
+        pad = max(0, self._width - len(text))
+        self._stream.write("\r" + text + " " * pad)
+        self._stream.flush()
+        self._width = len(text)
+
+    def clear(self) -> None:
+        if self._width:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+            self._width = 0
+
+
+@dataclass
+class _Activity:
+    record: ProgressRecord
+    order: int
+
+
+def _bar(percent: int, width: int = 30) -> str:
+    filled = round(width * max(0, min(100, percent)) / 100)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+class ProgressView:
+    """Live ``Write-Progress`` display: one line per running activity, children indented.
+
+    Feed it every :class:`ProgressRecord` with :meth:`update`; a ``Completed`` record removes
+    that activity (and its children); :meth:`finish` removes the whole display. ``style`` is
+    ``"bar"`` (HTML ``<progress>`` bars plus a text bar), ``"text"`` (text only) or ``"none"``.
+    Updates are throttled to ``min_interval`` seconds, except the first one and removals, so a
+    loop that writes thousands of records does not flood the frontend.
+    """
+
+    def __init__(
+        self,
+        style: str = "bar",
+        sink: DisplaySink | None = None,
+        *,
+        min_interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if style not in ("bar", "text", "none"):
+            raise ValueError(f"progress style must be bar, text or none, not {style!r}")
+        self.style = style
+        self._sink = sink
+        self._activities: dict[int, _Activity] = {}
+        self._counter = 0
+        self._min_interval = min_interval
+        self._clock = clock
+        self._last_shown: float | None = None
+        self._dirty = False
+        #: how many times the display was shown/updated (first show included); for diagnostics
+        self.updates = 0
+
+    @property
+    def activities(self) -> list[ProgressRecord]:
+        """The running activities in display order (parents before their children)."""
+        return [a.record for a in self._ordered()]
+
+    def update(self, record: ProgressRecord) -> None:
+        if self.style == "none":
+            return
+        if record.completed:
+            self._remove(record.activity_id)
+            self._publish(force=True)
+            return
+        existing = self._activities.get(record.activity_id)
+        order = existing.order if existing else self._next_order()
+        self._activities[record.activity_id] = _Activity(record, order)
+        self._publish(force=existing is None)
+
+    def finish(self) -> None:
+        """The pipeline ended: remove whatever is still shown (PowerShell does the same)."""
+        self._activities.clear()
+        if self._sink is not None and self.updates:
+            self._sink.clear()
+
+    # internals ------------------------------------------------------------------------------
+    def _next_order(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    def _remove(self, activity_id: int) -> None:
+        doomed = {activity_id}
+        changed = True
+        while changed:  # children of a finished activity go with it
+            changed = False
+            for aid, act in self._activities.items():
+                if aid not in doomed and act.record.parent_activity_id in doomed:
+                    doomed.add(aid)
+                    changed = True
+        for aid in doomed:
+            self._activities.pop(aid, None)
+
+    def _depth(self, record: ProgressRecord) -> int:
+        depth, seen = 0, {record.activity_id}
+        parent = record.parent_activity_id
+        while parent in self._activities and parent not in seen:
+            depth += 1
+            seen.add(parent)
+            parent = self._activities[parent].record.parent_activity_id
+        return depth
+
+    def _ordered(self) -> list[_Activity]:
+        children: dict[int, list[_Activity]] = {}
+        roots: list[_Activity] = []
+        for act in sorted(self._activities.values(), key=lambda a: a.order):
+            parent = act.record.parent_activity_id
+            if parent in self._activities and parent != act.record.activity_id:
+                children.setdefault(parent, []).append(act)
+            else:
+                roots.append(act)
+        out: list[_Activity] = []
+        seen: set[int] = set()
+
+        def walk(act: _Activity) -> None:
+            if act.record.activity_id in seen:
+                return
+            seen.add(act.record.activity_id)
+            out.append(act)
+            for child in children.get(act.record.activity_id, []):
+                walk(child)
+
+        for root in roots:
+            walk(root)
+        return out
+
+    def _publish(self, *, force: bool) -> None:
+        if self._sink is None:
+            self._sink = DisplayHandleSink()
+        now = self._clock()
+        if (
+            not force
+            and self._last_shown is not None
+            and now - self._last_shown < self._min_interval
+        ):
+            self._dirty = True
+            return
+        self._last_shown = now
+        self._dirty = False
+        if not self._activities:
+            if self.updates:
+                self._sink.clear()
+            return
+        self._sink.show(self.render())
+        self.updates += 1
+
+    def render(self) -> MimeBundle:
+        """The bundle for the current activities."""
+        text_lines: list[str] = []
+        html_lines: list[str] = []
+        for act in self._ordered():
+            rec = act.record
+            depth = self._depth(rec)
+            status = rec.status_description or ""
+            pct = rec.percent_complete
+            line = "  " * depth + f"{rec.activity}: {status}"
+            if pct >= 0:
+                line += f" {_bar(pct)} {pct}%"
+            if rec.seconds_remaining >= 0:
+                line += f" ({rec.seconds_remaining}s remaining)"
+            if rec.current_operation:
+                line += f" {rec.current_operation}"
+            text_lines.append(line)
+            if self.style == "bar":
+                bar = (
+                    f'<progress value="{pct}" max="100"></progress> {pct}%'
+                    if pct >= 0
+                    else '<progress></progress>'
+                )
+                remaining = (
+                    f' <span class="hvmagic-progress-remaining">'
+                    f"{rec.seconds_remaining}s remaining</span>"
+                    if rec.seconds_remaining >= 0
+                    else ""
+                )
+                operation = (
+                    f' <span class="hvmagic-progress-operation">'
+                    f"{html.escape(rec.current_operation)}</span>"
+                    if rec.current_operation
+                    else ""
+                )
+                html_lines.append(
+                    f'<div class="hvmagic-progress-activity" data-activity-id="{rec.activity_id}"'
+                    f' style="margin-left:{1.5 * depth}em">'
+                    f"<b>{html.escape(rec.activity)}</b> {html.escape(status)} "
+                    f"{bar}{remaining}{operation}</div>"
+                )
+        bundle = {"text/plain": "\n".join(text_lines)}
+        if self.style == "bar":
+            bundle["text/html"] = (
+                '<div class="hvmagic-progress">' + "".join(html_lines) + "</div>"
+            )
+        else:
+            bundle["text/html"] = (
+                '<pre class="hvmagic-progress">' + html.escape(bundle["text/plain"]) + "</pre>"
+            )
+        return bundle
+
+
+# --------------------------------------------------------------------------------------------
+# a running pipeline
+
+
+def publish(bundle: MimeBundle) -> None:
+    """Show a bundle in the current frontend (rich in notebooks, ``text/plain`` in terminals)."""
+    from IPython.display import display
+
+    display(bundle, raw=True)
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (its displays can be updated in place), False in a terminal."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()
+    return shell is not None and "ipykernel" in type(shell.display_pub).__module__
+
+
+class LiveRenderer:
+    """Shows a pipeline's stream records as they arrive; its :meth:`on_event` is the
+    ``on_event`` callback of :meth:`hvmagic.session.Session.run`.
+
+    Output values are not shown live (they become one table at the end). Error records are shown
+    at once, in stream order, and remembered so that a record the session also reports in the
+    final result or a terminating exception is not shown twice.
+    """
+
+    def __init__(
+        self,
+        *,
+        show_streams: Iterable[str] = TEXT_STREAMS,
+        progress_style: str = "bar",
+        publish_bundle: Callable[[MimeBundle], None] = publish,
+        progress_sink: DisplaySink | None = None,
+    ) -> None:
+        self.show_streams = frozenset(show_streams)
+        self._publish = publish_bundle
+        if progress_sink is None and progress_style != "none" and not in_kernel():
+            progress_sink = TerminalLineSink()
+        self.progress = ProgressView(progress_style, progress_sink)
+        self._shown_errors: list[Any] = []
+        #: how many records of each stream arrived (shown or not)
+        self.counts: dict[str, int] = {}
+
+    def on_event(self, stream: str, record: Any) -> None:
+        self.counts[stream] = self.counts.get(stream, 0) + 1
+        if stream == "output":
+            return
+        if stream == "error":
+            self.show_error(record)
+        elif stream == "progress":
+            if isinstance(record, ProgressRecord):
+                self.progress.update(record)
+        elif stream in self.show_streams and stream in TEXT_STREAMS:
+            if stream == "information" and isinstance(record, InformationRecord) and (
+                record.is_host_output and "host" in self.counts
+            ):
+                # PowerShell 5+ reports Write-Host twice: as host text and as an information
+                # record tagged PSHOST; the host call already showed it
+                return
+            self._publish(render_stream(stream, record))
+
+    def already_shown(self, record: Any) -> bool:
+        # identity, not equality: a loop that writes the same error three times shows it thrice
+        return any(record is seen for seen in self._shown_errors)
+
+    def show_error(self, record: Any) -> None:
+        if self.already_shown(record):
+            return
+        self._shown_errors.append(record)
+        self._publish(render_error(record))
+
+    def show_missing_errors(self, errors: Sequence[Any]) -> None:
+        """Show the errors of a finished run that did not arrive through :meth:`on_event`."""
+        missing = [e for e in errors if not self.already_shown(e)]
+        if self._shown_errors and len(missing) == len(errors):
+            # the session handed out copies rather than the live objects: count, don't compare
+            missing = list(errors[len(self._shown_errors):])
+        for record in missing:
+            self.show_error(record)
+
+    def finish(self) -> None:
+        self.progress.finish()
+
+
+def render_records_table(rows: Sequence[Mapping[str, Any]]) -> MimeBundle:
+    """A small table of plain dicts (``%vmsessions``), without pandas."""
+    if not rows:
+        return {"text/plain": "", "text/html": ""}
+    headers = list(rows[0])
+    cells = [[str(row.get(h, "")) for h in headers] for row in rows]
+    # the "default" column holds only the '*' marker and has no visible header
+    shown_headers = ["" if h == "default" else h for h in headers]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(shown_headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(shown_headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join(("-" * w if h != "default" else " " * w)
+                           for h, w in zip(headers, widths, strict=True)).rstrip())
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in cells]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in shown_headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells
+    )
+    markup = (
+        f'<table class="hvmagic-sessions"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+    return {"text/plain": "\n".join(lines), "text/html": markup}

@@ -1,0 +1,1068 @@
+"""IPython magics: ``%vmconnect``, ``%%vmps``/``%vmps``, ``%vmcopy``, sessions, cell mode.
+
+``%load_ext hvmagic`` registers them. Each magic is thin: parse arguments, call the plain API
+(:func:`hvmagic.connect`, :meth:`Session.run`, :meth:`Session.copy_to`), hand the result to
+:mod:`hvmagic.display`. A user mistake is a one-line :class:`UsageError`; a PowerShell failure is
+rendered like PowerShell renders it and then raises a short :class:`PowerShellError` (no Python
+traceback) so that a notebook run headlessly stops at the failing cell.
+
+Syntax (``%vmps?`` etc. print the full help)::
+
+    %vmconnect NAME [-u USER] [--configuration NAME] [--via auto|direct|process|sim|replay]
+               [--alias A] [--record FILE] [--replay FILE] [--password-env VAR]
+               [--credential VAR] [--session VAR] [--allow-legacy] [--timeout S]
+    %vmsessions                       list sessions, '*' marks the default
+    %vmuse ALIAS                      make ALIAS the default session
+    %vmclose [ALIAS] [--all]          close one session (default: the default one) or all
+    %%vmps [TARGET] [-o VAR] [--with a,b] [--timeout S] [--columns default|all|A,B] [--raw]
+           [--no-raise] [--session ALIAS]
+    %vmps [options] SCRIPT            the same for one line (options first, then the script)
+    %vmcopy [-r] [--force] [--gsi] SRC DST     exactly one side is VM:path or ALIAS:path
+    %vmps_mode on|off                 (alias %vmcellmode) plain cells run as %%vmps
+
+In PowerShell cell mode a cell whose first line is ``#py`` runs as Python, and cells that start
+with ``%`` or ``!`` run as IPython magics/shell commands as usual. (``%%python`` is not used as
+the escape because IPython already has a ``%%python`` magic that runs a *subprocess*.)
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import keyword
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Enum, Float, Int, List, Unicode
+
+from hvmagic import display as hvdisplay
+from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
+from hvmagic.errors import (
+    HvMagicError,
+    PipelineTimeoutError,
+    RemoteError,
+    SessionBrokenError,
+    TransportError,
+)
+
+#: where the default session's last :class:`~hvmagic.session.Result` is kept in the user namespace
+LAST_RESULT_VAR = "_vmps_result"
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# --------------------------------------------------------------------------------------------
+# short exceptions: what a notebook shows instead of a Python traceback
+
+
+class _ShortTraceback:
+    """IPython asks an exception for ``_render_traceback_`` before formatting a traceback; the
+    PowerShell error is already rendered above the exception, so one line is enough."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class PowerShellError(_ShortTraceback, RemoteError):
+    """A ``%%vmps`` cell failed: a terminating error, a timeout, or non-terminating errors
+    while ``raise_on_error`` is on. ``result`` holds what the pipeline produced; ``errors``
+    the error records."""
+
+    def __init__(
+        self, message: str, record: Any = None, result: Any = None, errors: Sequence[Any] = ()
+    ) -> None:
+        super().__init__(message, record=record, result=result)
+        self.errors = list(errors)
+
+
+class SessionLostError(_ShortTraceback, SessionBrokenError):
+    """The session's connection died while running a cell; reconnect with ``%vmconnect``."""
+
+
+class PipelineStopped(_ShortTraceback, KeyboardInterrupt):
+    """The kernel was interrupted while a pipeline ran: the pipeline was stopped remotely and the
+    session stays usable. A ``KeyboardInterrupt`` so that *Run all* stops at this cell."""
+
+
+# --------------------------------------------------------------------------------------------
+# sessions
+
+
+@dataclass
+class SessionEntry:
+    alias: str
+    session: Any
+    target: str
+    via: str
+
+
+class SessionRegistry:
+    """Named sessions of one IPython shell and which one is the default.
+
+    Aliases are matched case-insensitively, as Hyper-V matches VM names.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, SessionEntry] = {}
+        self._default: str | None = None
+
+    @staticmethod
+    def _key(alias: str) -> str:
+        return alias.casefold()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[SessionEntry]:
+        return iter(list(self._entries.values()))
+
+    def __contains__(self, alias: object) -> bool:
+        return isinstance(alias, str) and self._key(alias) in self._entries
+
+    @property
+    def default(self) -> SessionEntry | None:
+        return self._entries.get(self._default) if self._default is not None else None
+
+    def add(self, entry: SessionEntry, *, make_default: bool = True) -> SessionEntry | None:
+        """Register ``entry``; returns the entry it replaced (same alias), which the caller
+        closes. The newest connection becomes the default, as the last ``Enter-PSSession``
+        would."""
+        key = self._key(entry.alias)
+        replaced = self._entries.get(key)
+        self._entries[key] = entry
+        if make_default or self._default is None:
+            self._default = key
+        return replaced
+
+    def get(self, alias: str | None = None) -> SessionEntry:
+        """The session named ``alias``, else the default; :class:`LookupError` with a message a
+        user can act on when there is none."""
+        if alias is None:
+            entry = self.default
+            if entry is None:
+                raise LookupError(
+                    "No session: connect first with %vmconnect NAME (or %vmconnect demo --via sim)"
+                )
+            return entry
+        entry = self._entries.get(self._key(alias))
+        if entry is None:
+            known = ", ".join(e.alias for e in self._entries.values()) or "none"
+            raise LookupError(f"No session named {alias!r} (sessions: {known})")
+        return entry
+
+    def use(self, alias: str) -> SessionEntry:
+        entry = self.get(alias)
+        self._default = self._key(entry.alias)
+        return entry
+
+    def remove(self, alias: str) -> SessionEntry:
+        entry = self.get(alias)
+        key = self._key(entry.alias)
+        del self._entries[key]
+        if self._default == key:
+            # fall back to the most recently added remaining session
+            self._default = next(reversed(self._entries), None) if self._entries else None
+        return entry
+
+    def is_default(self, entry: SessionEntry) -> bool:
+        return self._default == self._key(entry.alias)
+
+
+# --------------------------------------------------------------------------------------------
+# argument helpers (pure; unit-tested without IPython)
+
+
+def parse_columns(spec: str | None) -> str | list[str]:
+    """``default`` / ``all`` / ``Name,Status`` → what :func:`hvmagic.to_dataframe` takes."""
+    if spec is None:
+        return "default"
+    text = spec.strip()
+    if text.lower() in ("default", "all"):
+        return text.lower()
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--columns needs default, all or a comma-separated list, not {spec!r}")
+    return names
+
+
+def parse_names(spec: str | None, option: str) -> list[str]:
+    """``a,b`` → ``["a", "b"]``, each a Python identifier (and so a valid PowerShell name)."""
+    if not spec:
+        return []
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for name in names:
+        if not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+            raise UsageError(f"{option}: {name!r} is not a Python variable name")
+    return names
+
+
+def check_identifier(name: str, option: str) -> str:
+    if not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+        raise UsageError(f"{option}: {name!r} is not a valid Python variable name")
+    return name
+
+
+def split_leading_options(
+    line: str, value_options: Sequence[str], flag_options: Sequence[str]
+) -> tuple[str, str]:
+    """Split a line magic into its leading options and the PowerShell that follows.
+
+    ``%vmps -o svc Get-ChildItem -Recurse C:\\x`` → (``-o svc``, ``Get-ChildItem -Recurse C:\\x``):
+    options are read only until the first word that is not one of ours, so PowerShell's own
+    ``-Parameters`` are never taken for options. ``--`` ends the options explicitly. The script
+    part is returned verbatim (quotes, ``$`` and braces untouched).
+    """
+    pos = 0
+    taken: list[str] = []
+    token = re.compile(r"\s*(\S+)")
+    while True:
+        match = token.match(line, pos)
+        if match is None:
+            return " ".join(taken), ""
+        word = match.group(1)
+        name = word.split("=", 1)[0]
+        if word == "--":
+            return " ".join(taken), line[match.end():].strip()
+        if name in flag_options:
+            taken.append(word)
+            pos = match.end()
+            continue
+        if name in value_options:
+            taken.append(word)
+            pos = match.end()
+            if "=" not in word:
+                value = _quoted_or_word(line, pos)
+                if value is None:
+                    return " ".join(taken), ""
+                text, pos = value
+                taken.append(text)
+            continue
+        return " ".join(taken), line[match.start(1):].strip()
+
+
+def _quoted_or_word(line: str, pos: int) -> tuple[str, int] | None:
+    match = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""").match(line, pos)
+    if match is None:
+        return None
+    return match.group(1), match.end()
+
+
+#: ``VM:path`` (default session) or ``ALIAS:path``; one-letter prefixes are drive letters
+_REMOTE_PATH = re.compile(r"^(?P<prefix>[^:\\/]{2,}):(?P<path>.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class CopyEndpoint:
+    path: str
+    session_ref: str | None = None  # None = local; "" = the default session; else an alias
+
+    @property
+    def remote(self) -> bool:
+        return self.session_ref is not None
+
+
+def parse_copy_endpoint(text: str, known_aliases: Callable[[str], bool]) -> CopyEndpoint:
+    """``VM:C:\\x`` → remote in the default session; ``web01:C:\\x`` → remote in session
+    ``web01`` when that alias exists; anything else (``C:\\x``, ``./x``, ``unknown:x``) is local.
+
+    A one-letter prefix is never a session: ``C:\\temp`` is a Windows drive path.
+    """
+    match = _REMOTE_PATH.match(text)
+    if match is None:
+        return CopyEndpoint(text)
+    prefix, path = match.group("prefix"), match.group("path")
+    if prefix.upper() == "VM":
+        return CopyEndpoint(path, "")
+    if known_aliases(prefix):
+        return CopyEndpoint(path, prefix)
+    return CopyEndpoint(text)
+
+
+# --------------------------------------------------------------------------------------------
+# PowerShell cell mode
+
+
+class PowerShellCellMode:
+    """An IPython input transformer: when enabled, a plain cell becomes ``%%vmps`` + the cell.
+
+    Left alone: empty cells, cells starting with ``%`` (magics, including ``%vmps_mode off``) or
+    ``!`` (shell), cells whose first line is ``#py`` (the documented way to run Python in cell
+    mode), and papermill's injected ``# Parameters`` cells.
+    """
+
+    PYTHON_MARKERS = ("#py", "# py", "#python", "# python")
+
+    def __init__(self, magic: str = "vmps") -> None:
+        self.enabled = False
+        self.magic = magic
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        if not self.enabled:
+            return lines
+        first = next((line for line in lines if line.strip()), None)
+        if first is None:
+            return lines
+        head = first.strip()
+        if head.startswith(("%", "!")):
+            return lines
+        lowered = head.lower()
+        if lowered in self.PYTHON_MARKERS or lowered.startswith(("#py ", "# parameters")):
+            return lines
+        return [f"%%{self.magic}\n", *lines]
+
+
+# --------------------------------------------------------------------------------------------
+# Copy-VMFile (Guest Service Interface) from the Hyper-V host
+
+#: the Guest Service Interface integration component's id (same on every Hyper-V version; its
+#: display name is localised, so the id is what the check matches)
+GSI_COMPONENT_ID = "6C09BB55-D683-4DA0-8931-C9BF705F6480"
+
+# Values reach the script through environment variables, never through its text: a path like
+# "x'; Remove-Item C:\ -Recurse; '" stays a path.
+_GSI_SCRIPT = r"""
+$ErrorActionPreference = 'Stop'
+if (-not (Get-Command Copy-VMFile -ErrorAction SilentlyContinue)) {
+    [Console]::Out.WriteLine('HVMAGIC-NO-HYPERV'); exit 3
+}
+$vm = Get-VM -Name $env:HVMAGIC_GSI_VM
+$gsi = Get-VMIntegrationService -VM $vm | Where-Object {
+    $_.Id -like ('*' + $env:HVMAGIC_GSI_ID) -or $_.Name -eq 'Guest Service Interface' }
+if (-not $gsi -or -not $gsi.Enabled) { [Console]::Out.WriteLine('HVMAGIC-GSI-DISABLED'); exit 4 }
+$copy = @{ VM = $vm; SourcePath = $env:HVMAGIC_GSI_SRC; DestinationPath = $env:HVMAGIC_GSI_DST;
+           FileSource = 'Host'; CreateFullPath = $true }
+if ($env:HVMAGIC_GSI_FORCE -eq '1') { $copy.Force = $true }
+Copy-VMFile @copy
+[Console]::Out.WriteLine('HVMAGIC-GSI-OK')
+"""
+
+
+def copy_vmfile(
+    vm_name: str,
+    source: str,
+    destination: str,
+    *,
+    force: bool = False,
+    platform: str = sys.platform,
+    run: Callable[..., Any] = subprocess.run,
+    powershell: str = "powershell.exe",
+) -> str:
+    """Copy a host file into a guest with ``Copy-VMFile`` (host → guest only) and return a
+    one-line summary; raises :class:`UsageError` with the remedy when it cannot work."""
+    if not platform.startswith("win"):
+        raise UsageError(
+            "--gsi uses Copy-VMFile, which runs on the Hyper-V host itself (Windows with the "
+            f"Hyper-V PowerShell module); this machine is {platform}. Copy over the session "
+            "instead: drop --gsi."
+        )
+    import base64
+
+    encoded = base64.b64encode(_GSI_SCRIPT.encode("utf-16-le")).decode("ascii")
+    env = dict(os.environ)
+    env.update(
+        HVMAGIC_GSI_VM=vm_name,
+        HVMAGIC_GSI_SRC=source,
+        HVMAGIC_GSI_DST=destination,
+        HVMAGIC_GSI_ID=GSI_COMPONENT_ID,
+        HVMAGIC_GSI_FORCE="1" if force else "0",
+    )
+    try:
+        done = run(
+            [powershell, "-NoProfile", "-NonInteractive", "-EncodedCommand", encoded],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise UsageError(f"--gsi needs {powershell} on this machine (a Hyper-V host)") from exc
+    out = (done.stdout or "") + (done.stderr or "")
+    if "HVMAGIC-NO-HYPERV" in out:
+        raise UsageError(
+            "--gsi: Copy-VMFile is not available: this is not a Hyper-V host (install the "
+            "Hyper-V PowerShell module, or drop --gsi to copy over the session)"
+        )
+    if "HVMAGIC-GSI-DISABLED" in out:
+        raise UsageError(
+            f"--gsi: the Guest Service Interface integration service of VM {vm_name!r} is "
+            "disabled; enable it with: Enable-VMIntegrationService -VMName "
+            f"'{vm_name}' -Name 'Guest Service Interface' (or drop --gsi)"
+        )
+    if done.returncode != 0 or "HVMAGIC-GSI-OK" not in out:
+        first = next((line for line in out.splitlines() if line.strip()), "no output")
+        raise UsageError(f"--gsi: Copy-VMFile failed (exit {done.returncode}): {first.strip()}")
+    return f"Copied {source} to {vm_name}:{destination} with Copy-VMFile (Guest Service Interface)"
+
+
+# --------------------------------------------------------------------------------------------
+# the magics
+
+
+def _explain(exc: BaseException) -> str | None:
+    """The doctor's explanation of a connection failure, when ``hvmagic.doctor`` provides one."""
+    try:
+        doctor = importlib.import_module("hvmagic.doctor")
+    except ImportError:
+        return None
+    explain = getattr(doctor, "explain", None)
+    if not callable(explain):
+        return None
+    try:
+        text = explain(exc)
+    except Exception:
+        # the explanation is a courtesy; a bug in it must not hide the connection error itself
+        return None
+    return str(text) if text else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+_VMPS_VALUE_OPTIONS = ("-o", "--out", "--with", "--timeout", "--columns", "--session", "-s")
+_VMPS_FLAG_OPTIONS = ("--raw", "--no-raise")
+
+
+@magics_class
+class VmMagics(Magics):
+    """PowerShell in Hyper-V guests from IPython (``%load_ext hvmagic``).
+
+    Settings (``%config VmMagics.NAME = value``, or ``c.VmMagics.NAME`` in a config file):
+
+    * ``displaylimit`` (int, 20): rows of a result table shown; the rest are summarised in a
+      "showing N of M rows" notice (the variable from ``-o`` holds all). 0 shows all.
+    * ``raise_on_error`` (bool, True): a cell whose pipeline wrote errors raises at the end so a
+      notebook run headlessly stops there (per cell: ``--no-raise``).
+    * ``progress_style`` ("bar" | "text" | "none"): how ``Write-Progress`` is shown.
+    * ``default_columns`` (str, "default"): ``default`` (PowerShell's default columns), ``all``,
+      or a comma-separated list; per cell: ``--columns``.
+    * ``default_timeout`` (float or None): seconds before a pipeline is stopped; per cell:
+      ``--timeout``.
+    * ``show_streams`` (list): which of warning, verbose, debug, information, host are shown live.
+    """
+
+    displaylimit = Int(
+        20, help="Rows of a result table to show (0 = all); the rest are counted in a notice."
+    ).tag(config=True)
+    raise_on_error = Bool(
+        True, help="Raise at the end of a cell whose pipeline wrote errors (CI stops there)."
+    ).tag(config=True)
+    progress_style = Enum(
+        ["bar", "text", "none"], "bar", help="Write-Progress display: bar, text or none."
+    ).tag(config=True)
+    default_columns = Unicode(
+        "default", help="Columns of result tables: default, all, or Name,Status,..."
+    ).tag(config=True)
+    default_timeout = Float(
+        None, allow_none=True, help="Seconds before a pipeline is stopped (None = no limit)."
+    ).tag(config=True)
+    show_streams = List(
+        Unicode(),
+        default_value=list(hvdisplay.TEXT_STREAMS),
+        help="Streams shown live: any of warning, verbose, debug, information, host.",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.sessions = SessionRegistry()
+        self.cell_mode = PowerShellCellMode()
+
+    # ---------------------------------------------------------------------------- connect
+    @no_var_expand
+    @magic_arguments()
+    @argument("name", nargs="?", default=None,
+              help="VM name (or id); with --via sim a label for the simulated guest "
+                   "(default 'demo')")
+    @argument("-u", "--username", default=None,
+              help="guest user (DOMAIN\\user, user@domain); the password is asked without echo")
+    @argument("--configuration", default=None, help="session configuration name in the guest")
+    @argument("--via", default=None, choices=["auto", "direct", "process", "sim", "replay"],
+              help="direct = PowerShell Direct over hvsocket; process = local powershell.exe -s "
+                   "then -VMName; sim = the built-in simulated guest; replay = a recording")
+    @argument("--alias", default=None, help="name for this session (default: NAME)")
+    @argument("--record", default=None, metavar="FILE", help="record every run into FILE")
+    @argument("--replay", default=None, metavar="FILE", help="serve runs from a recording")
+    @argument("--password-env", default=None, metavar="VAR",
+              help="take the password from environment variable VAR")
+    @argument("--credential", default=None, metavar="VAR",
+              help="take user and password from the PSCredential in Python variable VAR")
+    @argument("--session", default=None, metavar="VAR",
+              help="adopt the hvmagic Session object in Python variable VAR")
+    @argument("--allow-legacy", action="store_true",
+              help="allow the unauthenticated legacy PowerShell Direct handshake (old guests)")
+    @argument("--timeout", type=float, default=None, help="connect timeout in seconds")
+    @line_magic
+    def vmconnect(self, line: str) -> None:
+        """Open a session to a VM and make it the default.
+
+        Password sources, first match wins: --credential VAR (a PSCredential), --password-env
+        VAR, the HVMAGIC_PASSWORD environment variable, the keyring package (service
+        'hvmagic') when installed, else a getpass prompt. The password is never echoed, stored,
+        logged or written to outputs/history.
+        """
+        args = self._parse(self.vmconnect, line)
+        if args.session:
+            self._adopt_session(args)
+            return
+        via = args.via or ("replay" if args.replay else "auto")
+        name = args.name or ("demo" if via == "sim" else None)
+        if not name:
+            raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
+        alias = args.alias or name
+        kwargs: dict[str, Any] = {"via": via}
+        for option in ("configuration", "record", "replay", "timeout"):
+            value = getattr(args, option)
+            if value is not None:
+                kwargs[option] = value
+        if args.allow_legacy:
+            kwargs["allow_legacy"] = True
+        kwargs.update(self._credentials(args))
+        import hvmagic
+
+        try:
+            session = hvmagic.connect(name, **kwargs)
+        except (HvMagicError, OSError, ValueError) as exc:
+            explanation = _explain(exc)
+            if explanation:
+                print(explanation)
+            raise UsageError(f"Could not connect to {name!r} ({via}): {_first_line(exc)}") from exc
+        finally:
+            kwargs.clear()  # drop our reference to the password at once
+        self._register(SessionEntry(alias, session, name, via))
+
+    def _credentials(self, args: Any) -> dict[str, Any]:
+        if args.credential:
+            value = self._user_value(args.credential, "--credential")
+            if not isinstance(value, PSCredential):
+                raise UsageError(
+                    f"--credential: {args.credential!r} is a {type(value).__name__}, "
+                    "not a PSCredential"
+                )
+            return {"credential": value}
+        if args.username is None:
+            if args.password_env:
+                raise UsageError("--password-env needs -u USER")
+            return {}
+        password: SecureString
+        if args.password_env:
+            env_value = os.environ.get(args.password_env)
+            if env_value is None:
+                raise UsageError(f"--password-env: environment variable {args.password_env} "
+                                 "is not set")
+            password = SecureString(env_value)
+        else:
+            password = self._password_from_sources(args.username)
+        return {"username": args.username, "password": password}
+
+    @staticmethod
+    def _password_from_sources(username: str) -> SecureString:
+        try:
+            credentials = importlib.import_module("hvmagic.credentials")
+        except ImportError:
+            credentials = None
+        try:
+            if credentials is not None and hasattr(credentials, "get_password"):
+                secret = credentials.get_password(username)
+                if isinstance(secret, SecureString):
+                    return secret
+                return SecureString(str(secret))
+            return SecureString(getpass.getpass(f"Password for {username}: "))
+        except NotImplementedError as exc:
+            # ipykernel raises StdinNotImplementedError when the frontend cannot prompt
+            # (nbclient, papermill): say how to give the password instead
+            raise UsageError(
+                f"No password for {username}: this frontend cannot prompt; use "
+                "--password-env VAR, HVMAGIC_PASSWORD, --credential VAR or keyring"
+            ) from exc
+        except HvMagicError as exc:
+            raise UsageError(_first_line(exc)) from exc
+
+    def _adopt_session(self, args: Any) -> None:
+        session = self._user_value(args.session, "--session")
+        if not callable(getattr(session, "run", None)):
+            raise UsageError(f"--session: {args.session!r} is not an hvmagic Session")
+        target = args.name or str(getattr(session, "name", args.session))
+        alias = args.alias or target
+        self._register(SessionEntry(alias, session, target, "python"))
+
+    def _register(self, entry: SessionEntry) -> None:
+        replaced = self.sessions.add(entry)
+        if replaced is not None and replaced.session is not entry.session:
+            self._close_quietly(replaced)
+        description = getattr(entry.session, "description", None) or entry.target
+        named = "" if entry.alias == entry.target else f" as {entry.alias!r}"
+        note = " (replaced the previous session of that name)" if replaced else ""
+        print(f"Connected to {description}{named}; default session{note}.")
+
+    @staticmethod
+    def _close_quietly(entry: SessionEntry) -> None:
+        try:
+            entry.session.close()
+        except (HvMagicError, OSError):
+            # the connection is going away either way; a close that fails leaves nothing to do
+            return
+
+    # ---------------------------------------------------------------------------- sessions
+    @no_var_expand
+    @magic_arguments()
+    @line_magic
+    def vmsessions(self, line: str) -> None:
+        """List the open sessions; '*' marks the default one."""
+        self._parse(self.vmsessions, line)
+        if not len(self.sessions):
+            print("No sessions. Connect with %vmconnect NAME (or %vmconnect demo --via sim).")
+            return
+        rows = []
+        for entry in self.sessions:
+            state = "broken" if getattr(entry.session, "broken", False) else "open"
+            rows.append(
+                {
+                    "default": "*" if self.sessions.is_default(entry) else "",
+                    "alias": entry.alias,
+                    "target": entry.target,
+                    "via": entry.via,
+                    "state": state,
+                    "connection": str(getattr(entry.session, "description", "")),
+                }
+            )
+        hvdisplay.publish(hvdisplay.render_records_table(rows))
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("alias", help="the session to make the default")
+    @line_magic
+    def vmuse(self, line: str) -> None:
+        """Make ALIAS the default session for %%vmps and %vmcopy."""
+        args = self._parse(self.vmuse, line)
+        try:
+            entry = self.sessions.use(args.alias)
+        except LookupError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"Default session: {entry.alias}")
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("alias", nargs="?", default=None, help="the session to close (default: default)")
+    @argument("--all", action="store_true", help="close every session")
+    @line_magic
+    def vmclose(self, line: str) -> None:
+        """Close a session (the default one unless ALIAS is given), or all of them."""
+        args = self._parse(self.vmclose, line)
+        if args.all:
+            closed = [entry.alias for entry in self.sessions]
+            self.close_all()
+            print(f"Closed {len(closed)} session(s)" + (f": {', '.join(closed)}" if closed else ""))
+            return
+        try:
+            entry = self.sessions.remove(args.alias) if args.alias else self.sessions.remove(
+                self.sessions.get().alias
+            )
+        except LookupError as exc:
+            raise UsageError(str(exc)) from None
+        self._close_quietly(entry)
+        current = self.sessions.default
+        after = f"; default session is now {current.alias}" if current else ""
+        print(f"Closed {entry.alias}{after}")
+
+    def close_all(self) -> None:
+        for entry in self.sessions:
+            self.sessions.remove(entry.alias)
+            self._close_quietly(entry)
+
+    # ---------------------------------------------------------------------------- vmps
+    @no_var_expand
+    @magic_arguments()
+    @argument("target", nargs="?", default=None,
+              help="(cell magic) the session alias to run in; default: the default session")
+    @argument("-o", "--out", default=None, metavar="VAR",
+              help="bind the result (DataFrame, list of text lines, or raw values) to VAR")
+    @argument("--with", dest="with_vars", default=None, metavar="a,b",
+              help="pass these Python variables as PowerShell variables of the same name "
+                   "(serialized parameters, never pasted into the script)")
+    @argument("--timeout", type=float, default=None, help="stop the pipeline after S seconds")
+    @argument("--columns", default=None,
+              help="default (PowerShell's default columns), all, or Name,Status,...")
+    @argument("--raw", action="store_true",
+              help="bind the deserialized values instead of a DataFrame")
+    @argument("--no-raise", action="store_true",
+              help="do not raise at the end when the pipeline wrote errors")
+    @argument("-s", "--session", default=None, metavar="ALIAS",
+              help="the session to run in (the line magic's way to name one)")
+    @line_cell_magic
+    def vmps(self, line: str, cell: str | None = None) -> None:
+        """Run PowerShell in the guest: %%vmps [TARGET] [options] + script, or %vmps [options]
+        SCRIPT on one line.
+
+        The script runs dot-sourced in the session, so variables and functions persist between
+        cells. $x and {x} are PowerShell's: nothing is expanded by IPython. Objects are shown as
+        a DataFrame with PowerShell's default columns, strings as text; warning, verbose, debug,
+        information and Write-Host text appear live; Write-Progress as a progress bar; errors as
+        PowerShell prints them, after which the cell raises (unless --no-raise). The last
+        Result is also kept in _vmps_result.
+        """
+        if cell is None:
+            options, script = split_leading_options(
+                line, _VMPS_VALUE_OPTIONS, _VMPS_FLAG_OPTIONS
+            )
+            args = self._parse(self.vmps, options)
+            if not script.strip():
+                raise UsageError("%vmps needs a script: %vmps [options] Get-Service  "
+                                 "(or use the cell magic %%vmps)")
+        else:
+            args = self._parse(self.vmps, line)
+            script = cell
+            if args.target and args.session and args.target != args.session:
+                raise UsageError("give the session either as TARGET or with --session, not both")
+        self.run_script(script, args)
+
+    def run_script(self, script: str, args: Any) -> None:
+        try:
+            entry = self.sessions.get(args.session or args.target)
+        except LookupError as exc:
+            raise UsageError(str(exc)) from None
+        out_var = check_identifier(args.out, "-o") if args.out else None
+        parameters = {
+            name: self._user_value(name, "--with")
+            for name in parse_names(args.with_vars, "--with")
+        }
+        columns = parse_columns(args.columns or self.default_columns)
+        timeout = args.timeout if args.timeout is not None else self.default_timeout
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"--timeout must be positive, not {timeout}")
+        raise_on_error = self.raise_on_error and not args.no_raise
+
+        live = hvdisplay.LiveRenderer(
+            show_streams=self.show_streams, progress_style=self.progress_style
+        )
+        session = entry.session
+        try:
+            result = session.run(
+                script, parameters=parameters or None, timeout=timeout, on_event=live.on_event
+            )
+        except KeyboardInterrupt:
+            live.finish()
+            print(f"Pipeline stopped (interrupted); session {entry.alias!r} is still usable.")
+            raise PipelineStopped("the kernel was interrupted; the remote pipeline was stopped")\
+                from None
+        except PipelineTimeoutError as exc:
+            live.finish()
+            self._show_partial(exc.result, live)
+            raise PowerShellError(
+                f"Pipeline stopped after the {timeout:g} s timeout; session {entry.alias!r} is "
+                "still usable",
+                result=exc.result,
+            ) from None
+        except RemoteError as exc:
+            live.finish()
+            self._show_partial(exc.result, live)
+            record = exc.record if exc.record is not None else str(exc)
+            live.show_error(record)
+            summary = exc.record.message if isinstance(exc.record, ErrorRecord) else str(exc)
+            raise PowerShellError(
+                _one_line(summary), record=exc.record, result=exc.result,
+                errors=[*getattr(exc.result, "errors", []), record],
+            ) from None
+        except (SessionBrokenError, TransportError) as exc:
+            live.finish()
+            raise SessionLostError(
+                f"session {entry.alias!r} lost its connection ({_first_line(exc)}); "
+                f"reconnect with %vmconnect"
+            ) from None
+        live.finish()
+        live.show_missing_errors(list(result.errors))
+        value = self._show_output(result, columns, args.raw, out_var)
+        if out_var:
+            self._shell.user_ns[out_var] = value
+        self._shell.user_ns[LAST_RESULT_VAR] = result
+        if result.had_errors and raise_on_error:
+            count = len(result.errors)
+            what = f"{count} error(s)" if count else f"the pipeline ended {result.state}"
+            raise PowerShellError(
+                f"{what} in the pipeline (shown above); use --no-raise or "
+                "%config VmMagics.raise_on_error = False to continue past errors",
+                result=result,
+                errors=list(result.errors),
+            )
+
+    def _show_partial(self, result: Any, live: hvdisplay.LiveRenderer) -> None:
+        if result is None:
+            return
+        live.show_missing_errors(list(getattr(result, "errors", [])))
+        output = list(getattr(result, "output", []))
+        if output:
+            self._show_output(result, parse_columns(self.default_columns), False, None)
+
+    def _show_output(self, result: Any, columns: str | list[str], raw: bool,
+                     out_var: str | None) -> Any:
+        values = list(result.output)
+        if not values:
+            return values if raw else _empty_frame()
+        if hvdisplay.is_text_output(values):
+            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
+            return values
+        try:
+            frame = result.frame(columns)
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f"--columns: {_first_line(exc)}") from None
+        hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit, bound_to=out_var))
+        return values if raw else frame
+
+    # ---------------------------------------------------------------------------- vmcopy
+    @no_var_expand
+    @magic_arguments()
+    @argument("source", help="local path (wildcards allowed) or VM:path / ALIAS:path")
+    @argument("destination", help="local path or VM:path / ALIAS:path")
+    @argument("-r", "--recurse", action="store_true", help="copy directories recursively")
+    @argument("--force", action="store_true", help="overwrite existing files")
+    @argument("--gsi", action="store_true",
+              help="use Copy-VMFile (Guest Service Interface) on this Hyper-V host; "
+                   "host to guest only")
+    @line_magic
+    def vmcopy(self, line: str) -> None:
+        """Copy files between this machine and a guest: exactly one of SRC and DST is
+        VM:path (the default session) or ALIAS:path (a named session). Existing files are
+        kept unless --force. Transfers are chunked, SHA-256 verified and show a progress bar."""
+        args = self._parse(self.vmcopy, line)
+        src = parse_copy_endpoint(args.source, self.sessions.__contains__)
+        dst = parse_copy_endpoint(args.destination, self.sessions.__contains__)
+        if src.remote == dst.remote:
+            raise UsageError(
+                "%vmcopy: exactly one side must be in the guest, written VM:path (default "
+                "session) or ALIAS:path, e.g. %vmcopy setup.ps1 VM:C:\\Temp\\setup.ps1"
+            )
+        remote = src if src.remote else dst
+        if args.gsi:
+            if src.remote:
+                raise UsageError("--gsi copies host → guest only (Copy-VMFile -FileSource Host); "
+                                 "drop --gsi to copy out of the guest")
+            vm_name = self._gsi_vm_name(remote)
+            print(copy_vmfile(vm_name, src.path, dst.path, force=args.force))
+            return
+        try:
+            entry = self.sessions.get(remote.session_ref or None)
+        except LookupError as exc:
+            raise UsageError(str(exc)) from None
+        view = hvdisplay.ProgressView(
+            self.progress_style,
+            None if hvdisplay.in_kernel() or self.progress_style == "none"
+            else hvdisplay.TerminalLineSink(),
+        )
+        direction = "to" if dst.remote else "from"
+        activity = f"Copying {args.source} → {args.destination}"
+        on_progress = _copy_progress_adapter(view, activity)
+        kwargs: dict[str, Any] = {"overwrite": args.force, "on_progress": on_progress}
+        if args.recurse:
+            kwargs["recurse"] = True
+        session = entry.session
+        try:
+            if dst.remote:
+                summary = session.copy_to(src.path, dst.path, **kwargs)
+            else:
+                summary = session.copy_from(src.path, dst.path, **kwargs)
+        except KeyboardInterrupt:
+            view.finish()
+            print(f"Copy stopped (interrupted); session {entry.alias!r} is still usable.")
+            raise PipelineStopped("the kernel was interrupted; the copy was stopped") from None
+        except FileExistsError as exc:
+            view.finish()
+            raise UsageError(f"%vmcopy: {_first_line(exc)} (use --force to overwrite)") from None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            view.finish()
+            raise UsageError(f"%vmcopy: {_first_line(exc)}") from None
+        except RemoteError as exc:
+            view.finish()
+            if exc.record is not None:
+                hvdisplay.publish(hvdisplay.render_error(exc.record))
+            raise PowerShellError(_one_line(str(exc)), record=exc.record) from None
+        view.finish()
+        print(_copy_summary(summary, direction, entry.alias))
+
+    def _gsi_vm_name(self, remote: CopyEndpoint) -> str:
+        ref = remote.session_ref
+        entry = self.sessions.default if not ref else (
+            self.sessions.get(ref) if ref in self.sessions else None
+        )
+        if entry is None:
+            raise UsageError("--gsi needs the VM: connect first, or write ALIAS:path with an "
+                             "open session's alias")
+        return entry.target
+
+    # ---------------------------------------------------------------------------- cell mode
+    @no_var_expand
+    @magic_arguments()
+    @argument("state", nargs="?", default=None, choices=["on", "off"],
+              help="on: plain cells run as %%vmps in the default session; off: Python again")
+    @line_magic
+    def vmps_mode(self, line: str) -> None:
+        """PowerShell cell mode. While on, every plain cell runs as %%vmps in the default
+        session; a cell whose first line is #py runs as Python, and cells starting with % or !
+        run as usual (so %vmps_mode off works)."""
+        args = self._parse(self.vmps_mode, line)
+        if args.state is None:
+            print(f"PowerShell cell mode is {'on' if self.cell_mode.enabled else 'off'}")
+            return
+        if args.state == "on":
+            self.sessions_default_or_usage()
+        self.cell_mode.enabled = args.state == "on"
+        if self.cell_mode.enabled:
+            print("PowerShell cell mode on: cells run in the default session; start a cell "
+                  "with #py for Python, %vmps_mode off to leave")
+        else:
+            print("PowerShell cell mode off")
+
+    @no_var_expand
+    @line_magic
+    def vmcellmode(self, line: str) -> None:
+        """Alias of %vmps_mode (on|off)."""
+        self.vmps_mode(line)
+
+    def sessions_default_or_usage(self) -> SessionEntry:
+        try:
+            return self.sessions.get()
+        except LookupError as exc:
+            raise UsageError(str(exc)) from None
+
+    # ---------------------------------------------------------------------------- helpers
+    @property
+    def _shell(self) -> Any:
+        if self.shell is None:
+            raise UsageError("hvmagic's magics need an IPython shell (%load_ext hvmagic)")
+        return self.shell
+
+    def _parse(self, magic: Callable[..., Any], line: str) -> Any:
+        try:
+            return parse_argstring(magic, line)
+        except UsageError as exc:
+            raise UsageError(f"%{magic.__name__}: {_first_line(exc)}") from None
+        except ValueError as exc:  # unbalanced quotes from the splitter
+            raise UsageError(f"%{magic.__name__}: {_first_line(exc)}") from None
+
+    def _user_value(self, name: str, option: str) -> Any:
+        check_identifier(name, option)
+        namespace: Mapping[str, Any] = self._shell.user_ns
+        if name not in namespace:
+            raise UsageError(f"{option}: name {name!r} is not defined in Python")
+        return namespace[name]
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "the pipeline failed"
+
+
+def _empty_frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _copy_progress_adapter(view: hvdisplay.ProgressView, activity: str) -> Callable[..., None]:
+    """Feeds the copy engine's progress reports into a progress view. The engine reports either
+    a :class:`ProgressRecord` or ``(bytes_done, bytes_total)``."""
+
+    def on_progress(*report: Any, **named: Any) -> None:
+        if report and isinstance(report[0], ProgressRecord):
+            view.update(report[0])
+            return
+        done = named.get("done", report[0] if report else 0)
+        total = named.get("total", report[1] if len(report) > 1 else 0)
+        percent = int(done * 100 / total) if total else -1
+        status = f"{_human_bytes(done)} of {_human_bytes(total)}" if total else _human_bytes(done)
+        view.update(
+            ProgressRecord(
+                activity, 1, status, percent_complete=percent,
+                record_type="Completed" if total and done >= total else "Processing",
+            )
+        )
+
+    return on_progress
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+def _copy_summary(summary: Any, direction: str, alias: str) -> str:
+    if isinstance(summary, str):
+        return summary
+    files = getattr(summary, "files", None)
+    total = getattr(summary, "bytes", None)
+    if files is not None and total is not None:
+        count = len(files) if isinstance(files, (list, tuple)) else int(files)
+        return (f"Copied {count} file(s), {_human_bytes(total)} {direction} {alias} "
+                "(SHA-256 verified)")
+    if isinstance(summary, (list, tuple)):
+        return f"Copied {len(summary)} file(s) {direction} {alias} (SHA-256 verified)"
+    return f"Copied {direction} {alias}"
+
+
+# --------------------------------------------------------------------------------------------
+# extension entry points
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register :class:`VmMagics` and the (disabled) PowerShell cell-mode transformer."""
+    existing = getattr(ipython, "_hvmagic_magics", None)
+    if existing is not None:
+        return  # %load_ext twice (or %reload_ext without unload) keeps the open sessions
+    magics = VmMagics(shell=ipython)
+    ipython.register_magics(magics)
+    # cleanup transformers run before IPython turns %%magic into a call, so a prepended
+    # "%%vmps" line is handled exactly like one the user typed
+    ipython.input_transformers_cleanup.insert(0, magics.cell_mode)
+    ipython._hvmagic_magics = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Close all sessions, remove the transformer and the magics."""
+    magics = getattr(ipython, "_hvmagic_magics", None)
+    if magics is None:
+        return
+    magics.close_all()
+    if magics.cell_mode in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(magics.cell_mode)
+    table = ipython.magics_manager.magics
+    for kind in ("line", "cell"):
+        for name in list(magics.magics.get(kind, {})):
+            table[kind].pop(name, None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    del ipython._hvmagic_magics
+
+
+__all__ = [
+    "LAST_RESULT_VAR",
+    "CopyEndpoint",
+    "PipelineStopped",
+    "PowerShellCellMode",
+    "PowerShellError",
+    "SessionEntry",
+    "SessionLostError",
+    "SessionRegistry",
+    "VmMagics",
+    "copy_vmfile",
+    "load_ipython_extension",
+    "parse_columns",
+    "parse_copy_endpoint",
+    "split_leading_options",
+    "unload_ipython_extension",
+]
