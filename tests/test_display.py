@@ -78,8 +78,10 @@ def test_error_without_position_has_no_command_prefix_and_html_is_escaped() -> N
 @pytest.mark.parametrize(
     ("stream", "record", "plain"),
     [
-        ("verbose", InformationalRecord({"InformationalRecord_Message": "Loading"}), "VERBOSE: Loading"),
-        ("warning", InformationalRecord({"InformationalRecord_Message": "disk low"}), "WARNING: disk low"),
+        ("verbose", InformationalRecord({"InformationalRecord_Message": "Loading"}),
+         "VERBOSE: Loading"),
+        ("warning", InformationalRecord({"InformationalRecord_Message": "disk low"}),
+         "WARNING: disk low"),
         ("debug", InformationalRecord({"InformationalRecord_Message": "x=1"}), "DEBUG: x=1"),
         ("information", InformationRecord({"MessageData": "step 1", "Tags": []}), "step 1"),
         ("host", "Hello from Write-Host\n", "Hello from Write-Host"),
