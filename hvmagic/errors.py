@@ -38,6 +38,10 @@ class EncodeError(HvMagicError, TypeError):
     """A Python value cannot be serialized to CLIXML."""
 
 
+class FrameError(HvMagicError, ValueError):
+    """Values cannot become a DataFrame as asked (e.g. a bad ``columns=`` argument)."""
+
+
 class ProtocolError(HvMagicError):
     """The peer broke the OutOfProc/PSRP protocol (malformed packet, unexpected message)."""
 

@@ -1,0 +1,447 @@
+"""PowerShell's default table columns per type, as data.
+
+PowerShell decides what a table of objects shows from its formatting files
+(``DotNetTypes.format.ps1xml``, ``FileSystem.format.ps1xml``, the Hyper-V, Storage, NetAdapter,
+ScheduledTasks … module ``*.format.ps1xml``) and, where no view exists, from a type's
+``DefaultDisplayPropertySet`` (``types.ps1xml``). Neither travels with serialized objects, so
+hvmagic ships the views a Hyper-V admin meets daily here, written after Windows PowerShell 5.1
+(what guests run): headers exactly as PowerShell prints them, calculated columns computed the way
+the view's script block computes them.
+
+Two deliberate departures, both so the frame stays analysable:
+
+* Columns PowerShell formats as text for the console keep their number: ``CPU(s)`` is the float
+  of seconds (PowerShell prints ``"{0:N}"``), ``SizeRemaining``/``Size`` of a volume are bytes
+  (PowerShell prints ``"12.5 GB"``), ``LastWriteTime``/``TimeGenerated`` stay datetimes.
+  Where the view's header names a unit (``WS(K)``, ``MemoryAssigned(M)``) the value is converted
+  to that unit the way the script block does (``[long]($_.WS / 1024)``: .NET rounds half to even,
+  as Python's :func:`round` does).
+* Views grouped by a property (files by ``PSParentPath``, events by ``ProviderName``) show only
+  their columns; the grouping property is one ``columns="all"`` away.
+
+Lookup goes through an object's type-name chain, most derived first, ``Deserialized.`` prefixes
+removed, case-insensitively (PowerShell matches type names that way). A name carrying a WMI/CIM
+class (``System.Management.ManagementObject#root\\cimv2\\Win32_Processor``,
+``Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetAdapter``) also
+matches by its class name alone, so ``Get-WmiObject`` and ``Get-CimInstance`` output share a view.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hvmagic.clixml.values import strip_deserialized
+
+Props = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a view: its header and where its value comes from.
+
+    ``properties`` lists property names, the first one an object has wins (aliases differ between
+    PowerShell versions, WMI and CIM). ``compute`` (when set) calculates the value from the
+    object's properties instead, like a format file's ``<ScriptBlock>``.
+    """
+
+    header: str
+    properties: tuple[str, ...] = ()
+    compute: Callable[[Props], Any] | None = None
+
+    def value(self, props: Props) -> Any:
+        if self.compute is not None:
+            return self.compute(props)
+        for name in self.properties:
+            if name in props:
+                return props[name]
+        return None
+
+
+@dataclass(frozen=True)
+class View:
+    """The default table view of a type: ``columns`` in PowerShell's order."""
+
+    type_name: str
+    columns: tuple[Column, ...]
+    #: where PowerShell defines the view (for whoever checks or extends this table)
+    source: str = ""
+    headers: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", tuple(c.header for c in self.columns))
+
+
+# Helpers that keep the table below readable ------------------------------------------------
+
+
+def _first(props: Props, *names: str) -> Any:
+    for name in names:
+        value = props.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _scaled(divisor: int, *names: str) -> Callable[[Props], Any]:
+    """``[long]($_.X / divisor)``: a .NET cast rounds half to even, as :func:`round` does."""
+
+    def compute(props: Props) -> Any:
+        value = _first(props, *names)
+        if value is None or isinstance(value, bool):
+            return None
+        try:
+            return round(value / divisor)
+        except TypeError:
+            return None
+
+    return compute
+
+
+# FileSystem.format.ps1xml (5.1) shows ``Mode`` from a CodeProperty; serialized files carry it,
+# but objects built elsewhere may only have ``Attributes`` (FileAttributes flags).
+_MODE_FLAGS = (("d", 0x10), ("a", 0x20), ("r", 0x1), ("h", 0x2), ("s", 0x4), ("l", 0x400))
+
+
+def file_mode(props: Props) -> Any:
+    """The ``Mode`` column of a file or directory (``d-----``, ``-a----``)."""
+    mode = props.get("Mode")
+    if mode is not None:
+        return mode
+    attributes = props.get("Attributes")
+    if attributes is None:
+        return None
+    try:
+        flags = int(attributes)
+    except (TypeError, ValueError):
+        return None
+    return "".join(letter if flags & bit else "-" for letter, bit in _MODE_FLAGS)
+
+
+def feature_display_name(props: Props) -> Any:
+    """``Display Name`` of Get-WindowsFeature: ``[X] `` when installed, indented by ``Depth``."""
+    name = props.get("DisplayName")
+    if name is None:
+        return None
+    depth = props.get("Depth")
+    indent = "    " * (int(depth) - 1) if isinstance(depth, int) and depth > 1 else ""
+    mark = "[X]" if props.get("Installed") else "[ ]"
+    return f"{indent}{mark} {name}"
+
+
+def _col(spec: str | tuple[str, str | Callable[[Props], Any]] | Column) -> Column:
+    if isinstance(spec, Column):
+        return spec
+    if isinstance(spec, str):
+        return Column(spec, (spec,))
+    header, source = spec
+    if callable(source):
+        return Column(header, (), source)
+    return Column(header, (source,))
+
+
+def _alias(header: str, *names: str) -> Column:
+    return Column(header, names)
+
+
+_VIEWS: list[View] = []
+
+
+def _view(type_names: str | Sequence[str], source: str, *columns: Any) -> None:
+    names = (type_names,) if isinstance(type_names, str) else tuple(type_names)
+    cols = tuple(_col(c) for c in columns)
+    for name in names:
+        _VIEWS.append(View(name, cols, source))
+
+
+# --- .NET types (DotNetTypes.format.ps1xml, Windows PowerShell 5.1) -------------------------
+_view(
+    "System.Diagnostics.Process",
+    "DotNetTypes.format.ps1xml (5.1 table view 'process')",
+    _alias("Handles", "Handles", "HandleCount"),
+    ("NPM(K)", _scaled(1024, "NPM", "NonpagedSystemMemorySize64", "NonpagedSystemMemorySize")),
+    ("PM(K)", _scaled(1024, "PM", "PagedMemorySize64", "PagedMemorySize")),
+    ("WS(K)", _scaled(1024, "WS", "WorkingSet64", "WorkingSet")),
+    _alias("CPU(s)", "CPU"),
+    "Id",
+    _alias("SI", "SI", "SessionId"),
+    _alias("ProcessName", "ProcessName", "Name"),
+)
+_view(
+    "System.ServiceProcess.ServiceController",
+    "DotNetTypes.format.ps1xml 'service'",
+    "Status", "Name", "DisplayName",
+)
+_view(
+    "System.Diagnostics.EventLogEntry",
+    "DotNetTypes.format.ps1xml",
+    "Index", ("Time", "TimeGenerated"), "EntryType", "Source",
+    _alias("InstanceID", "InstanceId", "InstanceID"), "Message",
+)
+_view(
+    "System.Diagnostics.EventLog",
+    "DotNetTypes.format.ps1xml",
+    ("Max(K)", "MaximumKilobytes"), ("Retain", "MinimumRetentionDays"), "OverflowAction",
+    ("Entries", lambda p: len(p["Entries"]) if isinstance(p.get("Entries"), list) else None),
+    "Log",
+)
+_view("System.Diagnostics.FileVersionInfo", "DotNetTypes.format.ps1xml",
+      "ProductVersion", "FileVersion", "FileName")
+_view("System.Globalization.CultureInfo", "DotNetTypes.format.ps1xml",
+      "LCID", "Name", "DisplayName")
+_view("System.Reflection.AssemblyName", "DotNetTypes.format.ps1xml", "Version", "Name")
+_view("System.Security.AccessControl.ObjectSecurity", "DotNetTypes.format.ps1xml",
+      "Path", "Owner", ("Access", "AccessToString"))
+_view("System.Net.NetworkCredential", "DotNetTypes.format.ps1xml", "UserName", "Domain")
+_view("System.Collections.DictionaryEntry", "DotNetTypes.format.ps1xml", "Name", "Value")
+_view("System.Diagnostics.ProcessModule", "DotNetTypes.format.ps1xml",
+      ("Size(K)", "Size"), "ModuleName", "FileName")
+_view("System.Security.Cryptography.X509Certificates.X509Certificate2",
+      "Certificate.format.ps1xml", "Thumbprint", "Subject")
+
+# --- files (FileSystem.format.ps1xml, 5.1; grouped by PSParentPath) -------------------------
+_view(
+    ("System.IO.FileInfo", "System.IO.DirectoryInfo"),
+    "FileSystem.format.ps1xml 'children'",
+    ("Mode", file_mode), "LastWriteTime", "Length", "Name",
+)
+
+# --- Get-WinEvent (Event.format.ps1xml; grouped by ProviderName) ----------------------------
+_view(
+    ("System.Diagnostics.Eventing.Reader.EventLogRecord",
+     "System.Diagnostics.Eventing.Reader.EventRecord"),
+    "Event.format.ps1xml",
+    "TimeCreated", "Id", "LevelDisplayName", "Message",
+)
+_view("System.Diagnostics.Eventing.Reader.EventLogConfiguration", "Event.format.ps1xml",
+      "LogMode", "MaximumSizeInBytes", "RecordCount", "LogName")
+_view("System.Diagnostics.Eventing.Reader.ProviderMetadata", "Event.format.ps1xml",
+      "Name", "LogLinks")
+
+# --- PowerShell's own objects (PowerShellCore.format.ps1xml) --------------------------------
+_view("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (5.1)",
+      "ModuleType", "Version", "Name", "ExportedCommands")
+_view(("System.Management.Automation.CommandInfo", "System.Management.Automation.CmdletInfo",
+       "System.Management.Automation.FunctionInfo", "System.Management.Automation.AliasInfo",
+       "System.Management.Automation.ApplicationInfo"),
+      "PowerShellCore.format.ps1xml (5.1)",
+      "CommandType", "Name", "Version", "Source")
+_view(
+    "System.Management.Automation.PSDriveInfo",
+    "PowerShellCore.format.ps1xml 'drive' (GB kept unrounded)",
+    "Name",
+    ("Used (GB)", lambda p: p["Used"] / 2**30 if isinstance(p.get("Used"), int) else None),
+    ("Free (GB)", lambda p: p["Free"] / 2**30 if isinstance(p.get("Free"), int) else None),
+    "Provider", "Root",
+)
+
+# --- local accounts (Microsoft.PowerShell.LocalAccounts) ------------------------------------
+_view("Microsoft.PowerShell.Commands.LocalUser", "LocalAccounts.format.ps1xml",
+      "Name", "Enabled", "Description")
+_view("Microsoft.PowerShell.Commands.LocalGroup", "LocalAccounts.format.ps1xml",
+      "Name", "Description")
+_view("Microsoft.PowerShell.Commands.LocalPrincipal", "LocalAccounts.format.ps1xml",
+      "ObjectClass", "Name", "PrincipalSource")
+
+# --- Server Manager (Get-WindowsFeature) ----------------------------------------------------
+_view(
+    "Microsoft.Windows.ServerManager.Commands.Feature",
+    "ServerManager Feature.format.ps1xml",
+    ("Display Name", feature_display_name), "Name", ("Install State", "InstallState"),
+)
+
+# --- Hyper-V (Microsoft.HyperV.PowerShell, Hyper-V.Format.ps1xml) ---------------------------
+_view(
+    "Microsoft.HyperV.PowerShell.VirtualMachine",
+    "Hyper-V.Format.ps1xml",
+    "Name", "State", ("CPUUsage(%)", "CPUUsage"),
+    ("MemoryAssigned(M)", _scaled(2**20, "MemoryAssigned")), "Uptime", "Status", "Version",
+)
+_view(
+    ("Microsoft.HyperV.PowerShell.VMNetworkAdapter",
+     "Microsoft.HyperV.PowerShell.VMInternalNetworkAdapter"),
+    "Hyper-V.Format.ps1xml",
+    "Name", "IsManagementOs", "VMName", "SwitchName", "MacAddress", "Status", "IPAddresses",
+)
+_view("Microsoft.HyperV.PowerShell.VMSwitch", "Hyper-V.Format.ps1xml",
+      "Name", "SwitchType", "NetAdapterInterfaceDescription")
+_view(
+    "Microsoft.HyperV.PowerShell.VMMemory",
+    "Hyper-V.Format.ps1xml",
+    "VMName", "DynamicMemoryEnabled",
+    ("Minimum(M)", _scaled(2**20, "Minimum")),
+    ("Startup(M)", _scaled(2**20, "Startup")),
+    ("Maximum(M)", _scaled(2**20, "Maximum")),
+)
+_view("Microsoft.HyperV.PowerShell.VMProcessor", "Hyper-V.Format.ps1xml",
+      "VMName", "Count", "CompatibilityForMigrationEnabled",
+      "CompatibilityForOlderOperatingSystemsEnabled")
+_view("Microsoft.HyperV.PowerShell.HardDiskDrive", "Hyper-V.Format.ps1xml",
+      "VMName", "ControllerType", "ControllerNumber", "ControllerLocation", "DiskNumber", "Path")
+_view("Microsoft.HyperV.PowerShell.DvdDrive", "Hyper-V.Format.ps1xml",
+      "VMName", "ControllerType", "ControllerNumber", "ControllerLocation", "DvdMediaType",
+      "Path")
+_view(("Microsoft.HyperV.PowerShell.VMSnapshot", "Microsoft.HyperV.PowerShell.VMCheckpoint"),
+      "Hyper-V.Format.ps1xml",
+      "VMName", "Name", "SnapshotType", "CreationTime", "ParentSnapshotName")
+_view("Microsoft.HyperV.PowerShell.VMIntegrationComponent", "Hyper-V.Format.ps1xml",
+      "VMName", "Name", "Enabled", "PrimaryStatusDescription", "SecondaryStatusDescription")
+
+# --- CIM classes of the networking/storage/task modules (CDXML *.format.ps1xml) -------------
+_view("MSFT_NetAdapter", "NetAdapter.Format.ps1xml",
+      "Name", "InterfaceDescription", "ifIndex", "Status", "MacAddress", "LinkSpeed")
+# Get-NetIPAddress lists by default; this is its table view (Format-Table), the frame's shape.
+_view("MSFT_NetIPAddress", "NetIPAddress.Format.ps1xml (table view)",
+      "ifIndex", "IPAddress", "PrefixLength", "PrefixOrigin", "SuffixOrigin", "AddressState",
+      "PolicyStore")
+_view("MSFT_NetRoute", "NetRoute.Format.ps1xml",
+      "ifIndex", "DestinationPrefix", "NextHop", "RouteMetric",
+      _alias("ifMetric", "ifMetric", "InterfaceMetric"), "PolicyStore")
+_view("MSFT_NetTCPConnection", "NetTCPConnection.Format.ps1xml",
+      "LocalAddress", "LocalPort", "RemoteAddress", "RemotePort", "State", "AppliedSetting",
+      "OwningProcess")
+_view("MSFT_DNSClientServerAddress", "DnsClient.Format.ps1xml",
+      "InterfaceAlias", ("Interface Index", "InterfaceIndex"), ("Address Family", "AddressFamily"),
+      "ServerAddresses")
+_view(
+    "MSFT_Volume",
+    "Storage.format.ps1xml (sizes kept in bytes)",
+    "DriveLetter", _alias("FriendlyName", "FriendlyName", "FileSystemLabel"),
+    _alias("FileSystemType", "FileSystemType", "FileSystem"), "DriveType", "HealthStatus",
+    "OperationalStatus", "SizeRemaining", "Size",
+)
+_view("MSFT_Disk", "Storage.format.ps1xml (size kept in bytes)",
+      "Number", ("Friendly Name", "FriendlyName"), ("Serial Number", "SerialNumber"),
+      "HealthStatus", "OperationalStatus", ("Total Size", "Size"),
+      ("Partition Style", "PartitionStyle"))
+_view("MSFT_Partition", "Storage.format.ps1xml (grouped by DiskPath)",
+      "PartitionNumber", "DriveLetter", "Offset", "Size", "Type")
+_view("MSFT_SmbShare", "SmbShare.format.ps1xml", "Name", "ScopeName", "Path", "Description")
+_view("MSFT_ScheduledTask", "ScheduledTasks.format.ps1xml", "TaskPath", "TaskName", "State")
+
+# --- Win32 classes: Get-CimInstance table views (DotNetTypes.format.ps1xml); Get-WmiObject
+# shows the same DefaultDisplayPropertySet (types.ps1xml), so both match by class name. ------
+_view(
+    "Win32_QuickFixEngineering",
+    "DotNetTypes.format.ps1xml (WMI: __SERVER; CIM: ComputerName)",
+    _alias("Source", "__SERVER", "ComputerName", "CSName", "PSComputerName"),
+    "Description", "HotFixID", "InstalledBy", "InstalledOn",
+)
+_WIN32_TABLES: dict[str, tuple[str, ...]] = {
+    "Win32_Process": ("ProcessId", "Name", "HandleCount", "WorkingSetSize", "VirtualSize"),
+    "Win32_ComputerSystem": ("Name", "PrimaryOwnerName", "Domain", "TotalPhysicalMemory",
+                             "Model", "Manufacturer"),
+    "Win32_Processor": ("DeviceID", "Name", "Caption", "MaxClockSpeed", "SocketDesignation",
+                        "Manufacturer"),
+    "Win32_DCOMApplication": ("AppID", "Name", "InstallDate"),
+    "Win32_Desktop": ("SettingID", "Name", "ScreenSaverActive", "ScreenSaverSecure",
+                      "ScreenSaverTimeout"),
+    "Win32_DesktopMonitor": ("DeviceID", "Name", "DisplayType", "MonitorManufacturer",
+                             "ScreenHeight", "ScreenWidth"),
+    "Win32_DeviceMemoryAddress": ("Name", "MemoryType", "Status"),
+    "Win32_DiskDrive": ("DeviceID", "Caption", "Partitions", "Size", "Model"),
+    "Win32_DiskQuota": ("DiskSpaceUsed", "Limit", "QuotaVolume", "User"),
+    "Win32_Environment": ("Name", "UserName", "VariableValue"),
+    "Win32_Directory": ("Name", "Hidden", "Archive", "Writeable", "LastModified"),
+    "Win32_Group": ("SID", "Name", "Caption", "Domain"),
+    "Win32_IDEController": ("Name", "Status", "StatusInfo", "ProtocolSupported", "Manufacturer"),
+    "Win32_IRQResource": ("Name", "IRQNumber", "Hardware", "TriggerLevel", "TriggerType"),
+    "Win32_ScheduledJob": ("JobId", "Name", "Owner", "Priority", "Command"),
+    "Win32_LoadOrderGroup": ("Name", "GroupOrder"),
+    "Win32_LogicalDisk": ("DeviceID", "DriveType", "ProviderName", "VolumeName", "Size",
+                          "FreeSpace"),
+    "Win32_LogonSession": ("LogonId", "Name", "LogonType", "StartTime", "Status",
+                           "AuthenticationPackage"),
+    "Win32_PhysicalMemoryArray": ("Name", "MemoryDevices", "MaxCapacity", "Model"),
+    "Win32_OnBoardDevice": ("DeviceType", "SerialNumber", "Enabled", "Description"),
+    "Win32_OperatingSystem": ("SystemDirectory", "Organization", "BuildNumber", "RegisteredUser",
+                              "SerialNumber", "Version"),
+    "Win32_DiskPartition": ("Name", "NumberOfBlocks", "BootPartition", "PrimaryPartition", "Size",
+                            "Index"),
+    "Win32_PortConnector": ("Tag", "PortType", "ConnectorType", "SerialNumber",
+                            "ExternalReferenceDesignator"),
+    "Win32_QuotaSetting": ("SettingID", "Caption", "State", "VolumePath", "DefaultLimit",
+                           "DefaultWarningLimit"),
+    "Win32_SCSIController": ("Name", "DriverName", "Status", "StatusInfo", "ProtocolSupported",
+                             "Manufacturer"),
+    "Win32_Service": ("ProcessId", "Name", "StartMode", "State", "Status", "ExitCode"),
+    "Win32_UserAccount": ("Name", "Caption", "AccountType", "SID", "Domain"),
+    "Win32_NetworkProtocol": ("Name", "Caption", "Status"),
+    "Win32_NetworkAdapter": ("DeviceID", "Name", "AdapterType", "ServiceName"),
+    "Win32_NetworkAdapterConfiguration": ("ServiceName", "DHCPEnabled", "Index", "Description"),
+    "Win32_NTDomain": ("DomainName", "DnsForestName", "DomainControllerName"),
+    "Win32_Printer": ("Name", "ShareName", "SystemName", "PrinterState", "PrinterStatus",
+                      "Location"),
+    "Win32_PrintJob": ("JobId", "Name", "JobStatus", "Owner", "Priority", "Size", "Document"),
+    "Win32_Product": ("Name", "Caption", "Vendor", "Version", "IdentifyingNumber"),
+    # types.ps1xml DefaultDisplayPropertySet (no table view ships for it)
+    "Win32_BIOS": ("SMBIOSBIOSVersion", "Manufacturer", "Name", "SerialNumber", "Version"),
+}
+for _class, _columns in _WIN32_TABLES.items():
+    _view(_class, "DotNetTypes.format.ps1xml CIM table view / types.ps1xml", *_columns)
+
+#: every shipped view by lower-cased type or class name
+VIEWS: dict[str, View] = {v.type_name.lower(): v for v in _VIEWS}
+
+#: the type names whose objects PowerShell shows by all their properties (no view needed)
+PROPERTY_BAG_TYPES = frozenset(
+    {"system.management.automation.pscustomobject", "system.collections.hashtable"}
+)
+
+# WMI system properties and the plumbing members of ManagementObject/CimInstance: PowerShell's
+# Format-List * shows them, but they describe the query, not the thing, so the fallback for an
+# unknown WMI/CIM class leaves them out (``columns="all"`` keeps them).
+_CIM_PLUMBING = frozenset(
+    {"Scope", "Path", "Options", "ClassPath", "Properties", "SystemProperties", "Qualifiers",
+     "Site", "Container", "CimClass", "CimInstanceProperties", "CimSystemProperties"}
+)
+_CLASS_SEPARATOR = re.compile(r"[\\/]")
+
+
+def is_cim_type(type_names: Sequence[str]) -> bool:
+    """True for WMI (``ManagementObject``) and CIM (``CimInstance``) objects."""
+    for name in type_names:
+        base = strip_deserialized(name).split("#", 1)[0]
+        if base in ("System.Management.ManagementObject",
+                    "Microsoft.Management.Infrastructure.CimInstance",
+                    "System.Management.ManagementBaseObject"):
+            return True
+    return False
+
+
+def is_cim_plumbing(name: str) -> bool:
+    """A WMI system property (``__PATH``) or a ManagementObject/CimInstance member."""
+    return name.startswith("__") or name in _CIM_PLUMBING
+
+
+def find_view(type_names: Sequence[str]) -> View | None:
+    """The view for the first type in the chain that has one, else ``None``."""
+    for raw in type_names:
+        name = strip_deserialized(raw).lower()
+        view = VIEWS.get(name)
+        if view is not None:
+            return view
+        if "#" in name:
+            cim_class = _CLASS_SEPARATOR.split(name.rsplit("#", 1)[1])[-1]
+            view = VIEWS.get(cim_class)
+            if view is not None:
+                return view
+    return None
+
+
+def default_columns(type_names: Sequence[str], property_names: Sequence[str]) -> list[Column]:
+    """The columns ``to_dataframe(columns="default")`` shows for objects of this type.
+
+    A known view gives its columns. Otherwise (documented fallback): every property, in the
+    order the object carries them, leaving out WMI/CIM plumbing for WMI/CIM objects.
+    PowerShell itself shows a table of all properties when there are at most four and a list of
+    them otherwise; a frame is always a table, so it takes all of them either way.
+    """
+    view = find_view(type_names)
+    if view is not None:
+        return list(view.columns)
+    if is_cim_type(type_names):
+        return [Column(n, (n,)) for n in property_names if not is_cim_plumbing(n)]
+    return [Column(n, (n,)) for n in property_names]
