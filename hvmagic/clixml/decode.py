@@ -281,17 +281,12 @@ _LEAF: dict[str, Callable[[str], Any]] = {
     "XD": lambda t: PSXmlDocument(_to_str(t)),
     "SBK": lambda t: PSScriptBlock(_to_str(t)),
     "SS": _to_securestring,
-    # structural leaves: type name entries and ToString
-    "T": _to_str,
-    "ToString": _to_str,
-    # ProgressRecord children (psrpcore/pwsh layout: AV AI S|Nil PI PC T SR SD)
-    "AV": _to_str,
-    "AI": int,
-    "PI": int,
-    "PC": int,
-    "SR": int,
-    "SD": _to_str,
 }
+_VALUE_LEAF = _LEAF
+# Leaves that are not values: Nil and Ref (values with special handling), TNRef, type-name
+# entries, ToString, and ProgressRecord children (pwsh layout: AV AI S|Nil PI PC T SR SD).
+_OTHER_LEAF = frozenset(("Nil", "Ref", "TNRef", "T", "ToString", "AV", "AI", "PI", "PC", "SR",
+                         "SD"))
 
 _LIST_TAGS = frozenset(("LST", "IE", "QUE", "STK"))
 
@@ -454,22 +449,30 @@ def _parse(
     """Run one expat parser over ``chunks``; return (values, stream tags) of the top level."""
     out: list[Any] = []
     streams: list[str | None] = []
+    # expat hands text to texts.append directly (a C method: no Python frame per text node)
     texts: list[str] = []
     refs: dict[str, Any] = {}
     type_tables: dict[str, list[str]] = {}
-    # Each frame is a list: [attrs, kind, container-or-state...]; see _K_* for the kinds.
+    # Container frames are lists [attrs, kind, container-or-state...] (see _K_*); a leaf
+    # element's frame is just its attrs dict, told apart by its class.
     root: list[Any] = [None, _K_ROOT, out]
-    stack: list[list[Any]] = [] if wrapped else [root]
+    stack: list[Any] = [] if wrapped else [root]
+    push = stack.append
+    pop = stack.pop
     counter = [0]
-    leaf = _LEAF
+    value_leaf = _VALUE_LEAF
+    other_leaf = _OTHER_LEAF
     list_tags = _LIST_TAGS
-    texts_append = texts.append
+    structural = _STRUCTURAL
     texts_clear = texts.clear
+    to_str = _to_str
+    dict_kind = _K_DICT
 
     def start(tag: str, attrs: dict[str, str]) -> None:
-        texts_clear()
-        if tag in leaf:
-            stack.append([attrs, -1])
+        if texts:
+            texts_clear()
+        if tag in value_leaf or tag in other_leaf:
+            push(attrs)
             return
         if len(stack) >= max_depth:
             raise _Failure(f"nesting deeper than max_depth={max_depth}", limit=True)
@@ -477,65 +480,66 @@ def _parse(
             counter[0] += 1
             if counter[0] > max_objects:
                 raise _Failure(f"more than max_objects={max_objects} objects", limit=True)
-            stack.append([attrs, _K_OBJ, None, None, None, None, _MISSING, None])
+            push([attrs, _K_OBJ, None, None, None, None, _MISSING, None])
         elif tag == "Props" or tag == "MS" or tag == "En":
-            stack.append([attrs, _K_DICT, {}])
+            push([attrs, _K_DICT, {}])
         elif tag in list_tags:
-            stack.append([attrs, _K_LIST, []])
+            push([attrs, _K_LIST, []])
         elif tag == "TN":
-            stack.append([attrs, _K_TN, []])
+            push([attrs, _K_TN, []])
         elif tag == "DCT":
-            stack.append([attrs, _K_DCT, {}])
-        elif tag == "Nil" or tag == "Ref" or tag == "TNRef":
-            stack.append([attrs, -1])
+            push([attrs, _K_DCT, {}])
         elif tag == "PR":
-            stack.append([attrs, _K_PR, {}])
+            push([attrs, _K_PR, {}])
         elif tag == "Objs":
             # every <Objs> document is its own serialization context: RefIds restart
             refs.clear()
             type_tables.clear()
-            stack.append([attrs, _K_ROOT, out])
+            push([attrs, _K_ROOT, out])
         elif tag == _WRAP_TAG and not stack and wrapped:
-            stack.append(root)
+            push(root)
         else:
             raise _Failure(f"unknown CLIXML element <{tag}>")
 
-    def text(data: str) -> None:
-        texts_append(data)
-
     def end(tag: str) -> None:
-        frame = stack.pop()
-        kind = frame[1]
-        attrs = frame[0]
-        if kind == -1:
-            conv = leaf.get(tag)
-            if conv is not None:
-                if texts:
-                    raw = texts[0] if len(texts) == 1 else "".join(texts)
-                    texts_clear()
-                else:
-                    raw = ""
+        frame = pop()
+        if frame.__class__ is dict:
+            attrs = frame
+            if texts:
+                raw = texts[0] if len(texts) == 1 else "".join(texts)
+                texts_clear()
+            else:
+                raw = ""
+            conv = value_leaf.get(tag)
+            if conv is to_str:
+                value = raw if "_x" not in raw else unescape(raw)
+            elif conv is not None:
                 value = conv(raw)
             elif tag == "Nil":
                 value = None
             elif tag == "Ref":
                 value = _resolve_ref(attrs)
-            else:  # TNRef
-                names = type_tables.get(attrs.get("RefId", ""))
-                if names is None:
-                    raise _Failure(f"<TNRef> to unknown RefId {attrs.get('RefId')!r}")
-                parent = stack[-1]
-                if parent[1] != _K_OBJ:
-                    raise _Failure("<TNRef> outside <Obj>")
-                parent[2] = names
+            else:
+                _structural_leaf(tag, attrs, raw)
                 return
-        elif kind == _K_OBJ:
+            parent = stack[-1]
+            if parent[1] == dict_kind:
+                name = attrs.get("N")
+                if name is None:
+                    raise _Failure(f"<{tag}> without N= inside a property bag")
+                parent[2][name if "_x" not in name else unescape(name)] = value
+            else:
+                _attach(parent, tag, attrs, value)
+            return
+        kind = frame[1]
+        attrs = frame[0]
+        if texts:
+            texts_clear()
+        if kind == _K_OBJ:
             value = _finish_obj(frame)
             refid = attrs.get("RefId")
             if refid is not None:
                 refs[refid] = value
-        elif kind in (_K_DICT, _K_LIST, _K_DCT):
-            value = frame[2]
         elif kind == _K_TN:
             value = frame[2]
             refid = attrs.get("RefId")
@@ -543,34 +547,74 @@ def _parse(
                 type_tables[refid] = value
         elif kind == _K_PR:
             value = _progress(frame[2])
-        else:  # _K_ROOT
+        elif kind == _K_ROOT:
             return
-        texts_clear()
+        else:  # dict, list, DCT
+            value = frame[2]
         if not stack:
             raise _Failure(f"<{tag}> outside any document")
         parent = stack[-1]
-        pkind = parent[1]
-        if pkind == _K_DICT:
+        if parent[1] == dict_kind:
             name = attrs.get("N")
-            if name is None or tag in _STRUCTURAL:
+            if name is None or tag in structural:
                 raise _Failure(f"<{tag}> {'without N=' if name is None else 'misplaced'}"
                                " inside a property bag")
-            parent[2][_to_str(name) if "_x" in name else name] = value
-        elif pkind == _K_LIST:
-            if tag in _STRUCTURAL:
+            parent[2][to_str(name)] = value
+        else:
+            _attach(parent, tag, attrs, value)
+
+    def _structural_leaf(tag: str, attrs: dict[str, str], raw: str) -> None:
+        parent = stack[-1]
+        pkind = parent[1]
+        if tag == "TNRef":
+            names = type_tables.get(attrs.get("RefId", ""))
+            if names is None:
+                raise _Failure(f"<TNRef> to unknown RefId {attrs.get('RefId')!r}")
+            if pkind != _K_OBJ:
+                raise _Failure("<TNRef> outside <Obj>")
+            parent[2] = names
+        elif tag == "T":
+            if pkind == _K_TN:
+                parent[2].append(to_str(raw))
+            elif pkind == _K_PR:
+                parent[2]["T"] = to_str(raw)
+            else:
+                raise _Failure("<T> outside <TN>/<PR>")
+        elif tag == "ToString":
+            if pkind != _K_OBJ:
+                raise _Failure("<ToString> outside <Obj>")
+            parent[3] = to_str(raw)
+        else:  # ProgressRecord fields
+            if pkind != _K_PR:
+                raise _Failure(f"<{tag}> outside <PR>")
+            parent[2][tag] = to_str(raw) if tag == "AV" or tag == "SD" else int(raw)
+
+    def _attach(parent: list[Any], tag: str, attrs: dict[str, str], value: Any) -> None:
+        pkind = parent[1]
+        if pkind == _K_LIST:
+            if tag in structural:
                 raise _Failure(f"<{tag}> inside a list")
             parent[2].append(value)
         elif pkind == _K_OBJ:
-            _attach_to_obj(parent, tag, value)
+            if tag == "Props":
+                parent[4] = value
+            elif tag == "MS":
+                parent[5] = value
+            elif tag == "TN":
+                parent[2] = value
+            elif tag in structural:
+                raise _Failure(f"<{tag}> directly inside <Obj>")
+            elif parent[6] is not _MISSING:
+                raise _Failure(f"<Obj> holds two values (second: <{tag}>)")
+            else:
+                parent[6] = value
         elif pkind == _K_ROOT:
-            if tag in _STRUCTURAL:
+            if tag in structural:
                 raise _Failure(f"<{tag}> at the top level")
             parent[2].append(value)
             streams.append(attrs.get("S") if attrs else None)
         elif pkind == _K_TN:
-            if tag != "T":
-                raise _Failure(f"<{tag}> inside <TN> (expected <T>)")
-            parent[2].append(value)
+            raise _Failure(f"<{tag}> inside <TN> (expected <T>)")
         elif pkind == _K_DCT:
             if tag != "En":
                 raise _Failure(f"<{tag}> inside <DCT> (expected <En>)")
@@ -586,22 +630,6 @@ def _parse(
                 raise _Failure(f"<{tag}> inside <PR>")
             parent[2][tag] = value
 
-    def _attach_to_obj(parent: list[Any], tag: str, value: Any) -> None:
-        if tag == "ToString":
-            parent[3] = value
-        elif tag == "Props":
-            parent[4] = value
-        elif tag == "MS":
-            parent[5] = value
-        elif tag == "TN":
-            parent[2] = value
-        elif tag in _STRUCTURAL:
-            raise _Failure(f"<{tag}> directly inside <Obj>")
-        else:
-            if parent[6] is not _MISSING:
-                raise _Failure(f"<Obj> holds two values (second: <{tag}>)")
-            parent[6] = value
-
     def _resolve_ref(attrs: dict[str, str]) -> Any:
         refid = attrs.get("RefId")
         if refid is None:
@@ -613,7 +641,7 @@ def _parse(
         # A reference to an object still being decoded: a cycle.
         for index in range(len(stack) - 1, -1, -1):
             frame = stack[index]
-            if frame[1] == _K_OBJ and frame[0].get("RefId") == refid:
+            if frame.__class__ is list and frame[1] == _K_OBJ and frame[0].get("RefId") == refid:
                 if index + 1 < len(stack) and stack[index + 1][1] in (_K_LIST, _K_DCT):
                     return stack[index + 1][2]  # the collection this object will become
                 if frame[7] is None:
@@ -627,7 +655,7 @@ def _parse(
     parser.buffer_size = 1 << 16
     parser.StartElementHandler = start
     parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
+    parser.CharacterDataHandler = texts.append
     parser.StartDoctypeDeclHandler = _no_dtd
     parser.EntityDeclHandler = _no_dtd
     parser.ExternalEntityRefHandler = _no_dtd  # type: ignore[assignment]

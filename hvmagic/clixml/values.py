@@ -186,9 +186,15 @@ class PSDateTime(_dt.datetime):
     # datetime subclasses may not declare non-empty __slots__, so these live in __dict__.
     tick_remainder: int = 0
 
+    # datetime defines __reduce_ex__ in C, which copy/pickle prefer over __reduce__: override
+    # both so tick_remainder (and attached members) survive copy.deepcopy and pickle.
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.__reduce__()
+
     def __reduce__(self) -> Any:  # keep the remainder through pickle/copy
         return (_rebuild_datetime, (_dt.datetime(*self.timetuple()[:6], self.microsecond,
-                                                 self.tzinfo), self.tick_remainder))
+                                                 self.tzinfo), self.tick_remainder),
+                dict(self.__dict__) or None)
 
 
 def _rebuild_datetime(base: _dt.datetime, remainder: int) -> PSDateTime:
@@ -205,6 +211,13 @@ class PSTimeSpan(_dt.timedelta):
     :class:`PSDateTime` live in :attr:`tick_remainder`."""
 
     tick_remainder: int = 0
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # see PSDateTime.__reduce_ex__
+        return self.__reduce__()
+
+    def __reduce__(self) -> Any:
+        return (PSTimeSpan, (self.days, self.seconds, self.microseconds),
+                dict(self.__dict__) or None)
 
 
 class PSVersion(tuple[int, ...]):
