@@ -532,10 +532,8 @@ class VmMagics(Magics):
         if args.allow_legacy:
             kwargs["allow_legacy"] = True
         kwargs.update(self._credentials(args))
-        import hvmagic
-
         try:
-            session = hvmagic.connect(name, **kwargs)
+            session = _connect(name, **kwargs)
         except (HvMagicError, OSError, ValueError) as exc:
             explanation = _explain(exc)
             if explanation:
@@ -958,6 +956,12 @@ class VmMagics(Magics):
         if name not in namespace:
             raise UsageError(f"{option}: name {name!r} is not defined in Python")
         return namespace[name]
+
+
+def _connect(target: str, **kwargs: Any) -> Any:
+    """:func:`hvmagic.connect`, imported on first use (the session layer pulls in psrpcore)."""
+    session_module = importlib.import_module("hvmagic.session")
+    return session_module.connect(target, **kwargs)
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,544 @@
+"""The magics in an in-process IPython shell: parsing, sessions, display, errors, cell mode.
+
+A small double of :class:`hvmagic.session.Session` (same documented API: ``run`` with
+``parameters``/``timeout``/``on_event``, ``Result`` fields, ``copy_to``/``copy_from``) lets these
+tests see exactly what the magics hand to the session; ``test_notebooks_kernel.py`` runs the same
+magics in a real kernel against the simulated guest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from hvmagic import magics as hvmagics
+from hvmagic.clixml.values import (
+    ErrorRecord,
+    InformationalRecord,
+    ProgressRecord,
+    PSCredential,
+    PSObject,
+    SecureString,
+)
+from hvmagic.errors import (
+    CredentialError,
+    PipelineTimeoutError,
+    RemoteError,
+    SessionBrokenError,
+)
+
+HOSTILE = ["'; Remove-Item C:\\ -Recurse; '", "$(Stop-Computer -Force)", '"; exit; "', "{x} $x `n"]
+
+
+def service(name: str, status: str = "Running") -> PSObject:
+    return PSObject({"Name": name, "Status": status, "DisplayName": name.upper()},
+                    ["Deserialized.System.ServiceProcess.ServiceController"])
+
+
+def error(message: str) -> ErrorRecord:
+    return ErrorRecord(
+        {"Exception": PSObject({"Message": message}), "FullyQualifiedErrorId": "Boom",
+         "ErrorCategory_Category": 7},
+        ["Deserialized.System.Management.Automation.ErrorRecord"],
+    )
+
+
+@dataclass
+class FakeResult:
+    output: list[Any] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)
+    state: str = "Completed"
+
+    @property
+    def had_errors(self) -> bool:
+        return bool(self.errors) or self.state == "Failed"
+
+    def frame(self, columns: Any = "default") -> pd.DataFrame:
+        rows = [dict(v) for v in self.output]
+        frame = pd.DataFrame(rows)
+        if columns == "default":
+            return frame[["Status", "Name", "DisplayName"]]
+        if columns == "all":
+            return frame
+        return frame[list(columns)]
+
+
+Behaviour = Callable[[str, dict[str, Any], Callable[[str, Any], None]], FakeResult]
+
+
+class FakeSession:
+    """Records every call; ``behaviour`` decides what a run produces."""
+
+    def __init__(self, name: str = "demo", behaviour: Behaviour | None = None) -> None:
+        self.name = name
+        self.description = f"FAKE guest {name!r}"
+        self.broken = False
+        self.closed = False
+        self.runs: list[dict[str, Any]] = []
+        self.copies: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.behaviour = behaviour or (lambda s, p, e: FakeResult([service("vmms")]))
+
+    def run(self, script: str, parameters: dict[str, Any] | None = None,
+            timeout: float | None = None,
+            on_event: Callable[[str, Any], None] | None = None) -> FakeResult:
+        self.runs.append({"script": script, "parameters": parameters, "timeout": timeout})
+        return self.behaviour(script, parameters or {}, on_event or (lambda s, r: None))
+
+    def copy_to(self, local: str, remote: str, **kw: Any) -> Any:
+        self.copies.append(("to", local, remote, kw))
+        if kw.get("on_progress"):
+            kw["on_progress"](50, 100)
+            kw["on_progress"](100, 100)
+        return [remote]
+
+    def copy_from(self, remote: str, local: str, **kw: Any) -> Any:
+        self.copies.append(("from", remote, local, kw))
+        if remote.endswith("missing.txt"):
+            raise FileNotFoundError(f"guest path not found: {remote}")
+        return [local]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def ip() -> Iterator[InteractiveShell]:
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("hvmagic")
+    yield shell
+    shell.extension_manager.unload_extension("hvmagic")
+    shell.user_ns.pop("_vmps_result", None)
+
+
+@pytest.fixture
+def session(ip: InteractiveShell) -> FakeSession:
+    fake = FakeSession()
+    ip.user_ns["fake_session"] = fake
+    with capture_output():
+        ip.run_line_magic("vmconnect", "demo --session fake_session")
+    return fake
+
+
+def magics_of(ip: InteractiveShell) -> hvmagics.VmMagics:
+    return ip._hvmagic_magics  # type: ignore[attr-defined, no-any-return]
+
+
+def run_cell(ip: InteractiveShell, code: str) -> tuple[Any, Any]:
+    with capture_output() as captured:
+        result = ip.run_cell(code)
+    return result, captured
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+
+def test_split_leading_options_keeps_powershell_parameters() -> None:
+    split = hvmagics.split_leading_options
+    opts, flags = hvmagics._VMPS_VALUE_OPTIONS, hvmagics._VMPS_FLAG_OPTIONS
+    assert split("-o svc Get-ChildItem -Recurse C:\\x", opts, flags) == (
+        "-o svc", "Get-ChildItem -Recurse C:\\x")
+    assert split('--columns "Name,Status" --raw gsv "a b"', opts, flags) == (
+        '--columns "Name,Status" --raw', 'gsv "a b"')
+    assert split("--timeout=5 -- -o is PowerShell here", opts, flags) == (
+        "--timeout=5", "-o is PowerShell here")
+    assert split("Get-Service", opts, flags) == ("", "Get-Service")
+    assert split("-o", opts, flags) == ("-o", "")
+
+
+def test_parse_columns_and_names() -> None:
+    assert hvmagics.parse_columns(None) == "default"
+    assert hvmagics.parse_columns("ALL") == "all"
+    assert hvmagics.parse_columns(" Name, Status ") == ["Name", "Status"]
+    with pytest.raises(UsageError):
+        hvmagics.parse_columns(",")
+    assert hvmagics.parse_names("a, b_2", "--with") == ["a", "b_2"]
+    with pytest.raises(UsageError, match="not a Python variable name"):
+        hvmagics.parse_names("a,$(x)", "--with")
+    with pytest.raises(UsageError):
+        hvmagics.parse_names("class", "--with")
+
+
+def test_copy_endpoints() -> None:
+    def known(alias: str) -> bool:
+        return alias.lower() == "web01"
+
+    parse = hvmagics.parse_copy_endpoint
+    assert parse("VM:C:\\Temp\\a.txt", known) == hvmagics.CopyEndpoint("C:\\Temp\\a.txt", "")
+    assert parse("vm:/tmp/x", known).session_ref == ""
+    assert parse("WEB01:C:\\x", known) == hvmagics.CopyEndpoint("C:\\x", "WEB01")
+    assert parse("C:\\Temp\\a.txt", known) == hvmagics.CopyEndpoint("C:\\Temp\\a.txt")
+    assert not parse("other:x", known).remote
+    assert not parse("./data/file.csv", known).remote
+
+
+def test_session_registry() -> None:
+    reg = hvmagics.SessionRegistry()
+    with pytest.raises(LookupError, match="connect first"):
+        reg.get()
+    a, b = FakeSession("a"), FakeSession("b")
+    assert reg.add(hvmagics.SessionEntry("A", a, "a", "sim")) is None
+    reg.add(hvmagics.SessionEntry("B", b, "b", "sim"))
+    assert reg.get().session is b and reg.get("a").session is a  # case-insensitive
+    reg.use("a")
+    assert reg.default is not None and reg.default.alias == "A"
+    replaced = reg.add(hvmagics.SessionEntry("b", FakeSession("b2"), "b", "sim"))
+    assert replaced is not None and replaced.session is b
+    reg.remove("B")
+    assert reg.get().alias == "A" and "b" not in reg and len(reg) == 1
+    with pytest.raises(LookupError, match=r"No session named 'zz' \(sessions: A\)"):
+        reg.get("zz")
+
+
+def test_cell_mode_transformer() -> None:
+    mode = hvmagics.PowerShellCellMode()
+    cell = ["Get-Service\n", "| Select Name\n"]
+    assert mode(cell) == cell  # disabled
+    mode.enabled = True
+    assert mode(cell) == ["%%vmps\n", *cell]
+    for untouched in (["%vmps_mode off\n"], ["  %%time\n", "x"], ["!ls\n"], ["#py\n", "x = 1\n"],
+                      ["# Parameters\n", "vm = 'x'\n"], ["\n", "   \n"]):
+        assert mode(untouched) == untouched
+
+
+def test_copy_vmfile_outside_windows_and_with_injected_powershell() -> None:
+    with pytest.raises(UsageError, match="runs on the Hyper-V host itself"):
+        hvmagics.copy_vmfile("web01", "a.txt", "C:\\a.txt", platform="linux")
+
+    calls: list[dict[str, Any]] = []
+
+    @dataclass
+    class Done:
+        returncode: int
+        stdout: str
+        stderr: str = ""
+
+    def fake_run(answer: Done) -> Callable[..., Done]:
+        def run(argv: list[str], **kw: Any) -> Done:
+            calls.append({"argv": argv, "env": kw["env"]})
+            return answer
+        return run
+
+    evil = "x'; Remove-Item C:\\ -Recurse; '"
+    summary = hvmagics.copy_vmfile("web01", evil, "C:\\in\\a.txt", force=True, platform="win32",
+                                   run=fake_run(Done(0, "HVMAGIC-GSI-OK\n")))
+    assert "Copy-VMFile" in summary
+    argv, env = calls[-1]["argv"], calls[-1]["env"]
+    assert argv[:4] == ["powershell.exe", "-NoProfile", "-NonInteractive", "-EncodedCommand"]
+    # the hostile path travels in the environment, never in the script text
+    import base64
+    script = base64.b64decode(argv[4]).decode("utf-16-le")
+    assert evil not in script and "Remove-Item" not in script
+    assert env["HVMAGIC_GSI_SRC"] == evil and env["HVMAGIC_GSI_FORCE"] == "1"
+    with pytest.raises(UsageError, match="Guest Service Interface integration service of VM "
+                                         "'web01' is disabled; enable it with"):
+        hvmagics.copy_vmfile("web01", "a", "b", platform="win32",
+                             run=fake_run(Done(4, "HVMAGIC-GSI-DISABLED\n")))
+    with pytest.raises(UsageError, match="not a Hyper-V host"):
+        hvmagics.copy_vmfile("web01", "a", "b", platform="win32",
+                             run=fake_run(Done(3, "HVMAGIC-NO-HYPERV\n")))
+    with pytest.raises(UsageError, match=r"Copy-VMFile failed \(exit 1\): Copy-VMFile : denied"):
+        hvmagics.copy_vmfile("web01", "a", "b", platform="win32",
+                             run=fake_run(Done(1, "", "Copy-VMFile : denied\n")))
+
+
+# ---------------------------------------------------------------------------- in a shell
+
+
+def test_every_magic_is_registered_documented_and_no_var_expand(ip: InteractiveShell) -> None:
+    for name in ("vmconnect", "vmsessions", "vmuse", "vmclose", "vmps", "vmcopy", "vmps_mode",
+                 "vmcellmode"):
+        magic = ip.find_line_magic(name)
+        assert magic is not None, name
+        assert getattr(magic, "_ipython_magic_no_var_expand", False), name
+        shown = "%vmps_mode" if name == "vmcellmode" else f"%{name}"
+        assert shown in (magic.__doc__ or ""), name
+    assert ip.find_cell_magic("vmps") is not None
+    assert "--with" in (ip.find_line_magic("vmps").__doc__ or "")
+
+
+def test_config_traitlets(ip: InteractiveShell) -> None:
+    m = magics_of(ip)
+    assert m in ip.configurables
+    ip.run_line_magic("config", "VmMagics.displaylimit = 3")
+    ip.run_line_magic("config", "VmMagics.progress_style = 'text'")
+    assert m.displaylimit == 3 and m.progress_style == "text"
+    assert (m.raise_on_error, m.default_columns, m.default_timeout) == (True, "default", None)
+    assert m.show_streams == ["warning", "verbose", "debug", "information", "host"]
+    with capture_output() as captured:
+        ip.run_line_magic("config", "VmMagics")
+    for trait in ("displaylimit", "raise_on_error", "progress_style", "default_columns",
+                  "default_timeout", "show_streams"):
+        assert trait in captured.stdout
+    from traitlets import TraitError
+    with pytest.raises(TraitError):
+        m.progress_style = "fancy"
+
+
+def test_usage_errors_are_one_line(ip: InteractiveShell) -> None:
+    for line_magic, line in [("vmps", "Get-Service"), ("vmuse", "nope"), ("vmclose", ""),
+                             ("vmconnect", ""), ("vmps_mode", "on"), ("vmcopy", "a b")]:
+        with pytest.raises(UsageError) as info:
+            ip.run_line_magic(line_magic, line)
+        assert "\n" not in str(info.value), line_magic
+    with pytest.raises(UsageError, match="%vmconnect: argument --via: invalid choice"):
+        ip.run_line_magic("vmconnect", "x --via ssh")
+
+
+def test_vmps_verbatim_script_parameters_and_output(ip: InteractiveShell,
+                                                    session: FakeSession) -> None:
+    ip.user_ns.update(name="vm*", evil=HOSTILE[0])
+    result, captured = run_cell(
+        ip, "%%vmps -o svc --with name,evil --timeout 7\n"
+            "Get-Service -Name $name | Where-Object { $_.Name -like \"{x}$evil\" }\n")
+    assert result.success, result.error_in_exec
+    run = session.runs[-1]
+    assert run["script"] == "Get-Service -Name $name | Where-Object { $_.Name -like \"{x}$evil\" }\n"
+    assert run["parameters"] == {"name": "vm*", "evil": HOSTILE[0]}
+    assert run["timeout"] == 7
+    frame = ip.user_ns["svc"]
+    assert list(frame.columns) == ["Status", "Name", "DisplayName"]
+    assert frame.iloc[0].tolist() == ["Running", "vmms", "VMMS"]
+    html = captured.outputs[-1].data["text/html"]
+    assert "<td>vmms</td>" in html and "hvmagic-frame" in html
+    assert ip.user_ns["_vmps_result"].output[0]["Name"] == "vmms"
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_with_hostile_strings_travel_as_parameters(ip: InteractiveShell, session: FakeSession,
+                                                   hostile: str) -> None:
+    ip.user_ns["payload"] = hostile
+    ip.run_line_magic("vmps", "--with payload Write-Output $payload")
+    assert session.runs[-1] == {"script": "Write-Output $payload",
+                                "parameters": {"payload": hostile}, "timeout": None}
+
+
+def test_line_magic_option_parsing_and_text_output(ip: InteractiveShell,
+                                                   session: FakeSession) -> None:
+    session.behaviour = lambda s, p, e: FakeResult(["first", "second"])
+    with capture_output() as captured:
+        ip.run_line_magic("vmps", "-o lines Get-Content -Path C:\\log.txt -Tail 2")
+    assert session.runs[-1]["script"] == "Get-Content -Path C:\\log.txt -Tail 2"
+    assert ip.user_ns["lines"] == ["first", "second"]
+    assert captured.outputs[-1].data["text/plain"] == "first\nsecond"
+
+
+def test_columns_limit_and_raw(ip: InteractiveShell, session: FakeSession) -> None:
+    session.behaviour = lambda s, p, e: FakeResult([service(f"s{i}") for i in range(30)])
+    ip.run_line_magic("config", "VmMagics.displaylimit = 5")
+    _, captured = run_cell(ip, "%%vmps -o all_cols --columns all\nGet-Service\n")
+    bundle = captured.outputs[-1].data
+    assert "showing 5 of 30 rows; all 30 are in `all_cols`" in bundle["text/plain"]
+    assert "<td>s4</td>" in bundle["text/html"] and "<td>s5</td>" not in bundle["text/html"]
+    assert len(ip.user_ns["all_cols"]) == 30
+    run_cell(ip, "%%vmps -o two --columns Name,Status\nGet-Service\n")
+    assert list(ip.user_ns["two"].columns) == ["Name", "Status"]
+    run_cell(ip, "%%vmps -o raw --raw\nGet-Service\n")
+    assert isinstance(ip.user_ns["raw"], list) and ip.user_ns["raw"][0]["Name"] == "s0"
+
+
+def test_live_streams_progress_and_errors_then_short_raise(ip: InteractiveShell,
+                                                          session: FakeSession) -> None:
+    def behaviour(script: str, params: dict[str, Any], emit: Callable[[str, Any], None]) -> Any:
+        emit("verbose", InformationalRecord({"InformationalRecord_Message": "starting"}))
+        emit("progress", ProgressRecord("Work", 1, "half", percent_complete=50))
+        err = error("disk C: is full")
+        emit("error", err)
+        emit("progress", ProgressRecord("Work", 1, "done", record_type="Completed"))
+        emit("host", "done\n")
+        return FakeResult([service("a")], errors=[err])
+
+    session.behaviour = behaviour
+    result, captured = run_cell(ip, "%%vmps -o out\nDo-Work -Verbose\n")
+    texts = [o.data.get("text/plain", "") for o in captured.outputs]
+    assert "VERBOSE: starting" in texts
+    assert any(t.startswith("disk C: is full") for t in texts)
+    assert texts.count("done") == 1
+    exc = result.error_in_exec
+    assert isinstance(exc, hvmagics.PowerShellError) and isinstance(exc, RemoteError)
+    assert exc._render_traceback_() == [
+        "PowerShellError: 1 error(s) in the pipeline (shown above); use --no-raise or "
+        "%config VmMagics.raise_on_error = False to continue past errors"]
+    assert exc.errors[0].message == "disk C: is full"
+    assert "out" in ip.user_ns  # the output is bound before the cell raises
+    result, _ = run_cell(ip, "%%vmps --no-raise\nDo-Work\n")
+    assert result.success
+    ip.run_line_magic("config", "VmMagics.raise_on_error = False")
+    result, _ = run_cell(ip, "%%vmps\nDo-Work\n")
+    assert result.success
+
+
+def test_terminating_error_timeout_interrupt_and_lost_session(ip: InteractiveShell,
+                                                              session: FakeSession) -> None:
+    failing = error("Cannot find path 'C:\\nope' because it does not exist.")
+
+    def terminating(script: str, params: dict[str, Any], emit: Any) -> Any:
+        raise RemoteError("Cannot find path", record=failing,
+                          result=FakeResult(["partial"], state="Failed"))
+
+    session.behaviour = terminating
+    result, captured = run_cell(ip, "%%vmps\nGet-Item C:\\nope -ErrorAction Stop\n")
+    texts = [o.data.get("text/plain", "") for o in captured.outputs]
+    assert texts[0] == "partial"
+    assert texts[1].startswith("Cannot find path 'C:\\nope' because it does not exist.")
+    assert "FullyQualifiedErrorId : Boom" in texts[1]
+    exc = result.error_in_exec
+    assert isinstance(exc, hvmagics.PowerShellError) and exc.record is failing
+    assert str(exc) == "Cannot find path 'C:\\nope' because it does not exist."
+
+    def slow(script: str, params: dict[str, Any], emit: Any) -> Any:
+        raise PipelineTimeoutError("timed out", result=FakeResult([]))
+
+    session.behaviour = slow
+    result, _ = run_cell(ip, "%%vmps --timeout 0.5\nStart-Sleep 60\n")
+    assert str(result.error_in_exec) == (
+        "Pipeline stopped after the 0.5 s timeout; session 'demo' is still usable")
+
+    def interrupted(script: str, params: dict[str, Any], emit: Any) -> Any:
+        raise KeyboardInterrupt
+
+    session.behaviour = interrupted
+    result, captured = run_cell(ip, "%%vmps\nStart-Sleep 60\n")
+    assert isinstance(result.error_in_exec, hvmagics.PipelineStopped)
+    assert "Pipeline stopped (interrupted); session 'demo' is still usable." in captured.stdout
+
+    def lost(script: str, params: dict[str, Any], emit: Any) -> Any:
+        raise SessionBrokenError("transport closed")
+
+    session.behaviour = lost
+    result, _ = run_cell(ip, "%%vmps\nRestart-Computer\n")
+    assert str(result.error_in_exec) == (
+        "session 'demo' lost its connection (transport closed); reconnect with %vmconnect")
+    with pytest.raises(UsageError, match="--timeout must be positive"):
+        ip.run_cell_magic("vmps", "--timeout -1", "x")
+    with pytest.raises(UsageError, match="name 'nothere' is not defined"):
+        ip.run_cell_magic("vmps", "--with nothere", "x")
+
+
+def test_sessions_use_close(ip: InteractiveShell, session: FakeSession) -> None:
+    other = FakeSession("web01")
+    ip.user_ns["other"] = other
+    with capture_output() as captured:
+        ip.run_line_magic("vmconnect", "--session other --alias web")
+    assert captured.stdout == "Connected to FAKE guest 'web01' as 'web'; default session.\n"
+    ip.run_cell_magic("vmps", "demo", "hostname\n")
+    assert session.runs and not other.runs
+    ip.run_line_magic("vmps", "-s web hostname")
+    assert other.runs[-1]["script"] == "hostname"
+    with capture_output() as captured:
+        ip.run_line_magic("vmsessions", "")
+    lines = captured.outputs[-1].data["text/plain"].splitlines()
+    assert lines[2].startswith("   demo") and lines[3].startswith("*  web")
+    with capture_output() as captured:
+        ip.run_line_magic("vmuse", "demo")
+        ip.run_line_magic("vmclose", "")
+    assert "Closed demo; default session is now web" in captured.stdout
+    assert session.closed
+    with capture_output() as captured:
+        ip.run_line_magic("vmclose", "--all")
+    assert other.closed and "Closed 1 session(s): web" in captured.stdout
+
+
+def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def fake_connect(target: str, **kw: Any) -> FakeSession:
+        seen.append({"target": target, **kw})
+        return FakeSession(target)
+
+    monkeypatch.setattr(hvmagics, "_connect", fake_connect)
+    monkeypatch.setenv("MY_VM_PW", "Sup3r-Secret!")
+    with capture_output() as captured:
+        ip.run_line_magic("vmconnect", "mgmtvm -u CORP\\admin --password-env MY_VM_PW "
+                                       "--configuration JEA --alias m --record r.yml")
+    kw = seen[-1]
+    assert kw["target"] == "mgmtvm" and kw["via"] == "auto" and kw["username"] == "CORP\\admin"
+    assert isinstance(kw["password"], SecureString)
+    assert kw["password"].reveal() == "Sup3r-Secret!"
+    assert kw["configuration"] == "JEA" and kw["record"] == "r.yml"
+    assert "Sup3r-Secret!" not in captured.stdout + captured.stderr
+    assert "Connected to FAKE guest 'mgmtvm' as 'm'" in captured.stdout
+    # getpass (through hvmagic.credentials) when no other source has one
+    monkeypatch.delenv("HVMAGIC_PASSWORD", raising=False)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": "typed-pw")
+    with capture_output():
+        ip.run_line_magic("vmconnect", "vm2 -u admin --via direct")
+    assert seen[-1]["password"].reveal() == "typed-pw" and seen[-1]["via"] == "direct"
+    # a PSCredential variable
+    ip.user_ns["cred"] = PSCredential("admin", "from-cred")
+    with capture_output():
+        ip.run_line_magic("vmconnect", "vm3 --credential cred --via process")
+    assert seen[-1]["credential"].password.reveal() == "from-cred"
+    with pytest.raises(UsageError, match="is a str, not a PSCredential"):
+        ip.user_ns["notcred"] = "x"
+        ip.run_line_magic("vmconnect", "vm3 --credential notcred")
+    with pytest.raises(UsageError, match="environment variable NOPE_PW is not set"):
+        ip.run_line_magic("vmconnect", "vm4 -u a --password-env NOPE_PW")
+    # no password anywhere is obtainable from a frontend that cannot prompt
+    from IPython.core.error import StdinNotImplementedError
+
+    def no_stdin(prompt: str = "") -> str:
+        raise StdinNotImplementedError("no stdin")
+
+    monkeypatch.setattr("getpass.getpass", no_stdin)
+    with pytest.raises(UsageError, match="this frontend cannot prompt; use --password-env"):
+        ip.run_line_magic("vmconnect", "vm5 -u admin")
+
+
+def test_vmconnect_failure_shows_doctor_advice(ip: InteractiveShell,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from hvmagic import doctor
+
+    def refusing(target: str, **kw: Any) -> Any:
+        raise CredentialError("The credential is invalid.")
+
+    monkeypatch.setattr(hvmagics, "_connect", refusing)
+    monkeypatch.setenv("HVMAGIC_PASSWORD", "pw")
+    with capture_output() as captured, pytest.raises(UsageError) as info:
+        ip.run_line_magic("vmconnect", "vm -u admin --via direct")
+    assert str(info.value) == "Could not connect to 'vm' (direct): The credential is invalid."
+    assert doctor.explain(CredentialError("x")) in captured.stdout
+
+
+def test_vmcopy_directions_and_errors(ip: InteractiveShell, session: FakeSession,
+                                      tmp_path: Any) -> None:
+    with capture_output() as captured:
+        ip.run_line_magic("vmcopy", "--force setup.ps1 VM:C:\\Temp\\setup.ps1")
+    direction, local, remote, kw = session.copies[-1]
+    assert (direction, local, remote) == ("to", "setup.ps1", "C:\\Temp\\setup.ps1")
+    assert kw["overwrite"] is True and "recurse" not in kw
+    assert "Copied 1 file(s) to demo (SHA-256 verified)" in captured.stdout
+    with capture_output():
+        ip.run_line_magic("vmcopy", "-r demo:C:\\Logs\\*.log ./logs")
+    direction, remote, local, kw = session.copies[-1]
+    assert (direction, remote, local, kw["recurse"], kw["overwrite"]) == (
+        "from", "C:\\Logs\\*.log", "./logs", True, False)
+    with pytest.raises(UsageError, match="exactly one side must be in the guest"):
+        ip.run_line_magic("vmcopy", "VM:a VM:b")
+    with pytest.raises(UsageError, match="guest path not found"):
+        ip.run_line_magic("vmcopy", "VM:C:\\missing.txt x")
+    with pytest.raises(UsageError, match="host → guest only"):
+        ip.run_line_magic("vmcopy", "--gsi VM:C:\\a.txt a.txt")
+
+
+def test_cell_mode_runs_plain_cells_as_powershell(ip: InteractiveShell,
+                                                  session: FakeSession) -> None:
+    session.behaviour = lambda s, p, e: FakeResult(["ok"])
+    with capture_output() as captured:
+        ip.run_line_magic("vmps_mode", "on")
+    assert "PowerShell cell mode on" in captured.stdout
+    result, _ = run_cell(ip, "$svc = Get-Service\n$svc.Count\n")
+    assert result.success and session.runs[-1]["script"] == "$svc = Get-Service\n$svc.Count\n"
+    count = len(session.runs)
+    result, _ = run_cell(ip, "#py\npython_value = 40 + 2\n")
+    assert result.success and ip.user_ns["python_value"] == 42 and len(session.runs) == count
+    run_cell(ip, "%vmps_mode off")
+    result, _ = run_cell(ip, "after = 1\n")
+    assert ip.user_ns["after"] == 1 and len(session.runs) == count
