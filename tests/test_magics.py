@@ -299,7 +299,8 @@ def test_vmps_verbatim_script_parameters_and_output(ip: InteractiveShell,
             "Get-Service -Name $name | Where-Object { $_.Name -like \"{x}$evil\" }\n")
     assert result.success, result.error_in_exec
     run = session.runs[-1]
-    assert run["script"] == "Get-Service -Name $name | Where-Object { $_.Name -like \"{x}$evil\" }\n"
+    assert run["script"] == (
+        "Get-Service -Name $name | Where-Object { $_.Name -like \"{x}$evil\" }\n")
     assert run["parameters"] == {"name": "vm*", "evil": HOSTILE[0]}
     assert run["timeout"] == 7
     frame = ip.user_ns["svc"]
