@@ -106,3 +106,11 @@ class LegacyGuestRefusedError(HandshakeError):
     Refused unless ``allow_legacy=True``: its second connection carries no token
     (CVE-2025-49734). The fix is to install the guest's Windows updates.
     """
+
+
+class SessionBusyError(HvMagicError, RuntimeError):
+    """``Session.run`` was called while another ``run`` on the same session is in progress."""
+
+
+class HostInteractionError(HvMagicError):
+    """A host UI could not answer a guest request (``Read-Host``, a prompt) non-interactively."""
