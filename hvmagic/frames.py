@@ -4,11 +4,12 @@
 (see :mod:`hvmagic.views`), or every property, or the columns asked for. Rules, in one place:
 
 Rows
-    A :class:`~hvmagic.clixml.values.PSObject` with properties, or a ``dict`` (a Hashtable, taken
-    like a PSCustomObject so a list of them becomes a table), is an *object* row. Everything
-    else is a *scalar* row whose value goes to the ``Value`` column: strings, numbers, enums,
-    dates, lists, a primitive that carries extra members (its ``.value``), and an object without
-    properties (shown by its ``ToString``).
+    A list among the values is enumerated one level, as PowerShell's formatter does with a
+    collection written as one output object. A :class:`~hvmagic.clixml.values.PSObject` with
+    properties, or a ``dict`` (a Hashtable, taken like a PSCustomObject so a list of them
+    becomes a table), is an *object* row. Everything else is a *scalar* row whose value goes to
+    the ``Value`` column: strings, numbers, enums, dates, nested lists, a primitive that carries
+    extra members (its ``.value``), an object without properties (shown by its ``ToString``).
 
 Columns (``columns=``)
     ``"default"``: per type, the columns of PowerShell's default table view
@@ -542,6 +543,10 @@ def _to_dataframe(values: Any, selected: Any) -> pd.DataFrame:
         rows = [values]
     else:
         rows = list(values)  # also keeps every object alive while ids are cached
+        if any(isinstance(v, list) for v in rows):
+            # PowerShell's formatter enumerates a collection written as one output object
+            # (``Write-Output -NoEnumerate``, ``,$list``, a List`1 from Export-Clixml): one level
+            rows = [item for v in rows for item in (v if isinstance(v, list) else (v,))]
     groups = _collect(rows)
     n = len(rows)
 
