@@ -7,8 +7,10 @@ base64 token; the guest "PowerShell process" validates that token the way PowerS
 :class:`hvmagic.testing.FakeGuest`, a PSRP server on psrpcore. The session layer on top is the
 one ``hvmagic.connect(via="direct")`` uses.
 
-Skips (with the reason) when ``hvmagic.testing.FakeGuest`` or ``hvmagic.session`` is not
-importable yet.
+A second end-to-end test drives the same path with psrpcore's own client (no hvmagic session
+layer), so the PowerShell Direct path is proven even where ``hvmagic.session`` is absent.
+Tests skip (with the reason) when ``hvmagic.testing.FakeGuest`` / ``hvmagic.session`` cannot
+be imported.
 """
 
 from __future__ import annotations
@@ -21,18 +23,18 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import psrpcore
 import pytest
+from psrpcore.types import PSInvocationState, RunspacePoolState
 
 from hvmagic.errors import CredentialError
+from hvmagic.psrp.outofproc import NIL_GUID, PacketKind, PacketReader, control_packet, data_packet
 from hvmagic.transports.base import Transport
 from hvmagic.transports.hvsocket import BROKER_SERVICE_ID, SERVER_SERVICE_ID, connect_vm
 from hvmagic.transports.vmresolve import VMInfo
 
 testing = pytest.importorskip(
     "hvmagic.testing", reason="hvmagic.testing.FakeGuest (the simulated guest) is not available"
-)
-session_module = pytest.importorskip(
-    "hvmagic.session", reason="hvmagic.session (Session.run) is not available yet"
 )
 
 VM = VMInfo(id="6f9e1c2a-52d4-4d3b-9a1e-0c8b7d6e5f40", name="vm01", state="Running")
@@ -161,6 +163,9 @@ def guest() -> Iterator[Any]:
 
 
 def test_connect_vm_to_fakeguest_runs_a_pipeline(guest: Any) -> None:
+    session_module = pytest.importorskip(
+        "hvmagic.session", reason="hvmagic.session (Session.run) is not available yet"
+    )
     host = FakeVmicvmsession(guest, {("CORP", "admin"): "pässwörd+/="})
     transport = connect_vm(
         "vm01",
@@ -192,3 +197,79 @@ def test_wrong_password_never_reaches_the_guest_powershell(guest: Any) -> None:
     assert "wrong" not in str(info.value) and "right" not in str(info.value)
     assert host.broker_log == ["localhost\\admin"]
     assert host.pending_tokens == [] and host.relays == []
+
+
+class _PsrpcoreDriver:
+    """A minimal PSRP client on psrpcore + hvmagic's OutOfProc codec (one pipeline at a time)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.reader = PacketReader()
+        self.pool = psrpcore.ClientRunspacePool()
+        self.controls: list[tuple[PacketKind, Any]] = []
+        self.events: list[psrpcore.PSRPEvent] = []
+
+    def _pump(self, done: Any) -> None:
+        while not done():
+            packet = self.reader.next_packet()
+            if packet is None:
+                data = self.transport.recv()
+                assert data, "the guest closed the connection"
+                self.reader.receive_data(data)
+                continue
+            if packet.kind is PacketKind.DATA:
+                pid = None if packet.guid == NIL_GUID else packet.guid
+                self.pool.receive_data(
+                    psrpcore.PSRPPayload(packet.data, psrpcore.StreamType.default, pid)
+                )
+                while (event := self.pool.next_event()) is not None:
+                    self.events.append(event)
+            else:
+                self.controls.append((packet.kind, packet.guid))
+
+    def _send_all(self, guid: Any) -> None:
+        # One un-acknowledged Data per guid (psdirect-protocol.md §3.3).
+        while (payload := self.pool.data_to_send()) is not None:
+            before = self.controls.count((PacketKind.DATA_ACK, guid))
+            self.transport.send(data_packet(payload.data, guid))
+            self._pump(lambda n=before: self.controls.count((PacketKind.DATA_ACK, guid)) > n)
+
+    def _control(self, kind: PacketKind, ack: PacketKind, guid: Any) -> None:
+        self.transport.send(control_packet(kind, guid))
+        self._pump(lambda: (ack, guid) in self.controls)
+
+    def run(self, script: str) -> list[Any]:
+        self.pool.open()
+        self._send_all(NIL_GUID)
+        self._pump(lambda: self.pool.state == RunspacePoolState.Opened)
+        pipeline = psrpcore.ClientPowerShell(self.pool)
+        pipeline.add_script(script)
+        pipeline.start()
+        pid = pipeline.pipeline_id
+        self._control(PacketKind.COMMAND, PacketKind.COMMAND_ACK, pid)
+        self._send_all(pid)
+        self._pump(lambda: pipeline.state
+                   in (PSInvocationState.Completed, PSInvocationState.Failed))
+        assert pipeline.state == PSInvocationState.Completed
+        pipeline.close()
+        self._control(PacketKind.CLOSE, PacketKind.CLOSE_ACK, pid)
+        self.pool.close()
+        self._send_all(NIL_GUID)
+        self._control(PacketKind.CLOSE, PacketKind.CLOSE_ACK, NIL_GUID)
+        return [event.data for event in self.events
+                if isinstance(event, psrpcore.PipelineOutputEvent)]
+
+
+def test_connect_vm_carries_psrp_to_fakeguest_with_psrpcore_client(guest: Any) -> None:
+    host = FakeVmicvmsession(guest, {("localhost", "administrator"): ""})
+    transport = connect_vm("vm01", username="administrator", password="", socket_factory=host,
+                           resolver=lambda vm: VM, sleep=lambda seconds: None, timeout=10)
+    try:
+        output = _PsrpcoreDriver(transport).run("Get-DirectInfo")
+    finally:
+        transport.close()
+    assert [item.Name for item in output] == ["vmicvmsession", "vmicheartbeat"]
+    assert [item.Status for item in output] == ["Running", "Running"]
+    assert host.broker_log == ["localhost\\administrator"]
+    assert host.pending_tokens == []
+    assert guest.history[-1].strip() == "Get-DirectInfo"
