@@ -1,0 +1,178 @@
+"""PowerShell's default table views (hvmagic.views): lookup through type-name chains and the
+calculated columns, checked against the headers and script blocks of PowerShell's format files."""
+
+from __future__ import annotations
+
+import pytest
+
+from hvmagic.clixml.values import PSEnum
+from hvmagic.views import (
+    VIEWS,
+    Column,
+    default_columns,
+    feature_display_name,
+    file_mode,
+    find_view,
+    is_cim_plumbing,
+    is_cim_type,
+)
+
+
+@pytest.mark.parametrize(
+    ("type_name", "headers"),
+    [
+        ("System.Diagnostics.Process",
+         ["Handles", "NPM(K)", "PM(K)", "WS(K)", "CPU(s)", "Id", "SI", "ProcessName"]),
+        ("System.ServiceProcess.ServiceController", ["Status", "Name", "DisplayName"]),
+        ("System.IO.FileInfo", ["Mode", "LastWriteTime", "Length", "Name"]),
+        ("System.IO.DirectoryInfo", ["Mode", "LastWriteTime", "Length", "Name"]),
+        ("Win32_QuickFixEngineering",
+         ["Source", "Description", "HotFixID", "InstalledBy", "InstalledOn"]),
+        ("System.Diagnostics.Eventing.Reader.EventLogRecord",
+         ["TimeCreated", "Id", "LevelDisplayName", "Message"]),
+        ("System.Diagnostics.EventLogEntry",
+         ["Index", "Time", "EntryType", "Source", "InstanceID", "Message"]),
+        ("MSFT_NetAdapter",
+         ["Name", "InterfaceDescription", "ifIndex", "Status", "MacAddress", "LinkSpeed"]),
+        ("MSFT_NetIPAddress",
+         ["ifIndex", "IPAddress", "PrefixLength", "PrefixOrigin", "SuffixOrigin", "AddressState",
+          "PolicyStore"]),
+        ("MSFT_Volume",
+         ["DriveLetter", "FriendlyName", "FileSystemType", "DriveType", "HealthStatus",
+          "OperationalStatus", "SizeRemaining", "Size"]),
+        ("Microsoft.HyperV.PowerShell.VirtualMachine",
+         ["Name", "State", "CPUUsage(%)", "MemoryAssigned(M)", "Uptime", "Status", "Version"]),
+        ("Microsoft.HyperV.PowerShell.VMNetworkAdapter",
+         ["Name", "IsManagementOs", "VMName", "SwitchName", "MacAddress", "Status",
+          "IPAddresses"]),
+        ("Microsoft.Windows.ServerManager.Commands.Feature",
+         ["Display Name", "Name", "Install State"]),
+        ("Microsoft.PowerShell.Commands.LocalUser", ["Name", "Enabled", "Description"]),
+        ("Microsoft.PowerShell.Commands.LocalPrincipal",
+         ["ObjectClass", "Name", "PrincipalSource"]),
+        ("MSFT_ScheduledTask", ["TaskPath", "TaskName", "State"]),
+        ("Win32_ComputerSystem",
+         ["Name", "PrimaryOwnerName", "Domain", "TotalPhysicalMemory", "Model", "Manufacturer"]),
+        ("Win32_OperatingSystem",
+         ["SystemDirectory", "Organization", "BuildNumber", "RegisteredUser", "SerialNumber",
+          "Version"]),
+    ],
+)
+def test_shipped_views_have_powershells_headers(type_name: str, headers: list[str]) -> None:
+    view = VIEWS[type_name.lower()]
+    assert list(view.headers) == headers
+    assert view.source  # every view says where PowerShell defines it
+
+
+def test_lookup_walks_the_chain_and_strips_deserialized() -> None:
+    chain = [
+        "Deserialized.Deserialized.System.ServiceProcess.ServiceController",
+        "Deserialized.System.ComponentModel.Component",
+        "Deserialized.System.Object",
+    ]
+    view = find_view(chain)
+    assert view is not None and view.type_name == "System.ServiceProcess.ServiceController"
+    # a derived type without a view of its own takes the first ancestor that has one
+    derived = ["My.Company.FancyProcess", "System.Diagnostics.Process", "System.Object"]
+    found = find_view(derived)
+    assert found is not None and found.type_name == "System.Diagnostics.Process"
+
+
+@pytest.mark.parametrize(
+    "type_name",
+    [
+        "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_Processor",
+        "Deserialized.Microsoft.Management.Infrastructure.CimInstance#root/cimv2/WIN32_PROCESSOR",
+        "System.Management.ManagementObject#root\\cimv2\\Win32_Processor",
+        "System.Management.ManagementObject#Win32_Processor",
+    ],
+)
+def test_wmi_and_cim_names_match_by_class(type_name: str) -> None:
+    view = find_view([type_name, "System.Object"])
+    assert view is not None
+    assert view.headers[:2] == ("DeviceID", "Name")
+
+
+def test_unknown_types_have_no_view() -> None:
+    assert find_view(["Contoso.Widget", "System.Object"]) is None
+    assert find_view([]) is None
+    fan = "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_Fan"
+    assert find_view([fan]) is None
+
+
+def test_fallback_is_all_properties_minus_wmi_plumbing() -> None:
+    wmi = ["System.Management.ManagementObject#root\\cimv2\\power\\Win32_PowerPlan",
+           "System.Management.ManagementObject", "System.Object"]
+    names = ["__GENUS", "__CLASS", "__PATH", "Caption", "ElementName", "IsActive", "Scope",
+             "CimClass", "PSComputerName"]
+    assert is_cim_type(wmi)
+    assert [c.header for c in default_columns(wmi, names)] == [
+        "Caption", "ElementName", "IsActive", "PSComputerName"]
+    # a plain .NET type keeps everything, in the object's order
+    other = ["Contoso.Widget", "System.Object"]
+    assert not is_cim_type(other)
+    assert [c.header for c in default_columns(other, ["B", "__A", "Scope"])] == [
+        "B", "__A", "Scope"]
+    assert is_cim_plumbing("__RELPATH") and is_cim_plumbing("CimSystemProperties")
+    assert not is_cim_plumbing("Name")
+
+
+def test_process_columns_compute_like_the_script_blocks() -> None:
+    view = VIEWS["system.diagnostics.process"]
+    props = {
+        "Handles": 247, "NPM": 22 * 1024 + 512, "PM": 9216 * 1024 + 513, "WS": 2560,
+        "CPU": 1.453125, "Id": 11060, "SI": 1, "ProcessName": "python",
+    }
+    values = {c.header: c.value(props) for c in view.columns}
+    # [long](x / 1024): .NET rounds half to even (22.5 → 22), 9216.50… → 9217, 2.5 → 2
+    assert values == {
+        "Handles": 247, "NPM(K)": 22, "PM(K)": 9217, "WS(K)": 2, "CPU(s)": 1.453125,
+        "Id": 11060, "SI": 1, "ProcessName": "python",
+    }
+    # the long names that a Process without the 5.1 alias properties carries
+    raw = {"HandleCount": 5, "NonpagedSystemMemorySize64": 4096, "PagedMemorySize64": 0,
+           "WorkingSet64": 1 << 20, "Id": 4, "SessionId": 0, "Name": "System"}
+    values = {c.header: c.value(raw) for c in view.columns}
+    assert values["Handles"] == 5 and values["NPM(K)"] == 4 and values["WS(K)"] == 1024
+    assert values["SI"] == 0 and values["ProcessName"] == "System" and values["CPU(s)"] is None
+
+
+def test_vm_memory_is_in_megabytes() -> None:
+    view = VIEWS["microsoft.hyperv.powershell.virtualmachine"]
+    column = next(c for c in view.columns if c.header == "MemoryAssigned(M)")
+    assert column.value({"MemoryAssigned": 1238 * 2**20}) == 1238
+    assert column.value({"MemoryAssigned": 0}) == 0
+    assert column.value({}) is None
+
+
+def test_file_mode_prefers_the_property_and_falls_back_to_attributes() -> None:
+    assert file_mode({"Mode": "-a----", "Attributes": 16}) == "-a----"
+    assert file_mode({"Attributes": PSEnum(16, "Directory")}) == "d-----"
+    hidden = PSEnum(0x20 | 0x1 | 0x2, "ReadOnly, Hidden, Archive")
+    assert file_mode({"Attributes": hidden}) == "-arh--"
+    assert file_mode({"Attributes": 0x400 | 0x10 | 0x4}) == "d---sl"
+    assert file_mode({}) is None
+
+
+def test_feature_display_name_marks_and_indents() -> None:
+    assert feature_display_name(
+        {"DisplayName": "Hyper-V", "Installed": True, "Depth": 1}) == "[X] Hyper-V"
+    assert feature_display_name(
+        {"DisplayName": "Hyper-V Module for Windows PowerShell", "Installed": False, "Depth": 3}
+    ) == "        [ ] Hyper-V Module for Windows PowerShell"
+    assert feature_display_name({"Installed": True}) is None
+
+
+def test_hotfix_source_comes_from_the_server_name_wmi_or_cim() -> None:
+    view = VIEWS["win32_quickfixengineering"]
+    source = view.columns[0]
+    assert source.header == "Source"
+    assert source.value({"__SERVER": "HV01", "CSName": "X"}) == "HV01"
+    assert source.value({"CSName": "HV02"}) == "HV02"
+
+
+def test_column_value_takes_the_first_alias_present() -> None:
+    column = Column("X", ("A", "B"))
+    assert column.value({"B": 2}) == 2
+    assert column.value({"A": None, "B": 2}) is None  # present (even $null) wins, as in a view
+    assert column.value({}) is None
