@@ -441,8 +441,6 @@ def _connect_second(factory: SocketFactory, vm: VMInfo, timeout: float,
     for attempt in range(1, SECOND_CONNECTION_ATTEMPTS + 1):
         try:
             return _connect(factory, vm, SERVER_SERVICE_ID, timeout, "PowerShell server")
-        except UnsupportedPlatformError:
-            raise
         except TransportError as exc:
             last = exc
             log.debug("second connection attempt %d to %s failed", attempt, vm.name)
@@ -499,8 +497,9 @@ def connect_vm(
     split_username(username)  # reject an unusable user name before touching the VM
     info = resolver(vm) if resolver is not None else resolve_vm(vm, runner)
 
+    token_retries_left = TOKEN_FAIL_RETRIES
     with _lock_for(info.id):
-        for attempt in range(TOKEN_FAIL_RETRIES + 1):
+        while True:
             token = _broker(socket_factory, info, timeout, username, password, configuration,
                             legacy=False)
             legacy = token is None
@@ -521,7 +520,8 @@ def connect_vm(
                 sock.settimeout(None)
             except CredentialError:
                 _close_quietly(sock)
-                if attempt < TOKEN_FAIL_RETRIES:
+                if token_retries_left > 0:
+                    token_retries_left -= 1
                     # Most likely another set-up's PowerShell took our token (it then exits);
                     # a fresh broker conversation starts a fresh process for us.
                     log.info("token rejected by VM %s; retrying with a new broker conversation",
@@ -536,4 +536,3 @@ def connect_vm(
                 _close_quietly(sock)
                 raise
             return SocketTransport(sock, description=f"PowerShell Direct to {vm}")
-    raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
