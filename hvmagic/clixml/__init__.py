@@ -13,6 +13,7 @@ from hvmagic.clixml.decode import (
     loads_streams,
     unescape,
 )
+from hvmagic.clixml.encode import PSCustomObject, dumps, dumps_document, escape
 from hvmagic.clixml.values import (
     STREAMS,
     ErrorRecord,
@@ -43,6 +44,7 @@ __all__ = [
     "InformationalRecord",
     "PSChar",
     "PSCredential",
+    "PSCustomObject",
     "PSDateTime",
     "PSEnum",
     "PSObject",
@@ -53,6 +55,9 @@ __all__ = [
     "PSXmlDocument",
     "ProgressRecord",
     "SecureString",
+    "dumps",
+    "dumps_document",
+    "escape",
     "loads",
     "loads_fragment",
     "loads_streams",

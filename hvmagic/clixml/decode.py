@@ -502,6 +502,7 @@ def _parse(
             raise _Failure(f"unknown CLIXML element <{tag}>")
 
     def end(tag: str) -> None:
+        value: Any
         frame = pop()
         if frame.__class__ is dict:
             attrs = frame

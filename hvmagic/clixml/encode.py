@@ -1,0 +1,397 @@
+"""Python values → CLIXML (what hvmagic sends to a guest: PSRP parameters, pipeline input).
+
+:func:`dumps` returns ONE element (``<Obj>…</Obj>``, ``<S>…</S>``, ``<Nil />``…) exactly as a
+PSRP message or a parameter value carries it; :func:`dumps_document` wraps several values in an
+``<Objs>`` document that ``Import-Clixml`` reads. :func:`hvmagic.clixml.loads` reads both.
+
+Mapping (the inverse of :mod:`hvmagic.clixml.decode`):
+
+=========================================  ===================================================
+Python                                     CLIXML
+=========================================  ===================================================
+``None``                                   ``<Nil />``
+``bool``                                   ``<B>``
+``int``                                    ``<I32>`` if it fits, else ``<I64>``, else ``<U64>``;
+                                           larger → :class:`EncodeError`
+``float``                                  ``<Db>`` (``INF``/``-INF``/``NaN`` as .NET writes)
+``decimal.Decimal``                        ``<D>`` (fixed-point text; NaN/Infinity refused)
+``datetime`` / :class:`PSDateTime`         ``<DT>`` with 7 fractional digits (``tick_remainder``
+                                           is the 7th); ``Z`` for UTC, ``±HH:MM`` for other
+                                           offsets, nothing for naive values
+``timedelta`` / :class:`PSTimeSpan`        ``<TS>`` xs:duration
+``uuid.UUID``                              ``<G>``
+``bytes`` / ``bytearray``                  ``<BA>`` (base64)
+``str``                                    ``<S>``; :class:`PSChar` ``<C>``, :class:`PSUri`
+                                           ``<URI>``, :class:`PSXmlDocument` ``<XD>``,
+                                           :class:`PSScriptBlock` ``<SBK>``
+:class:`PSVersion`                         ``<Version>``
+:class:`PSEnum`                            an enum ``<Obj>`` (type names, ToString, ``<I32>``)
+``list`` / ``tuple``                       ``System.Object[]`` ``<LST>``
+``dict``                                   ``System.Collections.Hashtable`` ``<DCT>``
+:class:`PSObject`                          ``<Obj>``: ``adapted`` names in ``<Props>``, the
+                                           rest in ``<MS>``; ``.value`` inside when set
+:func:`PSCustomObject` (``**props``)       a ``PSCustomObject`` (properties in ``<MS>``)
+:class:`SecureString`                      ``<SS>`` — see below
+:class:`PSCredential`                      a ``PSCredential`` object (UserName, Password)
+:class:`ProgressRecord`                    ``<PR>``
+=========================================  ===================================================
+
+Objects seen twice (the same PSObject, list or dict) are written once and referenced with
+``<Ref RefId>`` afterwards, so shared and cyclic structures survive; repeated type-name lists use
+``<TNRef>``.
+
+SecureStrings: PSRP encrypts them with the session key, so :func:`dumps` takes
+``secure_string_encryptor=callable(bytes) -> bytes`` (called with the UTF-16-LE plain text; the
+session layer supplies it). A SecureString decoded from the guest (ciphertext only) is written
+back unchanged. Without an encryptor a plain-text SecureString raises :class:`EncodeError`,
+unless the caller passes ``allow_plaintext_secure_string=True``: then it is written as a plain
+``<S>`` string (the guest script must ``ConvertTo-SecureString`` it) — never silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from hvmagic.clixml.values import (
+    ProgressRecord,
+    PSChar,
+    PSCredential,
+    PSEnum,
+    PSObject,
+    PSScriptBlock,
+    PSUri,
+    PSVersion,
+    PSXmlDocument,
+    SecureString,
+)
+from hvmagic.errors import EncodeError
+
+__all__ = ["PSCustomObject", "dumps", "dumps_document", "escape"]
+
+_NAMESPACE = "http://schemas.microsoft.com/powershell/2004/04"
+_CUSTOM_OBJECT_TYPES = ["System.Management.Automation.PSCustomObject", "System.Object"]
+_ARRAY_TYPES = ("System.Object[]", "System.Array", "System.Object")
+_HASHTABLE_TYPES = ("System.Collections.Hashtable", "System.Object")
+_ENUM_BASES = ("System.Enum", "System.ValueType", "System.Object")
+_CREDENTIAL_TYPES = ("System.Management.Automation.PSCredential", "System.Object")
+
+# Characters XML 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF), plus an "_" that
+# would otherwise read as the start of an _xHHHH_ escape: PowerShell writes these as _xHHHH_.
+_NEEDS_ESCAPE_RE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)|[\t\n\r]"
+)
+_XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    return f"_x{ord(match.group()):04X}_"
+
+
+def escape(text: str) -> str:
+    """``str`` → element/attribute text: PowerShell ``_xHHHH_`` escapes, then XML escapes."""
+    if _NEEDS_ESCAPE_RE.search(text):
+        text = _NEEDS_ESCAPE_RE.sub(_escape_match, text)
+    return text.translate(_XML_ESCAPES)
+
+
+def PSCustomObject(**properties: Any) -> PSObject:
+    """A ``[PSCustomObject]@{...}`` to send to the guest (properties serialized in ``<MS>``)."""
+    return PSObject(dict(properties), list(_CUSTOM_OBJECT_TYPES))
+
+
+def _format_float(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "INF" if value > 0 else "-INF"
+    return repr(value)
+
+
+def _format_datetime(value: _dt.datetime) -> str:
+    remainder = getattr(value, "tick_remainder", 0) or 0
+    text = value.strftime("%Y-%m-%dT%H:%M:%S") if value.year >= 1000 else (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
+    text += f".{value.microsecond:06d}{remainder}"
+    offset = value.utcoffset()
+    if offset is None:
+        return text
+    if value.tzinfo is _dt.timezone.utc:
+        return text + "Z"
+    minutes, seconds = divmod(int(offset.total_seconds()), 60)
+    if seconds:
+        raise EncodeError(f"a UTC offset with seconds cannot be sent to .NET: {offset}")
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+def _format_timespan(value: _dt.timedelta) -> str:
+    ticks = (
+        (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    ) * 10 + (getattr(value, "tick_remainder", 0) or 0)
+    sign = "-" if ticks < 0 else ""
+    ticks = abs(ticks)
+    seconds, fraction = divmod(ticks, 10_000_000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    text = f"{sign}P"
+    if days:
+        text += f"{days}D"
+    text += "T"
+    if hours:
+        text += f"{hours}H"
+    if minutes:
+        text += f"{minutes}M"
+    if fraction:
+        text += f"{seconds}.{fraction:07d}".rstrip("0") + "S"
+    elif seconds or text.endswith("T"):
+        text += f"{seconds}S"
+    return text
+
+
+def _format_decimal(value: Decimal) -> str:
+    if not value.is_finite():
+        raise EncodeError(f"System.Decimal has no {value}")
+    return format(value, "f")
+
+
+class _Encoder:
+    __slots__ = ("allow_plaintext", "encryptor", "parts", "refs", "type_refs")
+
+    def __init__(
+        self,
+        encryptor: Callable[[bytes], bytes] | None,
+        allow_plaintext: bool,
+    ) -> None:
+        self.parts: list[str] = []
+        self.refs: dict[int, tuple[int, Any]] = {}  # id(obj) → (RefId, obj kept alive)
+        self.type_refs: dict[tuple[str, ...], int] = {}
+        self.encryptor = encryptor
+        self.allow_plaintext = allow_plaintext
+
+    # helpers -----------------------------------------------------------------------------
+    def _leaf(self, tag: str, name: str | None, text: str) -> None:
+        attr = "" if name is None else f' N="{escape(name)}"'
+        self.parts.append(f"<{tag}{attr}>{text}</{tag}>")
+
+    def _open_obj(self, name: str | None, obj: Any, type_names: Iterable[str]) -> None:
+        refid = len(self.refs)
+        self.refs[id(obj)] = (refid, obj)
+        attr = "" if name is None else f' N="{escape(name)}"'
+        self.parts.append(f'<Obj{attr} RefId="{refid}">')
+        names = tuple(type_names)
+        if names:
+            tn = self.type_refs.get(names)
+            if tn is None:
+                tn = self.type_refs[names] = len(self.type_refs)
+                inner = "".join(f"<T>{escape(n)}</T>" for n in names)
+                self.parts.append(f'<TN RefId="{tn}">{inner}</TN>')
+            else:
+                self.parts.append(f'<TNRef RefId="{tn}" />')
+
+    # the dispatcher ----------------------------------------------------------------------
+    def write(self, value: Any, name: str | None = None) -> None:
+        if value is None:
+            attr = "" if name is None else f' N="{escape(name)}"'
+            self.parts.append(f"<Nil{attr} />")
+            return
+        cls = type(value)
+        if cls is str:
+            self._leaf("S", name, escape(value))
+        elif cls is bool:
+            self._leaf("B", name, "true" if value else "false")
+        elif cls is int:
+            self._leaf(_int_tag(value), name, str(value))
+        elif cls is float:
+            self._leaf("Db", name, _format_float(value))
+        elif isinstance(value, PSEnum):
+            self._write_enum(value, name)
+        elif isinstance(value, bool):
+            self._leaf("B", name, "true" if value else "false")
+        elif isinstance(value, int):
+            self._leaf(_int_tag(value), name, str(int(value)))
+        elif isinstance(value, float):
+            self._leaf("Db", name, _format_float(float(value)))
+        elif isinstance(value, PSChar):
+            if len(value) != 1 or ord(value) > 0xFFFF:
+                raise EncodeError(f"a System.Char is one UTF-16 code unit, not {value!r}")
+            self._leaf("C", name, str(ord(value)))
+        elif isinstance(value, PSUri):
+            self._leaf("URI", name, escape(value))
+        elif isinstance(value, PSXmlDocument):
+            self._leaf("XD", name, escape(value))
+        elif isinstance(value, PSScriptBlock):
+            self._leaf("SBK", name, escape(value))
+        elif isinstance(value, str):
+            self._leaf("S", name, escape(str(value)))
+        elif isinstance(value, Decimal):
+            self._leaf("D", name, _format_decimal(value))
+        elif isinstance(value, _dt.datetime):
+            self._leaf("DT", name, _format_datetime(value))
+        elif isinstance(value, _dt.timedelta):
+            self._leaf("TS", name, _format_timespan(value))
+        elif isinstance(value, uuid.UUID):
+            self._leaf("G", name, str(value))
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            self._leaf("BA", name, base64.b64encode(bytes(value)).decode("ascii"))
+        elif isinstance(value, PSVersion):
+            self._leaf("Version", name, str(value))
+        elif isinstance(value, SecureString):
+            self._write_secure_string(value, name)
+        elif id(value) in self.refs:
+            attr = "" if name is None else f' N="{escape(name)}"'
+            self.parts.append(f'<Ref{attr} RefId="{self.refs[id(value)][0]}" />')
+        elif isinstance(value, PSObject):
+            self._write_psobject(value, name)
+        elif isinstance(value, (list, tuple)):
+            self._open_obj(name, value, _ARRAY_TYPES)
+            self.parts.append("<LST>")
+            for item in value:
+                self.write(item)
+            self.parts.append("</LST></Obj>")
+        elif isinstance(value, dict):
+            self._open_obj(name, value, _HASHTABLE_TYPES)
+            self.parts.append("<DCT>")
+            for key, item in value.items():
+                self.parts.append("<En>")
+                self.write(key, "Key")
+                self.write(item, "Value")
+                self.parts.append("</En>")
+            self.parts.append("</DCT></Obj>")
+        elif isinstance(value, PSCredential):
+            self._open_obj(name, value, _CREDENTIAL_TYPES)
+            self.parts.append("<ToString>System.Management.Automation.PSCredential</ToString>")
+            self.parts.append("<Props>")
+            self.write(value.username, "UserName")
+            self.write(value.password, "Password")
+            self.parts.append("</Props></Obj>")
+        elif isinstance(value, ProgressRecord):
+            self._write_progress(value, name)
+        elif isinstance(value, _dt.date):
+            raise EncodeError(
+                "a date without a time has no .NET type; send datetime.combine(d, time())"
+            )
+        else:
+            raise EncodeError(f"cannot serialize {cls.__module__}.{cls.__qualname__} to CLIXML")
+
+    def _write_enum(self, value: PSEnum, name: str | None) -> None:
+        type_names = list(value.type_names) or ["System.Int32"]
+        if not any(n.endswith("System.Enum") for n in type_names):
+            type_names += _ENUM_BASES
+        self._open_obj(name, value, type_names)
+        self.parts.append(f"<ToString>{escape(str(value))}</ToString>")
+        self.parts.append(f"<{_int_tag(int(value))}>{int(value)}</{_int_tag(int(value))}>")
+        self.parts.append("</Obj>")
+
+    def _write_psobject(self, obj: PSObject, name: str | None) -> None:
+        self._open_obj(name, obj, obj.type_names)
+        if obj.to_string is not None:
+            self.parts.append(f"<ToString>{escape(obj.to_string)}</ToString>")
+        if obj.value is not None:
+            self.write(obj.value)
+        props = obj.properties
+        adapted = [k for k in obj.adapted if k in props]
+        if adapted:
+            self.parts.append("<Props>")
+            for key in adapted:
+                self.write(props[key], key)
+            self.parts.append("</Props>")
+        adapted_set = set(adapted)
+        extended = [k for k in props if k not in adapted_set]
+        if extended:
+            self.parts.append("<MS>")
+            for key in extended:
+                self.write(props[key], key)
+            self.parts.append("</MS>")
+        self.parts.append("</Obj>")
+
+    def _write_secure_string(self, value: SecureString, name: str | None) -> None:
+        if value.ciphertext is not None:
+            self._leaf("SS", name, base64.b64encode(value.ciphertext).decode("ascii"))
+        elif self.encryptor is not None:
+            cipher = self.encryptor(value.reveal().encode("utf-16-le"))
+            self._leaf("SS", name, base64.b64encode(cipher).decode("ascii"))
+        elif self.allow_plaintext:
+            self._leaf("S", name, escape(value.reveal()))
+        else:
+            raise EncodeError(
+                "a SecureString needs secure_string_encryptor= (the PSRP session key) or "
+                "allow_plaintext_secure_string=True to be sent"
+            )
+
+    def _write_progress(self, record: ProgressRecord, name: str | None) -> None:
+        attr = "" if name is None else f' N="{escape(name)}"'
+        parts = self.parts
+        parts.append(f"<PR{attr}><AV>{escape(record.activity)}</AV>")
+        parts.append(f"<AI>{int(record.activity_id)}</AI>")
+        if record.current_operation is None:
+            parts.append("<Nil />")
+        else:
+            parts.append(f"<S>{escape(record.current_operation)}</S>")
+        parts.append(f"<PI>{int(record.parent_activity_id)}</PI>")
+        parts.append(f"<PC>{int(record.percent_complete)}</PC>")
+        parts.append(f"<T>{escape(record.record_type)}</T>")
+        parts.append(f"<SR>{int(record.seconds_remaining)}</SR>")
+        status = "" if record.status_description is None else escape(record.status_description)
+        parts.append(f"<SD>{status}</SD></PR>")
+
+
+def _int_tag(value: int) -> str:
+    if -0x8000_0000 <= value <= 0x7FFF_FFFF:
+        return "I32"
+    if -0x8000_0000_0000_0000 <= value <= 0x7FFF_FFFF_FFFF_FFFF:
+        return "I64"
+    if 0 <= value <= 0xFFFF_FFFF_FFFF_FFFF:
+        return "U64"
+    raise EncodeError(f"{value} does not fit a .NET integer (Int64/UInt64)")
+
+
+def dumps(
+    value: Any,
+    *,
+    secure_string_encryptor: Callable[[bytes], bytes] | None = None,
+    allow_plaintext_secure_string: bool = False,
+) -> str:
+    """Serialize one value to a CLIXML element (see the module docstring for the mapping)."""
+    encoder = _Encoder(secure_string_encryptor, allow_plaintext_secure_string)
+    try:
+        encoder.write(value)
+    except EncodeError:
+        raise
+    except RecursionError as exc:
+        raise EncodeError("value nests too deeply to serialize") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise EncodeError(f"cannot serialize value: {exc}") from exc
+    return "".join(encoder.parts)
+
+
+def dumps_document(
+    values: Iterable[Any],
+    *,
+    secure_string_encryptor: Callable[[bytes], bytes] | None = None,
+    allow_plaintext_secure_string: bool = False,
+) -> str:
+    """Serialize values as an ``<Objs>`` document (``Export-Clixml`` layout, shared RefIds)."""
+    encoder = _Encoder(secure_string_encryptor, allow_plaintext_secure_string)
+    encoder.parts.append(f'<Objs Version="1.1.0.1" xmlns="{_NAMESPACE}">')
+    try:
+        for value in values:
+            encoder.write(value)
+    except EncodeError:
+        raise
+    except RecursionError as exc:
+        raise EncodeError("value nests too deeply to serialize") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise EncodeError(f"cannot serialize value: {exc}") from exc
+    encoder.parts.append("</Objs>")
+    return "".join(encoder.parts)
