@@ -56,6 +56,7 @@ from hvmagic.errors import (
     PipelineTimeoutError,
     RemoteError,
     SessionBrokenError,
+    SessionBusyError,
     TransportError,
 )
 
@@ -781,6 +782,14 @@ class VmMagics(Magics):
                 f"session {entry.alias!r} lost its connection ({_first_line(exc)}); "
                 f"reconnect with %vmconnect"
             ) from None
+        except SessionBusyError as exc:
+            live.finish()
+            raise UsageError(f"session {entry.alias!r} is busy: {_first_line(exc)}") from None
+        except HvMagicError as exc:
+            # anything else the session reports on purpose (a host prompt the notebook cannot
+            # answer, a protocol error): one line, no traceback
+            live.finish()
+            raise PowerShellError(_first_line(exc)) from None
         live.finish()
         live.show_missing_errors(list(result.errors))
         value = self._show_output(result, columns, args.raw, out_var)
