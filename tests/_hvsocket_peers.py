@@ -23,7 +23,8 @@ class ScriptedPeer(threading.Thread):
 
     ``responses`` are sent in order, one after each received chunk. ``close_after`` closes the
     socket once that many chunks were received (a peer dying mid-handshake). ``then`` runs on
-    the socket after the scripted part (e.g. an echo loop standing in for PSRP).
+    the socket after the scripted part (e.g. an echo loop standing in for PSRP);
+    ``before_reply(index)`` runs just before reply number ``index`` is sent.
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class ScriptedPeer(threading.Thread):
         *,
         close_after: int | None = None,
         then: Callable[[socket.socket], None] | None = None,
+        before_reply: Callable[[int], None] | None = None,
         name: str = "peer",
     ) -> None:
         super().__init__(daemon=True, name=name)
@@ -40,6 +42,8 @@ class ScriptedPeer(threading.Thread):
         self.responses = list(responses)
         self.close_after = close_after
         self.then = then
+        self.before_reply = before_reply
+        self.replies_sent = 0
         self.received: list[bytes] = []
         self.error: BaseException | None = None
         sock.settimeout(10)
@@ -54,7 +58,10 @@ class ScriptedPeer(threading.Thread):
                     break
                 self.received.append(chunk)
                 if self.responses:
+                    if self.before_reply is not None:
+                        self.before_reply(self.replies_sent)
                     self.sock.sendall(self.responses.pop(0))
+                    self.replies_sent += 1
             if self.then is not None and self.close_after is None:
                 self.then(self.sock)
         except OSError as exc:

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
 import pytest
 
@@ -79,10 +80,12 @@ class FakeHost:
         self.max_in_flight = 0
         self._lock = threading.Lock()
 
-    def _done(self, peer: ScriptedPeer) -> None:
-        with self._lock:
-            self.in_flight -= 1
-        echo(peer.sock, peer.received)
+    def _before_server_reply(self, index: int, replies: int) -> None:
+        # The set-up ends with the token verdict: count it finished before the client can see
+        # it (and release its per-VM lock), or the next set-up would look concurrent.
+        if index == replies - 1:
+            with self._lock:
+                self.in_flight -= 1
 
     def __call__(self, vm_id: str, service_id: str, timeout: float) -> socket.socket:
         with self._lock:
@@ -102,8 +105,12 @@ class FakeHost:
             peer = ScriptedPeer(server, item, name="broker")
             self.broker_peers.append(peer)
         else:
-            peer = ScriptedPeer(server, item, then=lambda sock: None, name="server")
-            peer.then = lambda sock, peer=peer: self._done(peer)  # type: ignore[misc]
+            replies = len(item)
+            peer = ScriptedPeer(
+                server, item, name="server",
+                before_reply=lambda index: self._before_server_reply(index, replies),
+            )
+            peer.then = lambda sock, peer=peer: echo(sock, peer.received)  # type: ignore[misc]
             self.server_peers.append(peer)
         peer.start()
         return client
@@ -427,3 +434,68 @@ def test_match_vm_exact_name_only() -> None:
 def test_module_constants_match_the_protocol_notes() -> None:
     assert hvsocket.BROKER_SERVICE_ID == "999e53d4-3d5c-4c3e-8779-bed06ec056e1"
     assert hvsocket.SERVER_SERVICE_ID == "a5201c21-2770-4c11-a68e-f182edb29220"
+
+
+class _FakeHyperVSocket:
+    """Records what hyperv_socket_factory does with a Windows AF_HYPERV socket."""
+
+    instances: ClassVar[list[_FakeHyperVSocket]] = []
+    fail_connect: ClassVar[bool] = False
+
+    def __init__(self, family: int, kind: int, proto: int) -> None:
+        self.args = (family, kind, proto)
+        self.calls: list[tuple[str, object]] = []
+        self.closed = False
+        _FakeHyperVSocket.instances.append(self)
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.calls.append(("setsockopt", (level, option, value)))
+
+    def connect(self, address: tuple[str, str]) -> None:
+        self.calls.append(("connect", address))
+        if self.fail_connect:
+            raise ConnectionRefusedError(10061, "No connection could be made")
+
+    def settimeout(self, value: float) -> None:
+        self.calls.append(("settimeout", value))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def windows_socket_module(monkeypatch: pytest.MonkeyPatch) -> type[_FakeHyperVSocket]:
+    fake_module = type(
+        "FakeSocketModule", (), {
+            "AF_HYPERV": 34, "SOCK_STREAM": 1, "HV_PROTOCOL_RAW": 1,
+            "HVSOCKET_CONNECT_TIMEOUT": 1, "socket": _FakeHyperVSocket,
+        },
+    )
+    _FakeHyperVSocket.instances = []
+    _FakeHyperVSocket.fail_connect = False
+    monkeypatch.setattr(hvsocket, "socket", fake_module)
+    monkeypatch.setattr(hvsocket, "hvsocket_supported", lambda: True)
+    return _FakeHyperVSocket
+
+
+@pytest.mark.parametrize(("timeout", "milliseconds"), [(5.0, 5000), (0.0001, 1), (900, 300000)])
+def test_hyperv_socket_factory_calls(windows_socket_module: type[_FakeHyperVSocket],
+                                     timeout: float, milliseconds: int) -> None:
+    sock = hyperv_socket_factory(VM_ID, BROKER_SERVICE_ID, timeout)
+    (made,) = windows_socket_module.instances
+    assert sock is made  # type: ignore[comparison-overlap]
+    assert made.args == (34, 1, 1)  # AF_HYPERV, SOCK_STREAM, HV_PROTOCOL_RAW
+    assert made.calls == [
+        ("setsockopt", (1, 1, milliseconds)),  # HVSOCKET_CONNECT_TIMEOUT, clamped to 1..300000
+        ("connect", (VM_ID, BROKER_SERVICE_ID)),  # GUID strings without braces
+        ("settimeout", timeout),
+    ]
+
+
+def test_hyperv_socket_factory_closes_on_connect_failure(
+    windows_socket_module: type[_FakeHyperVSocket],
+) -> None:
+    windows_socket_module.fail_connect = True
+    with pytest.raises(ConnectionRefusedError):
+        hyperv_socket_factory(VM_ID, SERVER_SERVICE_ID, 1.0)
+    assert windows_socket_module.instances[0].closed

@@ -14,6 +14,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hvmagic import SecureString
 from hvmagic.errors import CredentialError, HandshakeError, HvMagicError, TransportError
@@ -386,3 +388,20 @@ def test_no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> None:
 def test_every_handshake_error_is_an_hvmagic_error() -> None:
     assert issubclass(HandshakeError, HvMagicError)
     assert issubclass(CredentialError, HvMagicError)
+
+
+user_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40
+).filter(lambda text: "\\" not in text and "@" not in text)
+
+
+@settings(max_examples=40, deadline=None)
+@given(user=user_text, password=st.text(alphabet=st.characters(blacklist_categories=("Cs",)),
+                                        min_size=1, max_size=60),
+       domain=user_text, configuration=user_text)
+def test_any_unicode_strings_travel_as_utf16le(user: str, password: str, domain: str,
+                                               configuration: str) -> None:
+    client, broker = peer_pair(v2_broker_responses(configuration=True))
+    assert negotiate_broker(client, user, password, domain, configuration) == "FakeToken0+/="
+    client.close()
+    assert broker.finish() == v2_client_sends(domain, user, password, configuration)
