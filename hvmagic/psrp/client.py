@@ -1,0 +1,724 @@
+"""A sans-IO PSRP client over the OutOfProc framing: psrpcore for state, hvmagic for bulk data.
+
+:class:`PSRPClient` is fed the bytes the server wrote (:meth:`~PSRPClient.receive_data`), hands
+out events (:meth:`~PSRPClient.next_event`) and the bytes to write back
+(:meth:`~PSRPClient.data_to_send`). It never touches a socket or a thread; the session layer
+(:mod:`hvmagic.session`) does.
+
+Who decodes what (the bulk-output strategy)
+-------------------------------------------
+psrpcore deserializes ~700 objects/s, so bulk records never reach it. Fragments are reassembled
+here (:mod:`hvmagic.psrp.messages`) and every message is routed by its type:
+
+* PIPELINE_OUTPUT, ERROR_RECORD, WARNING/VERBOSE/DEBUG_RECORD, INFORMATION_RECORD and
+  PROGRESS_RECORD are decoded by :func:`hvmagic.clixml.loads_fragment` (an expat walker,
+  10-20× faster) into hvmagic's own values. psrpcore's client does nothing with these
+  messages (its ``_process_PipelineOutput`` & co. are no-ops), so skipping them leaves its
+  state machine exactly where it would have been — tests check pool and pipeline states and
+  key exchange after bulk output.
+* Everything that drives state — SESSION_CAPABILITY, APPLICATION_PRIVATE_DATA,
+  RUNSPACEPOOL_STATE, RUNSPACEPOOL_INIT_DATA, ENCRYPTED_SESSION_KEY, PUBLIC_KEY_REQUEST,
+  PIPELINE_STATE, host calls, RUNSPACE_AVAILABILITY — is handed to psrpcore unchanged (re-wrapped
+  as one whole fragment), and its events are translated. PIPELINE_STATE is additionally decoded
+  by hvmagic so a terminating error arrives as an :class:`~hvmagic.clixml.ErrorRecord`.
+
+The alternative — serializing in the guest with ``[PSSerializer]::Serialize(obj, depth)`` and
+shipping strings — was not chosen: it still pays one CLIXML decode per object on the client
+(the same decoder), adds a guest-side serialization pass and a second CLIXML envelope (the
+strings are XML-escaped inside PIPELINE_OUTPUT), and changes what the user gets: objects arrive
+with ``Deserialized.`` type names one level deeper than PowerShell shows and at the chosen
+``-Depth`` instead of the remoting serializer's per-type depth. Decoding PIPELINE_OUTPUT
+directly keeps PowerShell's own remoting type names and depth (``Deserialized.X``, depth 1 with
+the type's ``SerializationDepth`` overrides), exactly what ``Invoke-Command`` returns.
+
+§3.3 rules this client enforces (``psdirect-protocol.md``)
+----------------------------------------------------------
+1. at most one un-acknowledged ``Data`` per PSGuid — the rest waits in a per-guid queue;
+2. ``Command(pid)`` first, and no ``Data(pid)`` before ``CommandAck(pid)``;
+3. the client never sends an ack or an empty line;
+4. ``Close(empty)`` only after every pipeline got its ``CloseAck``;
+5. ``Signal(pid)`` stops a pipeline (queued until ``CommandAck`` if it comes early).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import decimal
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psrpcore
+import psrpcore.types as pst
+from psrpcore.types import (
+    ErrorCategory,
+    ErrorCategoryInfo,
+    HostInfo,
+    NETException,
+    PSInvocationState,
+    PSRPMessageType,
+    RunspacePoolState,
+)
+
+from hvmagic.clixml import loads_fragment
+from hvmagic.clixml.values import (
+    ErrorRecord,
+    InformationalRecord,
+    InformationRecord,
+    ProgressRecord,
+    PSChar,
+    PSCredential,
+    PSDateTime,
+    PSEnum,
+    PSObject,
+    PSScriptBlock,
+    PSTimeSpan,
+    PSUri,
+    PSVersion,
+    PSXmlDocument,
+    SecureString,
+)
+from hvmagic.errors import DecodeError, EncodeError, HvMagicError, ProtocolError
+from hvmagic.psrp.messages import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    FragmentAssembler,
+    PSRPMessage,
+    build_fragment,
+)
+from hvmagic.psrp.outofproc import (
+    NIL_GUID,
+    OutOfProcPacket,
+    PacketKind,
+    PacketReader,
+    control_packet,
+    data_packet,
+)
+
+#: PowerShell's own fragment size for client → server data (``DefaultFragmentSize``)
+FRAGMENT_SIZE = 32 << 10
+
+_OUTPUT = PSRPMessageType.PipelineOutput.value
+#: message type → hvmagic stream name, for the messages decoded by hvmagic (the fast path)
+FAST_STREAMS: dict[int, str] = {
+    PSRPMessageType.PipelineOutput.value: "output",
+    PSRPMessageType.ErrorRecord.value: "error",
+    PSRPMessageType.WarningRecord.value: "warning",
+    PSRPMessageType.VerboseRecord.value: "verbose",
+    PSRPMessageType.DebugRecord.value: "debug",
+    PSRPMessageType.InformationRecord.value: "information",
+    PSRPMessageType.ProgressRecord.value: "progress",
+}
+_PIPELINE_STATE = PSRPMessageType.PipelineState.value
+
+#: host methods whose only effect is text on the console: kept as "host" records
+HOST_WRITE_METHODS = {
+    "Write1": 0, "Write2": 2, "WriteLine1": None, "WriteLine2": 0, "WriteLine3": 2,
+    "WriteErrorLine": 0, "WriteDebugLine": 0, "WriteVerboseLine": 0, "WriteWarningLine": 0,
+}  # method name → index of the text parameter (None: an empty line)
+
+
+# ------------------------------------------------------------------------------------------
+# Events
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOpened:
+    """The runspace pool reached ``Opened``: pipelines may start."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolBroken:
+    """The pool went ``Broken``/``Closed`` on the server's initiative."""
+
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolClosed:
+    """``CloseAck`` for the pool: the session is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyExchanged:
+    """The session key arrived; SecureString/PSCredential values can now be sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRecord:
+    """One record of a pipeline: ``stream`` is one of :data:`hvmagic.clixml.STREAMS`."""
+
+    pipeline_id: uuid.UUID
+    stream: str
+    record: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HostCall:
+    """A host method call (``Read-Host``, ``Write-Host`` on older hosts, prompts …).
+
+    ``call_id`` is ``-100`` for void methods, which need no response.
+    """
+
+    pipeline_id: uuid.UUID | None
+    call_id: int
+    method: str
+    parameters: list[Any]
+
+    @property
+    def needs_response(self) -> bool:
+        return self.call_id != -100
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineFinished:
+    """The pipeline reached a final state: ``Completed``, ``Failed`` or ``Stopped``."""
+
+    pipeline_id: uuid.UUID
+    state: str
+    error: ErrorRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineClosed:
+    """``CloseAck(pid)``: the server released the pipeline."""
+
+    pipeline_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class SignalAcknowledged:
+    pipeline_id: uuid.UUID
+
+
+ClientEvent = (
+    PoolOpened | PoolBroken | PoolClosed | KeyExchanged | PipelineRecord | HostCall
+    | PipelineFinished | PipelineClosed | SignalAcknowledged
+)
+
+
+# ------------------------------------------------------------------------------------------
+# hvmagic values → psrpcore values (parameters and host responses)
+# ------------------------------------------------------------------------------------------
+
+_I32 = (-(2**31), 2**31 - 1)
+_I64 = (-(2**63), 2**63 - 1)
+
+
+def to_psrpcore(value: Any, _depth: int = 0) -> Any:
+    """Convert a Python/hvmagic value to what psrpcore serializes with the right CLIXML type.
+
+    Python ``float`` becomes a ``Double`` (psrpcore would pick ``Single``), ints pick I32/I64/
+    U64 by range, tuples/sets become lists, mappings hashtables, :class:`PSObject` a PSObject
+    with the same type names and properties, :class:`SecureString`/:class:`PSCredential`
+    psrpcore's encrypted types (the session key must be exchanged first).
+    """
+    if _depth > 64:
+        raise EncodeError("value nested more than 64 levels deep (a reference cycle?)")
+    depth = _depth + 1
+    if value is None or isinstance(value, (bool, decimal.Decimal, uuid.UUID)):
+        return value
+    if isinstance(value, PSEnum):
+        return _to_int(int(value))
+    if isinstance(value, enum.Enum):
+        return to_psrpcore(value.value, depth)
+    if isinstance(value, int):
+        return _to_int(value)
+    if isinstance(value, float):
+        return pst.PSDouble(value)
+    if isinstance(value, str):
+        if isinstance(value, PSChar):
+            if len(value) != 1:
+                raise EncodeError("a PSChar holds exactly one character")
+            return pst.PSChar(str(value))
+        if isinstance(value, PSUri):
+            return pst.PSUri(str(value))
+        if isinstance(value, PSXmlDocument):
+            return pst.PSXml(str(value))
+        if isinstance(value, PSScriptBlock):
+            return pst.PSScriptBlock(str(value))
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, _dt.datetime):
+        remainder = getattr(value, "tick_remainder", 0) if isinstance(value, PSDateTime) else 0
+        return pst.PSDateTime(
+            value.year, value.month, value.day, value.hour, value.minute, value.second,
+            value.microsecond, tzinfo=value.tzinfo, nanosecond=remainder * 100,
+        )
+    if isinstance(value, _dt.date):
+        return pst.PSDateTime(value.year, value.month, value.day)
+    if isinstance(value, _dt.timedelta):
+        remainder = getattr(value, "tick_remainder", 0) if isinstance(value, PSTimeSpan) else 0
+        return pst.PSDuration(
+            days=value.days, seconds=value.seconds, microseconds=value.microseconds,
+            nanoseconds=remainder * 100,
+        )
+    if isinstance(value, PSVersion):
+        return pst.PSVersion(str(value))
+    if isinstance(value, SecureString):
+        if not value.has_plaintext:
+            raise EncodeError("a SecureString received from the guest cannot be sent back")
+        return pst.PSSecureString(value.reveal())
+    if isinstance(value, PSCredential):
+        return pst.PSCredential(
+            UserName=value.username, Password=to_psrpcore(value.password, depth)
+        )
+    if isinstance(value, ProgressRecord):
+        raise EncodeError("a ProgressRecord cannot be passed as a parameter")
+    if isinstance(value, PSObject):
+        if value.value is not None and not value.properties:
+            return to_psrpcore(value.value, depth)
+        obj = pst.PSCustomObject(
+            **{str(k): to_psrpcore(v, depth) for k, v in value.properties.items()}
+        )
+        if value.type_names:
+            obj.PSObject.type_names = list(value.type_names)
+        if value.to_string is not None:
+            obj.PSObject.to_string = value.to_string
+        return obj
+    if isinstance(value, Mapping):
+        return {to_psrpcore(k, depth): to_psrpcore(v, depth) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_psrpcore(v, depth) for v in value]
+    item = getattr(value, "item", None)  # numpy/pandas scalars
+    if callable(item) and type(value).__module__.split(".")[0] in {"numpy", "pandas"}:
+        return to_psrpcore(item(), depth)
+    raise EncodeError(f"cannot send a {type(value).__name__} value to PowerShell")
+
+
+def _to_int(value: int) -> Any:
+    if _I32[0] <= value <= _I32[1]:
+        return int(value)
+    if _I64[0] <= value <= _I64[1]:
+        return pst.PSInt64(value)
+    if 0 <= value < 2**64:
+        return pst.PSUInt64(value)
+    raise EncodeError(f"integer {value} does not fit a 64-bit PowerShell integer")
+
+
+def host_error_record(message: str, error_id: str = "HvMagicHostNotInteractive") -> Any:
+    """A psrpcore ErrorRecord for answering a host call with an error."""
+    return pst.ErrorRecord(
+        Exception=NETException(Message=message),
+        CategoryInfo=ErrorCategoryInfo(
+            Category=ErrorCategory.NotImplemented, Reason="HostException"
+        ),
+        FullyQualifiedErrorId=error_id,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# record normalisation
+# ------------------------------------------------------------------------------------------
+
+
+def _as(cls: type[PSObject], value: Any) -> PSObject:
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, PSObject):
+        return cls(value.properties, value.type_names, value.to_string, value.value, value.adapted)
+    return cls({"Message": "" if value is None else str(value)}, [], None if value is None
+               else str(value))
+
+
+def _progress_record(value: Any) -> ProgressRecord:
+    if isinstance(value, ProgressRecord):
+        return value
+    props = value.properties if isinstance(value, PSObject) else {}
+
+    def number(name: str, default: int) -> int:
+        raw = props.get(name)
+        try:
+            return int(raw) if raw is not None else default
+        except (TypeError, ValueError):
+            return default
+
+    kind = props.get("Type", props.get("RecordType", "Processing"))
+    record_type = str(kind)
+    if isinstance(kind, int) and not isinstance(kind, PSEnum):
+        record_type = "Completed" if kind == 1 else "Processing"
+    status = props.get("StatusDescription")
+    operation = props.get("CurrentOperation")
+    return ProgressRecord(
+        activity=str(props.get("Activity") or ""),
+        activity_id=number("ActivityId", 0),
+        status_description=None if status is None else str(status),
+        current_operation=None if operation is None else str(operation),
+        parent_activity_id=number("ParentActivityId", -1),
+        percent_complete=number("PercentComplete", -1),
+        seconds_remaining=number("SecondsRemaining", -1),
+        record_type=record_type,
+    )
+
+
+def _normalise(stream: str, value: Any) -> Any:
+    if stream == "output":
+        return value
+    if stream == "error":
+        return _as(ErrorRecord, value)
+    if stream == "information":
+        return _as(InformationRecord, value)
+    if stream == "progress":
+        return _progress_record(value)
+    return _as(InformationalRecord, value)
+
+
+# ------------------------------------------------------------------------------------------
+# the client
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _PipelineWire:
+    command_acked: bool = False
+    signal_wanted: bool = False
+    signal_sent: bool = False
+    close_sent: bool = False
+    finished: bool = False
+    state: str = "Running"
+
+
+@dataclass
+class _SendQueue:
+    items: collections.deque[tuple[bytes, str]] = field(default_factory=collections.deque)
+    unacked: bool = False
+
+
+class PSRPClient:
+    """One runspace pool (one PowerShell session) and its pipelines, sans-IO.
+
+    ``host_info``: psrpcore ``HostInfo`` sent with the pool and every pipeline; by default a
+    host with a UI and no raw UI, so the server forwards ``Write-Host``/prompts as host calls
+    (as to ``Enter-PSSession``) instead of failing them.
+    ``max_message_bytes`` bounds one reassembled PSRP message, ``max_line_bytes`` one OutOfProc
+    line (see :class:`~hvmagic.psrp.outofproc.PacketReader`).
+    """
+
+    def __init__(
+        self,
+        *,
+        host_info: HostInfo | None = None,
+        application_arguments: dict[str, Any] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_line_bytes: int = 64 << 20,
+    ) -> None:
+        self.host_info = host_info or HostInfo(
+            IsHostNull=False, IsHostUINull=False, IsHostRawUINull=True, UseRunspaceHost=True
+        )
+        self.pool = psrpcore.ClientRunspacePool(
+            application_arguments=application_arguments, host=self.host_info
+        )
+        self._reader = PacketReader(max_line_bytes=max_line_bytes)
+        self._assembler = FragmentAssembler(max_message_bytes)
+        self._events: collections.deque[ClientEvent] = collections.deque()
+        self._outgoing: list[bytes] = []
+        self._queues: dict[uuid.UUID, _SendQueue] = {}
+        self._pipelines: dict[uuid.UUID, _PipelineWire] = {}
+        self._pool_close_wanted = False
+        self._pool_close_sent = False
+        self.closed = False
+        self.key_exchanged = False
+        self.messages_received = 0
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def opened(self) -> bool:
+        return self.pool.state == RunspacePoolState.Opened
+
+    @property
+    def pool_state(self) -> str:
+        return str(self.pool.state.name)
+
+    def pipeline_state(self, pipeline_id: uuid.UUID) -> str | None:
+        wire = self._pipelines.get(pipeline_id)
+        return None if wire is None else wire.state
+
+    @property
+    def open_pipelines(self) -> list[uuid.UUID]:
+        """Pipelines created and not yet released by ``CloseAck``."""
+        return list(self._pipelines)
+
+    # -- actions -------------------------------------------------------------------------
+    def open(self) -> None:
+        """Queue SESSION_CAPABILITY + INIT_RUNSPACEPOOL (one ``Data`` for the pool)."""
+        self._guard(self.pool.open)
+        self._pump()
+
+    def exchange_key(self) -> None:
+        """Queue PUBLIC_KEY; :class:`KeyExchanged` follows when the session key arrives."""
+        if self.key_exchanged:
+            return
+        self._guard(self.pool.exchange_key)
+        self._pump()
+
+    def start_script(
+        self,
+        script: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        use_local_scope: bool | None = None,
+    ) -> uuid.UUID:
+        """Create a pipeline running ``script`` with named ``parameters``; returns its id.
+
+        Sends ``Command(pid)`` now; CREATE_PIPELINE follows once ``CommandAck`` arrives.
+        ``use_local_scope=False`` runs the script in the runspace's scope (dot-sourced).
+        """
+        if not self.opened:
+            raise ProtocolError(f"the runspace pool is {self.pool_state}, not Opened")
+        converted = {name: to_psrpcore(value) for name, value in (parameters or {}).items()}
+        ps = psrpcore.ClientPowerShell(self.pool, host=self.host_info, no_input=True)
+        ps.add_script(script, use_local_scope=use_local_scope)
+        for name, value in converted.items():
+            ps.add_parameter(name, value)
+
+        def start() -> None:
+            try:
+                ps.start()
+            except BaseException:
+                self.pool.pipeline_table.pop(ps.pipeline_id, None)
+                raise
+
+        self._guard(start)
+        pid = ps.pipeline_id
+        self._pipelines[pid] = _PipelineWire()
+        self._outgoing.append(control_packet(PacketKind.COMMAND, pid))
+        self._pump()
+        return pid
+
+    def stop_pipeline(self, pipeline_id: uuid.UUID) -> None:
+        """Ask the server to stop the pipeline (``Signal``); idempotent."""
+        wire = self._pipelines.get(pipeline_id)
+        if wire is None or wire.finished or wire.signal_wanted:
+            return
+        wire.signal_wanted = True
+        ps = self.pool.pipeline_table.get(pipeline_id)
+        if ps is not None and ps.state == PSInvocationState.Running:
+            self._guard(ps.begin_stop)
+        self._send_signal_if_ready(pipeline_id, wire)
+
+    def close_pipeline(self, pipeline_id: uuid.UUID) -> None:
+        """Release a finished pipeline (``Close(pid)``); :class:`PipelineClosed` follows."""
+        wire = self._pipelines.get(pipeline_id)
+        if wire is None or wire.close_sent:
+            return
+        wire.close_sent = True
+        self._outgoing.append(control_packet(PacketKind.CLOSE, pipeline_id))
+
+    def close(self) -> None:
+        """Close every pipeline, then the pool once their ``CloseAck``\\ s are in."""
+        self._pool_close_wanted = True
+        for pid in list(self._pipelines):
+            wire = self._pipelines[pid]
+            if not wire.finished:
+                self.stop_pipeline(pid)
+            else:
+                self.close_pipeline(pid)
+        self._maybe_close_pool()
+
+    def host_response(
+        self, call: HostCall, value: Any = None, *, error_message: str | None = None
+    ) -> None:
+        """Answer a host call with a value or an error the guest sees as an exception."""
+        if not call.needs_response:
+            return
+        error = host_error_record(error_message) if error_message is not None else None
+        converted = None if value is None else to_psrpcore(value)
+        self._guard(lambda: self.pool.host_response(call.call_id, converted, error))
+        self._pump()
+
+    # -- I/O surface ---------------------------------------------------------------------
+    def data_to_send(self) -> bytes:
+        """The OutOfProc lines to write now (``b""`` when nothing may be sent yet)."""
+        if not self._outgoing:
+            return b""
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes the server wrote; parse as far as they go (events queue up)."""
+        self._reader.receive_data(data)
+        while True:
+            packet = self._reader.next_packet()
+            if packet is None:
+                break
+            self._on_packet(packet)
+
+    def next_event(self) -> ClientEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> Iterable[ClientEvent]:
+        while self._events:
+            yield self._events.popleft()
+
+    # -- internals -----------------------------------------------------------------------
+    @staticmethod
+    def _guard(action: Any) -> Any:
+        try:
+            return action()
+        except HvMagicError:
+            raise
+        except psrpcore.PSRPCoreError as exc:
+            raise ProtocolError(f"PSRP state error: {exc}") from exc
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ProtocolError(f"PSRP error: {type(exc).__name__}: {exc}") from exc
+
+    def _pump(self) -> None:
+        """Move psrpcore's queued messages into per-guid queues and send what §3.3 allows."""
+        while True:
+            payload = self.pool.data_to_send(FRAGMENT_SIZE)
+            if payload is None:
+                break
+            guid = payload.pipeline_id or NIL_GUID
+            stream = (
+                "PromptResponse"
+                if payload.stream_type == psrpcore.StreamType.prompt_response
+                else "Default"
+            )
+            self._queues.setdefault(guid, _SendQueue()).items.append((payload.data, stream))
+        for guid, queue in self._queues.items():
+            self._send_next(guid, queue)
+
+    def _send_next(self, guid: uuid.UUID, queue: _SendQueue) -> None:
+        if queue.unacked or not queue.items:
+            return
+        if guid != NIL_GUID:
+            wire = self._pipelines.get(guid)
+            if wire is None or not wire.command_acked:
+                return  # rule 2: no Data(pid) before CommandAck(pid)
+        data, stream = queue.items.popleft()
+        self._outgoing.append(data_packet(data, guid, stream))
+        queue.unacked = True
+
+    def _send_signal_if_ready(self, pipeline_id: uuid.UUID, wire: _PipelineWire) -> None:
+        if wire.signal_wanted and not wire.signal_sent and wire.command_acked:
+            wire.signal_sent = True
+            self._outgoing.append(control_packet(PacketKind.SIGNAL, pipeline_id))
+
+    def _maybe_close_pool(self) -> None:
+        if self._pool_close_wanted and not self._pool_close_sent and not self._pipelines:
+            self._pool_close_sent = True
+            self._outgoing.append(control_packet(PacketKind.CLOSE, NIL_GUID))
+
+    def _on_packet(self, packet: OutOfProcPacket) -> None:
+        kind = packet.kind
+        guid = packet.guid
+        if kind is PacketKind.DATA:
+            for message in self._assembler.feed(packet.data):
+                self._on_message(message)
+        elif kind is PacketKind.DATA_ACK:
+            queue = self._queues.get(guid)
+            if queue is not None:
+                queue.unacked = False
+                self._send_next(guid, queue)
+        elif kind is PacketKind.COMMAND_ACK:
+            wire = self._pipelines.get(guid)
+            if wire is not None:
+                wire.command_acked = True
+                self._send_signal_if_ready(guid, wire)
+                queue = self._queues.get(guid)
+                if queue is not None:
+                    self._send_next(guid, queue)
+        elif kind is PacketKind.SIGNAL_ACK:
+            self._events.append(SignalAcknowledged(guid))
+        elif kind is PacketKind.CLOSE_ACK:
+            if guid == NIL_GUID:
+                # The server only acks after every Command was closed, so psrpcore's table
+                # may be cleared; a pool that never opened just ends.
+                self.pool.pipeline_table.clear()
+                if self.pool.state in (RunspacePoolState.Opened, RunspacePoolState.Closing):
+                    self._guard(self.pool.close)
+                self.closed = True
+                self._events.append(PoolClosed())
+            else:
+                self._pipelines.pop(guid, None)
+                self._queues.pop(guid, None)
+                self.pool.pipeline_table.pop(guid, None)
+                self._events.append(PipelineClosed(guid))
+                self._maybe_close_pool()
+        else:
+            raise ProtocolError(f"the server sent a client-only {kind.value} packet")
+
+    def _on_message(self, message: PSRPMessage) -> None:
+        self.messages_received += 1
+        message_type = message.message_type
+        stream = FAST_STREAMS.get(message_type)
+        if stream is not None:
+            pid = message.pipeline_id
+            if pid is None:
+                raise ProtocolError(f"{stream} record without a pipeline id")
+            if message_type == _OUTPUT and len(message.raw) == message.body_offset:
+                value: Any = None  # an empty PIPELINE_OUTPUT is $null
+            else:
+                try:
+                    value = loads_fragment(message.raw[message.body_offset :])
+                except DecodeError as exc:
+                    raise ProtocolError(f"undecodable {stream} record: {exc}") from exc
+            self._events.append(PipelineRecord(pid, stream, _normalise(stream, value)))
+            return
+        error: ErrorRecord | None = None
+        if message_type == _PIPELINE_STATE:
+            error = self._state_error(message)
+            if message.pipeline_id not in self.pool.pipeline_table:
+                return  # a state for a pipeline we already released: nothing to update
+        self._to_psrpcore(message, error)
+
+    @staticmethod
+    def _state_error(message: PSRPMessage) -> ErrorRecord | None:
+        try:
+            state = loads_fragment(message.raw[message.body_offset :])
+        except DecodeError as exc:
+            raise ProtocolError(f"undecodable PIPELINE_STATE: {exc}") from exc
+        if isinstance(state, PSObject):
+            record = state.get("ExceptionAsErrorRecord")
+            if record is not None:
+                return _as(ErrorRecord, record)  # type: ignore[return-value]
+        return None
+
+    def _to_psrpcore(self, message: PSRPMessage, error: ErrorRecord | None) -> None:
+        payload = psrpcore.PSRPPayload(
+            build_fragment(message.object_id, message.raw), psrpcore.StreamType.default,
+            message.pipeline_id,
+        )
+        self.pool.receive_data(payload)
+        while True:
+            event = self._guard(self.pool.next_event)
+            if event is None:
+                break
+            self._translate(event, error)
+        self._pump()  # psrpcore may have queued a reply (PUBLIC_KEY after PUBLIC_KEY_REQUEST)
+
+    def _translate(self, event: Any, error: ErrorRecord | None) -> None:
+        if isinstance(event, psrpcore.RunspacePoolStateEvent):
+            pool_state = event.state
+            if pool_state == RunspacePoolState.Opened:
+                self._events.append(PoolOpened())
+            elif pool_state in (RunspacePoolState.Broken, RunspacePoolState.Closed):
+                reason = str(event.reason) if event.reason is not None else pool_state.name
+                self._events.append(PoolBroken(pool_state.name, reason))
+        elif isinstance(event, psrpcore.EncryptedSessionKeyEvent):
+            self.key_exchanged = True
+            self._events.append(KeyExchanged())
+        elif isinstance(event, psrpcore.PipelineStateEvent):
+            pid: uuid.UUID | None = event.pipeline_id
+            wire = self._pipelines.get(pid) if pid is not None else None
+            if pid is None or wire is None:
+                return
+            wire.state = event.state.name
+            if event.state in (
+                PSInvocationState.Completed, PSInvocationState.Failed, PSInvocationState.Stopped
+            ):
+                wire.finished = True
+                self._events.append(PipelineFinished(pid, wire.state, error))
+        elif isinstance(
+            event, (psrpcore.PipelineHostCallEvent, psrpcore.RunspacePoolHostCallEvent)
+        ):
+            self._events.append(
+                HostCall(getattr(event, "pipeline_id", None), int(event.ci),
+                         event.method_identifier.name, list(event.method_parameters or []))
+            )
