@@ -48,7 +48,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 from hvmagic.clixml.values import SecureString
-from hvmagic.credentials import EMPTY_USERNAME_MESSAGE, broker_domain, split_username
+from hvmagic.credentials import (
+    EMPTY_USERNAME_MESSAGE,
+    as_secure,
+    broker_domain,
+    split_username,
+)
 from hvmagic.errors import (
     CredentialError,
     HandshakeError,
@@ -108,10 +113,6 @@ SECOND_CONNECTION_MAX_DELAY = 3.0
 TOKEN_FAIL_RETRIES = 1
 
 INVALID_CREDENTIAL = "The credential is invalid."
-NEGOTIATION_FAILED = (
-    "Negotiating a secure connection to Hyper-V failed. Make sure the Host and Guest are updated "
-    "with all relevant Microsoft Updates."
-)
 LEGACY_REFUSED = (
     "The guest {vm} only supports the legacy PowerShell Direct handshake, whose second "
     "connection is not authenticated (CVE-2025-49734): another process could take over the "
@@ -124,20 +125,6 @@ LEGACY_REFUSED = (
 def _invalid_response(peer: str, what: str) -> str:
     # PowerShell's HyperVInvalidResponse resource string, word for word.
     return f"Hyper-V {peer} sent an invalid {what} response during the connection negotiation."
-
-
-def _reveal(password: str | SecureString | None) -> str:
-    if password is None:
-        return ""
-    if isinstance(password, SecureString):
-        return password.reveal()
-    if isinstance(password, str):
-        return password
-    raise TypeError(f"a password must be str or SecureString, not {type(password).__name__}")
-
-
-def _password_is_empty(password: str | SecureString | None) -> bool:
-    return _reveal(password) == ""
 
 
 class _Conversation:
@@ -256,7 +243,8 @@ def negotiate_broker(
         talk.send_text(user, "user name")
         talk.receive(_VERDICT_REPLY_SIZE, "user name")
 
-        if _password_is_empty(password):
+        secure_password = as_secure(password)  # TypeError for anything but str/SecureString
+        if secure_password.reveal() == "":
             # An empty password must be announced: a bare empty send would leave the broker
             # blocked in recv.
             talk.send(b"EMPTYPW", "empty-password marker")
@@ -264,7 +252,7 @@ def negotiate_broker(
         else:
             talk.send(b"NONEMPTYPW", "password marker")
             talk.receive(_VERDICT_REPLY_SIZE, "password marker")
-            secret = bytearray(_reveal(password).encode("utf-16-le"))
+            secret = bytearray(secure_password.reveal().encode("utf-16-le"))
             try:
                 talk.send(secret, "password")
             finally:
