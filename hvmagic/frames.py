@@ -22,25 +22,31 @@ Columns (``columns=``)
 Mixed output (several types, or objects and scalars)
     Like ``Format-Table`` fed several types, each type keeps its own columns; the frame's
     columns are their union in order of first appearance (the first row's type first) and a row
-    has NA in the columns its type does not show. Scalars fill ``Value``. A column whose values
+    has NA in the columns its type does not show. Scalars fill ``Value`` (the same column as
+    objects' own ``Value`` property, when they have one). A column whose values
     have different kinds becomes ``object`` and keeps every value unchanged, so an integer is
     never silently turned into a float.
 
 Dtypes (per column, from the values present; ``None`` = NA)
-    ``bool`` → ``bool`` (``boolean`` with NA) · ``int`` → ``Int64`` (``UInt64`` above the
-    int64 range, ``object`` beyond that) · ``float`` → ``float64`` (NA = NaN) · ``str`` (also
-    ``PSChar``/``PSUri``…) → ``string`` (pandas' ``StringDtype``, NA = ``pd.NA``) · enum
-    (:class:`~hvmagic.clixml.values.PSEnum`) → ``category`` of names, categories ordered by the
-    enum's number so sorting follows PowerShell · ``datetime``: all naive → ``datetime64[us]``;
-    all with offsets → ``datetime64[us, UTC±hh:mm]`` when they share one offset (the guest's
-    wall-clock, as PowerShell shows it), else ``datetime64[us, UTC]``; naive mixed with aware →
-    ``object`` · ``timedelta`` → ``timedelta64[us]`` · ``PSVersion`` → ``string`` like .NET's
-    ``ToString`` (``10.0.17763.1``) · ``Decimal``, ``UUID``, ``bytes``, ``dict``, SecureString
-    → ``object`` with the values unchanged (Decimal stays exact) · lists → ``object`` holding
-    lists · nested objects → ``object`` holding :class:`NestedObject` (displayed by the object's
-    ``ToString``, ``cell["Prop"]`` and ``cell.object`` reach the object). Microsecond units are
-    used because .NET dates span years 1–9999 (``DateTime.MinValue`` is common in WMI/AD data)
-    and nanosecond pandas dates cannot hold them.
+    * ``bool`` → ``bool`` (``boolean`` with NA).
+    * ``int`` → ``Int64``; ``UInt64`` above the int64 range; ``object`` beyond that.
+    * ``float`` → ``float64`` (NA = NaN).
+    * ``str`` (also ``PSChar``, ``PSUri`` …) → ``string`` (pandas' ``StringDtype``, NA =
+      ``pd.NA``, the same missing value as ``Int64``/``boolean``).
+    * enum (:class:`~hvmagic.clixml.values.PSEnum`) → ``category`` of names, categories in the
+      order of the enum's numbers, so sorting follows PowerShell's ``Sort-Object``.
+    * ``datetime``: all naive → ``datetime64[us]``; all with offsets → ``datetime64[us,
+      UTC±hh:mm]`` when they share one offset (the guest's wall clock, as PowerShell shows it),
+      else ``datetime64[us, UTC]``; naive mixed with aware → ``object``. The 7th fractional
+      digit of .NET ticks (``PSDateTime.tick_remainder``) is not representable and dropped.
+      Microseconds, not nanoseconds, because .NET dates span years 1–9999
+      (``DateTime.MinValue`` is common in WMI/AD data).
+    * ``timedelta`` → ``timedelta64[us]``.
+    * ``PSVersion`` → ``string`` like .NET's ``ToString`` (``10.0.17763.1``).
+    * ``Decimal`` (kept exact), ``UUID``, ``bytes``, ``dict``, SecureString … → ``object``
+      holding the values unchanged; lists → ``object`` holding lists.
+    * nested objects → ``object`` holding :class:`NestedObject`: displayed by the object's
+      ``ToString``; ``cell["Prop"]`` and ``cell.object`` reach the object (also inside lists).
 
 ``df.attrs``
     ``"type_names"``: the distinct type-name chains of the rows (each a list, most derived
@@ -388,7 +394,7 @@ def _typed(values: Sequence[Any]) -> Any:
             if converted is not None:
                 return converted
         elif kind == "timedelta":
-            return pd.TimedeltaIndex(values).as_unit("us").array
+            return _timedelta_index(values).array
         elif kind == "version":
             return pd.array([None if v is None else str(v) for v in values],
                             dtype=pd.StringDtype())
@@ -434,6 +440,32 @@ def _categorical(values: Sequence[Any]) -> Any:
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
+def _datetime_index(values: Sequence[Any]) -> Any:
+    """Naive datetimes (or None) → microsecond ``DatetimeIndex``.
+
+    pandas 3 infers microseconds from datetime objects; pandas 2 infers nanoseconds and cannot
+    hold ``DateTime.MinValue``, so that case goes through numpy's (slower) microsecond path.
+    """
+    import numpy as np
+    import pandas as pd
+
+    try:
+        return pd.DatetimeIndex(values).as_unit("us")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        return pd.DatetimeIndex(np.array(values, dtype="M8[us]"))
+
+
+def _timedelta_index(values: Sequence[Any]) -> Any:
+    """timedeltas (or None) → microsecond ``TimedeltaIndex`` (same pandas 2 caveat)."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        return pd.TimedeltaIndex(values).as_unit("us")
+    except (pd.errors.OutOfBoundsTimedelta, OverflowError):
+        return pd.TimedeltaIndex(np.array(values, dtype="m8[us]"))
+
+
 def _datetimes(values: Sequence[Any], has_na: bool) -> Any:
     import pandas as pd
 
@@ -441,11 +473,11 @@ def _datetimes(values: Sequence[Any], has_na: bool) -> Any:
     if None in zones:
         if len(zones) > 1:
             return None  # naive mixed with aware: no honest single dtype
-        return pd.DatetimeIndex(values).as_unit("us").array
+        return _datetime_index(values).array
     # Aware values: offsets from the epoch are exact, and timedelta → TimedeltaIndex is ~4x
     # faster than pandas' per-value conversion of aware datetimes.
     deltas = [None if v is None else v - _EPOCH for v in values]
-    index = pd.Timestamp(0, tz="UTC").as_unit("us") + pd.TimedeltaIndex(deltas).as_unit("us")
+    index = pd.Timestamp(0, tz="UTC").as_unit("us") + _timedelta_index(deltas)
     if len(zones) == 1:
         zone = next(iter(zones))
         if zone is not None and zone.utcoffset(None) is not None:
