@@ -405,3 +405,25 @@ def test_any_unicode_strings_travel_as_utf16le(user: str, password: str, domain:
     assert negotiate_broker(client, user, password, domain, configuration) == "FakeToken0+/="
     client.close()
     assert broker.finish() == v2_client_sends(domain, user, password, configuration)
+
+
+def test_v2_pass_verdict_from_a_pre_tp5_style_broker_is_echoed_then_the_token_read() -> None:
+    # PowerShell accepts PASS as the password verdict in V2 too: it echoes PASS (no
+    # configuration step) and still expects the token.
+    responses = [b"VERSION_2", b"PASS", b"PASS", b"PASS", b"PASS", b"PASS", b"TOKEN t0k+/="]
+    client, broker = peer_pair(responses)
+    assert negotiate_broker(client, USER, PASSWORD, DOMAIN, None) == "t0k+/="
+    client.close()
+    assert broker.finish() == [
+        b"VERSION", b"VERSION_2", u16(DOMAIN), u16(USER), b"NONEMPTYPW", u16(PASSWORD),
+        b"PASS", b"PASS",
+    ]
+
+
+@pytest.mark.skipif(not hvsocket.hvsocket_supported(), reason="needs Windows with CPython >= 3.12")
+def test_real_af_hyperv_socket_to_a_nonexistent_vm_fails_with_oserror() -> None:
+    # Runs only on a Windows host: no VM has this id, so connect must fail, not hang.
+    with pytest.raises(OSError):
+        hvsocket.hyperv_socket_factory(
+            "00000000-0000-0000-0000-0000000000aa", hvsocket.BROKER_SERVICE_ID, 2.0
+        )
