@@ -490,6 +490,8 @@ class Session:
                         failure = item
                         break
                     if not item:
+                        if self._client.closed:
+                            break  # the server ends the stream after CloseAck(pool): expected
                         failure = _Broken("the PowerShell server closed the connection")
                         break
                     self._client.receive_data(item)
