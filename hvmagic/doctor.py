@@ -510,12 +510,18 @@ def doctor(
     return report
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``hvmagic.doctor(...)`` work after ``import hvmagic.doctor``.
+# ``hvmagic.doctor`` names both this module and the function: the package's lazy attribute
+# hands out the function on first access, and importing the submodule then binds the module to
+# the same attribute. Either object must serve both uses, so the module is callable and the
+# function carries the module's public helpers.
+doctor.explain = explain  # type: ignore[attr-defined]
+doctor.DoctorReport = DoctorReport  # type: ignore[attr-defined]
+doctor.Check = Check  # type: ignore[attr-defined]
+doctor.PlatformInfo = PlatformInfo  # type: ignore[attr-defined]
 
-    Importing the submodule binds the *module* to the ``doctor`` attribute of the package,
-    shadowing the package's lazy ``doctor`` function; calling the module forwards to it.
-    """
+
+class _CallableModule(types.ModuleType):
+    """Lets ``hvmagic.doctor(...)`` work when the attribute holds this module (see above)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> DoctorReport:
         return doctor(*args, **kwargs)

@@ -368,3 +368,34 @@ def test_package_level_doctor_is_callable_even_after_importing_the_module() -> N
     report = hvmagic.doctor(None, platform_info=LINUX)
     assert isinstance(report, DoctorReport)
     assert module(None, platform_info=LINUX).checks == report.checks  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # first access through the package: the lazy attribute hands out the function
+        "import hvmagic; d = hvmagic.doctor",
+        "from hvmagic import doctor as d",
+        # the submodule imported first: the attribute is the module
+        "import hvmagic.doctor; import hvmagic; d = hvmagic.doctor",
+    ],
+)
+def test_hvmagic_doctor_serves_as_function_and_module_in_a_fresh_interpreter(code: str) -> None:
+    import sys
+    from pathlib import Path
+
+    script = (
+        f"{code}\n"
+        "from hvmagic.errors import CredentialError\n"
+        "from hvmagic.doctor import PlatformInfo\n"
+        "report = d(None, platform_info=PlatformInfo('linux', (3, 11, 0), False))\n"
+        "print(type(report).__name__, report.ok)\n"
+        "print(d.explain(CredentialError('x'))[:40])\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "DoctorReport False", "The guest rejected the user name or pass",
+    ]
