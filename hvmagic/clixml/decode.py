@@ -229,7 +229,10 @@ def _to_timespan(text: str) -> PSTimeSpan:
 
 
 def _to_bytes(text: str) -> bytes:
-    return base64.b64decode(text.encode("ascii"), validate=False) if text else b""
+    if not text:
+        return b""
+    # whitespace may wrap long base64 runs; anything else that is not base64 is an error
+    return base64.b64decode("".join(text.split()).encode("ascii"), validate=True)
 
 
 def _to_securestring(text: str) -> SecureString:

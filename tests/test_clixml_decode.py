@@ -1,0 +1,428 @@
+"""hvmagic.clixml.loads / loads_streams / loads_fragment: every MS-PSRP 2.2.5 element, the
+mapping decisions documented in hvmagic/clixml/decode.py, and the safety limits."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import pickle
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from hvmagic.clixml import (
+    ErrorRecord,
+    InformationalRecord,
+    InformationRecord,
+    PSChar,
+    PSCredential,
+    PSDateTime,
+    PSEnum,
+    PSObject,
+    ProgressRecord,
+    PSScriptBlock,
+    PSTimeSpan,
+    PSUri,
+    PSVersion,
+    PSXmlDocument,
+    SecureString,
+    loads,
+    loads_fragment,
+    loads_streams,
+    unescape,
+)
+from hvmagic.errors import DecodeError, HvMagicError, LimitExceededError
+
+NS = 'xmlns="http://schemas.microsoft.com/powershell/2004/04"'
+
+
+def one(xml: str) -> object:
+    values = loads(xml)
+    assert len(values) == 1
+    return values[0]
+
+
+# --- primitives (MS-PSRP 2.2.5.1 examples) -------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("xml", "expected", "kind"),
+    [
+        ("<S>This is a string</S>", "This is a string", str),
+        ("<S />", "", str),
+        ("<C>97</C>", "a", PSChar),
+        ("<B>true</B>", True, bool),
+        ("<B>false</B>", False, bool),
+        ("<By>254</By>", 254, int),
+        ("<SB>-127</SB>", -127, int),
+        ("<U16>65535</U16>", 65535, int),
+        ("<I16>-420</I16>", -420, int),
+        ("<U32>4294967295</U32>", 4294967295, int),
+        ("<I32>-2147483648</I32>", -2147483648, int),
+        ("<U64>18446744073709551615</U64>", 18446744073709551615, int),
+        ("<I64>-9223372036854775808</I64>", -9223372036854775808, int),
+        ("<Sg>12.34</Sg>", 12.34, float),
+        ("<Db>-1.5E+300</Db>", -1.5e300, float),
+        ("<Db>INF</Db>", float("inf"), float),
+        ("<Db>-INF</Db>", float("-inf"), float),
+        ("<D>1.10</D>", Decimal("1.10"), Decimal),
+        ("<BA>AQIDBA==</BA>", b"\x01\x02\x03\x04", bytes),
+        ("<G>792e5b37-4505-47ef-b7d2-8711bb7affa8</G>",
+         uuid.UUID("792e5b37-4505-47ef-b7d2-8711bb7affa8"), uuid.UUID),
+        ("<URI>http://www.microsoft.com/</URI>", "http://www.microsoft.com/", PSUri),
+        ("<Version>6.2.1.3</Version>", PSVersion(6, 2, 1, 3), PSVersion),
+        ("<XD>&lt;item&gt;x&lt;/item&gt;</XD>", "<item>x</item>", PSXmlDocument),
+        ("<SBK>get-command -type cmdlet</SBK>", "get-command -type cmdlet", PSScriptBlock),
+        ("<Nil />", None, type(None)),
+    ],
+)
+def test_primitive(xml: str, expected: object, kind: type) -> None:
+    value = one(xml)
+    assert type(value) is kind
+    assert value == expected
+
+
+def test_nan_double() -> None:
+    value = one("<Db>NaN</Db>")
+    assert isinstance(value, float) and value != value
+
+
+def test_version_is_ordered_and_prints_like_dotnet() -> None:
+    old, new = loads("<Objs><Version>10.0.9</Version><Version>10.0.17763.1</Version></Objs>")
+    assert old < new and str(new) == "10.0.17763.1" and new.build == 17763
+
+
+def test_secure_string_keeps_ciphertext_and_hides_it() -> None:
+    value = one("<SS>AQIDBA==</SS>")
+    assert isinstance(value, SecureString)
+    assert value.ciphertext == b"\x01\x02\x03\x04"
+    assert "AQID" not in repr(value) and "\x01" not in str(value)
+
+
+# --- DateTime and TimeSpan -----------------------------------------------------------------
+
+def test_datetime_with_offset_is_aware_and_keeps_the_seventh_digit() -> None:
+    value = one("<DT>2024-06-18T05:42:06.0081123-04:00</DT>")
+    assert isinstance(value, PSDateTime)
+    assert value == dt.datetime(2024, 6, 18, 9, 42, 6, 8112, tzinfo=dt.timezone.utc)
+    assert value.utcoffset() == dt.timedelta(hours=-4)
+    assert value.tick_remainder == 3
+
+
+def test_datetime_z_is_utc_and_no_suffix_is_naive() -> None:
+    utc, naive, short = loads(
+        "<Objs><DT>2008-04-11T10:42:32.2731993Z</DT><DT>2008-04-11T10:42:32</DT>"
+        "<DT>2024-06-18T05:42:06.00811-04:00</DT></Objs>"
+    )
+    assert utc.tzinfo is dt.timezone.utc and utc.microsecond == 273199 and utc.tick_remainder == 3
+    assert naive.tzinfo is None and naive == dt.datetime(2008, 4, 11, 10, 42, 32)
+    assert short.microsecond == 8110 and short.tick_remainder == 0
+
+
+def test_datetime_tick_remainder_survives_deepcopy_and_pickle() -> None:
+    value = one("<DT>2024-06-18T05:42:06.0081127Z</DT>")
+    for clone in (copy.deepcopy(value), copy.copy(value), pickle.loads(pickle.dumps(value))):
+        assert type(clone) is PSDateTime and clone == value and clone.tick_remainder == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "micro", "remainder"),
+    [
+        ("PT9.0269026S", 9_026_902, 6),
+        ("P1DT2H", (86_400 + 7200) * 1_000_000, 0),
+        ("-PT0.5S", -500_000, 0),
+        ("PT1M0.5S", 60_500_000, 0),
+        ("P0D", 0, 0),
+        ("-P1DT0.0000001S", -86_400_000_001, 9),
+    ],
+)
+def test_timespan(text: str, micro: int, remainder: int) -> None:
+    value = one(f"<TS>{text}</TS>")
+    assert isinstance(value, PSTimeSpan)
+    assert value == dt.timedelta(microseconds=micro)
+    assert value.tick_remainder == remainder
+
+
+def test_bad_datetime_and_duration_are_decode_errors() -> None:
+    with pytest.raises(DecodeError, match="DateTime"):
+        loads("<DT>yesterday</DT>")
+    with pytest.raises(DecodeError, match="duration"):
+        loads("<TS>P</TS>")
+
+
+# --- escapes --------------------------------------------------------------------------------
+
+def test_escapes_surrogate_pairs_and_literal_underscore() -> None:
+    value = one("<S>a_x000D__x000A_b_xD83D__xDE00_c_x005F_x0041_</S>")
+    assert value == "a\r\nb\U0001F600c_x0041_"
+    assert unescape("_x005F_") == "_" and unescape("no escape_x") == "no escape_x"
+
+
+def test_property_names_and_type_names_are_unescaped() -> None:
+    obj = one(
+        "<Obj RefId='0'><TN RefId='0'><T>My_x0020_Type</T></TN>"
+        "<MS><S N='a_x0020_b'>v</S></MS></Obj>"
+    )
+    assert isinstance(obj, PSObject)
+    assert obj["a b"] == "v" and obj.type_names == ["My Type"]
+
+
+# --- complex objects -------------------------------------------------------------------------
+
+SERVICE = f"""<Objs Version="1.1.0.1" {NS}>
+  <Obj RefId="0">
+    <TN RefId="0"><T>Deserialized.System.ServiceProcess.ServiceController</T>
+      <T>Deserialized.System.Object</T></TN>
+    <ToString>System.ServiceProcess.ServiceController</ToString>
+    <Props>
+      <S N="Name">vmms</S>
+      <S N="DisplayName">Hyper-V Virtual Machine Management</S>
+      <Obj N="Status" RefId="1">
+        <TN RefId="1"><T>System.ServiceProcess.ServiceControllerStatus</T><T>System.Enum</T>
+          <T>System.ValueType</T><T>System.Object</T></TN>
+        <ToString>Running</ToString><I32>4</I32>
+      </Obj>
+      <Obj N="DependentServices" RefId="2">
+        <TN RefId="2"><T>System.ServiceProcess.ServiceController[]</T><T>System.Array</T>
+          <T>System.Object</T></TN>
+        <LST><S>a</S><S>b</S></LST>
+      </Obj>
+      <S N="Shadowed">adapted</S>
+    </Props>
+    <MS>
+      <Ref N="RequiredServices" RefId="2" />
+      <S N="Shadowed">extended</S>
+    </MS>
+  </Obj>
+  <Obj RefId="3"><TNRef RefId="0" /><ToString>second</ToString>
+    <Props><S N="Name">vmcompute</S></Props></Obj>
+</Objs>"""
+
+
+def test_service_object() -> None:
+    first, second = loads(SERVICE)
+    assert isinstance(first, PSObject)
+    assert first["Name"] == "vmms" and "DisplayName" in first
+    assert first.type_names[0] == "Deserialized.System.ServiceProcess.ServiceController"
+    assert first.type_name == "System.ServiceProcess.ServiceController"
+    assert first.to_string == "System.ServiceProcess.ServiceController"
+    status = first["Status"]
+    assert isinstance(status, PSEnum) and int(status) == 4 and str(status) == "Running"
+    assert status.type_name == "System.ServiceProcess.ServiceControllerStatus"
+    assert first["DependentServices"] == ["a", "b"]
+    assert first["RequiredServices"] is first["DependentServices"]  # Ref aliasing
+    assert first["Shadowed"] == "extended"  # MS wins over Props
+    assert "Name" in first.adapted and "RequiredServices" not in first.adapted
+    assert list(first) == ["Name", "DisplayName", "Status", "DependentServices", "Shadowed",
+                           "RequiredServices"]
+    assert second.type_names is first.type_names  # TNRef shares the list
+    assert second["Name"] == "vmcompute" and str(second) == "second"
+
+
+def test_collections_and_dictionary() -> None:
+    value = one(
+        "<Obj RefId='0'><TN RefId='0'><T>System.Collections.Hashtable</T></TN><DCT>"
+        "<En><S N='Key'>a</S><I32 N='Value'>1</I32></En>"
+        "<En><I32 N='Key'>2</I32><Obj N='Value' RefId='1'><QUE><S>q</S></QUE></Obj></En>"
+        "<En><S N='Key'>s</S><Obj N='Value' RefId='2'><STK><I32>1</I32><I32>2</I32></STK></Obj>"
+        "</En><En><S N='Key'>e</S><Obj N='Value' RefId='3'><IE><B>true</B></IE></Obj></En>"
+        "<En><S N='Key'>n</S><Nil N='Value' /></En>"
+        "</DCT></Obj>"
+    )
+    assert value == {"a": 1, 2: ["q"], "s": [1, 2], "e": [True], "n": None}
+
+
+def test_cycles_resolve_to_the_same_object() -> None:
+    obj = one("<Obj RefId='0'><MS><S N='Name'>me</S><Ref N='Self' RefId='0' /></MS></Obj>")
+    assert obj["Self"] is obj
+    lst = one("<Obj RefId='0'><LST><I32>1</I32><Ref RefId='0' /></LST></Obj>")
+    assert lst[1] is lst
+    table = one("<Obj RefId='0'><DCT><En><S N='Key'>me</S><Ref N='Value' RefId='0' /></En>"
+                "</DCT></Obj>")
+    assert table["me"] is table
+
+
+def test_primitive_with_members_still_behaves_as_the_primitive() -> None:
+    text, stamp, flag = loads(
+        "<Objs><Obj RefId='0'><TN RefId='0'><T>System.String</T><T>System.Object</T></TN>"
+        "<ToString>hello</ToString><S>hello</S><MS><I32 N='Extra'>5</I32></MS></Obj>"
+        "<Obj RefId='1'><DT>2024-01-02T03:04:05Z</DT><MS><S N='Note'>n</S></MS></Obj>"
+        "<Obj RefId='2'><B>true</B><MS><S N='Lost'>x</S></MS></Obj></Objs>"
+    )
+    assert text == "hello" and isinstance(text, str) and text.upper() == "HELLO"
+    assert text.properties == {"Extra": 5} and text.type_names[0] == "System.String"
+    assert stamp == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert stamp.properties == {"Note": "n"}
+    assert flag is True  # bool cannot carry members: documented, members dropped
+
+
+def test_collection_with_members_becomes_psobject_with_value() -> None:
+    value = one("<Obj RefId='0'><TN RefId='0'><T>System.Collections.ArrayList</T></TN>"
+                "<LST><I32>1</I32></LST><MS><S N='Tag'>t</S></MS></Obj>")
+    assert isinstance(value, PSObject) and value.value == [1] and value["Tag"] == "t"
+
+
+def test_progress_record() -> None:
+    value = one("<PR N='Record'><AV>Copying</AV><AI>3</AI><Nil /><PI>-1</PI><PC>40</PC>"
+                "<T>Processing</T><SR>12</SR><SD>file 4 of 10</SD></PR>")
+    assert value == ProgressRecord("Copying", 3, "file 4 of 10", None, -1, 40, 12, "Processing")
+    done = one("<PR><AV>a</AV><AI>0</AI><S>op</S><PI>2</PI><PC>-1</PC><T>Completed</T>"
+               "<SR>-1</SR><SD>s</SD></PR>")
+    assert done.completed and done.current_operation == "op" and done.parent_activity_id == 2
+
+
+def test_rich_records_and_credential() -> None:
+    err, warn, info, cred = loads(
+        "<Objs>"
+        "<Obj RefId='0'><TN RefId='0'><T>Deserialized.System.Management.Automation.ErrorRecord"
+        "</T></TN><ToString>boom</ToString><MS><S N='FullyQualifiedErrorId'>X,Y</S>"
+        "<I32 N='ErrorCategory_Category'>13</I32><S N='ErrorDetails_Message'>custom</S></MS></Obj>"
+        "<Obj RefId='1'><TN RefId='1'><T>System.Management.Automation.WarningRecord</T></TN>"
+        "<MS><S N='InformationalRecord_Message'>careful</S></MS></Obj>"
+        "<Obj RefId='2'><TN RefId='2'><T>System.Management.Automation.InformationRecord</T></TN>"
+        "<Props><S N='MessageData'>hi</S><DT N='TimeGenerated'>2024-01-01T00:00:00Z</DT>"
+        "</Props></Obj>"
+        "<Obj RefId='3'><TN RefId='3'><T>System.Management.Automation.PSCredential</T></TN>"
+        "<Props><S N='UserName'>admin</S><SS N='Password'>AQID</SS></Props></Obj>"
+        "</Objs>"
+    )
+    assert isinstance(err, ErrorRecord)
+    assert err.message == "custom" and err.category == "ObjectNotFound"
+    assert err.fully_qualified_error_id == "X,Y" and err["FullyQualifiedErrorId"] == "X,Y"
+    assert isinstance(warn, InformationalRecord) and warn.message == "careful"
+    assert isinstance(info, InformationRecord) and info.message == "hi"
+    assert info.time_generated.year == 2024
+    assert isinstance(cred, PSCredential) and cred.username == "admin"
+    assert cred.password.ciphertext == b"\x01\x02\x03" and "AQID" not in repr(cred)
+
+
+# --- input forms ---------------------------------------------------------------------------
+
+def test_clixml_stream_tags_and_bom_and_utf16() -> None:
+    stream = (
+        "#< CLIXML\r\n"
+        f'<Objs Version="1.1.0.1" {NS}><S>out</S><S S="Error">bad_x000D__x000A_</S>'
+        '<S S="verbose">v</S><Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.'
+        "Automation.PSCustomObject</T></TN><MS><I64 N='SourceId'>1</I64></MS></Obj></Objs>"
+    )
+    expected_streams = ["output", "error", "verbose", "progress"]
+    for data in (stream, stream.encode("utf-8"), b"\xef\xbb\xbf" + stream.encode(),
+                 stream.encode("utf-16"), stream.encode("utf-16-be")[:0] + "\ufeff".encode(
+                     "utf-16-be") + stream.encode("utf-16-be")):
+        pairs = loads_streams(data)
+        assert [s for s, _ in pairs] == expected_streams
+        assert pairs[1][1] == "bad\r\n" and pairs[3][1]["SourceId"] == 1
+
+
+def test_several_documents_in_one_stream_restart_refids() -> None:
+    text = (
+        "#< CLIXML\n<Objs><Obj RefId='0'><MS><S N='a'>1</S></MS></Obj></Objs>\n"
+        "#< CLIXML\n<Objs><Obj RefId='0'><MS><S N='a'>2</S></MS></Obj><Ref RefId='0' /></Objs>"
+    )
+    first, second, ref = loads(text)
+    assert first["a"] == "1" and second["a"] == "2" and ref is second
+
+
+def test_xml_declaration_and_bare_element() -> None:
+    assert loads('<?xml version="1.0" encoding="utf-8"?>\n<S>x</S>') == ["x"]
+    assert loads(b"<I32>7</I32>") == [7]
+
+
+def test_loads_fragment_decodes_one_psrp_payload() -> None:
+    payload = b"\xef\xbb\xbf<Obj RefId=\"0\"><MS><S N=\"Name\">x</S><I32 N=\"Id\">4</I32></MS></Obj>"
+    value = loads_fragment(payload)
+    assert isinstance(value, PSObject) and value["Id"] == 4
+    assert loads_fragment("<S>plain</S>") == "plain"
+    with pytest.raises(DecodeError):
+        loads_fragment(b"<Obj><S>x</S>")
+
+
+# --- malformed input, limits, hostile XML ----------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("xml", "fragment"),
+    [
+        ("<Objs><S>x</S>", "malformed"),
+        ("<Objs><Foo>1</Foo></Objs>", "unknown CLIXML element <Foo>"),
+        ("<Objs><I32>twelve</I32></Objs>", "bad CLIXML value"),
+        ("<Objs><Obj RefId='0'><Props><S>no name</S></Props></Obj></Objs>", "without N="),
+        ("<Objs><Ref RefId='9' /></Objs>", "unknown RefId"),
+        ("<Objs><Obj RefId='0'><TNRef RefId='4' /></Obj></Objs>", "unknown RefId"),
+        ("<Objs><T>x</T></Objs>", "outside"),
+        ("<Objs><Obj RefId='0'><DCT><S>x</S></DCT></Obj></Objs>", "expected <En>"),
+        ("<Objs><B>maybe</B></Objs>", "boolean"),
+        ("<Objs><BA>###</BA></Objs>", "bad CLIXML value"),
+    ],
+)
+def test_malformed_input_is_a_located_decode_error(xml: str, fragment: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        loads(xml)
+    assert fragment in str(info.value)
+    assert isinstance(info.value.position, str) and ":" in info.value.position
+    assert isinstance(info.value, HvMagicError)
+
+
+def test_error_position_points_at_the_line() -> None:
+    with pytest.raises(DecodeError) as info:
+        loads("<Objs>\n  <S>ok</S>\n  <I32>bad</I32>\n</Objs>")
+    assert info.value.position is not None and str(info.value.position).startswith("3:")
+
+
+def test_wrong_input_type() -> None:
+    with pytest.raises(DecodeError, match="str or bytes"):
+        loads(12)  # type: ignore[arg-type]
+
+
+def test_billion_laughs_is_refused() -> None:
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + "".join(f'<!ENTITY lol{i} "{"&lol%s;" % ("" if i == 1 else i - 1) * 10}">'
+                  for i in range(1, 10))
+        + "]><S>&lol9;</S>"
+    )
+    with pytest.raises(DecodeError):
+        loads(bomb)
+    with pytest.raises(DecodeError, match="DTD"):
+        loads_fragment(bomb.encode())
+
+
+def test_external_entity_is_refused() -> None:
+    xxe = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><S>&e;</S>'
+    with pytest.raises(DecodeError):
+        loads(xxe)
+    with pytest.raises(DecodeError, match="DTD"):
+        loads_fragment(xxe)
+    with pytest.raises(DecodeError):
+        loads("<S>&undefined;</S>")
+
+
+def test_deep_nesting_hits_the_depth_limit() -> None:
+    depth = 100_000
+    deep = "<Obj RefId='0'><LST>" * depth + "</LST></Obj>" * depth
+    with pytest.raises(LimitExceededError) as info:
+        loads(deep)
+    assert "max_depth" in str(info.value)
+    shallow = "<Obj RefId='0'><LST>" * 5 + "</LST></Obj>" * 5
+    assert loads(shallow, max_depth=11) == [[[[[[]]]]]]
+    with pytest.raises(LimitExceededError):
+        loads(shallow, max_depth=5)
+
+
+def test_size_and_object_limits() -> None:
+    doc = "<Objs>" + "<Obj RefId='0'><MS><I32 N='a'>1</I32></MS></Obj>" * 50 + "</Objs>"
+    with pytest.raises(LimitExceededError, match="max_bytes"):
+        loads(doc, max_bytes=100)
+    with pytest.raises(LimitExceededError, match="max_objects"):
+        loads(doc, max_objects=10)
+    assert len(loads(doc, max_objects=50)) == 50
+    with pytest.raises(ValueError):
+        loads(doc, max_depth=0)
+
+
+def test_huge_document_decodes_within_limits() -> None:
+    count = 50_000
+    doc = "<Objs>" + "<S>0123456789abcdef</S>" * count + "</Objs>"
+    values = loads(doc)
+    assert len(values) == count and values[-1] == "0123456789abcdef"
+    with pytest.raises(LimitExceededError):
+        loads(doc.encode(), max_bytes=len(doc) - 1)
