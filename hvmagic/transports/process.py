@@ -143,20 +143,25 @@ class ProcessTransport:
             raise self._ended_error("receiving failed") from exc
         if data or self._closed:
             return data
-        error = self._ended_error("the PowerShell process ended", clean_ok=True)
-        if error is None:
+        if self._ended_cleanly():
             return b""
-        raise error
+        raise self._ended_error("the PowerShell process ended")
 
-    def _ended_error(self, what: str, clean_ok: bool = False) -> TransportError | None:
+    def _ended_cleanly(self) -> bool:
+        try:
+            code = self._process.wait(timeout=self.exit_timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        self._stderr_thread.join(timeout=1.0)
+        return code == 0 and not self.stderr_text
+
+    def _ended_error(self, what: str) -> TransportError:
         try:
             code = self._process.wait(timeout=self.exit_timeout)
         except subprocess.TimeoutExpired:
             code = None
         self._stderr_thread.join(timeout=1.0)
         text = self.stderr_text
-        if clean_ok and code == 0 and not text:
-            return None
         if code == SERVER_ERROR_EXIT_CODE:
             status = f"exit code {code} (0x0FA0: the PowerShell server hit a processing error)"
         elif code is None:
