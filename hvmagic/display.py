@@ -100,14 +100,24 @@ def render_stream(stream: str, record: Any) -> MimeBundle:
 
 
 def _command_name(record: ErrorRecord) -> str | None:
-    """The command PowerShell names before the message (``Get-Service : Cannot find…``)."""
+    """The name PowerShell writes before the message (``Get-Service : Cannot find…``).
+
+    Windows PowerShell's ErrorInstance view uses ``InvocationInfo.InvocationName`` (what was
+    typed, so an alias shows as typed) unless that is empty, ``&`` or ``.``, and then the
+    command's own name.
+    """
+    info = record.get("InvocationInfo")
+    invocation = record.get("InvocationInfo_InvocationName")
+    if invocation is None and isinstance(info, PSObject):
+        invocation = info.get("InvocationName")
+    if invocation and str(invocation) not in ("&", "."):
+        return str(invocation)
     for key in ("CommandInfo_Name", "InvocationInfo_MyCommand"):
         value = record.get(key)
         if isinstance(value, PSObject):
             value = value.get("Name", value.to_string)
         if value:
             return str(value)
-    info = record.get("InvocationInfo")
     if isinstance(info, PSObject):
         command = info.get("MyCommand")
         if isinstance(command, PSObject):
@@ -127,15 +137,15 @@ def error_text(record: ErrorRecord | BaseException | str) -> str:
             + CategoryInfo          : ObjectNotFound: (nosuch:String) [Get-Service], Servic…
             + FullyQualifiedErrorId : NoServiceFoundForGivenName,Microsoft.PowerShell.Comma…
 
-    (lines shortened here; the real ones are complete). The ``Command :`` prefix appears only
-    when the record names its command and has a position, as in PowerShell.
+    (lines shortened here; the real ones are complete). The ``Command :`` prefix appears when
+    the record names its invocation or command, as in PowerShell's ErrorInstance view.
     """
     if not isinstance(record, ErrorRecord):
         return str(record)
     message = record.message
     command = _command_name(record)
     position = record.position_message
-    lines = [f"{command} : {message}" if command and position else message]
+    lines = [f"{command} : {message}" if command else message]
     if position:
         lines.extend(position.rstrip("\n").splitlines())
     category_info = record.category_info
@@ -144,6 +154,9 @@ def error_text(record: ErrorRecord | BaseException | str) -> str:
     fqid = record.fully_qualified_error_id
     if fqid:
         lines.append(f"    + FullyQualifiedErrorId : {fqid}")
+    computer = record.get("PSComputerName")
+    if computer:  # errors that crossed a remoting hop name the machine they came from
+        lines.append(f"    + PSComputerName        : {computer}")
     return "\n".join(lines)
 
 

@@ -234,3 +234,15 @@ def test_records_table() -> None:
         "   alias  target", "   -----  ------", "*  demo   demo", "   web01  WEB01",
     ]
     assert "<td>web01</td>" in bundle["text/html"]
+
+
+def test_error_prefix_uses_invocation_name_like_powershell() -> None:
+    base = dict(service_error().properties)
+    typed_alias = ErrorRecord({**base, "InvocationInfo_InvocationName": "gsv"},
+                              service_error().type_names)
+    assert display.error_text(typed_alias).startswith("gsv : Cannot find any service")
+    ampersand = ErrorRecord({**base, "InvocationInfo_InvocationName": "&",
+                             "PSComputerName": "WEB01"}, service_error().type_names)
+    lines = display.error_text(ampersand).splitlines()
+    assert lines[0].startswith("Get-Service : ")
+    assert lines[-1] == "    + PSComputerName        : WEB01"
