@@ -61,6 +61,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import gc
+import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -493,8 +494,11 @@ def _objects(values: Sequence[Any], types: set[type]) -> Any:
     n = len(values)
     if any(_is_psobject_type(t) for t in types):
         return np.fromiter(map(_cell, values), dtype=object, count=n)
-    if any(issubclass(t, list) for t in types):
-        return np.fromiter(map(_list_cell, values), dtype=object, count=n)
+    if list in types:
+        # one C-level pass over every element says whether any list holds objects to wrap
+        elements = itertools.chain.from_iterable(v for v in values if type(v) is list)
+        if any(_is_psobject_type(t) for t in set(map(type, elements))):
+            return np.fromiter(map(_list_cell, values), dtype=object, count=n)
     return np.fromiter(values, dtype=object, count=n)
 
 
