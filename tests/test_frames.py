@@ -462,3 +462,39 @@ def test_corpus_collection_and_scalars(corpus_dir: Path) -> None:
     assert suites["Name"].str.startswith("TLS_").all()
     product = to_dataframe(load(corpus_dir, "E19_OS_RemoteRegistryValueProductName"))
     assert product["Value"].tolist() == ["Windows Server 2019 Datacenter"]
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "values", "dtype"),
+    [
+        ("DatetimeIndex", pd.errors.OutOfBoundsDatetime, [dt.datetime(1, 1, 1), None],
+         "datetime64[us]"),
+        ("TimedeltaIndex", pd.errors.OutOfBoundsTimedelta,
+         [dt.timedelta(days=-719162), None], "timedelta64[us]"),
+    ],
+)
+def test_pandas2_nanosecond_overflow_falls_back_to_microseconds(
+    monkeypatch: pytest.MonkeyPatch, name: str, error: type[Exception], values: list[Any],
+    dtype: str,
+) -> None:
+    # pandas 2 infers nanoseconds from Python objects and overflows before year 1678; the
+    # fallback builds microseconds through numpy. Simulate that first refusal on pandas 3.
+    from hvmagic import frames
+
+    real = getattr(pd, name)
+    refused: list[bool] = []
+
+    def first_call_overflows(data: Any, *args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            refused.append(True)
+            raise error("out of bounds nanosecond timestamp")
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(pd, name, first_call_overflows)
+    build = frames._datetime_index if name == "DatetimeIndex" else frames._timedelta_index
+    index = build(values)
+    assert refused == [True]
+    assert str(index.dtype) == dtype
+    assert index[0] == (pd.Timestamp(values[0]) if name == "DatetimeIndex"
+                        else pd.Timedelta(values[0]))
+    assert index.isna().tolist() == [False, True]
