@@ -1,0 +1,477 @@
+"""Record a session's runs to a file, and replay them later without the VM.
+
+HTTP-level cassettes cannot work for hvmagic (WinRM traffic is sealed, PowerShell Direct is a
+VMBus socket), so recording happens one level up: at the level of PowerShell objects and
+streams. A :class:`RecordingSession` wraps any live session and writes, for every
+:meth:`~hvmagic.session.Session.run`, the script, its parameters (secrets redacted), every
+stream record in arrival order with its time offset (output objects as CLIXML), the final
+state, the duration and any terminating error. A :class:`ReplaySession` reads that file and
+serves the runs back through the same ``on_event``/:class:`~hvmagic.session.Result` path, so
+notebooks display exactly what they displayed when recorded.
+
+The file
+--------
+UTF-8 JSON, ``"format": "hvmagic-recording"``, ``"version": 1``, indented so that a re-recorded
+runbook shows up in ``git diff`` as the runs and records that changed. It is rewritten
+atomically after every run (a crash mid-notebook keeps every finished run).
+
+Secrets
+-------
+SecureString and PSCredential values — in parameters *and* in output — are replaced by a
+marker before anything is written (a PSCredential keeps its user name). Replay gives back the
+marker string ``"<redacted SecureString>"`` in their place. Secrets typed into the script text
+itself cannot be recognised: pass them as parameters (``%%vmps --with``), never inline.
+
+Matching policy
+---------------
+``match="sequential"`` (the default, and what CI wants): the n-th run must be the n-th recorded
+run. ``match="script"``: the next unused recorded run with the same script is served — and once
+all such runs are used, the last one again — so cells may be re-run or run out of order while
+exploring. Either way the script must equal the recorded one after normalising line endings and
+trailing whitespace, and every non-secret parameter must serialize to the same CLIXML; secret
+parameters are compared by name only. Anything else raises
+:class:`~hvmagic.errors.ReplayMismatchError` naming the first difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import difflib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from hvmagic import __version__
+from hvmagic.clixml import dumps, loads
+from hvmagic.clixml.values import (
+    ErrorRecord,
+    ProgressRecord,
+    PSCredential,
+    PSObject,
+    SecureString,
+)
+from hvmagic.errors import (
+    HvMagicError,
+    PipelineTimeoutError,
+    RemoteError,
+    ReplayMismatchError,
+)
+from hvmagic.session import Result, Session
+
+FORMAT = "hvmagic-recording"
+VERSION = 1
+REDACTED = "<redacted SecureString>"
+#: environment variables that make every ``hvmagic.connect`` in a process record or replay:
+#: a directory, one file per session (``<name>.hvrec.json``)
+RECORD_ENV = "HVMAGIC_RECORD"
+REPLAY_ENV = "HVMAGIC_REPLAY"
+SUFFIX = ".hvrec.json"
+
+_RESULT_LISTS = {
+    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
+    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
+}
+_PROGRESS_FIELDS = ProgressRecord.__slots__
+
+OnEvent = Callable[[str, Any], None]
+
+
+def recording_path(directory: str | Path, name: str) -> Path:
+    """Where the environment-variable mode keeps the recording of session ``name``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "session"
+    return Path(directory) / f"{safe}{SUFFIX}"
+
+
+# -- redaction ------------------------------------------------------------------------------
+def redact(value: Any, _depth: int = 0) -> Any:
+    """A copy of ``value`` with every SecureString/PSCredential replaced (see module doc)."""
+    if _depth > 100:
+        return value
+    if isinstance(value, SecureString):
+        return REDACTED
+    if isinstance(value, PSCredential):
+        return PSObject(
+            {"UserName": value.username, "Password": REDACTED},
+            ["System.Management.Automation.PSCustomObject", "System.Object"],
+        )
+    if isinstance(value, PSObject):
+        if not any(_has_secret(v) for v in value.properties.values()) and not _has_secret(
+            value.value
+        ):
+            return value
+        copy = type(value)(
+            {k: redact(v, _depth + 1) for k, v in value.properties.items()},
+            list(value.type_names), value.to_string, redact(value.value, _depth + 1),
+            value.adapted,
+        )
+        return copy
+    if isinstance(value, dict):
+        return {k: redact(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v, _depth + 1) for v in value) if _has_secret(value) else value
+    return value
+
+
+def _has_secret(value: Any, depth: int = 0) -> bool:
+    if depth > 100:
+        return False
+    if isinstance(value, (SecureString, PSCredential)):
+        return True
+    if isinstance(value, PSObject):
+        return any(_has_secret(v, depth + 1) for v in value.properties.values()) or _has_secret(
+            value.value, depth + 1
+        )
+    if isinstance(value, Mapping):
+        return any(_has_secret(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_secret(v, depth + 1) for v in value)
+    return False
+
+
+# -- (de)serializing records ------------------------------------------------------------------
+def _encode_event(stream: str, record: Any, offset: float) -> dict[str, Any]:
+    event: dict[str, Any] = {"t": round(offset, 4), "stream": stream}
+    if stream == "host":
+        event["text"] = str(record)
+    elif isinstance(record, ProgressRecord):
+        event["progress"] = {name: getattr(record, name) for name in _PROGRESS_FIELDS}
+    else:
+        event["clixml"] = dumps(redact(record))
+    return event
+
+
+def _decode_event(event: Mapping[str, Any]) -> tuple[str, Any]:
+    stream = str(event["stream"])
+    if "text" in event:
+        return stream, str(event["text"])
+    if "progress" in event:
+        return stream, ProgressRecord(**event["progress"])
+    values = loads(event["clixml"])
+    if len(values) != 1:
+        raise HvMagicError(f"a recorded {stream} record holds {len(values)} values, not 1")
+    return stream, values[0]
+
+
+def _encode_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    encoded: dict[str, Any] = {}
+    for name, value in (parameters or {}).items():
+        if _has_secret(value):
+            encoded[name] = {"redacted": type(value).__name__}
+        else:
+            encoded[name] = {"clixml": dumps(value)}
+    return encoded
+
+
+def _normalise_script(script: str) -> str:
+    lines = [line.rstrip() for line in script.replace("\r\n", "\n").split("\n")]
+    return "\n".join(lines).strip("\n")
+
+
+# -- recording --------------------------------------------------------------------------------
+class RecordingSession:
+    """Wraps a live session; every :meth:`run` is appended to ``path`` as it finishes."""
+
+    def __init__(self, session: Session, path: str | Path) -> None:
+        self._session = session
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._document: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "session": {
+                "name": session.name,
+                "description": session.description,
+                "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "hvmagic": __version__,
+            },
+            "runs": [],
+        }
+        self._save()
+
+    # Session surface ------------------------------------------------------------------------
+    name = property(lambda self: self._session.name)
+    description = property(lambda self: f"{self._session.description} (recording to {self.path})")
+    broken = property(lambda self: self._session.broken)
+    closed = property(lambda self: self._session.closed)
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._session, item)
+
+    def __enter__(self) -> RecordingSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RecordingSession {self.name!r} → {self.path}>"
+
+    def run(
+        self,
+        script: str,
+        parameters: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        on_event: OnEvent | None = None,
+    ) -> Result:
+        events: list[dict[str, Any]] = []
+        started = time.monotonic()
+
+        def capture(stream: str, record: Any) -> None:
+            events.append(_encode_event(stream, record, time.monotonic() - started))
+            if on_event is not None:
+                on_event(stream, record)
+
+        entry: dict[str, Any] = {
+            "script": script,
+            "parameters": _encode_parameters(parameters),
+            "events": events,
+        }
+        try:
+            result = self._session.run(script, dict(parameters or {}), timeout, capture)
+        except (RemoteError, PipelineTimeoutError, KeyboardInterrupt) as exc:
+            partial = getattr(exc, "result", None)
+            entry["state"] = partial.state if isinstance(partial, Result) else "Stopped"
+            entry["duration"] = round(time.monotonic() - started, 4)
+            entry["raised"] = {"type": type(exc).__name__, "message": str(exc)}
+            record = getattr(exc, "record", None)
+            if record is not None:
+                entry["raised"]["record"] = dumps(redact(record))
+            self._append(entry)
+            raise
+        entry["state"] = result.state
+        entry["duration"] = round(result.duration, 4)
+        self._append(entry)
+        return result
+
+    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
+        from hvmagic import filecopy
+
+        return filecopy.copy_to(self, local, remote, **options)
+
+    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
+        from hvmagic import filecopy
+
+        return filecopy.copy_from(self, remote, local, **options)
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        self._session.close(*args, **kwargs)
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._document["runs"].append(entry)
+            self._save()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self._document, indent=1, ensure_ascii=False) + "\n"
+        # Atomic replace: a reader (or a crash) never sees half a recording.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+# -- replay -----------------------------------------------------------------------------------
+def load_recording(path: str | Path) -> dict[str, Any]:
+    """Read and check a recording file; errors name the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise HvMagicError(f"no recording at {path}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HvMagicError(f"{path} is not a readable hvmagic recording: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise HvMagicError(f"{path} is not an hvmagic recording (no 'format': '{FORMAT}')")
+    if document.get("version") != VERSION:
+        raise HvMagicError(
+            f"{path} is recording format version {document.get('version')!r}; this hvmagic "
+            f"reads version {VERSION}"
+        )
+    if not isinstance(document.get("runs"), list):
+        raise HvMagicError(f"{path} has no list of runs")
+    return document
+
+
+class ReplaySession:
+    """Serves a recording back: same ``run``/``Result``/``on_event`` contract as a Session.
+
+    ``pace=True`` reproduces the recorded timing between records (for demos); by default records
+    are delivered at once.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        match: str = "sequential",
+        pace: bool = False,
+    ) -> None:
+        if match not in ("sequential", "script"):
+            raise ValueError("match must be 'sequential' or 'script'")
+        self.path = Path(path)
+        self._document = load_recording(self.path)
+        self._runs: list[dict[str, Any]] = self._document["runs"]
+        recorded = self._document.get("session", {})
+        self.name = name or str(recorded.get("name", self.path.stem))
+        self.description = f"replay of {self.path.name} ({recorded.get('description', '?')})"
+        self.match = match
+        self.pace = pace
+        self._next = 0
+        self._used: set[int] = set()
+        self._last_for_script: dict[str, int] = {}
+        self.closed = False
+        self.broken = False
+
+    def __enter__(self) -> ReplaySession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ReplaySession {self.name!r} {self._next}/{len(self._runs)} runs from {self.path}>"
+
+    @property
+    def remaining(self) -> int:
+        """Recorded runs not served yet."""
+        return len(self._runs) - len(self._used)
+
+    def stop(self) -> None:
+        """Nothing runs remotely during a replay; present for the Session contract."""
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        self.closed = True
+
+    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
+        from hvmagic import filecopy
+
+        return filecopy.copy_to(self, local, remote, **options)
+
+    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
+        from hvmagic import filecopy
+
+        return filecopy.copy_from(self, remote, local, **options)
+
+    def run(
+        self,
+        script: str,
+        parameters: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        on_event: OnEvent | None = None,
+    ) -> Result:
+        if self.closed:
+            raise HvMagicError(f"replay session {self.name!r} is closed")
+        index = self._pick(script)
+        entry = self._runs[index]
+        self._check_parameters(index, entry, parameters)
+        self._used.add(index)
+        self._last_for_script[_normalise_script(script)] = index
+        result = Result()
+        for stream, record in self._events(entry):
+            getattr(result, _RESULT_LISTS[stream]).append(record)
+            if on_event is not None:
+                on_event(stream, record)
+        result.state = str(entry.get("state", "Completed"))
+        result.duration = float(entry.get("duration", 0.0))
+        raised = entry.get("raised")
+        if raised:
+            self._raise(raised, result)
+        return result
+
+    def _events(self, entry: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        started = time.monotonic()
+        for event in entry.get("events", []):
+            if self.pace:
+                delay = float(event.get("t", 0.0)) - (time.monotonic() - started)
+                if delay > 0:
+                    time.sleep(delay)
+            yield _decode_event(event)
+
+    def _pick(self, script: str) -> int:
+        wanted = _normalise_script(script)
+        if self.match == "sequential":
+            if self._next >= len(self._runs):
+                raise ReplayMismatchError(
+                    f"{self.path.name}: the recording holds {len(self._runs)} runs and all were "
+                    f"replayed; this run was not recorded:\n{_preview(script)}"
+                )
+            index = self._next
+            recorded = _normalise_script(self._runs[index]["script"])
+            if recorded != wanted:
+                raise ReplayMismatchError(
+                    f"{self.path.name}: run {index + 1} differs from the recording "
+                    f"(match='sequential'):\n{_diff(recorded, wanted)}"
+                )
+            self._next += 1
+            return index
+        for index, entry in enumerate(self._runs):
+            if index not in self._used and _normalise_script(entry["script"]) == wanted:
+                return index
+        if wanted in self._last_for_script:
+            return self._last_for_script[wanted]
+        raise ReplayMismatchError(
+            f"{self.path.name}: no recorded run has this script (match='script'):\n"
+            f"{_preview(script)}"
+        )
+
+    def _check_parameters(
+        self, index: int, entry: Mapping[str, Any], parameters: Mapping[str, Any] | None
+    ) -> None:
+        recorded: Mapping[str, Any] = entry.get("parameters", {})
+        given = _encode_parameters(parameters)
+        if set(recorded) != set(given):
+            raise ReplayMismatchError(
+                f"{self.path.name}: run {index + 1} was recorded with parameters "
+                f"{sorted(recorded)} but is replayed with {sorted(given)}"
+            )
+        for name, value in given.items():
+            if "redacted" in value or "redacted" in recorded[name]:
+                continue  # secrets are never written, so only their presence can be compared
+            if value != recorded[name]:
+                raise ReplayMismatchError(
+                    f"{self.path.name}: run {index + 1}: parameter ${name} differs from the "
+                    "recorded value"
+                )
+
+    @staticmethod
+    def _raise(raised: Mapping[str, Any], result: Result) -> None:
+        kind = raised.get("type")
+        message = str(raised.get("message", ""))
+        if kind == "RemoteError":
+            record = None
+            if raised.get("record"):
+                decoded = loads(raised["record"])
+                record = decoded[0] if decoded else None
+            if isinstance(record, ErrorRecord):
+                result.terminating_error = record
+            raise RemoteError(message, record=record, result=result)
+        if kind == "PipelineTimeoutError":
+            raise PipelineTimeoutError(message, result=result)
+        if kind == "KeyboardInterrupt":
+            raise KeyboardInterrupt
+        raise HvMagicError(f"recorded run ended with {kind}: {message}")
+
+
+def _preview(script: str, limit: int = 400) -> str:
+    text = script.strip()
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _diff(recorded: str, given: str) -> str:
+    lines = difflib.unified_diff(
+        recorded.split("\n"), given.split("\n"), "recorded", "this run", lineterm="", n=1
+    )
+    return "\n".join(list(lines)[:40])
