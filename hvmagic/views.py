@@ -234,7 +234,7 @@ _view(
     "Name",
     ("Used (GB)", lambda p: p["Used"] / 2**30 if isinstance(p.get("Used"), int) else None),
     ("Free (GB)", lambda p: p["Free"] / 2**30 if isinstance(p.get("Free"), int) else None),
-    "Provider", "Root",
+    "Provider", "Root", "CurrentLocation",
 )
 
 # --- local accounts (Microsoft.PowerShell.LocalAccounts) ------------------------------------

@@ -176,3 +176,13 @@ def test_column_value_takes_the_first_alias_present() -> None:
     assert column.value({"B": 2}) == 2
     assert column.value({"A": None, "B": 2}) is None  # present (even $null) wins, as in a view
     assert column.value({}) is None
+
+
+def test_psdrive_sizes_are_gigabytes_unrounded() -> None:
+    view = VIEWS["system.management.automation.psdriveinfo"]
+    assert view.headers == ("Name", "Used (GB)", "Free (GB)", "Provider", "Root",
+                            "CurrentLocation")
+    values = {c.header: c.value({"Name": "C", "Used": 3 * 2**29, "Free": None, "Root": "C:\\"})
+              for c in view.columns}
+    assert values["Used (GB)"] == 1.5 and values["Free (GB)"] is None
+    assert values["Root"] == "C:\\" and values["Provider"] is None
