@@ -15,12 +15,12 @@ from hvmagic.clixml import (
     ErrorRecord,
     InformationalRecord,
     InformationRecord,
+    ProgressRecord,
     PSChar,
     PSCredential,
     PSDateTime,
     PSEnum,
     PSObject,
-    ProgressRecord,
     PSScriptBlock,
     PSTimeSpan,
     PSUri,
@@ -329,7 +329,7 @@ def test_xml_declaration_and_bare_element() -> None:
 
 
 def test_loads_fragment_decodes_one_psrp_payload() -> None:
-    payload = b"\xef\xbb\xbf<Obj RefId=\"0\"><MS><S N=\"Name\">x</S><I32 N=\"Id\">4</I32></MS></Obj>"
+    payload = b"\xef\xbb\xbf<Obj RefId='0'><MS><S N='Name'>x</S><I32 N='Id'>4</I32></MS></Obj>"
     value = loads_fragment(payload)
     assert isinstance(value, PSObject) and value["Id"] == 4
     assert loads_fragment("<S>plain</S>") == "plain"

@@ -832,6 +832,7 @@ def _decode(
 def loads_fragment(
     data: bytes | str,
     *,
+    as_type: type[Any] | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_objects: int = DEFAULT_MAX_OBJECTS,
 ) -> Any:
@@ -840,6 +841,12 @@ def loads_fragment(
     The session layer calls this for every PIPELINE_OUTPUT/ERROR_RECORD/… message; the size
     limit is the PSRP layer's (it already bounded the message), so only depth and object count
     are checked here.
+
+    ``as_type`` lets the caller say what the message type implies when the payload's type names
+    do not (PowerShell sends INFORMATION_RECORD and PROGRESS_RECORD bodies as bare property
+    bags): :class:`InformationRecord`, :class:`InformationalRecord` or :class:`ErrorRecord`
+    promote a plain PSObject to that class; :class:`ProgressRecord` builds one from the
+    ``Activity``/``ActivityId``/… properties.
     """
     try:
         values, _ = _parse([data], max_depth, max_objects, False)
@@ -851,4 +858,27 @@ def loads_fragment(
         raise DecodeError(f"cannot decode CLIXML: {type(exc).__name__}: {exc}") from exc
     if len(values) != 1:
         raise DecodeError(f"a PSRP message holds one object, found {len(values)}")
-    return values[0]
+    value = values[0]
+    if as_type is not None and type(value) is PSObject:
+        if as_type is ProgressRecord:
+            return _progress_from_properties(value)
+        if as_type in (ErrorRecord, InformationRecord, InformationalRecord):
+            value.__class__ = as_type  # same slot layout, see _make_object
+    return value
+
+
+def _progress_from_properties(obj: PSObject) -> ProgressRecord:
+    """PROGRESS_RECORD (MS-PSRP 2.2.2.25) is a property bag, not a ``<PR>`` element."""
+    try:
+        return ProgressRecord(
+            activity=str(obj.get("Activity") or ""),
+            activity_id=int(obj.get("ActivityId", 0)),
+            status_description=obj.get("StatusDescription"),
+            current_operation=obj.get("CurrentOperation"),
+            parent_activity_id=int(obj.get("ParentActivityId", -1)),
+            percent_complete=int(obj.get("PercentComplete", -1)),
+            seconds_remaining=int(obj.get("SecondsRemaining", -1)),
+            record_type=str(obj.get("Type", "Processing")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"malformed PROGRESS_RECORD: {exc}") from exc
