@@ -498,3 +498,21 @@ def test_pandas2_nanosecond_overflow_falls_back_to_microseconds(
     assert index[0] == (pd.Timestamp(values[0]) if name == "DatetimeIndex"
                         else pd.Timedelta(values[0]))
     assert index.isna().tolist() == [False, True]
+
+
+def test_secrets_stay_masked_in_a_frame() -> None:
+    from hvmagic.clixml.values import PSCredential, SecureString
+
+    df = to_dataframe([custom(User="admin", Pass=SecureString("hunter2"),
+                              Cred=PSCredential("admin", "hunter2"))])
+    text = df.to_string() + df.to_html() + repr(df)
+    assert "hunter2" not in text
+    assert df["Pass"][0].reveal() == "hunter2"  # still the value, only never displayed
+
+
+def test_view_alias_missing_on_the_first_object_is_looked_up_per_object() -> None:
+    first = PSObject({"Id": 1, "ProcessName": "a"}, PROC)
+    second = PSObject({"Id": 2, "ProcessName": "b", "HandleCount": 99}, PROC)
+    df = to_dataframe([first, second])
+    assert df["Handles"].isna().tolist() == [True, False]
+    assert df["Handles"][1] == 99
