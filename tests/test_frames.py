@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hvmagic
 from hvmagic.clixml.values import PSDateTime, PSEnum, PSObject, PSTimeSpan, PSVersion
@@ -516,3 +518,34 @@ def test_view_alias_missing_on_the_first_object_is_looked_up_per_object() -> Non
     df = to_dataframe([first, second])
     assert df["Handles"].isna().tolist() == [True, False]
     assert df["Handles"][1] == 99
+
+
+_cells = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=5),
+    st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30)),
+    st.sampled_from([status("Running"), status("Stopped")]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_cells, min_size=1, max_size=8))
+def test_any_column_keeps_every_value_and_never_floats_an_integer(values: list[Any]) -> None:
+    series = column(values)
+    assert len(series) == len(values)
+    for original, cell in zip(values, series.tolist(), strict=True):
+        if original is None:
+            assert cell is None or pd.isna(cell)
+        elif isinstance(original, PSEnum):
+            assert str(cell) == original.name
+        elif isinstance(original, bool):
+            assert cell is original or (cell == original and not isinstance(cell, float))
+        elif isinstance(original, int):
+            assert cell == original and not isinstance(cell, float)
+        elif isinstance(original, dt.datetime):
+            assert pd.Timestamp(cell) == pd.Timestamp(original)
+        else:
+            assert cell == original
