@@ -55,6 +55,8 @@ from psrpcore.types import (
     PSCustomObject,
     PSDateTime,
     PSDict,
+    PSDouble,
+    PSDuration,
     PSInvocationState,
     PSList,
     PSObject,
@@ -274,17 +276,35 @@ def to_ps_value(value: Any) -> Any:
     """Python convenience values → what psrpcore serializes like PowerShell would.
 
     ``dict`` becomes a ``PSCustomObject`` (what ``[pscustomobject]@{...}`` produces, and what a
-    DataFrame wants), nested recursively; everything else is passed through.
+    DataFrame wants; pass a psrpcore ``PSDict`` for a real hashtable), nested recursively;
+    ``float`` a Double, aware ``datetime`` a ``DateTime`` with its offset, ``timedelta`` a
+    ``TimeSpan``; objects with a ``to_psrp()`` method (the demo's objects) convert themselves.
     """
-    if isinstance(value, dict) and not isinstance(value, PSObject):
+    to_psrp = getattr(value, "to_psrp", None)
+    if to_psrp is not None and callable(to_psrp):
+        return to_psrp()
+    member = getattr(value, "member", None)
+    if isinstance(value, int) and member is not None:  # the demo's EnumValue
+        return member
+    if isinstance(value, PSObject) or value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, dict):
         type_name = value.get("PSTypeName")
         props = {k: to_ps_value(v) for k, v in value.items() if k != "PSTypeName"}
         obj = PSCustomObject(**props)
         if type_name:
             obj.PSObject.type_names.insert(0, str(type_name))
         return obj
-    if isinstance(value, tuple):
+    if isinstance(value, (list, tuple)):
         return [to_ps_value(v) for v in value]
+    if isinstance(value, float):
+        return PSDouble(value)
+    if isinstance(value, _dt.datetime):
+        aware = value if value.tzinfo else value.astimezone()
+        return PSDateTime(aware.year, aware.month, aware.day, aware.hour, aware.minute,
+                          aware.second, aware.microsecond, tzinfo=aware.tzinfo)
+    if isinstance(value, _dt.timedelta):
+        return PSDuration(seconds=value.total_seconds())
     return value
 
 
@@ -877,11 +897,14 @@ class _GuestConnection:
             raise PipelineStoppedError("The pipeline has been stopped.")
 
     def serialize_output(self, value: Any) -> bytes:
-        cached = self.guest.wire_cache.get(id(value))
-        if cached is not None and cached[0] is value:
-            return cached[1]
+        wire = getattr(value, "wire", None)
+        if wire is not None and callable(wire):  # demo objects cache their serialized form
+            return bytes(wire(self._serialize))
+        return self._serialize(to_ps_value(value))
+
+    def _serialize(self, value: Any) -> bytes:
         element = serialize(
-            to_ps_value(value),
+            value,
             self.pool._cipher,
             our_capability=self.pool.our_capability,
             their_capability=self.pool.their_capability,
@@ -1119,8 +1142,6 @@ class FakeGuest:
         self._closed = False
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._root = Path(root) if root is not None else None
-        #: id(obj) → (obj, serialized CLIXML) for objects served repeatedly (demo data)
-        self.wire_cache: dict[int, tuple[Any, bytes]] = {}
         #: guest-wide state handlers may use (survives connections, reset by nothing)
         self.state: dict[str, Any] = {}
         self.boot_time = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
