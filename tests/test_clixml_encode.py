@@ -146,8 +146,9 @@ def test_credential_and_progress_record() -> None:
 
 # --- property: loads(dumps(x)) == x ----------------------------------------------------------
 
-_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20) | st.sampled_from(
-    ["_x0041_", "_x005F_", "a_x", "\r\n", "<&>", "\x00\x1f", "\ufffe", "😀"])
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20
+) | st.sampled_from(["_x0041_", "_x005F_", "a_x", "\r\n", "<&>", "\x00\x1f", "\ufffe", "😀"])
 _datetimes = st.datetimes(min_value=dt.datetime(1000, 1, 1)) | st.datetimes(
     min_value=dt.datetime(1000, 1, 1), timezones=st.sampled_from(
         [dt.timezone.utc, dt.timezone(dt.timedelta(hours=5, minutes=30)),

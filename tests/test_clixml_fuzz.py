@@ -1,0 +1,71 @@
+"""Fuzz: mutated real and generated CLIXML must give a value, DecodeError or
+LimitExceededError — never another exception, never a hang (hypothesis, fixed seed, ~5 s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hvmagic.clixml import PSCustomObject, dumps_document, loads, loads_fragment
+from hvmagic.errors import DecodeError
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "clixml"
+_GENERATED = dumps_document([
+    PSCustomObject(Name="vm1", State=2, Tags=["a", "b"], When=None, Map={"k": [1, 2.5]}),
+    "text_x000A_", 7, True,
+])
+SEEDS = [_GENERATED.encode()]
+if CORPUS.is_dir():
+    SEEDS += [p.read_bytes() for p in sorted(CORPUS.glob("*.xml")) if p.stat().st_size < 5000]
+
+_TOKENS = [b"<Obj RefId='0'>", b"</Obj>", b"<Ref RefId='0' />", b"<TNRef RefId='9' />",
+           b"<LST>", b"</LST>", b"<DCT><En>", b"<DT>2024-13-45T99:00:00Z</DT>", b"_xD800_",
+           b"<!DOCTYPE x [<!ENTITY a 'b'>]>", b"&a;", b"&#0;", b"\x00", b"\xff\xfe", b"<PR>",
+           b"<TS>P-1D</TS>", b"<BA>@@</BA>", b"<C>99999999</C>", b"<Version>1</Version>",
+           b"<G>nope</G>", b"<D>1e999999999</D>", b"#< CLIXML\n", b"<Objs>", b"<S S='Error'>"]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.integers(0, 3))
+        pos = draw(st.integers(0, len(data)))
+        if kind == 0:  # delete a span
+            del data[pos:pos + draw(st.integers(1, 40))]
+        elif kind == 1:  # insert a CLIXML-ish token
+            data[pos:pos] = draw(st.sampled_from(_TOKENS))
+        elif kind == 2:  # flip a byte
+            if data:
+                data[min(pos, len(data) - 1)] = draw(st.integers(0, 255))
+        else:  # duplicate a span (repeats RefIds, unbalances tags)
+            data[pos:pos] = data[pos:pos + draw(st.integers(1, 80))]
+    return bytes(data)
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=2000, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated())
+def test_mutated_clixml_gives_a_value_or_a_typed_error(data: bytes) -> None:
+    for decode in (loads, loads_fragment):
+        try:
+            result = decode(data)
+        except DecodeError as exc:  # LimitExceededError is a DecodeError
+            assert str(exc)
+        else:
+            assert result is not None or decode is loads_fragment
+            if decode is loads:
+                assert isinstance(result, list)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.binary(max_size=200) | st.text(max_size=200))
+def test_random_input_gives_a_value_or_a_typed_error(data: bytes | str) -> None:
+    try:
+        assert isinstance(loads(data), list)
+    except DecodeError as exc:
+        assert str(exc)
