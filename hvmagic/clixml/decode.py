@@ -290,6 +290,7 @@ _VALUE_LEAF = _LEAF
 # entries, ToString, and ProgressRecord children (pwsh layout: AV AI S|Nil PI PC T SR SD).
 _OTHER_LEAF = frozenset(("Nil", "Ref", "TNRef", "T", "ToString", "AV", "AI", "PI", "PC", "SR",
                          "SD"))
+_ALL_LEAVES = frozenset(_VALUE_LEAF) | _OTHER_LEAF
 
 _LIST_TAGS = frozenset(("LST", "IE", "QUE", "STK"))
 
@@ -464,7 +465,7 @@ def _parse(
     pop = stack.pop
     counter = [0]
     value_leaf = _VALUE_LEAF
-    other_leaf = _OTHER_LEAF
+    all_leaves = _ALL_LEAVES
     list_tags = _LIST_TAGS
     structural = _STRUCTURAL
     texts_clear = texts.clear
@@ -474,7 +475,7 @@ def _parse(
     def start(tag: str, attrs: dict[str, str]) -> None:
         if texts:
             texts_clear()
-        if tag in value_leaf or tag in other_leaf:
+        if tag in all_leaves:
             push(attrs)
             return
         if len(stack) >= max_depth:
