@@ -23,9 +23,9 @@ Mixed output (several types, or objects and scalars)
     Like ``Format-Table`` fed several types, each type keeps its own columns; the frame's
     columns are their union in order of first appearance (the first row's type first) and a row
     has NA in the columns its type does not show. Scalars fill ``Value`` (the same column as
-    objects' own ``Value`` property, when they have one). A column whose values
-    have different kinds becomes ``object`` and keeps every value unchanged, so an integer is
-    never silently turned into a float.
+    objects' own ``Value`` property, when they have one). A column whose values have different
+    kinds (int and float, enum and int, str and int …) becomes ``object`` and keeps every value
+    unchanged, so an integer is never silently turned into a float.
 
 Dtypes (per column, from the values present; ``None`` = NA)
     * ``bool`` → ``bool`` (``boolean`` with NA).
@@ -47,6 +47,7 @@ Dtypes (per column, from the values present; ``None`` = NA)
       holding the values unchanged; lists → ``object`` holding lists.
     * nested objects → ``object`` holding :class:`NestedObject`: displayed by the object's
       ``ToString``; ``cell["Prop"]`` and ``cell.object`` reach the object (also inside lists).
+    * no value at all (every row ``$null``) → ``object`` holding ``None``.
 
 ``df.attrs``
     ``"type_names"``: the distinct type-name chains of the rows (each a list, most derived
