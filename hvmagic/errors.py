@@ -114,3 +114,19 @@ class SessionBusyError(HvMagicError, RuntimeError):
 
 class HostInteractionError(HvMagicError):
     """A host UI could not answer a guest request (``Read-Host``, a prompt) non-interactively."""
+
+
+class FileCopyError(HvMagicError, OSError):
+    """Copying a file into or out of the guest failed (``Session.copy_to`` / ``copy_from``)."""
+
+
+class FileCopyExistsError(FileCopyError, FileExistsError):
+    """The destination exists and ``overwrite`` was not given; nothing was copied."""
+
+
+class FileCopySourceError(FileCopyError, FileNotFoundError):
+    """The source does not exist, or is a directory and ``recurse`` was not given."""
+
+
+class FileCopyIntegrityError(FileCopyError):
+    """The SHA-256 of the copy differs from the source's; the partial copy was removed."""
