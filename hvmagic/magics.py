@@ -52,6 +52,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
 from hvmagic.errors import (
+    HostInteractionError,
     HvMagicError,
     PipelineTimeoutError,
     RemoteError,
@@ -59,6 +60,7 @@ from hvmagic.errors import (
     SessionBusyError,
     TransportError,
 )
+from hvmagic.host import Choice, Field, HostUI
 
 #: where the default session's last :class:`~hvmagic.session.Result` is kept in the user namespace
 LAST_RESULT_VAR = "_vmps_result"
@@ -410,6 +412,89 @@ def copy_vmfile(
 
 
 # --------------------------------------------------------------------------------------------
+# the guest's prompts, answered in the notebook
+
+
+class NotebookHostUI(HostUI):
+    """Answers the guest's ``Read-Host``, ``Get-Credential`` and choice prompts in the frontend.
+
+    Text goes through :func:`input`, secrets through :func:`getpass.getpass`; inside a kernel
+    both are ipykernel's stdin requests (a password box for secrets), so nothing typed is
+    echoed or stored in the notebook. A frontend without stdin (nbclient, papermill) makes the
+    prompt fail *in the guest* with a clear message instead of hanging the run.
+    """
+
+    name = "hvmagic (Jupyter)"
+
+    def __init__(
+        self,
+        read: Callable[[str], str] | None = None,
+        read_secret: Callable[[str], str] | None = None,
+    ) -> None:
+        self._read = read
+        self._read_secret = read_secret
+
+    def _ask(self, prompt: str, *, secret: bool) -> str:
+        # looked up at call time: ipykernel swaps input/getpass in for each execution
+        ask = (self._read_secret or getpass.getpass) if secret else (self._read or input)
+        try:
+            return ask(prompt)
+        except (NotImplementedError, EOFError) as exc:
+            raise HostInteractionError(
+                "the guest asked for input, but this notebook frontend cannot prompt; pass the "
+                "value with %%vmps --with NAME instead"
+            ) from exc
+
+    def read_line(self, prompt: str | None = None) -> str:
+        return self._ask(f"{prompt}: " if prompt else "", secret=False)
+
+    def read_line_as_secure_string(self, prompt: str | None = None) -> SecureString:
+        return SecureString(self._ask(f"{prompt}: " if prompt else "", secret=True))
+
+    def prompt(self, caption: str, message: str, fields: list[Field]) -> dict[str, Any]:
+        if caption or message:
+            print("\n".join(t for t in (caption, message) if t))
+        answers: dict[str, Any] = {}
+        for field in fields:
+            label = field.label or field.name
+            if field.type_name.endswith("PSCredential"):
+                answers[field.name] = self.prompt_for_credential(caption, message, None, None)
+            elif field.is_secret:
+                answers[field.name] = SecureString(self._ask(f"{label}: ", secret=True))
+            else:
+                answers[field.name] = self._ask(f"{label}: ", secret=False)
+        return answers
+
+    def prompt_for_credential(
+        self, caption: str, message: str, username: str | None, target_name: str | None
+    ) -> PSCredential:
+        if caption or message:
+            print("\n".join(t for t in (caption, message) if t))
+        user = username or self._ask("User: ", secret=False)
+        return PSCredential(user, SecureString(self._ask(f"Password for {user}: ", secret=True)))
+
+    def prompt_for_choice(
+        self, caption: str, message: str, choices: list[Choice], default: int
+    ) -> int:
+        if caption or message:
+            print("\n".join(t for t in (caption, message) if t))
+        menu = "  ".join(
+            f"[{c.hot_key or i}] {c.label.replace('&', '')}" for i, c in enumerate(choices)
+        )
+        hint = f" (default {choices[default].label.replace('&', '')})" if 0 <= default < len(
+            choices) else ""
+        answer = self._ask(f"{menu}{hint}: ", secret=False).strip()
+        if not answer and 0 <= default < len(choices):
+            return default
+        for index, choice in enumerate(choices):
+            if answer.upper() == (choice.hot_key or "") or answer.lower() == choice.label.replace(
+                "&", ""
+            ).lower() or answer == str(index):
+                return index
+        raise HostInteractionError(f"{answer!r} is not one of the choices")
+
+
+# --------------------------------------------------------------------------------------------
 # the magics
 
 
@@ -525,7 +610,7 @@ class VmMagics(Magics):
         if not name:
             raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
         alias = args.alias or name
-        kwargs: dict[str, Any] = {"via": via}
+        kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI()}
         for option in ("configuration", "record", "replay", "timeout"):
             value = getattr(args, option)
             if value is not None:

@@ -543,3 +543,67 @@ def test_cell_mode_runs_plain_cells_as_powershell(ip: InteractiveShell,
     run_cell(ip, "%vmps_mode off")
     result, _ = run_cell(ip, "after = 1\n")
     assert ip.user_ns["after"] == 1 and len(session.runs) == count
+
+
+def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None:
+    from hvmagic.testing import FakeGuest
+
+    asked: list[str] = []
+
+    def read(prompt: str) -> str:
+        asked.append(prompt)
+        return "alice" if prompt == "" else "Y"
+
+    def read_secret(prompt: str) -> str:
+        asked.append("secret:" + prompt)
+        return "s3cret"
+
+    guest = FakeGuest(demo=False)
+
+    @guest.handle("Ask-Things")
+    def ask(ctx: Any) -> None:
+        name = ctx.read_host()
+        secret = ctx.read_host(as_secure_string=True)
+        # the guest received an encrypted SecureString; it decrypts to what was typed
+        ctx.output(f"{name}|{type(secret).__name__}|{secret.decrypt() == 's3cret'}")
+
+    with guest:
+        ui = hvmagics.NotebookHostUI(read=read, read_secret=read_secret)
+        with guest.connect(host_ui=ui) as session:
+            result = session.run("Ask-Things")
+            assert result.output == ["alice|PSSecureString|True"]
+            assert asked == ["", "secret:"]
+
+        def no_stdin(prompt: str) -> str:
+            raise NotImplementedError("no stdin")
+
+        with guest.connect(host_ui=hvmagics.NotebookHostUI(read=no_stdin)) as session:
+            with pytest.raises(RemoteError) as info:
+                session.run("Ask-Things")
+            assert "this notebook frontend cannot prompt" in str(info.value)
+
+
+def test_notebook_host_ui_choices_and_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    from hvmagic.errors import HostInteractionError
+    from hvmagic.host import Choice, Field
+
+    answers = iter(["", "n", "2", "maybe", "bob"])
+    asked: list[str] = []
+
+    def read(prompt: str) -> str:
+        asked.append(prompt)
+        return next(answers)
+
+    ui = hvmagics.NotebookHostUI(read=read, read_secret=lambda prompt: "pw")
+    choices = [Choice("&Yes"), Choice("&No"), Choice("&Suspend")]
+    assert ui.prompt_for_choice("Reboot", "Reboot now?", choices, 1) == 1  # empty → default
+    assert asked[0] == "[Y] Yes  [N] No  [S] Suspend (default No): "
+    assert ui.prompt_for_choice("", "", choices, -1) == 1  # hot key
+    assert ui.prompt_for_choice("", "", choices, -1) == 2  # index
+    with pytest.raises(HostInteractionError, match="'maybe' is not one of the choices"):
+        ui.prompt_for_choice("", "", choices, -1)
+    cred = ui.prompt_for_credential("Login", "", None, None)
+    assert cred.username == "bob" and cred.password.reveal() == "pw"
+    values = ui.prompt("", "", [Field("Pin", "System.Security.SecureString")])
+    assert isinstance(values["Pin"], SecureString)
+    assert "Reboot\nReboot now?" in capsys.readouterr().out
