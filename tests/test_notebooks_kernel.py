@@ -343,3 +343,45 @@ def test_no_secret_in_saved_notebook_history_or_namespace(executed: Executed) ->
     for secret in (ENV_SECRET, GETPASS_SECRET):
         assert secret.encode() not in history
         assert secret.encode("utf-16-le") not in history
+
+
+def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    from hvmagic.__main__ import main
+
+    runbook = nbformat.v4.new_notebook()
+    runbook.cells = [
+        nbformat.v4.new_markdown_cell("# Guest services triage"),
+        nbformat.v4.new_code_cell("%load_ext hvmagic\n%vmconnect demo --via sim"),
+        nbformat.v4.new_code_cell(
+            "%%vmps -o running\n"
+            "Get-Service | Where-Object { $_.Status -eq 'Running' -and $_.Name -like 'vm*' }"),
+        nbformat.v4.new_code_cell("len(running)"),
+    ]
+    source = tmp_path / "services-triage.ipynb"
+    nbformat.write(runbook, str(source))
+    out = tmp_path / "out"
+    assert main(["demo", "--notebook", str(source), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("Executed services-triage.ipynb: 3 code cells, 1 tables, ")
+    assert printed[0].endswith(" s, ok")
+    assert printed[1] == f"HTML:     {out / 'services-triage.html'}"
+    page = (out / "services-triage.html").read_text(encoding="utf-8")
+    assert "hvmagic-frame" in page and "vmicheartbeat" in page
+    executed = nbformat.read(str(out / "services-triage.ipynb"), as_version=4)
+    assert int(executed.cells[3].outputs[0].data["text/plain"]) > 0
+
+
+def test_demo_notebook_search_order(tmp_path: Path) -> None:
+    from hvmagic.__main__ import DemoError, find_demo_notebook
+
+    shipped, checkout = tmp_path / "pkg", tmp_path / "repo"
+    checkout.mkdir()
+    (checkout / "01-services-triage.ipynb").write_text("{}")
+    assert find_demo_notebook([shipped, checkout]) == checkout / "01-services-triage.ipynb"
+    shipped.mkdir()
+    (shipped / "services-triage.ipynb").write_text("{}")
+    assert find_demo_notebook([shipped, checkout]) == shipped / "services-triage.ipynb"
+    with pytest.raises(DemoError, match="no demo notebook found"):
+        find_demo_notebook([tmp_path / "none"])
