@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, rate in rates.items():
         if label.startswith(("pypsrp", "psrpcore")):
             print(
-                f"  hvmagic total (fragments) / {label.split(' ')[0]:<9} = {base / rate:6.1f}x"
+                f"  hvmagic total (fragments) / {label.split(' (')[0]:<34} = {base / rate:6.1f}x"
                 "   (target >= 20x)"
             )
     print(
