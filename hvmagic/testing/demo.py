@@ -386,6 +386,7 @@ class DemoShell:
             name.lower(): getattr(self, method) for name, method in DEMO_COMMANDS.items()
         }
         self._seeded = False
+        self._seed_files()
 
     # ---- entry point (the handler) ----------------------------------------------------------
 

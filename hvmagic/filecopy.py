@@ -1,0 +1,548 @@
+"""Copy files into and out of a guest over an open session (what ``%vmcopy`` runs).
+
+The transfer is plain PSRP on the session, the way ``Copy-Item -ToSession/-FromSession`` does
+it (``psdirect-protocol.md`` §4): small PowerShell scripts (:data:`SCRIPTS`) run in the guest,
+moving base64 chunks as parameters and outputs. Nothing else is needed in the guest — no Guest
+Service Interface, no SMB share.
+
+Rules
+-----
+* **Constant memory**: one chunk (``chunk_size`` bytes, 1 MiB by default) is in flight at a
+  time on each side; files of any size stream through.
+* **Integrity**: the SHA-256 of what was sent is computed while reading and compared with the
+  guest's own ``Get-FileHash -Algorithm SHA256`` of the written file (and the other way round
+  for ``copy_from``). A mismatch removes the partial copy and raises
+  :class:`~hvmagic.errors.FileCopyIntegrityError`.
+* **Atomic destination**: data goes to ``<destination>.hvmagic-partial`` and is renamed over
+  the destination only after the hashes match, so an interrupted copy never leaves a
+  truncated file under the real name.
+* **Overwrite**: an existing destination file is an error
+  (:class:`~hvmagic.errors.FileCopyExistsError`) unless ``overwrite=True``; every destination
+  is checked before the first byte moves. A destination that is a directory receives the
+  source under its own name (``Copy-Item`` semantics).
+* **Sources**: one file; a wildcard (``*.log``, resolved locally with :mod:`glob` or in the
+  guest with ``Get-Item -Path``); a directory with ``recurse=True`` (copied as a directory of
+  that name into an existing destination directory, or *as* the destination when that does not
+  exist yet, like ``Copy-Item -Recurse``). Several sources need a destination directory.
+
+The guest scripts are genuine PowerShell 5.1 (they run unchanged on a real guest); the
+simulated guest recognizes them and implements the same contract
+(:mod:`hvmagic.testing.filecopy_handlers`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import glob
+import hashlib
+import ntpath
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hvmagic.errors import (
+    FileCopyError,
+    FileCopyExistsError,
+    FileCopyIntegrityError,
+    FileCopySourceError,
+    RemoteError,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "SCRIPTS",
+    "CopiedFile",
+    "CopyProgress",
+    "CopyResult",
+    "copy_from",
+    "copy_to",
+]
+
+#: raw bytes per chunk; base64 makes each run's parameter ~1.37 MiB (PowerShell's own
+#: Copy-Item uses 4 MiB; smaller chunks keep progress lively and memory flat on both ends)
+DEFAULT_CHUNK_SIZE = 1 << 20
+PARTIAL_SUFFIX = ".hvmagic-partial"
+_ERROR_PREFIX = "hvmagic-copy:"
+
+
+class _Runner(Protocol):
+    """What the engine needs from a session: :meth:`hvmagic.session.Session.run`."""
+
+    def run(self, script: str, parameters: Mapping[str, Any] | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    """Reported after each chunk: the current file and the totals of the whole copy."""
+
+    source: str
+    destination: str
+    file_bytes_done: int
+    file_bytes_total: int
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.bytes_total == 0 else int(100 * self.bytes_done / self.bytes_total)
+
+
+@dataclass(frozen=True)
+class CopiedFile:
+    source: str
+    destination: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class CopyResult:
+    files: list[CopiedFile] = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / (1 << 20) / self.seconds if self.seconds > 0 else 0.0
+
+    def __repr__(self) -> str:
+        return (f"<CopyResult {len(self.files)} file(s), {self.bytes} bytes in "
+                f"{self.seconds:.2f} s>")
+
+
+# --------------------------------------------------------------------------------------------
+# Guest scripts (PowerShell 5.1). The first line names the operation; parameters arrive as
+# variables named hvmagic_copy_* (Session.run turns parameters into variables) and are removed
+# again so the user's runspace is left as it was.
+# --------------------------------------------------------------------------------------------
+
+_CLEANUP = "Remove-Variable -Name hvmagic_copy_* -ErrorAction Ignore"
+
+SCRIPTS: dict[str, str] = {
+    "stat": f"""\
+# hvmagic-filecopy:stat v1
+try {{
+    $item = Get-Item -LiteralPath $hvmagic_copy_path -Force -ErrorAction Stop
+    [pscustomobject]@{{ Exists = $true; IsDirectory = [bool]$item.PSIsContainer;
+                        FullName = $item.FullName }}
+}} catch [System.Management.Automation.ItemNotFoundException] {{
+    [pscustomobject]@{{ Exists = $false; IsDirectory = $false; FullName = $hvmagic_copy_path }}
+}} finally {{ {_CLEANUP} }}
+""",
+    "mkdir": f"""\
+# hvmagic-filecopy:mkdir v1
+try {{
+    $null = New-Item -ItemType Directory -Path $hvmagic_copy_path -Force -ErrorAction Stop
+}} finally {{ {_CLEANUP} }}
+""",
+    "to-begin": f"""\
+# hvmagic-filecopy:to-begin v1
+$ErrorActionPreference = 'Stop'
+try {{
+    $target = $hvmagic_copy_path
+    if (Test-Path -LiteralPath $target -PathType Container) {{
+        throw "{_ERROR_PREFIX}is-directory:$target"
+    }}
+    if ((Test-Path -LiteralPath $target) -and -not $hvmagic_copy_overwrite) {{
+        throw "{_ERROR_PREFIX}exists:$target"
+    }}
+    $parent = Split-Path -Parent $target
+    if ($parent -and -not (Test-Path -LiteralPath $parent)) {{
+        $null = New-Item -ItemType Directory -Path $parent -Force
+    }}
+    $partial = $target + '{PARTIAL_SUFFIX}'
+    [System.IO.File]::WriteAllBytes($partial, [byte[]]@())
+    $partial
+}} finally {{ {_CLEANUP} }}
+""",
+    "to-chunk": f"""\
+# hvmagic-filecopy:to-chunk v1
+try {{
+    $bytes = [Convert]::FromBase64String($hvmagic_copy_data)
+    $stream = [System.IO.File]::Open($hvmagic_copy_partial, [System.IO.FileMode]::Append,
+                                     [System.IO.FileAccess]::Write)
+    try {{ $stream.Write($bytes, 0, $bytes.Length); $stream.Length }}
+    finally {{ $stream.Dispose() }}
+}} finally {{ {_CLEANUP} }}
+""",
+    "to-finish": f"""\
+# hvmagic-filecopy:to-finish v1
+$ErrorActionPreference = 'Stop'
+try {{
+    $hash = (Get-FileHash -LiteralPath $hvmagic_copy_partial -Algorithm SHA256).Hash
+    if ($hash -ne $hvmagic_copy_sha256) {{
+        Remove-Item -LiteralPath $hvmagic_copy_partial -Force
+        throw "{_ERROR_PREFIX}hash-mismatch:$hash"
+    }}
+    Move-Item -LiteralPath $hvmagic_copy_partial -Destination $hvmagic_copy_path -Force
+    $hash
+}} finally {{ {_CLEANUP} }}
+""",
+    "abort": f"""\
+# hvmagic-filecopy:abort v1
+try {{
+    Remove-Item -LiteralPath $hvmagic_copy_partial -Force -ErrorAction Ignore
+}} finally {{ {_CLEANUP} }}
+""",
+    "from-list": f"""\
+# hvmagic-filecopy:from-list v1
+$ErrorActionPreference = 'Stop'
+try {{
+    foreach ($item in @(Get-Item -Path $hvmagic_copy_path -Force)) {{
+        if ($item.PSIsContainer) {{
+            if (-not $hvmagic_copy_recurse) {{ throw "{_ERROR_PREFIX}is-directory:$($item.FullName)" }}
+            [pscustomobject]@{{ RelativePath = $item.Name; FullName = $item.FullName;
+                                IsDirectory = $true; Length = [long]0 }}
+            foreach ($child in @(Get-ChildItem -LiteralPath $item.FullName -Recurse -Force)) {{
+                [pscustomobject]@{{
+                    RelativePath = $item.Name + $child.FullName.Substring($item.FullName.Length)
+                    FullName = $child.FullName; IsDirectory = [bool]$child.PSIsContainer
+                    Length = if ($child.PSIsContainer) {{ [long]0 }} else {{ [long]$child.Length }}
+                }}
+            }}
+        }} else {{
+            [pscustomobject]@{{ RelativePath = $item.Name; FullName = $item.FullName;
+                                IsDirectory = $false; Length = [long]$item.Length }}
+        }}
+    }}
+}} finally {{ {_CLEANUP} }}
+""",
+    "from-chunk": f"""\
+# hvmagic-filecopy:from-chunk v1
+try {{
+    $stream = [System.IO.File]::Open($hvmagic_copy_path, [System.IO.FileMode]::Open,
+                                     [System.IO.FileAccess]::Read, [System.IO.FileShare]::ReadWrite)
+    try {{
+        $null = $stream.Seek([long]$hvmagic_copy_offset, [System.IO.SeekOrigin]::Begin)
+        $buffer = New-Object byte[] ([int]$hvmagic_copy_count)
+        $read = $stream.Read($buffer, 0, $buffer.Length)
+        [Convert]::ToBase64String($buffer, 0, $read)
+    }} finally {{ $stream.Dispose() }}
+}} finally {{ {_CLEANUP} }}
+""",
+    "hash": f"""\
+# hvmagic-filecopy:hash v1
+try {{
+    (Get-FileHash -LiteralPath $hvmagic_copy_path -Algorithm SHA256 -ErrorAction Stop).Hash
+}} finally {{ {_CLEANUP} }}
+""",
+}
+
+
+def _run(session: _Runner, operation: str, **parameters: Any) -> list[Any]:
+    """Run one guest script; translate its deliberate failures into typed copy errors."""
+    arguments = {f"hvmagic_copy_{name}": value for name, value in parameters.items()}
+    try:
+        result = session.run(SCRIPTS[operation], arguments)
+    except RemoteError as exc:
+        raise _translate(exc, parameters) from exc
+    errors = list(getattr(result, "errors", []) or [])
+    if errors:
+        message = getattr(errors[0], "message", None) or str(errors[0])
+        raise FileCopyError(f"guest reported an error during {operation}: {message}")
+    return list(getattr(result, "output", result) or [])
+
+
+def _translate(exc: RemoteError, parameters: Mapping[str, Any]) -> FileCopyError:
+    message = str(exc)
+    record = getattr(exc, "record", None)
+    text = getattr(record, "message", None) or message
+    path = str(parameters.get("path", ""))
+    if _ERROR_PREFIX + "exists:" in text:
+        return FileCopyExistsError(
+            f"guest file {path} already exists; pass overwrite=True to replace it")
+    if _ERROR_PREFIX + "is-directory:" in text:
+        where = text.split(_ERROR_PREFIX + "is-directory:", 1)[1].strip()
+        return FileCopySourceError(
+            f"guest path {where} is a directory; pass recurse=True to copy directories")
+    if _ERROR_PREFIX + "hash-mismatch:" in text:
+        return FileCopyIntegrityError(
+            f"SHA-256 mismatch after copying to the guest ({path}): the guest computed "
+            f"{text.split('hash-mismatch:', 1)[1].strip()[:64]}; the partial file was removed")
+    exception_type = str(getattr(record, "exception_type", "") or "")
+    if "ItemNotFound" in exception_type or "Cannot find path" in text:
+        return FileCopySourceError(f"guest path not found: {path or text}")
+    return FileCopyError(f"guest file operation failed: {text}")
+
+
+def _first(values: list[Any]) -> Any:
+    if not values:
+        raise FileCopyError("the guest script returned no result")
+    return values[0]
+
+
+def _field(value: Any, name: str) -> Any:
+    if isinstance(value, Mapping):
+        for key in value:
+            if str(key).lower() == name.lower():
+                return value[key]
+        return None
+    return getattr(value, name, None)
+
+
+def _emit(callback: Callable[[CopyProgress], None] | None, progress: CopyProgress) -> None:
+    if callback is not None:
+        callback(progress)
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if not isinstance(chunk_size, int) or chunk_size < 1024 or chunk_size > 64 << 20:
+        raise ValueError("chunk_size must be an int between 1 KiB and 64 MiB")
+
+
+# --------------------------------------------------------------------------------------------
+# local → guest
+# --------------------------------------------------------------------------------------------
+
+
+def _local_sources(local: str | os.PathLike[str], recurse: bool) -> list[tuple[Path, str]]:
+    """``[(file, relative destination name)]`` plus directories as ``(dir, rel + '/')``."""
+    text = os.fspath(local)
+    if glob.has_magic(text):
+        matches = sorted(Path(p) for p in glob.glob(text))
+        if not matches:
+            raise FileCopySourceError(f"no local file matches {text!r}")
+    else:
+        path = Path(text)
+        if not path.exists():
+            raise FileCopySourceError(f"local file not found: {text}")
+        matches = [path]
+    entries: list[tuple[Path, str]] = []
+    for match in matches:
+        if match.is_dir():
+            if not recurse:
+                raise FileCopySourceError(
+                    f"{match} is a directory; pass recurse=True (%vmcopy -r) to copy it")
+            entries.append((match, match.name + "/"))
+            for child in sorted(match.rglob("*")):
+                relative = child.relative_to(match.parent).as_posix()
+                entries.append((child, relative + "/" if child.is_dir() else relative))
+        else:
+            entries.append((match, match.name))
+    return entries
+
+
+def _guest_join(base: str, relative: str) -> str:
+    return ntpath.join(base, *[p for p in relative.strip("/").split("/") if p])
+
+
+def copy_to(
+    session: _Runner,
+    local: str | os.PathLike[str],
+    remote: str,
+    *,
+    overwrite: bool = False,
+    recurse: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_progress: Callable[[CopyProgress], None] | None = None,
+) -> CopyResult:
+    """Copy local file(s) to ``remote`` (a guest path) over ``session``; see the module rules."""
+    _check_chunk_size(chunk_size)
+    started = time.monotonic()
+    entries = _local_sources(local, recurse)
+    remote = remote.strip()
+    info = _first(_run(session, "stat", path=remote))
+    remote_is_dir = bool(_field(info, "IsDirectory"))
+    single_file = len(entries) == 1 and not entries[0][0].is_dir()
+    if single_file:
+        if remote_is_dir or remote.endswith(("\\", "/")):
+            targets = [(entries[0][0], _guest_join(remote, entries[0][1]))]
+        else:
+            targets = [(entries[0][0], remote)]
+    else:
+        # Copy-Item -Recurse: into an existing directory under the source's name; a single
+        # directory onto a path that does not exist yet becomes that path.
+        top_dirs = {rel.split("/", 1)[0] for _p, rel in entries}
+        rename_root = (not remote_is_dir and not bool(_field(info, "Exists"))
+                       and len(top_dirs) == 1 and entries[0][0].is_dir())
+        targets = []
+        for path, relative in entries:
+            if rename_root:
+                relative = relative.split("/", 1)[1] if "/" in relative else ""
+            targets.append((path, _guest_join(remote, relative) if relative else remote))
+        if bool(_field(info, "Exists")) and not remote_is_dir:
+            raise FileCopyError(f"guest path {remote} is a file; several sources need a "
+                                "destination directory")
+    result = CopyResult()
+    files = [(p, t) for p, t in targets if p.is_file()]
+    if not overwrite:
+        for _path, target in files:
+            existing = _first(_run(session, "stat", path=target))
+            if _field(existing, "Exists"):
+                raise FileCopyExistsError(
+                    f"guest file {target} already exists; pass overwrite=True to replace it")
+    for path, target in targets:
+        if path.is_dir():
+            _run(session, "mkdir", path=target)
+            result.directories.append(target)
+    total = sum(p.stat().st_size for p, _t in files)
+    done = 0
+    for index, (path, target) in enumerate(files):
+        done = _send_file(session, path, target, overwrite, chunk_size, on_progress,
+                          result, done, total, index, len(files))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _send_file(session: _Runner, path: Path, target: str, overwrite: bool, chunk_size: int,
+               on_progress: Callable[[CopyProgress], None] | None, result: CopyResult,
+               done: int, total: int, index: int, count: int) -> int:
+    size = path.stat().st_size
+    partial = str(_first(_run(session, "to-begin", path=target, overwrite=overwrite)))
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        with path.open("rb") as handle:
+            while True:
+                block = handle.read(chunk_size)
+                if not block:
+                    break
+                digest.update(block)
+                length = _first(_run(session, "to-chunk", partial=partial,
+                                     data=base64.b64encode(block).decode("ascii")))
+                written += len(block)
+                if int(length) != written:
+                    raise FileCopyIntegrityError(
+                        f"guest file {partial} has {int(length)} bytes after a chunk, "
+                        f"expected {written}")
+                done += len(block)
+                _emit(on_progress, CopyProgress(str(path), target, written, size, done, total,
+                                                index, count))
+        expected = digest.hexdigest().upper()
+        guest_hash = str(_first(_run(session, "to-finish", partial=partial, path=target,
+                                     sha256=expected)))
+    except BaseException:
+        with contextlib.suppress(Exception):  # best effort: the original error matters more
+            _run(session, "abort", partial=partial)
+        raise
+    if guest_hash.upper() != expected:
+        raise FileCopyIntegrityError(
+            f"SHA-256 mismatch for {target}: sent {expected}, guest has {guest_hash}")
+    result.files.append(CopiedFile(str(path), target, written, expected))
+    if size == 0:
+        _emit(on_progress, CopyProgress(str(path), target, 0, 0, done, total, index + 1, count))
+    elif on_progress is not None:
+        _emit(on_progress, CopyProgress(str(path), target, written, size, done, total,
+                                        index + 1, count))
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# guest → local
+# --------------------------------------------------------------------------------------------
+
+
+def copy_from(
+    session: _Runner,
+    remote: str,
+    local: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    recurse: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_progress: Callable[[CopyProgress], None] | None = None,
+) -> CopyResult:
+    """Copy guest file(s) matching ``remote`` to ``local``; see the module rules."""
+    _check_chunk_size(chunk_size)
+    started = time.monotonic()
+    listing = _run(session, "from-list", path=remote.strip(), recurse=recurse)
+    if not listing:
+        raise FileCopySourceError(f"no guest file matches {remote!r}")
+    entries = [(str(_field(e, "FullName")), str(_field(e, "RelativePath")).replace("\\", "/"),
+                bool(_field(e, "IsDirectory")), int(_field(e, "Length") or 0)) for e in listing]
+    destination = Path(local)
+    single_file = len(entries) == 1 and not entries[0][2]
+    plan: list[tuple[str, Path, bool, int]] = []
+    if single_file:
+        full, relative, _is_dir, length = entries[0]
+        target = destination / relative if destination.is_dir() or os.fspath(local).endswith(
+            ("/", os.sep)) else destination
+        plan.append((full, target, False, length))
+    else:
+        if destination.exists() and not destination.is_dir():
+            raise FileCopyError(f"local path {destination} is a file; several sources need a "
+                                "destination directory")
+        top_dirs = {rel.split("/", 1)[0] for _f, rel, _d, _l in entries}
+        rename_root = not destination.exists() and len(top_dirs) == 1 and entries[0][2]
+        for full, relative, is_dir, length in entries:
+            if rename_root:
+                relative = relative.split("/", 1)[1] if "/" in relative else ""
+            plan.append((full, destination / relative if relative else destination, is_dir,
+                         length))
+    if not overwrite:
+        for _full, target, is_dir, _length in plan:
+            if not is_dir and target.exists():
+                raise FileCopyExistsError(
+                    f"local file {target} already exists; pass overwrite=True to replace it")
+    for _full, target, is_dir, _length in plan:
+        if target.exists() and target.is_dir() != is_dir and not (is_dir or overwrite):
+            raise FileCopyExistsError(f"local path {target} exists with another type")
+    result = CopyResult()
+    files = [(f, t, n) for f, t, d, n in plan if not d]
+    for _full, target, is_dir, _length in plan:
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            result.directories.append(str(target))
+    total = sum(n for _f, _t, n in files)
+    done = 0
+    for index, (full, target, length) in enumerate(files):
+        done = _receive_file(session, full, target, length, chunk_size, on_progress, result,
+                             done, total, index, len(files))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterator[bytes]:
+    offset = 0
+    while offset < length:
+        text = _first(_run(session, "from-chunk", path=full, offset=offset,
+                           count=min(chunk_size, length - offset)))
+        block = base64.b64decode(str(text), validate=True)
+        if not block:
+            raise FileCopyIntegrityError(f"guest file {full} ended at byte {offset}, "
+                                         f"expected {length} bytes (did it shrink?)")
+        offset += len(block)
+        yield block
+
+
+def _receive_file(session: _Runner, full: str, target: Path, length: int, chunk_size: int,
+                  on_progress: Callable[[CopyProgress], None] | None, result: CopyResult,
+                  done: int, total: int, index: int, count: int) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with partial.open("wb") as handle:
+            for block in _chunks(session, full, length, chunk_size):
+                handle.write(block)
+                digest.update(block)
+                received += len(block)
+                done += len(block)
+                _emit(on_progress, CopyProgress(full, str(target), received, length, done, total,
+                                                index, count))
+        guest_hash = str(_first(_run(session, "hash", path=full))).upper()
+        local_hash = digest.hexdigest().upper()
+        if guest_hash != local_hash:
+            raise FileCopyIntegrityError(
+                f"SHA-256 mismatch for {full}: guest has {guest_hash}, received {local_hash}; "
+                "the partial file was removed")
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    result.files.append(CopiedFile(full, str(target), received, local_hash))
+    _emit(on_progress, CopyProgress(full, str(target), received, length, done, total,
+                                    index + 1, count))
+    return done
