@@ -47,7 +47,7 @@ import datetime as _dt
 import decimal
 import enum
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -396,7 +396,8 @@ class PSRPClient:
     host with a UI and no raw UI, so the server forwards ``Write-Host``/prompts as host calls
     (as to ``Enter-PSSession``) instead of failing them.
     ``max_message_bytes`` bounds one reassembled PSRP message, ``max_line_bytes`` one OutOfProc
-    line (see :class:`~hvmagic.psrp.outofproc.PacketReader`).
+    line (see :class:`~hvmagic.psrp.outofproc.PacketReader`). ``pipeline_id_factory`` makes
+    pipeline ids deterministic (replaying a recorded server stream needs the recorded ids).
     """
 
     def __init__(
@@ -406,7 +407,9 @@ class PSRPClient:
         application_arguments: dict[str, Any] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_line_bytes: int = 64 << 20,
+        pipeline_id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
+        self._new_pipeline_id = pipeline_id_factory
         self.host_info = host_info or HostInfo(
             IsHostNull=False, IsHostUINull=False, IsHostRawUINull=True, UseRunspaceHost=True
         )
@@ -471,7 +474,9 @@ class PSRPClient:
         if not self.opened:
             raise ProtocolError(f"the runspace pool is {self.pool_state}, not Opened")
         converted = {name: to_psrpcore(value) for name, value in (parameters or {}).items()}
-        ps = psrpcore.ClientPowerShell(self.pool, host=self.host_info, no_input=True)
+        ps = psrpcore.ClientPowerShell(
+            self.pool, host=self.host_info, no_input=True, pipeline_id=self._new_pipeline_id()
+        )
         ps.add_script(script, use_local_scope=use_local_scope)
         for name, value in converted.items():
             ps.add_parameter(name, value)
