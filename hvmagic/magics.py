@@ -47,7 +47,7 @@ from IPython.core.magic import (
     no_var_expand,
 )
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Enum, Float, Int, List, Unicode
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
@@ -563,6 +563,16 @@ class VmMagics(Magics):
         help="Streams shown live: any of warning, verbose, debug, information, host.",
     ).tag(config=True)
 
+    @validate("show_streams")
+    def _check_streams(self, proposal: Any) -> list[str]:
+        unknown = [s for s in proposal["value"] if s not in hvdisplay.TEXT_STREAMS]
+        if unknown:
+            raise TraitError(
+                f"show_streams: unknown stream(s) {unknown}; choose from "
+                f"{list(hvdisplay.TEXT_STREAMS)}"
+            )
+        return list(proposal["value"])
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.sessions = SessionRegistry()
@@ -689,9 +699,13 @@ class VmMagics(Magics):
         if replaced is not None and replaced.session is not entry.session:
             self._close_quietly(replaced)
         description = getattr(entry.session, "description", None) or entry.target
-        named = "" if entry.alias == entry.target else f" as {entry.alias!r}"
-        note = " (replaced the previous session of that name)" if replaced else ""
-        print(f"Connected to {description}{named}; default session{note}.")
+        how = {
+            "auto": "",
+            "python": " (an existing Session object)",
+            "sim": " via the built-in simulator",
+        }.get(entry.via, f" via {entry.via}")
+        note = "; replaced the previous session of that name" if replaced else ""
+        print(f"Connected {entry.alias!r}{how}: {description}. It is the default session{note}.")
 
     @staticmethod
     def _close_quietly(entry: SessionEntry) -> None:

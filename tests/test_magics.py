@@ -111,10 +111,12 @@ class FakeSession:
 @pytest.fixture
 def ip() -> Iterator[InteractiveShell]:
     shell = InteractiveShell.instance()
+    shell.config.pop("VmMagics", None)  # %config in one test must not leak into the next
     shell.extension_manager.load_extension("hvmagic")
     yield shell
     shell.extension_manager.unload_extension("hvmagic")
     shell.user_ns.pop("_vmps_result", None)
+    shell.config.pop("VmMagics", None)
 
 
 @pytest.fixture
@@ -279,6 +281,10 @@ def test_config_traitlets(ip: InteractiveShell) -> None:
     from traitlets import TraitError
     with pytest.raises(TraitError):
         m.progress_style = "fancy"
+    with pytest.raises(TraitError, match="unknown stream"):
+        m.show_streams = ["warning", "output"]
+    ip.run_line_magic("config", "VmMagics.show_streams = ['warning']")
+    assert m.show_streams == ["warning"]
 
 
 def test_usage_errors_are_one_line(ip: InteractiveShell) -> None:
@@ -427,7 +433,9 @@ def test_sessions_use_close(ip: InteractiveShell, session: FakeSession) -> None:
     ip.user_ns["other"] = other
     with capture_output() as captured:
         ip.run_line_magic("vmconnect", "--session other --alias web")
-    assert captured.stdout == "Connected to FAKE guest 'web01' as 'web'; default session.\n"
+    assert captured.stdout == (
+        "Connected 'web' (an existing Session object): FAKE guest 'web01'. "
+        "It is the default session.\n")
     ip.run_cell_magic("vmps", "demo", "hostname\n")
     assert session.runs and not other.runs
     ip.run_line_magic("vmps", "-s web hostname")
@@ -465,7 +473,7 @@ def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
     assert kw["password"].reveal() == "Sup3r-Secret!"
     assert kw["configuration"] == "JEA" and kw["record"] == "r.yml"
     assert "Sup3r-Secret!" not in captured.stdout + captured.stderr
-    assert "Connected to FAKE guest 'mgmtvm' as 'm'" in captured.stdout
+    assert captured.stdout == "Connected 'm': FAKE guest 'mgmtvm'. It is the default session.\n"
     # getpass (through hvmagic.credentials) when no other source has one
     monkeypatch.delenv("HVMAGIC_PASSWORD", raising=False)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "typed-pw")
@@ -607,3 +615,18 @@ def test_notebook_host_ui_choices_and_credentials(capsys: pytest.CaptureFixture[
     values = ui.prompt("", "", [Field("Pin", "System.Security.SecureString")])
     assert isinstance(values["Pin"], SecureString)
     assert "Reboot\nReboot now?" in capsys.readouterr().out
+
+
+def test_unload_closes_sessions_and_removes_everything() -> None:
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("hvmagic")
+    fake = FakeSession()
+    shell.user_ns["fake_unload"] = fake
+    magics = magics_of(shell)
+    with capture_output():
+        shell.run_line_magic("vmconnect", "x --session fake_unload")
+    shell.extension_manager.unload_extension("hvmagic")
+    assert fake.closed
+    assert shell.find_line_magic("vmps") is None and shell.find_cell_magic("vmps") is None
+    assert magics.cell_mode not in shell.input_transformers_cleanup
+    assert magics not in shell.configurables

@@ -217,10 +217,13 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Executed:
 
 def test_connect_prints_the_path_used(executed: Executed) -> None:
     assert executed.stdout("connect_env") == (
-        "Connected to simulated guest SIMULATED-GUEST (socket pair); default session.\n"
+        "Connected 'demo' via the built-in simulator: simulated guest SIMULATED-GUEST "
+        "(socket pair). It is the default session.\n"
     )
-    assert "Connected to simulated guest" in executed.stdout("connect_getpass")
-    assert executed.stdout("connect_custom").startswith("Connected to simulated guest")
+    assert executed.stdout("connect_getpass").startswith(
+        "Connected 'demo2' via the built-in simulator: simulated guest")
+    assert executed.stdout("connect_custom").startswith(
+        "Connected 'custom' (an existing Session object): simulated guest")
     table = executed.displays("sessions")[0].splitlines()
     assert [line.split()[0] for line in table[2:]] == ["demo", "demo2", "*"]
     assert "<td>custom</td>" in executed.displays("sessions", "text/html")[0]
