@@ -52,6 +52,7 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validat
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
 from hvmagic.errors import (
+    FileCopyError,
     HostInteractionError,
     HvMagicError,
     PipelineTimeoutError,
@@ -94,6 +95,10 @@ class PowerShellError(_ShortTraceback, RemoteError):
 
 class SessionLostError(_ShortTraceback, SessionBrokenError):
     """The session's connection died while running a cell; reconnect with ``%vmconnect``."""
+
+
+class CopyFailedError(_ShortTraceback, FileCopyError):
+    """``%vmcopy`` failed after it started (e.g. the SHA-256 check); nothing partial is left."""
 
 
 class PipelineStopped(_ShortTraceback, KeyboardInterrupt):
@@ -990,6 +995,15 @@ class VmMagics(Magics):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             view.finish()
             raise UsageError(f"%vmcopy: {_first_line(exc)}") from None
+        except FileCopyError as exc:  # integrity mismatch and other copy failures
+            view.finish()
+            raise CopyFailedError(_first_line(exc)) from None
+        except (SessionBrokenError, TransportError) as exc:
+            view.finish()
+            raise SessionLostError(
+                f"session {entry.alias!r} lost its connection ({_first_line(exc)}); "
+                f"reconnect with %vmconnect"
+            ) from None
         except RemoteError as exc:
             view.finish()
             if exc.record is not None:
@@ -1084,23 +1098,31 @@ def _empty_frame() -> Any:
 
 
 def _copy_progress_adapter(view: hvdisplay.ProgressView, activity: str) -> Callable[..., None]:
-    """Feeds the copy engine's progress reports into a progress view. The engine reports either
-    a :class:`ProgressRecord` or ``(bytes_done, bytes_total)``."""
+    """Feeds the copy engine's reports (:class:`hvmagic.filecopy.CopyProgress`) into a progress
+    view: the whole copy as the parent bar, the current file nested under it."""
 
-    def on_progress(*report: Any, **named: Any) -> None:
-        if report and isinstance(report[0], ProgressRecord):
-            view.update(report[0])
+    def on_progress(report: Any) -> None:
+        if isinstance(report, ProgressRecord):
+            view.update(report)
             return
-        done = named.get("done", report[0] if report else 0)
-        total = named.get("total", report[1] if len(report) > 1 else 0)
-        percent = int(done * 100 / total) if total else -1
-        status = f"{_human_bytes(done)} of {_human_bytes(total)}" if total else _human_bytes(done)
+        done, total = report.bytes_done, report.bytes_total
+        files = f"file {min(report.files_done + 1, report.files_total)} of {report.files_total}"
         view.update(
             ProgressRecord(
-                activity, 1, status, percent_complete=percent,
-                record_type="Completed" if total and done >= total else "Processing",
+                activity, 1, f"{_human_bytes(done)} of {_human_bytes(total)}, {files}",
+                percent_complete=report.percent,
             )
         )
+        if report.files_total > 1 and report.file_bytes_total:
+            view.update(
+                ProgressRecord(
+                    report.source, 2,
+                    f"{_human_bytes(report.file_bytes_done)} of "
+                    f"{_human_bytes(report.file_bytes_total)}",
+                    parent_activity_id=1,
+                    percent_complete=int(100 * report.file_bytes_done / report.file_bytes_total),
+                )
+            )
 
     return on_progress
 
@@ -1114,17 +1136,16 @@ def _human_bytes(count: float) -> str:
 
 
 def _copy_summary(summary: Any, direction: str, alias: str) -> str:
-    if isinstance(summary, str):
-        return summary
     files = getattr(summary, "files", None)
-    total = getattr(summary, "bytes", None)
-    if files is not None and total is not None:
-        count = len(files) if isinstance(files, (list, tuple)) else int(files)
-        return (f"Copied {count} file(s), {_human_bytes(total)} {direction} {alias} "
-                "(SHA-256 verified)")
-    if isinstance(summary, (list, tuple)):
-        return f"Copied {len(summary)} file(s) {direction} {alias} (SHA-256 verified)"
-    return f"Copied {direction} {alias}"
+    if files is None:
+        return f"Copied {direction} {alias}"
+    size = getattr(summary, "bytes", 0)
+    seconds = getattr(summary, "seconds", 0.0)
+    rate = f" ({size / (1 << 20) / seconds:.1f} MB/s)" if seconds > 0 else ""
+    return (
+        f"Copied {len(files)} file(s), {_human_bytes(size)} {direction} {alias!r} in "
+        f"{seconds:.2f} s{rate}; SHA-256 verified"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -92,17 +92,20 @@ class FakeSession:
         return self.behaviour(script, parameters or {}, on_event or (lambda s, r: None))
 
     def copy_to(self, local: str, remote: str, **kw: Any) -> Any:
+        from hvmagic.filecopy import CopiedFile, CopyProgress, CopyResult
+
         self.copies.append(("to", local, remote, kw))
-        if kw.get("on_progress"):
-            kw["on_progress"](50, 100)
-            kw["on_progress"](100, 100)
-        return [remote]
+        kw["on_progress"](CopyProgress(local, remote, 512, 1024, 512, 1024, 0, 1))
+        kw["on_progress"](CopyProgress(local, remote, 1024, 1024, 1024, 1024, 1, 1))
+        return CopyResult([CopiedFile(local, remote, 1024, "00" * 32)], seconds=0.5)
 
     def copy_from(self, remote: str, local: str, **kw: Any) -> Any:
+        from hvmagic.filecopy import CopyResult
+
         self.copies.append(("from", remote, local, kw))
         if remote.endswith("missing.txt"):
             raise FileNotFoundError(f"guest path not found: {remote}")
-        return [local]
+        return CopyResult([], seconds=0.0)
 
     def close(self) -> None:
         self.closed = True
@@ -523,7 +526,8 @@ def test_vmcopy_directions_and_errors(ip: InteractiveShell, session: FakeSession
     direction, local, remote, kw = session.copies[-1]
     assert (direction, local, remote) == ("to", "setup.ps1", "C:\\Temp\\setup.ps1")
     assert kw["overwrite"] is True and "recurse" not in kw
-    assert "Copied 1 file(s) to demo (SHA-256 verified)" in captured.stdout
+    assert captured.stdout.endswith(
+        "Copied 1 file(s), 1.0 KB to 'demo' in 0.50 s (0.0 MB/s); SHA-256 verified\n")
     with capture_output():
         ip.run_line_magic("vmcopy", "-r demo:C:\\Logs\\*.log ./logs")
     direction, remote, local, kw = session.copies[-1]
@@ -630,3 +634,35 @@ def test_unload_closes_sessions_and_removes_everything() -> None:
     assert shell.find_line_magic("vmps") is None and shell.find_cell_magic("vmps") is None
     assert magics.cell_mode not in shell.input_transformers_cleanup
     assert magics not in shell.configurables
+
+
+def test_vmcopy_round_trip_with_the_simulated_guest(ip: InteractiveShell, tmp_path: Any) -> None:
+    from hvmagic.testing import FakeGuest
+
+    payload = bytes(range(256)) * 9000  # ~2.2 MiB: several 1 MiB chunks
+    source = tmp_path / "setup.bin"
+    source.write_bytes(payload)
+    (tmp_path / "a.log").write_text("alpha")
+    (tmp_path / "b.log").write_text("beta")
+    back = tmp_path / "back"
+    back.mkdir()
+    with FakeGuest(demo=False) as guest:
+        ip.user_ns["guest_session"] = guest.connect()
+        with capture_output() as captured:
+            ip.run_line_magic("vmconnect", "web01 --session guest_session")
+            ip.run_line_magic("vmcopy", f"{source} web01:C:\\Temp\\setup.bin")
+        assert guest.host_path("C:\\Temp\\setup.bin").read_bytes() == payload
+        assert "Copied 1 file(s), 2.2 MB to 'web01' in " in captured.stdout
+        with pytest.raises(UsageError, match="use --force to overwrite"):
+            ip.run_line_magic("vmcopy", f"{source} VM:C:\\Temp\\setup.bin")
+        with capture_output():
+            ip.run_line_magic("vmcopy", f"--force {source} VM:C:\\Temp\\setup.bin")
+            ip.run_line_magic("vmcopy", f"{tmp_path}/*.log VM:C:\\Temp")
+            ip.run_line_magic("vmcopy", f"VM:C:\\Temp\\*.* {back}")
+        assert sorted(p.name for p in back.iterdir()) == ["a.log", "b.log", "setup.bin"]
+        assert (back / "setup.bin").read_bytes() == payload
+        assert (back / "b.log").read_text() == "beta"
+        with pytest.raises(UsageError, match="%vmcopy: "):
+            ip.run_line_magic("vmcopy", f"VM:C:\\nothere.txt {back}")
+        with capture_output():
+            ip.run_line_magic("vmclose", "--all")
