@@ -117,6 +117,11 @@ CELLS: list[tuple[str, str, list[str]]] = [
     ("mode_py", "#py\nmode_value = 6 * 7\nprint('python', mode_value)", []),
     ("mode_off", "%vmps_mode off", []),
     ("usage", "%vmps -s nosuch Get-Payload", ["raises-exception"]),
+    ("copy_setup", "from pathlib import Path\n"
+                   "Path('bundle.bin').write_bytes(bytes(range(256)) * 12288)", []),
+    ("copy", "%vmcopy bundle.bin custom:C:\\Temp\\bundle.bin", []),
+    ("copy_check", "print(guest.host_path(r'C:\\Temp\\bundle.bin').read_bytes() == "
+                   "Path('bundle.bin').read_bytes())", []),
     ("secret_scan",
      "import os\n"
      "secrets = [os.environ['HVMAGIC_TEST_PW'], os.environ['HVMAGIC_TEST_GETPASS']]\n"
@@ -324,6 +329,20 @@ def test_cell_mode(executed: Executed) -> None:
     assert executed.displays("mode_ps") == ["no payload"]
     assert executed.stdout("mode_py") == "python 42\n"
     assert executed.stdout("mode_off") == "PowerShell cell mode off\n"
+
+
+def test_vmcopy_shows_live_progress_and_summary(executed: Executed) -> None:
+    messages = executed.messages[executed.index["copy"]]
+    shown = [m["content"] for m in messages if m["msg_type"] == "display_data"]
+    updates = [m["content"] for m in messages if m["msg_type"] == "update_display_data"]
+    assert "Copying bundle.bin" in shown[0]["data"]["text/html"]
+    assert "<progress value=" in shown[0]["data"]["text/html"]
+    # chunks arrive faster than the 0.1 s update throttle here; the bar is removed at the end
+    assert updates and updates[-1]["data"] == {"text/plain": "", "text/html": ""}
+    assert any("of 3.0 MB, file 1 of 1" in u["data"]["text/plain"] for u in updates + shown)
+    assert executed.stdout("copy").startswith("Copied 1 file(s), 3.0 MB to 'custom' in ")
+    assert executed.stdout("copy").endswith("; SHA-256 verified\n")
+    assert executed.stdout("copy_check") == "True\n"
 
 
 def test_usage_error_is_one_line(executed: Executed) -> None:
