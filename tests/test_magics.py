@@ -8,6 +8,7 @@ magics in a real kernel against the simulated guest.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -664,5 +665,37 @@ def test_vmcopy_round_trip_with_the_simulated_guest(ip: InteractiveShell, tmp_pa
         assert (back / "b.log").read_text() == "beta"
         with pytest.raises(UsageError, match="%vmcopy: "):
             ip.run_line_magic("vmcopy", f"VM:C:\\nothere.txt {back}")
+        with capture_output():
+            ip.run_line_magic("vmclose", "--all")
+
+
+def test_timeout_and_terminal_rendering_with_the_simulated_guest(ip: InteractiveShell) -> None:
+    from hvmagic.testing import FakeGuest
+
+    with FakeGuest(demo=False) as guest:
+
+        @guest.handle("Start-LongSleep")
+        def long_sleep(ctx: Any) -> None:
+            ctx.progress("Waiting", "asleep", 10, activity_id=1)
+            ctx.warning("this takes a while")
+            ctx.sleep(30)
+
+        @guest.handle("Get-Answer")
+        def answer(ctx: Any) -> None:
+            ctx.output(42)
+
+        ip.user_ns["timeout_session"] = guest.connect()
+        with capture_output():
+            ip.run_line_magic("vmconnect", "t --session timeout_session")
+        started = time.monotonic()
+        result, captured = run_cell(ip, "%%vmps --timeout 0.5\nStart-LongSleep\n")
+        assert time.monotonic() - started < 5
+        assert str(result.error_in_exec) == (
+            "Pipeline stopped after the 0.5 s timeout; session 't' is still usable")
+        # a terminal has no updatable displays: progress is one rewritten line on stdout
+        assert "\rWaiting: asleep [###" in captured.stdout
+        assert captured.outputs[0].data["text/plain"] == "WARNING: this takes a while"
+        result, captured = run_cell(ip, "%%vmps -o answer\nGet-Answer\n")
+        assert result.success and ip.user_ns["answer"] == [42]
         with capture_output():
             ip.run_line_magic("vmclose", "--all")
