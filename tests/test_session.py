@@ -1,0 +1,635 @@
+"""hvmagic.session: Session/Result/connect through real PSRP peers over real sockets.
+
+Most tests talk to :class:`hvmagic.testing.FakeGuest` (psrpcore's server classes behind the
+OutOfProc framing, over a socket pair). The wrapper/parameter tests use a bare psrpcore server
+(``EchoPeer``) so they can see exactly what the guest received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psrpcore
+import pytest
+from psrpcore.types import ChoiceDescription, PSInvocationState
+
+import hvmagic
+from hvmagic.clixml.values import (
+    ErrorRecord,
+    InformationalRecord,
+    InformationRecord,
+    ProgressRecord,
+    PSChar,
+    PSCredential,
+    PSObject,
+    PSUri,
+    PSVersion,
+    SecureString,
+)
+from hvmagic.errors import (
+    EncodeError,
+    HvMagicError,
+    PipelineTimeoutError,
+    ProtocolError,
+    RemoteError,
+    SessionBrokenError,
+    SessionBusyError,
+    TransportError,
+    UnsupportedPlatformError,
+)
+from hvmagic.host import ScriptedHostUI
+from hvmagic.psrp.outofproc import NIL_GUID, PacketKind, PacketReader, control_packet, data_packet
+from hvmagic.session import WRAPPER_SCRIPT, Result, Session, connect, open_session
+from hvmagic.testing import FakeGuest, HandlerContext
+from hvmagic.transports.base import SocketTransport
+
+UNICODE_SAMPLES = [
+    "日本語のテキスト", "emoji 🙂👍🏽 family 👨‍👩‍👧", "עברית ומספרים 123", "مرحبا بالعالم",
+]
+
+
+@pytest.fixture
+def guest() -> Iterator[FakeGuest]:
+    fake = FakeGuest(demo=False)
+    state: dict[str, Any] = {"stopped": threading.Event(), "first": threading.Event()}
+    fake.state.update(state)
+
+    @fake.handle(r"^emit (\d+)$", regex=True)
+    def emit(ctx: HandlerContext) -> None:
+        assert ctx.match is not None
+        ctx.output_many(range(int(ctx.match.group(1))))
+
+    @fake.handle("echo-params")
+    def echo(ctx: HandlerContext) -> None:
+        for name in sorted(ctx.parameters):
+            ctx.output({"Name": name, "Value": ctx.parameters[name]})
+
+    @fake.handle("echo-script")
+    def echo_script(ctx: HandlerContext) -> None:
+        ctx.output(ctx.script)
+
+    @fake.handle("streams")
+    def streams(ctx: HandlerContext) -> None:
+        ctx.output("first")
+        ctx.warning("careful")
+        ctx.verbose("chatty")
+        ctx.debug("details")
+        ctx.information("informative", tags=["demo"])
+        ctx.progress("Copying", "3 of 10", 30, activity_id=2)
+        ctx.host_write("hello host")
+        ctx.error("not found", category="ObjectNotFound", error_id="NotFound,Test")
+        ctx.output("last")
+
+    @fake.handle("fail")
+    def fail(ctx: HandlerContext) -> None:
+        ctx.output("before")
+        ctx.fail("boom happened", category="InvalidOperation", error_id="Boom,Test")
+
+    @fake.handle("slow")
+    def slow(ctx: HandlerContext) -> None:
+        ctx.output("first")
+        try:
+            ctx.sleep(30)
+        finally:
+            if ctx.stopped:
+                ctx.guest.state["stopped"].set()
+
+    @fake.handle("die")
+    def die(ctx: HandlerContext) -> None:
+        ctx.output("partial")
+        time.sleep(0.1)
+        ctx.guest.kill_connections()
+
+    @fake.handle("big")
+    def big(ctx: HandlerContext) -> None:
+        for i in range(40):
+            ctx.output(f"{i:02d}" + "Ω" * 150_000)  # 300 KB of UTF-8 each, 12 MB in all
+
+    @fake.handle("read-host")
+    def read_host(ctx: HandlerContext) -> None:
+        ctx.output(ctx.read_host())
+
+    @fake.handle("credential")
+    def credential(ctx: HandlerContext) -> None:
+        cred = ctx.prompt_for_credential("Login", "Enter", "admin")
+        ctx.output(cred.UserName)
+        ctx.output(cred.Password.decrypt() == "pa55-wörd")
+
+    @fake.handle("choice")
+    def choice(ctx: HandlerContext) -> None:
+        # Built by hand: FakeGuest.prompt_for_choice passes label= where psrpcore wants Label=.
+        descriptions = [
+            ChoiceDescription.ToPSObjectForRemoting(ChoiceDescription(Label=c), for_host=True)
+            for c in ("&Yes", "&No")
+        ]
+        ctx.output(int(ctx.host_call("PromptForChoice", "Restart?", "Really?", descriptions, 0)))
+
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def session(guest: FakeGuest) -> Iterator[Session]:
+    with guest.connect() as sess:
+        yield sess
+
+
+# ------------------------------------------------------------------------------------------
+# open, run, close
+# ------------------------------------------------------------------------------------------
+
+
+def test_pool_open_run_and_close(guest: FakeGuest) -> None:
+    sess = guest.connect(name="vm01")
+    assert sess.name == "vm01"
+    assert "socket pair" in sess.description
+    assert guest.connections == 1
+    result = sess.run("emit 3")
+    assert result.output == [0, 1, 2]
+    assert result.state == "Completed"
+    assert not result.had_errors
+    assert result.duration > 0
+    sess.close()
+    assert sess.closed and not sess.broken
+    deadline = time.monotonic() + 5
+    while guest.connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert guest.connections == 0
+    sess.close()  # idempotent
+    with pytest.raises(SessionBrokenError, match="closed"):
+        sess.run("emit 1")
+
+
+def test_many_pipelines_in_sequence(session: Session, guest: FakeGuest) -> None:
+    for i in range(60):
+        assert session.run(f"emit {i % 5}").output == list(range(i % 5))
+    assert len(guest.history) == 60
+
+
+def test_connect_sim_runs_the_demo_guest() -> None:
+    with connect("sim") as sess:
+        frame = sess.run("Get-Service | Select-Object -First 3").frame()
+        assert list(frame.columns) == ["Status", "Name", "DisplayName"]
+        assert len(frame) == 3
+        sess.run("$answer = 41")
+        assert sess.run("$answer").output == [41]  # state persists between runs
+
+
+def test_connect_argument_errors() -> None:
+    with pytest.raises(ValueError, match="via must be one of"):
+        connect("vm01", via="carrier-pigeon")
+    with pytest.raises(HvMagicError, match="record/replay"):
+        connect("sim", record="session.yml")
+    with pytest.raises(HvMagicError, match="record/replay"):
+        connect("sim", via="replay")
+
+
+def test_connect_auto_names_the_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.platform", "linux")
+    with pytest.raises(UnsupportedPlatformError, match=r"via='process'.*'sim'"):
+        connect("vm01")
+
+
+# ------------------------------------------------------------------------------------------
+# streams, errors
+# ------------------------------------------------------------------------------------------
+
+
+def test_every_stream_arrives_live_and_in_the_result(session: Session) -> None:
+    seen: list[tuple[str, Any]] = []
+    result = session.run("streams", on_event=lambda s, r: seen.append((s, r)))
+    assert [s for s, _ in seen] == [
+        "output", "warning", "verbose", "debug", "information", "progress", "host", "error",
+        "output",
+    ]
+    assert result.output == ["first", "last"]
+    assert [w.message for w in result.warnings] == ["careful"]
+    assert [v.message for v in result.verbose] == ["chatty"]
+    assert [d.message for d in result.debug] == ["details"]
+    assert all(isinstance(r, InformationalRecord)
+               for r in result.warnings + result.verbose + result.debug)
+    # Write-Host is an information record tagged PSHOST: kept, but reported once, as "host"
+    assert [i.message for i in result.information] == ["informative", "hello host"]
+    assert all(isinstance(i, InformationRecord) for i in result.information)
+    assert result.information[0].tags == ["demo"]
+    assert result.information[1].is_host_output
+    assert result.host == ["hello host"]
+    assert ("host", "hello host") in seen
+    (progress,) = result.progress
+    assert isinstance(progress, ProgressRecord)
+    assert (progress.activity, progress.status_description, progress.percent_complete,
+            progress.activity_id) == ("Copying", "3 of 10", 30, 2)
+    (error,) = result.errors
+    assert isinstance(error, ErrorRecord)
+    assert error.message == "not found"
+    assert error.category == "ObjectNotFound"
+    assert error.fully_qualified_error_id == "NotFound,Test"
+    # a non-terminating error: the pipeline completed, but had_errors says so
+    assert result.state == "Completed" and result.had_errors
+
+
+def test_terminating_error_raises_remote_error(session: Session) -> None:
+    seen: list[Any] = []
+    with pytest.raises(RemoteError) as info:
+        session.run("fail", on_event=lambda s, r: seen.append(r))
+    exc = info.value
+    assert str(exc) == "boom happened"
+    record = exc.record
+    assert isinstance(record, ErrorRecord)
+    assert record.message == "boom happened"
+    assert record.category == "InvalidOperation"
+    assert record.fully_qualified_error_id == "Boom,Test"
+    assert record.position_message is not None and "fail" in record.position_message
+    assert isinstance(exc.result, Result)
+    assert exc.result.state == "Failed" and exc.result.output == ["before"]
+    assert exc.result.had_errors and exc.result.terminating_error is record
+    assert seen == ["before"]
+    assert session.run("emit 2").output == [0, 1]  # still usable
+
+
+def test_output_spanning_many_fragments(session: Session) -> None:
+    result = session.run("big")
+    assert len(result.output) == 40
+    assert sum(len(o.encode()) for o in result.output) > 10 * 1024 * 1024
+    assert result.output[7] == "07" + "Ω" * 150_000
+
+
+# ------------------------------------------------------------------------------------------
+# stop, timeout, interrupt, concurrency
+# ------------------------------------------------------------------------------------------
+
+
+def _run_in_thread(sess: Session, script: str, **kwargs: Any) -> tuple[threading.Thread,
+                                                                        dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = sess.run(script, **kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, box
+
+
+def test_stop_mid_stream_leaves_the_session_usable(session: Session, guest: FakeGuest) -> None:
+    first = threading.Event()
+    thread, box = _run_in_thread(session, "slow", on_event=lambda s, r: first.set())
+    assert first.wait(10)
+    session.stop()
+    thread.join(10)
+    result = box["result"]
+    assert result.state == "Stopped"
+    assert result.output == ["first"]
+    assert guest.state["stopped"].wait(5)
+    assert session.run("emit 1").output == [0]
+
+
+def test_second_concurrent_run_raises_busy(session: Session) -> None:
+    first = threading.Event()
+    thread, box = _run_in_thread(session, "slow", on_event=lambda s, r: first.set())
+    assert first.wait(10)
+    with pytest.raises(SessionBusyError, match="already running"):
+        session.run("emit 1")
+    session.stop()
+    thread.join(10)
+    assert box["result"].state == "Stopped"
+    assert session.run("emit 1").output == [0]
+
+
+def test_timeout_stops_the_pipeline_with_the_partial_result(session: Session,
+                                                            guest: FakeGuest) -> None:
+    started = time.monotonic()
+    with pytest.raises(PipelineTimeoutError, match=r"longer than 0\.5 s") as info:
+        session.run("slow", timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert info.value.result.output == ["first"]
+    assert info.value.result.state == "Stopped"
+    assert guest.state["stopped"].wait(5)
+    assert not session.broken
+    assert session.run("emit 2").output == [0, 1]
+
+
+def test_keyboard_interrupt_stops_the_pipeline_and_reraises(session: Session,
+                                                            guest: FakeGuest) -> None:
+    def interrupt(stream: str, record: Any) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        session.run("slow", on_event=interrupt)
+    assert guest.state["stopped"].wait(5)
+    assert not session.broken
+    assert session.run("emit 3").output == [0, 1, 2]
+
+
+def test_on_event_exception_propagates_and_session_survives(session: Session) -> None:
+    def explode(stream: str, record: Any) -> None:
+        raise LookupError("display failed")
+
+    with pytest.raises(LookupError, match="display failed"):
+        session.run("slow", on_event=explode)
+    assert session.run("emit 1").output == [0]
+
+
+# ------------------------------------------------------------------------------------------
+# broken peers
+# ------------------------------------------------------------------------------------------
+
+
+def test_server_dying_mid_pipeline_breaks_the_session(session: Session,
+                                                      guest: FakeGuest) -> None:
+    seen: list[Any] = []
+    with pytest.raises(SessionBrokenError, match="broken") as info:
+        session.run("die", on_event=lambda s, r: seen.append(r))
+    assert isinstance(info.value, TransportError)
+    assert seen == ["partial"]
+    assert session.broken
+    with pytest.raises(SessionBrokenError, match="connect again"):
+        session.run("emit 1")
+    session.close()
+    with guest.connect() as fresh:  # a new connection works
+        assert fresh.run("emit 2").output == [0, 1]
+
+
+def _raw_peer(script: Callable[[socket.socket, PacketReader], None]) -> Session:
+    client, server = socket.socketpair()
+
+    def serve() -> None:
+        reader = PacketReader()
+        try:
+            script(server, reader)
+        finally:
+            server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return open_session(SocketTransport(client, "raw test peer"), name="raw", timeout=5)
+
+
+def _wait_packet(sock: socket.socket, reader: PacketReader) -> Any:
+    while (packet := reader.next_packet()) is None:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        reader.receive_data(data)
+    return packet
+
+
+def test_malformed_packet_breaks_the_session() -> None:
+    def script(sock: socket.socket, reader: PacketReader) -> None:
+        _wait_packet(sock, reader)
+        sock.sendall(b"<Data Stream='Default' PSGuid='" + str(NIL_GUID).encode()
+                     + b"'>not base64!</Data>\n")
+        time.sleep(0.5)
+
+    with pytest.raises(SessionBrokenError, match="base64") as info:
+        _raw_peer(script)
+    assert isinstance(info.value.__cause__, ProtocolError)
+
+
+def test_error_line_from_the_server_breaks_the_session() -> None:
+    def script(sock: socket.socket, reader: PacketReader) -> None:
+        _wait_packet(sock, reader)
+        sock.sendall(b"__HyperVSocketError__: The virtual machine is shutting down.\n")
+        time.sleep(0.5)
+
+    with pytest.raises(SessionBrokenError, match="shutting down"):
+        _raw_peer(script)
+
+
+def test_peer_closing_during_open_breaks_the_session() -> None:
+    def script(sock: socket.socket, reader: PacketReader) -> None:
+        _wait_packet(sock, reader)
+
+    with pytest.raises(SessionBrokenError, match="closed the connection"):
+        _raw_peer(script)
+
+
+# ------------------------------------------------------------------------------------------
+# host calls
+# ------------------------------------------------------------------------------------------
+
+
+def test_default_host_refuses_read_host_clearly(session: Session) -> None:
+    with pytest.raises(RemoteError, match="non-interactive"):
+        session.run("read-host")
+    assert session.run("emit 1").output == [0]
+
+
+def test_scripted_host_answers_read_host_choice_and_credential(guest: FakeGuest) -> None:
+    ui = ScriptedHostUI(
+        lines=["typed 日本 🙂"],
+        choices=["&No"],
+        credentials=[PSCredential("CORP\\admin", "pa55-wörd")],
+    )
+    with guest.connect(host_ui=ui) as sess:
+        assert sess.run("read-host").output == ["typed 日本 🙂"]
+        assert sess.run("choice").output == [1]
+        assert sess.run("credential").output == ["CORP\\admin", True]
+    assert [kind for kind, _ in ui.asked] == ["ReadLine", "PromptForChoice", "PromptForCredential"]
+
+
+# ------------------------------------------------------------------------------------------
+# parameters through FakeGuest
+# ------------------------------------------------------------------------------------------
+
+
+def test_unicode_both_ways(session: Session, guest: FakeGuest) -> None:
+    params = {f"p{i}": text for i, text in enumerate(UNICODE_SAMPLES)}
+    result = session.run("echo-params", params)
+    assert {o["Name"]: o["Value"] for o in result.output} == params
+    script = "echo-script # " + " | ".join(UNICODE_SAMPLES)
+    assert session.run(script).output == [script]
+    assert guest.history[-1] == script
+
+
+def test_parameter_names_are_checked(session: Session) -> None:
+    with pytest.raises(EncodeError, match="variable name"):
+        session.run("echo-params", {"env:PATH": "x"})
+    with pytest.raises(EncodeError, match="variable name"):
+        session.run("echo-params", {"a b": 1})
+    with pytest.raises(EncodeError, match="cannot send"):
+        session.run("echo-params", {"x": object()})
+    assert session.run("emit 1").output == [0]
+
+
+# ------------------------------------------------------------------------------------------
+# the wrapper and every parameter type, against a bare psrpcore server
+# ------------------------------------------------------------------------------------------
+
+
+class EchoPeer:
+    """psrpcore's server over a socket pair; each pipeline writes back what it received."""
+
+    def __init__(self) -> None:
+        self.client_sock, self.server_sock = socket.socketpair()
+        self.pool = psrpcore.ServerRunspacePool()
+        self.commands: list[Any] = []
+        self.decrypted: list[str] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def send(self, lines: list[bytes]) -> None:
+        while (payload := self.pool.data_to_send(32 << 10)) is not None:
+            lines.append(data_packet(payload.data, payload.pipeline_id or NIL_GUID))
+        if lines:
+            self.server_sock.sendall(b"".join(lines))
+
+    def serve(self) -> None:
+        reader = PacketReader()
+        pipelines: dict[uuid.UUID, psrpcore.ServerPipeline] = {}
+        try:
+            while data := self.server_sock.recv(65536):
+                reader.receive_data(data)
+                while (packet := reader.next_packet()) is not None:
+                    lines: list[bytes] = []
+                    guid = packet.guid
+                    if packet.kind is PacketKind.COMMAND:
+                        pipelines[guid] = psrpcore.ServerPipeline(self.pool, guid)
+                        lines.append(control_packet(PacketKind.COMMAND_ACK, guid))
+                    elif packet.kind is PacketKind.DATA:
+                        self.pool.receive_data(psrpcore.PSRPPayload(
+                            packet.data, psrpcore.StreamType.default,
+                            None if guid == NIL_GUID else guid))
+                        while (event := self.pool.next_event()) is not None:
+                            if isinstance(event, psrpcore.CreatePipelineEvent):
+                                self.run(pipelines[event.pipeline_id], event.pipeline)
+                        self.send(lines)
+                        lines = [control_packet(PacketKind.DATA_ACK, guid)]
+                    elif packet.kind is PacketKind.CLOSE:
+                        pipelines.pop(guid, None)
+                        if guid in self.pool.pipeline_table:
+                            self.pool.pipeline_table[guid].close()
+                        lines.append(control_packet(PacketKind.CLOSE_ACK, guid))
+                    self.send(lines)
+        except OSError:
+            return
+
+    def run(self, pipeline: psrpcore.ServerPipeline, metadata: Any) -> None:
+        self.commands.append(metadata.commands)
+        pipeline.start()
+        command = metadata.commands[0]
+        values = dict(command.parameters).get("__hvmagic_parameters") or {}
+        for name in sorted(values):
+            value = values[name]
+            if isinstance(value, psrpcore.types.PSSecureString):
+                self.decrypted.append(value.decrypt())
+                value = "<secure>"
+            elif isinstance(value, psrpcore.types.PSCredential):
+                self.decrypted.append(f"{value.UserName}:{value.Password.decrypt()}")
+                value = "<credential>"
+            pipeline.write_output(value)
+        pipeline.complete()
+
+
+@pytest.fixture
+def echo() -> Iterator[tuple[EchoPeer, Session]]:
+    peer = EchoPeer()
+    sess = open_session(SocketTransport(peer.client_sock, "echo peer"), name="echo", timeout=10)
+    yield peer, sess
+    sess.close()
+    peer.server_sock.close()
+
+
+HOSTILE = [
+    "'; Remove-Item C:\\ -Recurse -Force; '",
+    '"; $(Stop-Computer) "',
+    "`$(Get-Process)`n$env:PATH",
+    "}; Invoke-Expression 'evil' ; {",
+    "@'\nhere-string\n'@ | iex",
+    "#requires -RunAsAdministrator\n<# comment #>",
+]
+
+
+def test_wrapper_is_fixed_dot_sourced_and_values_are_only_parameters(echo: Any) -> None:
+    peer, sess = echo
+    script = "Get-ChildItem $Path | Where-Object Name -Like $Pattern"
+    variables = {f"v{i}": text for i, text in enumerate(HOSTILE)}
+    result = sess.run(script, variables)
+    assert result.output == [variables[k] for k in sorted(variables)]
+    (commands,) = peer.commands
+    (command,) = commands
+    assert command.command_text == WRAPPER_SCRIPT  # the same text every time
+    assert command.is_script is True
+    assert command.use_local_scope is False  # dot-sourced into the runspace's scope
+    parameters = dict(command.parameters)
+    assert set(parameters) == {"__hvmagic_script", "__hvmagic_parameters"}
+    assert parameters["__hvmagic_script"] == script
+    assert dict(parameters["__hvmagic_parameters"]) == variables
+    for text in HOSTILE:
+        assert text not in command.command_text
+
+
+def test_hostile_script_text_is_only_a_parameter(echo: Any) -> None:
+    peer, sess = echo
+    for text in HOSTILE:
+        sess.run(text)
+    for commands, text in zip(peer.commands, HOSTILE, strict=True):
+        assert commands[0].command_text == WRAPPER_SCRIPT
+        assert dict(commands[0].parameters)["__hvmagic_script"] == text
+
+
+def test_every_parameter_type_round_trips(echo: Any) -> None:
+    _, sess = echo
+    moment = dt.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=dt.timezone.utc)
+    values: dict[str, Any] = {
+        "a_str": "text 日本 🙂",
+        "b_int": 42,
+        "c_long": 2**40,
+        "d_float": 3.141592653589793,
+        "e_bool": True,
+        "f_none": None,
+        "g_bytes": b"\x00\xffbinary",
+        "h_datetime": moment,
+        "i_timespan": dt.timedelta(days=1, seconds=5, microseconds=7),
+        "j_guid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "k_decimal": decimal.Decimal("12.50"),
+        "l_char": PSChar("x"),
+        "m_uri": PSUri("https://example.com/a?b=c"),
+        "n_version": PSVersion(10, 0, 17763, 1),
+        "o_list": [1, "two", 3.0],
+        "p_dict": {"k": "v", "n": 1},
+        "q_object": PSObject({"Name": "svc", "Count": 2}, ["My.Thing", "System.Object"]),
+    }
+    result = sess.run("echo", values)
+    got = dict(zip(sorted(values), result.output, strict=True))
+    for name in ("a_str", "b_int", "c_long", "d_float", "e_bool", "f_none", "g_bytes",
+                 "j_guid", "k_decimal", "l_char", "m_uri", "n_version", "o_list", "p_dict"):
+        assert got[name] == values[name], name
+    assert got["h_datetime"] == moment
+    assert got["i_timespan"] == values["i_timespan"]
+    assert isinstance(got["q_object"], PSObject)
+    assert dict(got["q_object"]) == {"Name": "svc", "Count": 2}
+    assert got["q_object"].type_name == "My.Thing"
+
+
+def test_secrets_are_encrypted_with_the_session_key(echo: Any) -> None:
+    peer, sess = echo
+    result = sess.run("use secrets", {
+        "Secret": SecureString("s3cr3t-Ünï"),
+        "Cred": PSCredential("CORP\\admin", "pa55-wörd"),
+    })
+    assert result.output == ["<credential>", "<secure>"]
+    assert peer.decrypted == ["CORP\\admin:pa55-wörd", "s3cr3t-Ünï"]
+    assert "s3cr3t" not in repr(result) and "pa55" not in repr(sess)
+
+
+def test_result_repr_and_frame(session: Session) -> None:
+    result = session.run("emit 3")
+    assert repr(result).startswith("<Result Completed in ")
+    assert "3 output" in repr(result)
+    frame = result.frame()
+    assert list(frame.iloc[:, 0]) == [0, 1, 2]
+
+
+def test_lazy_top_level_connect_is_session_connect() -> None:
+    assert hvmagic.connect is connect
+    assert PSInvocationState.Stopped.name == "Stopped"  # the state names Result.state uses
