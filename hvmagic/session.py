@@ -521,8 +521,9 @@ class Session:
             self._mark_broken(reason)
             self._fail_current()
             cause = failure if isinstance(failure, Exception) else None
+            where = "" if reason.startswith(self.description) else f"{self.description}: "
             raise SessionBrokenError(
-                f"{self.description}: {reason} (the session is broken; connect again)"
+                f"{where}{reason} (the session is broken; connect again)"
             ) from cause
 
     def _fail_current(self) -> None:

@@ -34,6 +34,8 @@ from hvmagic.errors import TransportError, UnsupportedPlatformError
 
 #: the PowerShell server's exit code after a processing error (``StdIOProcessMediator``)
 SERVER_ERROR_EXIT_CODE = 4000
+#: what a POSIX parent sees of it: exit statuses are truncated to 8 bits (4000 & 0xFF)
+_SERVER_ERROR_CODES = {SERVER_ERROR_EXIT_CODE, SERVER_ERROR_EXIT_CODE & 0xFF}
 #: how much stderr text is kept for error messages
 STDERR_LIMIT = 64 << 10
 SERVER_ARGUMENTS = ("-s", "-NoLogo", "-NoProfile")
@@ -162,8 +164,9 @@ class ProcessTransport:
             code = None
         self._stderr_thread.join(timeout=1.0)
         text = self.stderr_text
-        if code == SERVER_ERROR_EXIT_CODE:
-            status = f"exit code {code} (0x0FA0: the PowerShell server hit a processing error)"
+        if code in _SERVER_ERROR_CODES:
+            shown = code if code == SERVER_ERROR_EXIT_CODE else f"{code} = 4000 & 0xFF"
+            status = f"exit code {shown} (0x0FA0: the PowerShell server hit a processing error)"
         elif code is None:
             status = "still running"
         else:
