@@ -52,6 +52,7 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validat
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
 from hvmagic.errors import (
+    EncodeError,
     FileCopyError,
     HostInteractionError,
     HvMagicError,
@@ -889,6 +890,9 @@ class VmMagics(Magics):
         except SessionBusyError as exc:
             live.finish()
             raise UsageError(f"session {entry.alias!r} is busy: {_first_line(exc)}") from None
+        except EncodeError as exc:
+            live.finish()
+            raise UsageError(f"--with: {_first_line(exc)}") from None
         except HvMagicError as exc:
             # anything else the session reports on purpose (a host prompt the notebook cannot
             # answer, a protocol error): one line, no traceback

@@ -697,5 +697,8 @@ def test_timeout_and_terminal_rendering_with_the_simulated_guest(ip: Interactive
         assert captured.outputs[0].data["text/plain"] == "WARNING: this takes a while"
         result, captured = run_cell(ip, "%%vmps -o answer\nGet-Answer\n")
         assert result.success and ip.user_ns["answer"] == [42]
+        ip.user_ns["unsendable"] = object()
+        with pytest.raises(UsageError, match=r"^--with: cannot send"):
+            ip.run_cell_magic("vmps", "--with unsendable", "Get-Answer")
         with capture_output():
             ip.run_line_magic("vmclose", "--all")
