@@ -116,8 +116,7 @@ class CopyResult:
         return self.bytes / (1 << 20) / self.seconds if self.seconds > 0 else 0.0
 
     def __repr__(self) -> str:
-        return (f"<CopyResult {len(self.files)} file(s), {self.bytes} bytes in "
-                f"{self.seconds:.2f} s>")
+        return f"<CopyResult {len(self.files)} file(s), {self.bytes} bytes in {self.seconds:.2f} s>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +199,9 @@ $ErrorActionPreference = 'Stop'
 try {{
     foreach ($item in @(Get-Item -Path $hvmagic_copy_path -Force)) {{
         if ($item.PSIsContainer) {{
-            if (-not $hvmagic_copy_recurse) {{ throw "{_ERROR_PREFIX}is-directory:$($item.FullName)" }}
+            if (-not $hvmagic_copy_recurse) {{
+                throw "{_ERROR_PREFIX}is-directory:$($item.FullName)"
+            }}
             [pscustomobject]@{{ RelativePath = $item.Name; FullName = $item.FullName;
                                 IsDirectory = $true; Length = [long]0 }}
             foreach ($child in @(Get-ChildItem -LiteralPath $item.FullName -Recurse -Force)) {{
@@ -260,15 +261,18 @@ def _translate(exc: RemoteError, parameters: Mapping[str, Any]) -> FileCopyError
     path = str(parameters.get("path", ""))
     if _ERROR_PREFIX + "exists:" in text:
         return FileCopyExistsError(
-            f"guest file {path} already exists; pass overwrite=True to replace it")
+            f"guest file {path} already exists; pass overwrite=True to replace it"
+        )
     if _ERROR_PREFIX + "is-directory:" in text:
         where = text.split(_ERROR_PREFIX + "is-directory:", 1)[1].strip()
         return FileCopySourceError(
-            f"guest path {where} is a directory; pass recurse=True to copy directories")
+            f"guest path {where} is a directory; pass recurse=True to copy directories"
+        )
     if _ERROR_PREFIX + "hash-mismatch:" in text:
         return FileCopyIntegrityError(
             f"SHA-256 mismatch after copying to the guest ({path}): the guest computed "
-            f"{text.split('hash-mismatch:', 1)[1].strip()[:64]}; the partial file was removed")
+            f"{text.split('hash-mismatch:', 1)[1].strip()[:64]}; the partial file was removed"
+        )
     exception_type = str(getattr(record, "exception_type", "") or "")
     if "ItemNotFound" in exception_type or "Cannot find path" in text:
         return FileCopySourceError(f"guest path not found: {path or text}")
@@ -322,7 +326,8 @@ def _local_sources(local: str | os.PathLike[str], recurse: bool) -> list[tuple[P
         if match.is_dir():
             if not recurse:
                 raise FileCopySourceError(
-                    f"{match} is a directory; pass recurse=True (%vmcopy -r) to copy it")
+                    f"{match} is a directory; pass recurse=True (%vmcopy -r) to copy it"
+                )
             entries.append((match, match.name + "/"))
             for child in sorted(match.rglob("*")):
                 relative = child.relative_to(match.parent).as_posix()
@@ -363,16 +368,21 @@ def copy_to(
         # Copy-Item -Recurse: into an existing directory under the source's name; a single
         # directory onto a path that does not exist yet becomes that path.
         top_dirs = {rel.split("/", 1)[0] for _p, rel in entries}
-        rename_root = (not remote_is_dir and not bool(_field(info, "Exists"))
-                       and len(top_dirs) == 1 and entries[0][0].is_dir())
+        rename_root = (
+            not remote_is_dir
+            and not bool(_field(info, "Exists"))
+            and len(top_dirs) == 1
+            and entries[0][0].is_dir()
+        )
         targets = []
         for path, relative in entries:
             if rename_root:
                 relative = relative.split("/", 1)[1] if "/" in relative else ""
             targets.append((path, _guest_join(remote, relative) if relative else remote))
         if bool(_field(info, "Exists")) and not remote_is_dir:
-            raise FileCopyError(f"guest path {remote} is a file; several sources need a "
-                                "destination directory")
+            raise FileCopyError(
+                f"guest path {remote} is a file; several sources need a destination directory"
+            )
     result = CopyResult()
     files = [(p, t) for p, t in targets if p.is_file()]
     if not overwrite:
@@ -380,7 +390,8 @@ def copy_to(
             existing = _first(_run(session, "stat", path=target))
             if _field(existing, "Exists"):
                 raise FileCopyExistsError(
-                    f"guest file {target} already exists; pass overwrite=True to replace it")
+                    f"guest file {target} already exists; pass overwrite=True to replace it"
+                )
     for path, target in targets:
         if path.is_dir():
             _run(session, "mkdir", path=target)
@@ -388,15 +399,36 @@ def copy_to(
     total = sum(p.stat().st_size for p, _t in files)
     done = 0
     for index, (path, target) in enumerate(files):
-        done = _send_file(session, path, target, overwrite, chunk_size, on_progress,
-                          result, done, total, index, len(files))
+        done = _send_file(
+            session,
+            path,
+            target,
+            overwrite,
+            chunk_size,
+            on_progress,
+            result,
+            done,
+            total,
+            index,
+            len(files),
+        )
     result.seconds = time.monotonic() - started
     return result
 
 
-def _send_file(session: _Runner, path: Path, target: str, overwrite: bool, chunk_size: int,
-               on_progress: Callable[[CopyProgress], None] | None, result: CopyResult,
-               done: int, total: int, index: int, count: int) -> int:
+def _send_file(
+    session: _Runner,
+    path: Path,
+    target: str,
+    overwrite: bool,
+    chunk_size: int,
+    on_progress: Callable[[CopyProgress], None] | None,
+    result: CopyResult,
+    done: int,
+    total: int,
+    index: int,
+    count: int,
+) -> int:
     size = path.stat().st_size
     partial = str(_first(_run(session, "to-begin", path=target, overwrite=overwrite)))
     digest = hashlib.sha256()
@@ -408,32 +440,45 @@ def _send_file(session: _Runner, path: Path, target: str, overwrite: bool, chunk
                 if not block:
                     break
                 digest.update(block)
-                length = _first(_run(session, "to-chunk", partial=partial,
-                                     data=base64.b64encode(block).decode("ascii")))
+                length = _first(
+                    _run(
+                        session,
+                        "to-chunk",
+                        partial=partial,
+                        data=base64.b64encode(block).decode("ascii"),
+                    )
+                )
                 written += len(block)
                 if int(length) != written:
                     raise FileCopyIntegrityError(
                         f"guest file {partial} has {int(length)} bytes after a chunk, "
-                        f"expected {written}")
+                        f"expected {written}"
+                    )
                 done += len(block)
-                _emit(on_progress, CopyProgress(str(path), target, written, size, done, total,
-                                                index, count))
+                _emit(
+                    on_progress,
+                    CopyProgress(str(path), target, written, size, done, total, index, count),
+                )
         expected = digest.hexdigest().upper()
-        guest_hash = str(_first(_run(session, "to-finish", partial=partial, path=target,
-                                     sha256=expected)))
+        guest_hash = str(
+            _first(_run(session, "to-finish", partial=partial, path=target, sha256=expected))
+        )
     except BaseException:
         with contextlib.suppress(Exception):  # best effort: the original error matters more
             _run(session, "abort", partial=partial)
         raise
     if guest_hash.upper() != expected:
         raise FileCopyIntegrityError(
-            f"SHA-256 mismatch for {target}: sent {expected}, guest has {guest_hash}")
+            f"SHA-256 mismatch for {target}: sent {expected}, guest has {guest_hash}"
+        )
     result.files.append(CopiedFile(str(path), target, written, expected))
     if size == 0:
         _emit(on_progress, CopyProgress(str(path), target, 0, 0, done, total, index + 1, count))
     elif on_progress is not None:
-        _emit(on_progress, CopyProgress(str(path), target, written, size, done, total,
-                                        index + 1, count))
+        _emit(
+            on_progress,
+            CopyProgress(str(path), target, written, size, done, total, index + 1, count),
+        )
     return done
 
 
@@ -458,32 +503,43 @@ def copy_from(
     listing = _run(session, "from-list", path=remote.strip(), recurse=recurse)
     if not listing:
         raise FileCopySourceError(f"no guest file matches {remote!r}")
-    entries = [(str(_field(e, "FullName")), str(_field(e, "RelativePath")).replace("\\", "/"),
-                bool(_field(e, "IsDirectory")), int(_field(e, "Length") or 0)) for e in listing]
+    entries = [
+        (
+            str(_field(e, "FullName")),
+            str(_field(e, "RelativePath")).replace("\\", "/"),
+            bool(_field(e, "IsDirectory")),
+            int(_field(e, "Length") or 0),
+        )
+        for e in listing
+    ]
     destination = Path(local)
     single_file = len(entries) == 1 and not entries[0][2]
     plan: list[tuple[str, Path, bool, int]] = []
     if single_file:
         full, relative, _is_dir, length = entries[0]
-        target = destination / relative if destination.is_dir() or os.fspath(local).endswith(
-            ("/", os.sep)) else destination
+        target = (
+            destination / relative
+            if destination.is_dir() or os.fspath(local).endswith(("/", os.sep))
+            else destination
+        )
         plan.append((full, target, False, length))
     else:
         if destination.exists() and not destination.is_dir():
-            raise FileCopyError(f"local path {destination} is a file; several sources need a "
-                                "destination directory")
+            raise FileCopyError(
+                f"local path {destination} is a file; several sources need a destination directory"
+            )
         top_dirs = {rel.split("/", 1)[0] for _f, rel, _d, _l in entries}
         rename_root = not destination.exists() and len(top_dirs) == 1 and entries[0][2]
         for full, relative, is_dir, length in entries:
             if rename_root:
                 relative = relative.split("/", 1)[1] if "/" in relative else ""
-            plan.append((full, destination / relative if relative else destination, is_dir,
-                         length))
+            plan.append((full, destination / relative if relative else destination, is_dir, length))
     if not overwrite:
         for _full, target, is_dir, _length in plan:
             if not is_dir and target.exists():
                 raise FileCopyExistsError(
-                    f"local file {target} already exists; pass overwrite=True to replace it")
+                    f"local file {target} already exists; pass overwrite=True to replace it"
+                )
     for _full, target, is_dir, _length in plan:
         if target.exists() and target.is_dir() != is_dir and not (is_dir or overwrite):
             raise FileCopyExistsError(f"local path {target} exists with another type")
@@ -496,8 +552,19 @@ def copy_from(
     total = sum(n for _f, _t, n in files)
     done = 0
     for index, (full, target, length) in enumerate(files):
-        done = _receive_file(session, full, target, length, chunk_size, on_progress, result,
-                             done, total, index, len(files))
+        done = _receive_file(
+            session,
+            full,
+            target,
+            length,
+            chunk_size,
+            on_progress,
+            result,
+            done,
+            total,
+            index,
+            len(files),
+        )
     result.seconds = time.monotonic() - started
     return result
 
@@ -505,19 +572,38 @@ def copy_from(
 def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterator[bytes]:
     offset = 0
     while offset < length:
-        text = _first(_run(session, "from-chunk", path=full, offset=offset,
-                           count=min(chunk_size, length - offset)))
+        text = _first(
+            _run(
+                session,
+                "from-chunk",
+                path=full,
+                offset=offset,
+                count=min(chunk_size, length - offset),
+            )
+        )
         block = base64.b64decode(str(text), validate=True)
         if not block:
-            raise FileCopyIntegrityError(f"guest file {full} ended at byte {offset}, "
-                                         f"expected {length} bytes (did it shrink?)")
+            raise FileCopyIntegrityError(
+                f"guest file {full} ended at byte {offset}, "
+                f"expected {length} bytes (did it shrink?)"
+            )
         offset += len(block)
         yield block
 
 
-def _receive_file(session: _Runner, full: str, target: Path, length: int, chunk_size: int,
-                  on_progress: Callable[[CopyProgress], None] | None, result: CopyResult,
-                  done: int, total: int, index: int, count: int) -> int:
+def _receive_file(
+    session: _Runner,
+    full: str,
+    target: Path,
+    length: int,
+    chunk_size: int,
+    on_progress: Callable[[CopyProgress], None] | None,
+    result: CopyResult,
+    done: int,
+    total: int,
+    index: int,
+    count: int,
+) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
     digest = hashlib.sha256()
@@ -529,20 +615,25 @@ def _receive_file(session: _Runner, full: str, target: Path, length: int, chunk_
                 digest.update(block)
                 received += len(block)
                 done += len(block)
-                _emit(on_progress, CopyProgress(full, str(target), received, length, done, total,
-                                                index, count))
+                _emit(
+                    on_progress,
+                    CopyProgress(full, str(target), received, length, done, total, index, count),
+                )
         guest_hash = str(_first(_run(session, "hash", path=full))).upper()
         local_hash = digest.hexdigest().upper()
         if guest_hash != local_hash:
             raise FileCopyIntegrityError(
                 f"SHA-256 mismatch for {full}: guest has {guest_hash}, received {local_hash}; "
-                "the partial file was removed")
+                "the partial file was removed"
+            )
         os.replace(partial, target)
     except BaseException:
         with contextlib.suppress(OSError):
             partial.unlink()
         raise
     result.files.append(CopiedFile(full, str(target), received, local_hash))
-    _emit(on_progress, CopyProgress(full, str(target), received, length, done, total,
-                                    index + 1, count))
+    _emit(
+        on_progress,
+        CopyProgress(full, str(target), received, length, done, total, index + 1, count),
+    )
     return done

@@ -39,7 +39,8 @@ class PipelineResult:
     progress: list[Any] = field(default_factory=list)
     host_calls: list[Any] = field(default_factory=list)
     state: PSInvocationState | None = None
-    reason: Any = None
+    reason: Any = None  # the ErrorRecord of a Failed/Stopped pipeline
+    reason_message: str | None = None
     events: list[Any] = field(default_factory=list)
 
 
@@ -184,10 +185,11 @@ class MiniClient:
                 self.transport.send(control_packet(PacketKind.SIGNAL, guid))
             self._send_pending(guid, result.events)
             self._handle(self.next_packet(), result.events)
-        if signalled:
-            # SignalAck may come before or after the state; make sure we saw it
-            if not any(p.kind is PacketKind.SIGNAL_ACK and p.guid == guid for p in self.packets):
-                self._wait_for(PacketKind.SIGNAL_ACK, guid, result.events)
+        # SignalAck may come before or after the state; make sure we saw it
+        if signalled and not any(
+            p.kind is PacketKind.SIGNAL_ACK and p.guid == guid for p in self.packets
+        ):
+            self._wait_for(PacketKind.SIGNAL_ACK, guid, result.events)
         ps.close()
         self.transport.send(control_packet(PacketKind.CLOSE, guid))
         self._wait_for(PacketKind.CLOSE_ACK, guid, result.events)
@@ -217,10 +219,15 @@ class MiniClient:
                 answer = host_responses[name]
                 if callable(answer):
                     answer = answer(event)
-                ps.host_response(event.ci, answer)
+                if isinstance(answer, psrpcore.types.ErrorRecord):
+                    ps.host_response(event.ci, error_record=answer)
+                else:
+                    ps.host_response(event.ci, answer)
         elif isinstance(event, psrpcore.PipelineStateEvent):
             result.state = event.state
             result.reason = event.reason
+            exception = getattr(event.reason, "Exception", None)
+            result.reason_message = getattr(exception, "Message", None)
 
     def close(self) -> None:
         events: list[Any] = []

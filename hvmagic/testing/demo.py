@@ -199,8 +199,14 @@ class DemoObject:
 
     __slots__ = ("_lower", "_wire", "extended", "props", "to_string", "type_names")
 
-    def __init__(self, type_names: list[str], props: dict[str, Any], *,
-                 to_string: str | None = None, extended: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        type_names: list[str],
+        props: dict[str, Any],
+        *,
+        to_string: str | None = None,
+        extended: Iterable[str] = (),
+    ) -> None:
         self.type_names = type_names
         self.props = props
         self.to_string = to_string
@@ -284,25 +290,34 @@ _SERVICE_TYPES = [
 _START = {"A": "Automatic", "D": "Automatic", "M": "Manual", "X": "Disabled"}
 
 
-def make_service(name: str, display: str, running: bool, start: str, kind: str,
-                 depends: list[str]) -> DemoObject:
+def make_service(
+    name: str, display: str, running: bool, start: str, kind: str, depends: list[str]
+) -> DemoObject:
     service_type = {
         "O": ServiceType.Win32OwnProcess,
         "S": ServiceType.Win32ShareProcess,
         "K": ServiceType.KernelDriver,
     }[kind]
     status = ServiceControllerStatus.Running if running else ServiceControllerStatus.Stopped
-    can_stop = running and name.lower() not in {"rpcss", "dcomlaunch", "rpceptmapper", "samss",
-                                                "lsm", "brokerinfrastructure", "plugplay",
-                                                "power", "eventsystem"}
+    can_stop = running and name.lower() not in {
+        "rpcss",
+        "dcomlaunch",
+        "rpceptmapper",
+        "samss",
+        "lsm",
+        "brokerinfrastructure",
+        "plugplay",
+        "power",
+        "eventsystem",
+    }
     return DemoObject(
         _SERVICE_TYPES,
         {
             "Name": name,
             "RequiredServices": list(depends),
             "CanPauseAndContinue": False,
-            "CanShutdown": running and name.lower() in {"eventlog", "lanmanserver", "w32time",
-                                                        "winmgmt", "wuauserv"},
+            "CanShutdown": running
+            and name.lower() in {"eventlog", "lanmanserver", "w32time", "winmgmt", "wuauserv"},
             "CanStop": can_stop,
             "DisplayName": display,
             "DependentServices": [],
@@ -335,32 +350,70 @@ _KNOWN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "get-service": (("name", "displayname", "include", "exclude", "erroraction"), ()),
     "get-process": (("name", "id", "erroraction"), ()),
     "get-winevent": (("logname", "filterhashtable", "maxevents", "providername"), ("oldest",)),
-    "select-object": (("property", "first", "last", "skip", "expandproperty", "excludeproperty"),
-                      ("unique",)),
+    "select-object": (
+        ("property", "first", "last", "skip", "expandproperty", "excludeproperty"),
+        ("unique",),
+    ),
     "sort-object": (("property",), ("descending", "unique")),
     "where-object": (("property", "value", "filterscript"), ()),
     "measure-object": (("property",), ("sum", "average", "maximum", "minimum")),
-    "write-progress": (("activity", "status", "percentcomplete", "id", "parentid",
-                        "currentoperation", "secondsremaining"), ("completed",)),
-    "start-dscconfiguration": (("path", "computername"), ("wait", "verbose", "force",
-                                                          "useexisting")),
-    "get-childitem": (("path", "filter", "include", "exclude", "depth"), ("recurse", "file",
-                                                                           "directory", "force")),
+    "write-progress": (
+        (
+            "activity",
+            "status",
+            "percentcomplete",
+            "id",
+            "parentid",
+            "currentoperation",
+            "secondsremaining",
+        ),
+        ("completed",),
+    ),
+    "start-dscconfiguration": (
+        ("path", "computername"),
+        ("wait", "verbose", "force", "useexisting"),
+    ),
+    "get-childitem": (
+        ("path", "filter", "include", "exclude", "depth"),
+        ("recurse", "file", "directory", "force"),
+    ),
     "get-filehash": (("path", "literalpath", "algorithm"), ()),
     "test-path": (("path", "literalpath", "pathtype"), ()),
     "start-sleep": (("seconds", "milliseconds"), ()),
 }
 
 _ALIASES = {
-    "?": "where-object", "where": "where-object", "select": "select-object",
-    "sort": "sort-object", "%": "foreach-object", "foreach": "foreach-object",
-    "measure": "measure-object", "group": "group-object", "ft": "format-table",
-    "fl": "format-list", "gsv": "get-service", "gps": "get-process", "ps": "get-process",
-    "gci": "get-childitem", "dir": "get-childitem", "ls": "get-childitem",
-    "gc": "get-content", "cat": "get-content", "type": "get-content", "echo": "write-output",
-    "write": "write-output", "sleep": "start-sleep", "cls": "clear-host", "del": "remove-item",
-    "rm": "remove-item", "copy": "copy-item", "cp": "copy-item", "md": "new-item",
-    "mkdir": "new-item", "sc": "set-content", "select-string": "select-string",
+    "?": "where-object",
+    "where": "where-object",
+    "select": "select-object",
+    "sort": "sort-object",
+    "%": "foreach-object",
+    "foreach": "foreach-object",
+    "measure": "measure-object",
+    "group": "group-object",
+    "ft": "format-table",
+    "fl": "format-list",
+    "gsv": "get-service",
+    "gps": "get-process",
+    "ps": "get-process",
+    "gci": "get-childitem",
+    "dir": "get-childitem",
+    "ls": "get-childitem",
+    "gc": "get-content",
+    "cat": "get-content",
+    "type": "get-content",
+    "echo": "write-output",
+    "write": "write-output",
+    "sleep": "start-sleep",
+    "cls": "clear-host",
+    "del": "remove-item",
+    "rm": "remove-item",
+    "copy": "copy-item",
+    "cp": "copy-item",
+    "md": "new-item",
+    "mkdir": "new-item",
+    "sc": "set-content",
+    "select-string": "select-string",
 }
 
 
@@ -370,15 +423,23 @@ class DemoShell:
     def __init__(self, guest: FakeGuest) -> None:
         self.guest = guest
         self._rng = random.Random(20241123)
-        self.services = [make_service(r[0], r[1], r[2] == "R", r[3], r[4],
-                                      [d for d in r[5].split(",") if d])
-                         for r in _table(demo_data.SERVICES)]
+        self.services = [
+            make_service(r[0], r[1], r[2] == "R", r[3], r[4], [d for d in r[5].split(",") if d])
+            for r in _table(demo_data.SERVICES)
+        ]
         count = guest.service_count
         if count is not None and count > len(self.services):
             for index in range(count - len(self.services)):
-                self.services.append(make_service(
-                    f"SimSvc{index:05d}", f"Simulated service {index:05d} (synthetic)",
-                    index % 3 != 0, "AMDX"[index % 4], "OS"[index % 2], ["RpcSs"]))
+                self.services.append(
+                    make_service(
+                        f"SimSvc{index:05d}",
+                        f"Simulated service {index:05d} (synthetic)",
+                        index % 3 != 0,
+                        "AMDX"[index % 4],
+                        "OS"[index % 2],
+                        ["RpcSs"],
+                    )
+                )
         elif count is not None:
             self.services = self.services[:count]
         self.features = self._make_features()
@@ -398,7 +459,9 @@ class DemoShell:
                 self._statement(ctx, statement)
         except PSSyntaxError as exc:
             raise TerminatingError(
-                str(exc), category="ParserError", error_id="SimulatedGuestCannotParse",
+                str(exc),
+                category="ParserError",
+                error_id="SimulatedGuestCannotParse",
                 exception_type="System.Management.Automation.ParseException",
             ) from exc
 
@@ -437,8 +500,9 @@ class DemoShell:
             values = value if isinstance(value, list) else ([] if value is None else [value])
         else:
             invocation = self._invocation(ctx, head)
-            command = self.commands.get(_ALIASES.get(invocation.name.lower(),
-                                                     invocation.name.lower()))
+            command = self.commands.get(
+                _ALIASES.get(invocation.name.lower(), invocation.name.lower())
+            )
             if command is None:
                 if invocation.name.lower() in _FILTERS or invocation.name.lower() in _ALIASES:
                     values = []
@@ -501,11 +565,17 @@ class DemoShell:
             if lowered == "psversiontable":
                 return _ps_version_table()
             if lowered.startswith("env:"):
-                env = {"computername": COMPUTER_NAME, "username": "Administrator",
-                       "userdomain": COMPUTER_NAME, "systemroot": "C:\\Windows",
-                       "windir": "C:\\Windows", "temp": "C:\\Users\\Administrator\\AppData\\"
-                       "Local\\Temp", "programdata": "C:\\ProgramData",
-                       "processor_architecture": "AMD64", "number_of_processors": "2"}
+                env = {
+                    "computername": COMPUTER_NAME,
+                    "username": "Administrator",
+                    "userdomain": COMPUTER_NAME,
+                    "systemroot": "C:\\Windows",
+                    "windir": "C:\\Windows",
+                    "temp": "C:\\Users\\Administrator\\AppData\\Local\\Temp",
+                    "programdata": "C:\\ProgramData",
+                    "processor_architecture": "AMD64",
+                    "number_of_processors": "2",
+                }
                 env.update({k.lower(): v for k, v in self.guest.state.get("env", {}).items()})
                 return env.get(lowered[4:])
             if lowered == "host":
@@ -532,7 +602,8 @@ class DemoShell:
             block = inv.positional[0]
         if isinstance(block, ScriptBlock):
             return [v for v in values if truthy(self.evaluator(ctx, v).evaluate(block.text))]
-        # Simplified syntax: Where-Object Status -eq 'Running' / Where-Object -Property X -EQ -Value Y
+        # Simplified syntax: Where-Object Status -eq 'Running'
+        # or Where-Object -Property X -EQ -Value Y
         prop = inv.get("property") or (inv.positional[0] if inv.positional else None)
         if prop is None:
             raise PSSyntaxError("Where-Object needs a script block or a property.")
@@ -552,11 +623,11 @@ class DemoShell:
         if props is None and inv.positional:
             props = inv.positional[0] if len(inv.positional) == 1 else inv.positional
         if inv.has("skip"):
-            values = values[int(inv.get("skip")):]
+            values = values[int(inv.get("skip")) :]
         if inv.has("first"):
             values = values[: int(inv.get("first"))]
         if inv.has("last"):
-            values = values[-int(inv.get("last")):] if int(inv.get("last")) else []
+            values = values[-int(inv.get("last")) :] if int(inv.get("last")) else []
         expand = inv.get("expandproperty")
         if expand is not None:
             out: list[Any] = []
@@ -611,9 +682,13 @@ class DemoShell:
                     parts.append(_sort_key(self.evaluator(ctx, value).evaluate(name.text)))
                 elif isinstance(name, dict):
                     expression = _hash_get(name, "expression", "e")
-                    parts.append(_sort_key(self.evaluator(ctx, value).evaluate(expression.text)
-                                           if isinstance(expression, ScriptBlock)
-                                           else get_member(value, str(expression))))
+                    parts.append(
+                        _sort_key(
+                            self.evaluator(ctx, value).evaluate(expression.text)
+                            if isinstance(expression, ScriptBlock)
+                            else get_member(value, str(expression))
+                        )
+                    )
                 else:
                     parts.append(_sort_key(get_member(value, str(name))))
             return tuple(parts)
@@ -630,17 +705,20 @@ class DemoShell:
             result = deduped
         return result
 
-    def measure_object(self, ctx: HandlerContext, inv: Invocation,
-                       values: list[Any]) -> DemoObject:
+    def measure_object(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> DemoObject:
         prop = inv.get("property") or (inv.positional[0] if inv.positional else None)
         numbers = [get_member(v, str(prop)) if prop else v for v in values]
         numeric = [float(n) for n in numbers if isinstance(n, (int, float))]
         return DemoObject(
-            ["Microsoft.PowerShell.Commands.GenericMeasureInfo",
-             "Microsoft.PowerShell.Commands.MeasureInfo", "System.Object"],
+            [
+                "Microsoft.PowerShell.Commands.GenericMeasureInfo",
+                "Microsoft.PowerShell.Commands.MeasureInfo",
+                "System.Object",
+            ],
             {
                 "Count": len(values),
-                "Average": (sum(numeric) / len(numeric)) if inv.switch("average") and numeric
+                "Average": (sum(numeric) / len(numeric))
+                if inv.switch("average") and numeric
                 else None,
                 "Sum": sum(numeric) if inv.switch("sum") else None,
                 "Maximum": max(numeric) if inv.switch("maximum") and numeric else None,
@@ -659,12 +737,12 @@ class DemoShell:
             props: dict[str, Any] = {"Count": len(members), "Name": name}
             if not inv.switch("noelement"):
                 props["Group"] = members
-            result.append(DemoObject(["Microsoft.PowerShell.Commands.GroupInfo",
-                                      "System.Object"], props))
+            result.append(
+                DemoObject(["Microsoft.PowerShell.Commands.GroupInfo", "System.Object"], props)
+            )
         return result
 
-    def foreach_object(self, ctx: HandlerContext, inv: Invocation,
-                       values: list[Any]) -> list[Any]:
+    def foreach_object(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         block = inv.get("process") or (inv.positional[0] if inv.positional else None)
         member = inv.get("membername")
         out: list[Any] = []
@@ -707,8 +785,9 @@ class DemoShell:
     def convertto_json(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> str:
         data = [_plain(v) for v in values]
         payload: Any = data[0] if len(data) == 1 else data
-        return json.dumps(payload, indent=None if inv.switch("compress") else 4,
-                          ensure_ascii=False, default=str)
+        return json.dumps(
+            payload, indent=None if inv.switch("compress") else 4, ensure_ascii=False, default=str
+        )
 
     def convertto_csv(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[str]:
         return _csv_lines(values, not inv.switch("notypeinformation"))
@@ -729,19 +808,28 @@ class DemoShell:
             return services
         result: list[Any] = []
         for pattern in (names if isinstance(names, list) else [names]) if names else []:
-            found = [s for s in services if fnmatch.fnmatch(s.get("Name").lower(),
-                                                           str(pattern).lower())]
+            found = [
+                s for s in services if fnmatch.fnmatch(s.get("Name").lower(), str(pattern).lower())
+            ]
             if not found and not any(c in str(pattern) for c in "*?"):
-                self._error(ctx, inv, f"Cannot find any service with service name '{pattern}'.",
-                            "ObjectNotFound", "NoServiceFoundForGivenName,"
-                            "Microsoft.PowerShell.Commands.GetServiceCommand", pattern,
-                            "Microsoft.PowerShell.Commands.ServiceCommandException")
+                self._error(
+                    ctx,
+                    inv,
+                    f"Cannot find any service with service name '{pattern}'.",
+                    "ObjectNotFound",
+                    "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand",
+                    pattern,
+                    "Microsoft.PowerShell.Commands.ServiceCommandException",
+                )
             result.extend(s for s in found if s not in result)
         if display is not None:
             for pattern in display if isinstance(display, list) else [display]:
-                result.extend(s for s in services
-                              if fnmatch.fnmatch(s.get("DisplayName").lower(),
-                                                 str(pattern).lower()) and s not in result)
+                result.extend(
+                    s
+                    for s in services
+                    if fnmatch.fnmatch(s.get("DisplayName").lower(), str(pattern).lower())
+                    and s not in result
+                )
         return result
 
     def _all_services(self) -> list[DemoObject]:
@@ -750,43 +838,67 @@ class DemoShell:
             names = {s.get("Name").lower() for s in services}
             for row in _table(demo_data.WEB_SERVER_SERVICES):
                 if row[0].lower() not in names:
-                    self.services.append(make_service(row[0], row[1], row[2] == "R", row[3],
-                                                      row[4], [d for d in row[5].split(",") if d]))
+                    self.services.append(
+                        make_service(
+                            row[0],
+                            row[1],
+                            row[2] == "R",
+                            row[3],
+                            row[4],
+                            [d for d in row[5].split(",") if d],
+                        )
+                    )
             services = sorted(self.services, key=lambda s: s.get("Name").lower())
         return services
 
-    def _set_service(self, ctx: HandlerContext, inv: Invocation, values: list[Any],
-                     running: bool | None) -> list[Any]:
-        targets = [v for v in values if isinstance(v, DemoObject)] or self.get_service(
-            ctx, inv, [])
+    def _set_service(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any], running: bool | None
+    ) -> list[Any]:
+        targets = [v for v in values if isinstance(v, DemoObject)] or self.get_service(ctx, inv, [])
         for service in targets:
-            if running is False and not service.get("CanStop") and service.get(
-                "Status"
-            ) == ServiceControllerStatus.Running:
-                self._error(ctx, inv, f"Service '{service.get('DisplayName')} "
-                            f"({service.get('Name')})' cannot be stopped due to the following "
-                            "error: Cannot stop service on computer '.'.", "CloseError",
-                            "CouldNotStopService,Microsoft.PowerShell.Commands.StopServiceCommand",
-                            service.get("Name"),
-                            "Microsoft.PowerShell.Commands.ServiceCommandException")
+            if (
+                running is False
+                and not service.get("CanStop")
+                and service.get("Status") == ServiceControllerStatus.Running
+            ):
+                self._error(
+                    ctx,
+                    inv,
+                    f"Service '{service.get('DisplayName')} "
+                    f"({service.get('Name')})' cannot be stopped due to the following "
+                    "error: Cannot stop service on computer '.'.",
+                    "CloseError",
+                    "CouldNotStopService,Microsoft.PowerShell.Commands.StopServiceCommand",
+                    service.get("Name"),
+                    "Microsoft.PowerShell.Commands.ServiceCommandException",
+                )
                 continue
             if running is not False and service.get("StartType") == ServiceStartMode.Disabled:
-                self._error(ctx, inv, f"Service '{service.get('DisplayName')} "
-                            f"({service.get('Name')})' cannot be started due to the following "
-                            "error: Cannot start service on computer '.'.", "OpenError",
-                            "CouldNotStartService,"
-                            "Microsoft.PowerShell.Commands.StartServiceCommand",
-                            service.get("Name"),
-                            "Microsoft.PowerShell.Commands.ServiceCommandException")
+                self._error(
+                    ctx,
+                    inv,
+                    f"Service '{service.get('DisplayName')} "
+                    f"({service.get('Name')})' cannot be started due to the following "
+                    "error: Cannot start service on computer '.'.",
+                    "OpenError",
+                    "CouldNotStartService,Microsoft.PowerShell.Commands.StartServiceCommand",
+                    service.get("Name"),
+                    "Microsoft.PowerShell.Commands.ServiceCommandException",
+                )
                 continue
             verb = {True: "Starting", False: "Stopping", None: "Restarting"}[running]
             if inv.switch("verbose"):
-                ctx.verbose(f'Performing the operation "{inv.name}" on target '
-                            f'"{service.get("DisplayName")} ({service.get("Name")})".')
+                ctx.verbose(
+                    f'Performing the operation "{inv.name}" on target '
+                    f'"{service.get("DisplayName")} ({service.get("Name")})".'
+                )
             ctx.sleep(0.02)
             if verb:
-                new = ServiceControllerStatus.Stopped if running is False else \
-                    ServiceControllerStatus.Running
+                new = (
+                    ServiceControllerStatus.Stopped
+                    if running is False
+                    else ServiceControllerStatus.Running
+                )
                 service.set("Status", EnumValue(new))
                 service.set("CanStop", new == ServiceControllerStatus.Running)
         return targets if inv.switch("passthru") else []
@@ -797,8 +909,7 @@ class DemoShell:
     def stop_service(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         return self._set_service(ctx, inv, values, False)
 
-    def restart_service(self, ctx: HandlerContext, inv: Invocation,
-                        values: list[Any]) -> list[Any]:
+    def restart_service(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         return self._set_service(ctx, inv, values, None)
 
     def get_process(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
@@ -812,14 +923,20 @@ class DemoShell:
             return processes
         result: list[Any] = []
         for pattern in names if isinstance(names, list) else [names]:
-            found = [p for p in processes if fnmatch.fnmatch(p.get("Name").lower(),
-                                                            str(pattern).lower())]
+            found = [
+                p for p in processes if fnmatch.fnmatch(p.get("Name").lower(), str(pattern).lower())
+            ]
             if not found and not any(c in str(pattern) for c in "*?"):
-                self._error(ctx, inv, f"Cannot find a process with the name \"{pattern}\". "
-                            "Verify the process name and call the cmdlet again.",
-                            "ObjectNotFound", "NoProcessFoundForGivenName,"
-                            "Microsoft.PowerShell.Commands.GetProcessCommand", pattern,
-                            "Microsoft.PowerShell.Commands.ProcessCommandException")
+                self._error(
+                    ctx,
+                    inv,
+                    f'Cannot find a process with the name "{pattern}". '
+                    "Verify the process name and call the cmdlet again.",
+                    "ObjectNotFound",
+                    "NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.GetProcessCommand",
+                    pattern,
+                    "Microsoft.PowerShell.Commands.ProcessCommandException",
+                )
             result.extend(found)
         return result
 
@@ -831,40 +948,59 @@ class DemoShell:
         result = []
         for row in _table(demo_data.PROCESSES):
             name, pid, handles, cpu, ws, pm, npm, si = row[:8]
-            path, company, description = (row[8:11] + ["", "", ""])[:3]
+            path, company, description = ([*row[8:11], "", "", ""])[:3]
             if name.endswith("_helper"):
                 continue
             ws_bytes = int(float(ws or 0) * (1 << 20))
             pm_bytes = int(float(pm or 0) * (1 << 20))
-            result.append(DemoObject(
-                ["System.Diagnostics.Process", "System.ComponentModel.Component",
-                 "System.MarshalByRefObject", "System.Object"],
-                {
-                    "Name": name,
-                    "SI": int(si),
-                    "Handles": int(handles),
-                    "VM": PSInt64(ws_bytes * 3 + (1 << 31)),
-                    "WS": PSInt64(ws_bytes),
-                    "PM": PSInt64(pm_bytes),
-                    "NPM": PSInt64(int(npm) * 1024),
-                    "Path": path or None,
-                    "Company": company or None,
-                    "CPU": float(cpu) if cpu else None,
-                    "Description": description or None,
-                    "Id": int(pid),
-                    "ProcessName": name,
-                    "HandleCount": int(handles),
-                    "WorkingSet64": PSInt64(ws_bytes),
-                    "PagedMemorySize64": PSInt64(pm_bytes),
-                    "StartTime": None if int(pid) < 400 else
-                    boot + _dt.timedelta(seconds=int(pid) // 40),
-                    "SessionId": int(si),
-                    "PSComputerName": COMPUTER_NAME,
-                },
-                to_string=f"System.Diagnostics.Process ({name})",
-                extended=("Name", "SI", "Handles", "VM", "WS", "PM", "NPM", "Path", "Company",
-                          "CPU", "Description", "PSComputerName"),
-            ))
+            result.append(
+                DemoObject(
+                    [
+                        "System.Diagnostics.Process",
+                        "System.ComponentModel.Component",
+                        "System.MarshalByRefObject",
+                        "System.Object",
+                    ],
+                    {
+                        "Name": name,
+                        "SI": int(si),
+                        "Handles": int(handles),
+                        "VM": PSInt64(ws_bytes * 3 + (1 << 31)),
+                        "WS": PSInt64(ws_bytes),
+                        "PM": PSInt64(pm_bytes),
+                        "NPM": PSInt64(int(npm) * 1024),
+                        "Path": path or None,
+                        "Company": company or None,
+                        "CPU": float(cpu) if cpu else None,
+                        "Description": description or None,
+                        "Id": int(pid),
+                        "ProcessName": name,
+                        "HandleCount": int(handles),
+                        "WorkingSet64": PSInt64(ws_bytes),
+                        "PagedMemorySize64": PSInt64(pm_bytes),
+                        "StartTime": None
+                        if int(pid) < 400
+                        else boot + _dt.timedelta(seconds=int(pid) // 40),
+                        "SessionId": int(si),
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string=f"System.Diagnostics.Process ({name})",
+                    extended=(
+                        "Name",
+                        "SI",
+                        "Handles",
+                        "VM",
+                        "WS",
+                        "PM",
+                        "NPM",
+                        "Path",
+                        "Company",
+                        "CPU",
+                        "Description",
+                        "PSComputerName",
+                    ),
+                )
+            )
         self.guest.state["processes"] = (self.guest.boot_count, result)
         return list(result)
 
@@ -875,25 +1011,31 @@ class DemoShell:
         for hotfix_id, description, days in _table(demo_data.HOTFIXES):
             if wanted and hotfix_id.lower() not in [str(w).lower() for w in _as_list(wanted)]:
                 continue
-            result.append(DemoObject(
-                ["System.Management.ManagementObject#root\\cimv2\\Win32_QuickFixEngineering",
-                 "System.Management.ManagementObject", "System.Management.ManagementBaseObject",
-                 "System.ComponentModel.Component", "System.MarshalByRefObject",
-                 "System.Object"],
-                {
-                    "Source": COMPUTER_NAME,
-                    "Description": description,
-                    "HotFixID": hotfix_id,
-                    "InstalledBy": "NT AUTHORITY\\SYSTEM",
-                    "InstalledOn": now - _dt.timedelta(days=int(days)),
-                    "Caption": f"https://support.microsoft.com/help/{hotfix_id[2:]}",
-                    "CSName": COMPUTER_NAME,
-                    "PSComputerName": COMPUTER_NAME,
-                },
-                to_string=f"\\\\{COMPUTER_NAME}\\root\\cimv2:Win32_QuickFixEngineering."
-                          f"HotFixID=\"{hotfix_id}\",ServicePackInEffect=\"\"",
-                extended=("Source", "InstalledOn", "PSComputerName"),
-            ))
+            result.append(
+                DemoObject(
+                    [
+                        "System.Management.ManagementObject#root\\cimv2\\Win32_QuickFixEngineering",
+                        "System.Management.ManagementObject",
+                        "System.Management.ManagementBaseObject",
+                        "System.ComponentModel.Component",
+                        "System.MarshalByRefObject",
+                        "System.Object",
+                    ],
+                    {
+                        "Source": COMPUTER_NAME,
+                        "Description": description,
+                        "HotFixID": hotfix_id,
+                        "InstalledBy": "NT AUTHORITY\\SYSTEM",
+                        "InstalledOn": now - _dt.timedelta(days=int(days)),
+                        "Caption": f"https://support.microsoft.com/help/{hotfix_id[2:]}",
+                        "CSName": COMPUTER_NAME,
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string=f"\\\\{COMPUTER_NAME}\\root\\cimv2:Win32_QuickFixEngineering."
+                    f'HotFixID="{hotfix_id}",ServicePackInEffect=""',
+                    extended=("Source", "InstalledOn", "PSComputerName"),
+                )
+            )
         return result
 
     def get_winevent(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
@@ -936,10 +1078,15 @@ class DemoShell:
         if inv.has("maxevents"):
             result = result[: int(inv.get("maxevents"))]
         if not result:
-            self._error(ctx, inv, "No events were found that match the specified selection "
-                        "criteria.", "ObjectNotFound",
-                        "NoMatchingEventsFound,Microsoft.PowerShell.Commands.GetWinEventCommand",
-                        None, "System.Exception")
+            self._error(
+                ctx,
+                inv,
+                "No events were found that match the specified selection criteria.",
+                "ObjectNotFound",
+                "NoMatchingEventsFound,Microsoft.PowerShell.Commands.GetWinEventCommand",
+                None,
+                "System.Exception",
+            )
         return result
 
     def _events(self) -> list[DemoObject]:
@@ -948,45 +1095,52 @@ class DemoShell:
         record_ids: dict[str, int] = {"System": 48211, "Application": 20377}
         for log, level, provider, event_id, hours, message in _table(demo_data.EVENTS):
             record_ids[log] += 1
-            events.append(DemoObject(
-                ["System.Diagnostics.Eventing.Reader.EventLogRecord",
-                 "System.Diagnostics.Eventing.Reader.EventRecord", "System.Object"],
-                {
-                    "Message": message,
-                    "Id": int(event_id),
-                    "Version": 0,
-                    "Qualifiers": None,
-                    "Level": int(level),
-                    "Task": 0,
-                    "Opcode": 0,
-                    "Keywords": PSInt64(-9187343239835811840 if log == "System"
-                                        else 36028797018963968),
-                    "RecordId": PSInt64(record_ids[log]),
-                    "ProviderName": provider,
-                    "LogName": log,
-                    "ProcessId": 4412,
-                    "MachineName": COMPUTER_NAME,
-                    "TimeCreated": now - _dt.timedelta(hours=float(hours)),
-                    "LevelDisplayName": _LEVEL_NAMES[int(level)],
-                    "TaskDisplayName": None,
-                    "KeywordsDisplayNames": ["Classic"],
-                    "PSComputerName": COMPUTER_NAME,
-                },
-                to_string="System.Diagnostics.Eventing.Reader.EventLogRecord",
-                extended=("Message", "PSComputerName"),
-            ))
+            events.append(
+                DemoObject(
+                    [
+                        "System.Diagnostics.Eventing.Reader.EventLogRecord",
+                        "System.Diagnostics.Eventing.Reader.EventRecord",
+                        "System.Object",
+                    ],
+                    {
+                        "Message": message,
+                        "Id": int(event_id),
+                        "Version": 0,
+                        "Qualifiers": None,
+                        "Level": int(level),
+                        "Task": 0,
+                        "Opcode": 0,
+                        "Keywords": PSInt64(
+                            -9187343239835811840 if log == "System" else 36028797018963968
+                        ),
+                        "RecordId": PSInt64(record_ids[log]),
+                        "ProviderName": provider,
+                        "LogName": log,
+                        "ProcessId": 4412,
+                        "MachineName": COMPUTER_NAME,
+                        "TimeCreated": now - _dt.timedelta(hours=float(hours)),
+                        "LevelDisplayName": _LEVEL_NAMES[int(level)],
+                        "TaskDisplayName": None,
+                        "KeywordsDisplayNames": ["Classic"],
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string="System.Diagnostics.Eventing.Reader.EventLogRecord",
+                    extended=("Message", "PSComputerName"),
+                )
+            )
         events.sort(key=lambda e: e.get("TimeCreated"), reverse=True)
         return events
 
-    def get_computerinfo(self, ctx: HandlerContext, inv: Invocation,
-                         values: list[Any]) -> DemoObject:
+    def get_computerinfo(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> DemoObject:
         boot = self.guest.boot_time.astimezone()
         now = _dt.datetime.now().astimezone()
         return DemoObject(
             ["Microsoft.PowerShell.Commands.ComputerInfo", "System.Object"],
             {
                 "HvMagicSimulation": "SIMULATED GUEST - data invented by hvmagic's demo, "
-                                     "not a real machine",
+                "not a real machine",
                 "WindowsBuildLabEx": "20348.1.amd64fre.fe_release.210507-1500",
                 "WindowsCurrentVersion": "6.3",
                 "WindowsEditionId": "ServerDatacenter",
@@ -1028,37 +1182,60 @@ class DemoShell:
             extended=("PSComputerName",),
         )
 
-    def get_ciminstance(self, ctx: HandlerContext, inv: Invocation,
-                        values: list[Any]) -> list[Any]:
+    def get_ciminstance(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         class_name = str(inv.get("classname") or (inv.positional[0] if inv.positional else ""))
         if class_name.lower() == "win32_operatingsystem":
             boot = self.guest.boot_time.astimezone()
-            return [DemoObject(
-                ["Microsoft.Management.Infrastructure.CimInstance#root/cimv2/"
-                 "Win32_OperatingSystem",
-                 "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/CIM_OperatingSystem",
-                 "Microsoft.Management.Infrastructure.CimInstance", "System.Object"],
-                {"Caption": "Microsoft Windows Server 2022 Datacenter", "Version": "10.0.20348",
-                 "BuildNumber": "20348", "CSName": COMPUTER_NAME, "LastBootUpTime": boot,
-                 "FreePhysicalMemory": PSUInt64(1_812_004),
-                 "TotalVisibleMemorySize": PSUInt64(4_193_848),
-                 "PSComputerName": COMPUTER_NAME},
-                to_string="Win32_OperatingSystem (Name = \"Microsoft Windows Server 2022 "
-                          "Datacenter|C:\\Windows|...\")",
-            )]
+            return [
+                DemoObject(
+                    [
+                        "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/"
+                        "Win32_OperatingSystem",
+                        "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/CIM_OperatingSystem",
+                        "Microsoft.Management.Infrastructure.CimInstance",
+                        "System.Object",
+                    ],
+                    {
+                        "Caption": "Microsoft Windows Server 2022 Datacenter",
+                        "Version": "10.0.20348",
+                        "BuildNumber": "20348",
+                        "CSName": COMPUTER_NAME,
+                        "LastBootUpTime": boot,
+                        "FreePhysicalMemory": PSUInt64(1_812_004),
+                        "TotalVisibleMemorySize": PSUInt64(4_193_848),
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string='Win32_OperatingSystem (Name = "Microsoft Windows Server 2022 '
+                    'Datacenter|C:\\Windows|...")',
+                )
+            ]
         if class_name.lower() == "win32_quickfixengineering":
             return self.get_hotfix(ctx, parse_invocation("Get-HotFix"), [])
         if class_name.lower() == "win32_service":
-            return [custom({"Name": s.get("Name"), "State": str(s.get("Status")),
-                            "StartMode": {"Automatic": "Auto"}.get(str(s.get("StartType")),
-                                                                   str(s.get("StartType"))),
-                            "DisplayName": s.get("DisplayName")},
-                           "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/"
-                           "Win32_Service") for s in self._all_services()]
-        self._error(ctx, inv, "Invalid class ", "MetadataError",
-                    "HRESULT 0x80041010,Microsoft.Management.Infrastructure.CimCmdlets."
-                    "GetCimInstanceCommand", class_name,
-                    "Microsoft.Management.Infrastructure.CimException")
+            return [
+                custom(
+                    {
+                        "Name": s.get("Name"),
+                        "State": str(s.get("Status")),
+                        "StartMode": {"Automatic": "Auto"}.get(
+                            str(s.get("StartType")), str(s.get("StartType"))
+                        ),
+                        "DisplayName": s.get("DisplayName"),
+                    },
+                    "Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_Service",
+                )
+                for s in self._all_services()
+            ]
+        self._error(
+            ctx,
+            inv,
+            "Invalid class ",
+            "MetadataError",
+            "HRESULT 0x80041010,Microsoft.Management.Infrastructure.CimCmdlets."
+            "GetCimInstanceCommand",
+            class_name,
+            "Microsoft.Management.Infrastructure.CimException",
+        )
         return []
 
     def get_volume(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
@@ -1068,127 +1245,179 @@ class DemoShell:
             "Microsoft.Management.Infrastructure.CimInstance#ROOT/Microsoft/Windows/Storage/"
             "MSFT_StorageObject",
             "Microsoft.Management.Infrastructure.CimInstance#MSFT_Volume",
-            "Microsoft.Management.Infrastructure.CimInstance", "System.Object",
+            "Microsoft.Management.Infrastructure.CimInstance",
+            "System.Object",
         ]
-        rows = [("C", "", "NTFS", "Fixed", 127 << 30, 71_233_454_080, "Healthy"),
-                ("D", "Data", "ReFS", "Fixed", 64 << 30, 2_147_483_648 * 5, "Warning"),
-                (None, "Recovery", "NTFS", "Fixed", 522_190_848, 87_195_648, "Healthy"),
-                ("E", "SSS_X64FREE_EN-US_DV9", "Unknown", "CD-ROM", 0, 0, "Healthy")]
+        rows = [
+            ("C", "", "NTFS", "Fixed", 127 << 30, 71_233_454_080, "Healthy"),
+            ("D", "Data", "ReFS", "Fixed", 64 << 30, 2_147_483_648 * 5, "Warning"),
+            (None, "Recovery", "NTFS", "Fixed", 522_190_848, 87_195_648, "Healthy"),
+            ("E", "SSS_X64FREE_EN-US_DV9", "Unknown", "CD-ROM", 0, 0, "Healthy"),
+        ]
         letter = inv.get("driveletter") or (inv.positional[0] if inv.positional else None)
         result = []
         for drive, label, fs, kind, size, free, health in rows:
             if letter and (drive or "").lower() not in [str(x).lower() for x in _as_list(letter)]:
                 continue
-            result.append(DemoObject(type_names, {
-                "DriveLetter": drive,
-                "FriendlyName": label,
-                "FileSystemType": fs,
-                "DriveType": kind,
-                "HealthStatus": health,
-                "OperationalStatus": "OK" if health == "Healthy" else "Degraded",
-                "SizeRemaining": PSUInt64(free),
-                "Size": PSUInt64(size),
-                "FileSystemLabel": label,
-                "FileSystem": fs if fs != "Unknown" else "",
-                "AllocationUnitSize": PSUInt(4096),
-                "PSComputerName": COMPUTER_NAME,
-            }, to_string=f"MSFT_Volume (ObjectId = \"{{1}}\\\\{COMPUTER_NAME}\\root/Microsoft/"
-                         f"Windows/Storage/Providers_v2\\WSP_Volume.ObjectId=...\")",
-               extended=("PSComputerName",)))
+            result.append(
+                DemoObject(
+                    type_names,
+                    {
+                        "DriveLetter": drive,
+                        "FriendlyName": label,
+                        "FileSystemType": fs,
+                        "DriveType": kind,
+                        "HealthStatus": health,
+                        "OperationalStatus": "OK" if health == "Healthy" else "Degraded",
+                        "SizeRemaining": PSUInt64(free),
+                        "Size": PSUInt64(size),
+                        "FileSystemLabel": label,
+                        "FileSystem": fs if fs != "Unknown" else "",
+                        "AllocationUnitSize": PSUInt(4096),
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string=f'MSFT_Volume (ObjectId = "{{1}}\\\\{COMPUTER_NAME}\\root/Microsoft/'
+                    f'Windows/Storage/Providers_v2\\WSP_Volume.ObjectId=...")',
+                    extended=("PSComputerName",),
+                )
+            )
         return result
 
-    def get_netipaddress(self, ctx: HandlerContext, inv: Invocation,
-                         values: list[Any]) -> list[Any]:
+    def get_netipaddress(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         type_names = [
-            "Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/"
-            "MSFT_NetIPAddress",
-            "Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/"
-            "MSFT_NetIPAddress",
-            "Microsoft.Management.Infrastructure.CimInstance", "System.Object",
+            "Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetIPAddress",
+            "Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetIPAddress",
+            "Microsoft.Management.Infrastructure.CimInstance",
+            "System.Object",
         ]
         rows = [
             ("fe80::5d2a:9f4c:31e7:8b10%6", 6, "Ethernet", "IPv6", 64, "WellKnown", "Link"),
             ("::1", 1, "Loopback Pseudo-Interface 1", "IPv6", 128, "WellKnown", "WellKnown"),
             ("172.20.48.17", 6, "Ethernet", "IPv4", 20, "Dhcp", "Dhcp"),
-            ("127.0.0.1", 1, "Loopback Pseudo-Interface 1", "IPv4", 8, "WellKnown",
-             "WellKnown"),
+            ("127.0.0.1", 1, "Loopback Pseudo-Interface 1", "IPv4", 8, "WellKnown", "WellKnown"),
         ]
         family = inv.get("addressfamily")
         result = []
         for address, index, alias, fam, prefix, prefix_origin, suffix_origin in rows:
             if family and str(family).lower() != fam.lower():
                 continue
-            result.append(DemoObject(type_names, {
-                "IPAddress": address, "InterfaceIndex": index, "InterfaceAlias": alias,
-                "AddressFamily": fam, "Type": "Unicast", "PrefixLength": prefix,
-                "PrefixOrigin": prefix_origin, "SuffixOrigin": suffix_origin,
-                "AddressState": "Preferred",
-                "ValidLifetime": _dt.timedelta(days=1) if prefix_origin == "Dhcp" else None,
-                "SkipAsSource": False, "PolicyStore": "ActiveStore",
-                "PSComputerName": COMPUTER_NAME,
-            }, to_string=f"MSFT_NetIPAddress (Name = \"{address}\")",
-               extended=("PSComputerName",)))
+            result.append(
+                DemoObject(
+                    type_names,
+                    {
+                        "IPAddress": address,
+                        "InterfaceIndex": index,
+                        "InterfaceAlias": alias,
+                        "AddressFamily": fam,
+                        "Type": "Unicast",
+                        "PrefixLength": prefix,
+                        "PrefixOrigin": prefix_origin,
+                        "SuffixOrigin": suffix_origin,
+                        "AddressState": "Preferred",
+                        "ValidLifetime": _dt.timedelta(days=1) if prefix_origin == "Dhcp" else None,
+                        "SkipAsSource": False,
+                        "PolicyStore": "ActiveStore",
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string=f'MSFT_NetIPAddress (Name = "{address}")',
+                    extended=("PSComputerName",),
+                )
+            )
         return result
 
-    def get_scheduledtask(self, ctx: HandlerContext, inv: Invocation,
-                          values: list[Any]) -> list[Any]:
+    def get_scheduledtask(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         wanted = inv.get("taskname") or (inv.positional[0] if inv.positional else None)
         result = []
         for path, name, state, author, description in _table(demo_data.SCHEDULED_TASKS):
-            if wanted and not any(fnmatch.fnmatch(name.lower(), str(w).lower())
-                                  for w in _as_list(wanted)):
+            if wanted and not any(
+                fnmatch.fnmatch(name.lower(), str(w).lower()) for w in _as_list(wanted)
+            ):
                 continue
-            result.append(DemoObject(
-                ["Microsoft.Management.Infrastructure.CimInstance#Root/Microsoft/Windows/"
-                 "TaskScheduler/MSFT_ScheduledTask",
-                 "Microsoft.Management.Infrastructure.CimInstance#MSFT_ScheduledTask",
-                 "Microsoft.Management.Infrastructure.CimInstance", "System.Object"],
-                {"TaskPath": path, "TaskName": name,
-                 "State": EnumValue(ScheduledTaskState[state]), "Author": author,
-                 "Description": description or None, "URI": path + name,
-                 "PSComputerName": COMPUTER_NAME},
-                to_string=f"MSFT_ScheduledTask (TaskName = \"{name}\", TaskPath = \"{path}\")",
-                extended=("PSComputerName",),
-            ))
+            result.append(
+                DemoObject(
+                    [
+                        "Microsoft.Management.Infrastructure.CimInstance#Root/Microsoft/Windows/"
+                        "TaskScheduler/MSFT_ScheduledTask",
+                        "Microsoft.Management.Infrastructure.CimInstance#MSFT_ScheduledTask",
+                        "Microsoft.Management.Infrastructure.CimInstance",
+                        "System.Object",
+                    ],
+                    {
+                        "TaskPath": path,
+                        "TaskName": name,
+                        "State": EnumValue(ScheduledTaskState[state]),
+                        "Author": author,
+                        "Description": description or None,
+                        "URI": path + name,
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string=f'MSFT_ScheduledTask (TaskName = "{name}", TaskPath = "{path}")',
+                    extended=("PSComputerName",),
+                )
+            )
         return result
 
     def _make_features(self) -> list[DemoObject]:
         result = []
         for name, display, kind, installed, depth, parent in _table(demo_data.FEATURES):
-            result.append(DemoObject(
-                ["Microsoft.Windows.ServerManager.Commands.Feature", "System.Object"],
-                {"Name": name, "DisplayName": display, "Description": f"{display} (simulated).",
-                 "Installed": installed == "1",
-                 "InstallState": EnumValue(InstallState.Installed if installed == "1"
-                                           else InstallState.Available),
-                 "FeatureType": kind, "Path": display, "Depth": int(depth),
-                 "Parent": parent or None, "PSComputerName": COMPUTER_NAME},
-                to_string=display, extended=("PSComputerName",),
-            ))
+            result.append(
+                DemoObject(
+                    ["Microsoft.Windows.ServerManager.Commands.Feature", "System.Object"],
+                    {
+                        "Name": name,
+                        "DisplayName": display,
+                        "Description": f"{display} (simulated).",
+                        "Installed": installed == "1",
+                        "InstallState": EnumValue(
+                            InstallState.Installed if installed == "1" else InstallState.Available
+                        ),
+                        "FeatureType": kind,
+                        "Path": display,
+                        "Depth": int(depth),
+                        "Parent": parent or None,
+                        "PSComputerName": COMPUTER_NAME,
+                    },
+                    to_string=display,
+                    extended=("PSComputerName",),
+                )
+            )
         return result
 
     def _feature_installed(self, name: str) -> bool:
-        return any(f.get("Name").lower() == name.lower() and f.get("Installed")
-                   for f in self.features)
+        return any(
+            f.get("Name").lower() == name.lower() and f.get("Installed") for f in self.features
+        )
 
-    def get_windowsfeature(self, ctx: HandlerContext, inv: Invocation,
-                           values: list[Any]) -> list[Any]:
+    def get_windowsfeature(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         wanted = inv.get("name") or (inv.positional[0] if inv.positional else None)
         if wanted is None:
             return list(self.features)
-        return [f for f in self.features if any(
-            fnmatch.fnmatch(f.get("Name").lower(), str(w).lower()) for w in _as_list(wanted))]
+        return [
+            f
+            for f in self.features
+            if any(fnmatch.fnmatch(f.get("Name").lower(), str(w).lower()) for w in _as_list(wanted))
+        ]
 
-    def install_windowsfeature(self, ctx: HandlerContext, inv: Invocation,
-                               values: list[Any]) -> DemoObject:
+    def install_windowsfeature(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> DemoObject:
         names = [str(n) for n in _as_list(inv.get("name") or inv.positional[0])]
         changed = self._install_features(ctx, names)
         restart = "Yes" if changed else "No"
         return DemoObject(
             ["Microsoft.Windows.ServerManager.Commands.FeatureOperationResult", "System.Object"],
-            {"Success": True, "RestartNeeded": EnumValue(_RestartState[restart]),
-             "FeatureResult": [f.get("DisplayName") for f in changed],
-             "ExitCode": EnumValue(_ExitCode.Success if changed else _ExitCode.NoChangeNeeded)},
+            {
+                "Success": True,
+                "RestartNeeded": EnumValue(_RestartState[restart]),
+                "FeatureResult": [f.get("DisplayName") for f in changed],
+                "ExitCode": EnumValue(_ExitCode.Success if changed else _ExitCode.NoChangeNeeded),
+            },
         )
 
     def _install_features(self, ctx: HandlerContext, names: list[str]) -> list[DemoObject]:
@@ -1198,13 +1427,23 @@ class DemoShell:
             if not matches:
                 raise TerminatingError(
                     f"ArgumentNotValid: The role, role service, or feature name is not valid: "
-                    f"'{name}'. The name was not found.", category="InvalidArgument",
+                    f"'{name}'. The name was not found.",
+                    category="InvalidArgument",
                     error_id="NameDoesNotExist,Microsoft.Windows.ServerManager.Commands."
-                             "AddWindowsFeatureCommand",
-                    exception_type="System.Exception", command="Install-WindowsFeature")
-            family = [f for f in self.features
-                      if f.get("Name").lower().startswith(name.lower().split("-")[0] + "-")
-                      or f is matches[0]] if name.lower() == "web-server" else matches
+                    "AddWindowsFeatureCommand",
+                    exception_type="System.Exception",
+                    command="Install-WindowsFeature",
+                )
+            family = (
+                [
+                    f
+                    for f in self.features
+                    if f.get("Name").lower().startswith(name.lower().split("-")[0] + "-")
+                    or f is matches[0]
+                ]
+                if name.lower() == "web-server"
+                else matches
+            )
             for feature in family:
                 if not feature.get("Installed"):
                     feature.set("Installed", True)
@@ -1216,26 +1455,39 @@ class DemoShell:
 
     # ---- DSC ----------------------------------------------------------------------------------
 
-    def start_dscconfiguration(self, ctx: HandlerContext, inv: Invocation,
-                               values: list[Any]) -> list[Any]:
+    def start_dscconfiguration(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         path = inv.get("path") or (inv.positional[0] if inv.positional else None)
         if path is None and not inv.switch("useexisting"):
-            raise TerminatingError("Cannot bind argument to parameter 'Path' because it is "
-                                   "null.", category="InvalidData",
-                                   error_id="ParameterArgumentValidationErrorNullNotAllowed,"
-                                   "Microsoft.PowerShell.DesiredStateConfiguration.Commands."
-                                   "StartDscConfigurationCommand",
-                                   command="Start-DscConfiguration")
+            raise TerminatingError(
+                "Cannot bind argument to parameter 'Path' because it is null.",
+                category="InvalidData",
+                error_id="ParameterArgumentValidationErrorNullNotAllowed,"
+                "Microsoft.PowerShell.DesiredStateConfiguration.Commands."
+                "StartDscConfigurationCommand",
+                command="Start-DscConfiguration",
+            )
         resources = self._mof_resources(ctx, str(path)) if path else []
         if not inv.switch("wait"):
-            job = custom({"Id": 1, "Name": "Job1", "PSJobTypeName": "Configuration",
-                          "State": "Running", "HasMoreData": True, "Location": COMPUTER_NAME,
-                          "Command": "Start-DscConfiguration"},
-                         "Microsoft.PowerShell.DesiredStateConfiguration.Commands.ConfigurationJob")
+            job = custom(
+                {
+                    "Id": 1,
+                    "Name": "Job1",
+                    "PSJobTypeName": "Configuration",
+                    "State": "Running",
+                    "HasMoreData": True,
+                    "Location": COMPUTER_NAME,
+                    "Command": "Start-DscConfiguration",
+                },
+                "Microsoft.PowerShell.DesiredStateConfiguration.Commands.ConfigurationJob",
+            )
             self._apply_resources(ctx, resources, verbose=False)
             return [job]
-        verbose = inv.switch("verbose") or str(ctx.variables.get("verbosepreference",
-                                                                 "")).lower() == "continue"
+        verbose = (
+            inv.switch("verbose")
+            or str(ctx.variables.get("verbosepreference", "")).lower() == "continue"
+        )
         self._apply_resources(ctx, resources, verbose=verbose)
         return []
 
@@ -1246,16 +1498,21 @@ class DemoShell:
                 f"Cannot find path '{path}' because it does not exist.",
                 category="ObjectNotFound",
                 error_id="PathNotFound,Microsoft.PowerShell.DesiredStateConfiguration.Commands."
-                         "StartDscConfigurationCommand", target=path,
+                "StartDscConfigurationCommand",
+                target=path,
                 exception_type="System.Management.Automation.ItemNotFoundException",
-                command="Start-DscConfiguration")
+                command="Start-DscConfiguration",
+            )
         mofs = sorted(host.glob("*.mof")) if host.is_dir() else [host]
         mofs = [m for m in mofs if not m.name.lower().endswith(".meta.mof")]
         if not mofs:
             raise TerminatingError(
                 f"The path {path} does not contain any configuration (.mof) file.",
-                category="InvalidArgument", error_id="MofFileNotFound",
-                exception_type="System.ArgumentException", command="Start-DscConfiguration")
+                category="InvalidArgument",
+                error_id="MofFileNotFound",
+                exception_type="System.ArgumentException",
+                command="Start-DscConfiguration",
+            )
         resources: list[dict[str, str]] = []
         for mof in mofs:
             text = mof.read_text(encoding="utf-8-sig", errors="replace")
@@ -1266,8 +1523,7 @@ class DemoShell:
                 fields = {k.lower(): v for k, v in re.findall(r"(\w+)\s*=\s*\"([^\"]*)\"", body)}
                 fields["class"] = class_name
                 resources.append(fields)
-        modules_root = self.guest.host_path(
-            "C:\\Program Files\\WindowsPowerShell\\Modules")
+        modules_root = self.guest.host_path("C:\\Program Files\\WindowsPowerShell\\Modules")
         for resource in resources:
             module = resource.get("modulename", "PSDesiredStateConfiguration")
             if module.lower() in ("psdesiredstateconfiguration", "psdscresources"):
@@ -1276,14 +1532,18 @@ class DemoShell:
                 raise TerminatingError(
                     f"The PowerShell DSC resource '{resource.get('resourceid', module)}' from "
                     f"module '{module}' does not exist at the PowerShell module path nor is it "
-                    "registered as a WMI DSC resource.", category="InvalidOperation",
-                    error_id="DscResourceNotFound", target=module,
+                    "registered as a WMI DSC resource.",
+                    category="InvalidOperation",
+                    error_id="DscResourceNotFound",
+                    target=module,
                     exception_type="Microsoft.Management.Infrastructure.CimException",
-                    command="Start-DscConfiguration")
+                    command="Start-DscConfiguration",
+                )
         return resources
 
-    def _apply_resources(self, ctx: HandlerContext, resources: list[dict[str, str]],
-                         *, verbose: bool) -> None:
+    def _apply_resources(
+        self, ctx: HandlerContext, resources: list[dict[str, str]], *, verbose: bool
+    ) -> None:
         prefix = f"[{COMPUTER_NAME}]:"
         pad = " " * 28
 
@@ -1292,27 +1552,34 @@ class DemoShell:
                 ctx.verbose(text)
             ctx.sleep(delay)
 
-        say("Perform operation 'Invoke CimMethod' with following parameters, ''methodName' = "
+        say(
+            "Perform operation 'Invoke CimMethod' with following parameters, ''methodName' = "
             "SendConfigurationApply,'className' = MSFT_DSCLocalConfigurationManager,"
-            "'namespaceName' = root/Microsoft/Windows/DesiredStateConfiguration'.")
-        say(f"An LCM method call arrived from computer {COMPUTER_NAME} with user sid "
-            "S-1-5-21-1004336348-1177238915-682003330-500.")
+            "'namespaceName' = root/Microsoft/Windows/DesiredStateConfiguration'."
+        )
+        say(
+            f"An LCM method call arrived from computer {COMPUTER_NAME} with user sid "
+            "S-1-5-21-1004336348-1177238915-682003330-500."
+        )
         say(f"{prefix} LCM:  [ Start  Set      ]")
         reboot = False
         total = 0.0
         for index, resource in enumerate(resources):
             rid = resource.get("resourceid", f"[{resource['class']}]Resource{index}")
-            ctx.progress("Applying configuration", f"{rid}", int(100 * index / len(resources)),
-                         activity_id=1)
+            ctx.progress(
+                "Applying configuration", f"{rid}", int(100 * index / len(resources)), activity_id=1
+            )
             say(f"{prefix} LCM:  [ Start  Resource ]  [{rid}]")
             say(f"{prefix} LCM:  [ Start  Test     ]  [{rid}]")
-            wanted_feature = resource.get("name") if resource["class"].lower().endswith(
-                "windowsfeature") else None
+            kind = _resource_kind(resource, rid)
+            wanted_feature = resource.get("name") if kind == "windowsfeature" else None
             in_state = wanted_feature is not None and self._feature_installed(wanted_feature)
-            if resource["class"].lower().endswith("file") and resource.get("destinationpath"):
+            if kind == "file" and resource.get("destinationpath"):
                 in_state = self.guest.host_path(resource["destinationpath"]).exists()
-            say(f"{prefix}{pad}[{rid}] The operation 'Test' found the resource "
-                f"{'in' if in_state else 'not in'} the desired state.")
+            say(
+                f"{prefix}{pad}[{rid}] The operation 'Test' found the resource "
+                f"{'in' if in_state else 'not in'} the desired state."
+            )
             say(f"{prefix} LCM:  [ End    Test     ]  [{rid}]  in 0.8750 seconds.")
             if in_state:
                 say(f"{prefix} LCM:  [ Skip   Set      ]  [{rid}]")
@@ -1325,14 +1592,16 @@ class DemoShell:
                     changed = self._install_features(ctx, [wanted_feature])
                     if changed:
                         reboot = True
-                        ctx.warning(f"{prefix}{pad}[{rid}] You must restart this server to "
-                                    "finish the installation process.")
+                        ctx.warning(
+                            f"{prefix}{pad}[{rid}] You must restart this server to "
+                            "finish the installation process."
+                        )
                     say(f"{prefix}{pad}[{rid}] Installation succeeded.")
-                    say(f"{prefix}{pad}[{rid}] Successfully installed the feature "
-                        f"{wanted_feature}.")
+                    say(
+                        f"{prefix}{pad}[{rid}] Successfully installed the feature {wanted_feature}."
+                    )
                     say(f"{prefix}{pad}[{rid}] The Target machine needs to be restarted.")
-                elif resource["class"].lower().endswith("file") and resource.get(
-                        "destinationpath"):
+                elif kind == "file" and resource.get("destinationpath"):
                     target = self.guest.host_path(resource["destinationpath"])
                     if resource.get("type", "").lower() == "directory":
                         target.mkdir(parents=True, exist_ok=True)
@@ -1341,20 +1610,23 @@ class DemoShell:
                         target.write_text(resource.get("contents", ""), encoding="utf-8")
                     say(f"{prefix}{pad}[{rid}] Created {resource['destinationpath']}.")
                 else:
-                    say(f"{prefix}{pad}[{rid}] Resource {resource['class']} applied "
-                        "(simulated).")
+                    say(f"{prefix}{pad}[{rid}] Resource {resource['class']} applied (simulated).")
                 total += 36.187
                 say(f"{prefix} LCM:  [ End    Set      ]  [{rid}]  in 36.1870 seconds.")
             say(f"{prefix} LCM:  [ End    Resource ]  [{rid}]")
         ctx.progress("Applying configuration", "Done", 100, activity_id=1, completed=True)
         if reboot:
-            message = f"{prefix}{pad}[] A reboot is required to progress further. Please " \
-                      "reboot the system."
+            message = (
+                f"{prefix}{pad}[] A reboot is required to progress further. Please "
+                "reboot the system."
+            )
             say(message)
             ctx.warning(message)
             self.guest.state["pending_reboot"] = True
         self.guest.state["dsc_last_run"] = {
-            "status": "Success", "reboot": reboot, "resources": len(resources),
+            "status": "Success",
+            "reboot": reboot,
+            "resources": len(resources),
             "time": _dt.datetime.now().astimezone(),
         }
         say(f"{prefix} LCM:  [ End    Set      ]")
@@ -1362,43 +1634,65 @@ class DemoShell:
         say("Operation 'Invoke CimMethod' complete.")
         say(f"Time taken for configuration job to complete is {total + 2.23:.3f} seconds")
 
-    def get_dscconfigurationstatus(self, ctx: HandlerContext, inv: Invocation,
-                                   values: list[Any]) -> list[Any]:
+    def get_dscconfigurationstatus(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         last = self.guest.state.get("dsc_last_run")
         if last is None:
             return []
-        return [custom({
-            "Status": last["status"], "StartDate": last["time"], "Type": "Initial",
-            "Mode": "PUSH", "RebootRequested": bool(last["reboot"]),
-            "NumberOfResources": last["resources"], "PSComputerName": COMPUTER_NAME,
-        }, "Microsoft.Management.Infrastructure.CimInstance#root/Microsoft/Windows/"
-           "DesiredStateConfiguration/MSFT_DSCConfigurationStatus")]
+        return [
+            custom(
+                {
+                    "Status": last["status"],
+                    "StartDate": last["time"],
+                    "Type": "Initial",
+                    "Mode": "PUSH",
+                    "RebootRequested": bool(last["reboot"]),
+                    "NumberOfResources": last["resources"],
+                    "PSComputerName": COMPUTER_NAME,
+                },
+                "Microsoft.Management.Infrastructure.CimInstance#root/Microsoft/Windows/"
+                "DesiredStateConfiguration/MSFT_DSCConfigurationStatus",
+            )
+        ]
 
-    def test_dscconfiguration(self, ctx: HandlerContext, inv: Invocation,
-                              values: list[Any]) -> bool:
+    def test_dscconfiguration(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> bool:
         last = self.guest.state.get("dsc_last_run")
         return last is not None and not self.guest.state.get("pending_reboot", False)
 
-    def get_dsclocalconfigurationmanager(self, ctx: HandlerContext, inv: Invocation,
-                                         values: list[Any]) -> DemoObject:
+    def get_dsclocalconfigurationmanager(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> DemoObject:
         pending = bool(self.guest.state.get("pending_reboot"))
-        return custom({
-            "ActionAfterReboot": "ContinueConfiguration", "ConfigurationMode": "ApplyAndMonitor",
-            "LCMState": "PendingReboot" if pending else "Idle",
-            "LCMStateDetail": "", "RebootNodeIfNeeded": False, "RefreshMode": "PUSH",
-            "PSComputerName": COMPUTER_NAME,
-        }, "Microsoft.Management.Infrastructure.CimInstance#root/Microsoft/Windows/"
-           "DesiredStateConfiguration/MSFT_DSCMetaConfiguration")
+        return custom(
+            {
+                "ActionAfterReboot": "ContinueConfiguration",
+                "ConfigurationMode": "ApplyAndMonitor",
+                "LCMState": "PendingReboot" if pending else "Idle",
+                "LCMStateDetail": "",
+                "RebootNodeIfNeeded": False,
+                "RefreshMode": "PUSH",
+                "PSComputerName": COMPUTER_NAME,
+            },
+            "Microsoft.Management.Infrastructure.CimInstance#root/Microsoft/Windows/"
+            "DesiredStateConfiguration/MSFT_DSCMetaConfiguration",
+        )
 
-    def restart_computer(self, ctx: HandlerContext, inv: Invocation,
-                         values: list[Any]) -> list[Any]:
+    def restart_computer(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         if not inv.switch("force") and self.guest.connections > 1:
             raise TerminatingError(
                 f"Failed to restart the computer {COMPUTER_NAME} with the following error "
                 "message: The system shutdown cannot be initiated because there are other users "
-                "logged on to the computer.", category="OperationStopped",
+                "logged on to the computer.",
+                category="OperationStopped",
                 error_id="RestartcomputerFailed,Microsoft.PowerShell.Commands."
-                         "RestartComputerCommand", command="Restart-Computer")
+                "RestartComputerCommand",
+                command="Restart-Computer",
+            )
         self.guest.schedule_reboot(0.3)
         return []
 
@@ -1414,8 +1708,11 @@ class DemoShell:
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text.replace("{ts}", stamp), encoding="utf-8")
-        for folder in ("C:\\Users\\Administrator\\Documents", "C:\\Windows\\Temp",
-                       "C:\\Program Files\\WindowsPowerShell\\Modules"):
+        for folder in (
+            "C:\\Users\\Administrator\\Documents",
+            "C:\\Windows\\Temp",
+            "C:\\Program Files\\WindowsPowerShell\\Modules",
+        ):
             self.guest.host_path(folder).mkdir(parents=True, exist_ok=True)
 
     def _path_argument(self, inv: Invocation) -> str:
@@ -1436,24 +1733,40 @@ class DemoShell:
     def get_filehash(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         algorithm = str(inv.get("algorithm") or "SHA256").upper()
         if algorithm not in ("SHA1", "SHA256", "SHA384", "SHA512", "MD5"):
-            raise TerminatingError(f"Cannot validate argument on parameter 'Algorithm'. The "
-                                   f"argument \"{algorithm}\" does not belong to the set.",
-                                   category="InvalidData", command="Get-FileHash")
+            raise TerminatingError(
+                f"Cannot validate argument on parameter 'Algorithm'. The "
+                f'argument "{algorithm}" does not belong to the set.',
+                category="InvalidData",
+                command="Get-FileHash",
+            )
         result = []
         guest_path = self._path_argument(inv)
         for path in self._expand(guest_path):
             if not path.is_file():
-                self._error(ctx, inv, f"Cannot find path '{guest_path}' because it does not "
-                            "exist.", "ObjectNotFound", "FileNotFound,Get-FileHash",
-                            guest_path, "System.Management.Automation.ItemNotFoundException")
+                self._error(
+                    ctx,
+                    inv,
+                    f"Cannot find path '{guest_path}' because it does not exist.",
+                    "ObjectNotFound",
+                    "FileNotFound,Get-FileHash",
+                    guest_path,
+                    "System.Management.Automation.ItemNotFoundException",
+                )
                 continue
             digest = hashlib.new(algorithm.lower())
             with path.open("rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                while block := handle.read(1 << 20):
                     digest.update(block)
-            result.append(custom({"Algorithm": algorithm, "Hash": digest.hexdigest().upper(),
-                                  "Path": self.guest.guest_path(path)},
-                                 "Microsoft.Powershell.Utility.FileHash"))
+            result.append(
+                custom(
+                    {
+                        "Algorithm": algorithm,
+                        "Hash": digest.hexdigest().upper(),
+                        "Path": self.guest.guest_path(path),
+                    },
+                    "Microsoft.Powershell.Utility.FileHash",
+                )
+            )
         return result
 
     def _expand(self, guest_path: str) -> list[Path]:
@@ -1463,16 +1776,22 @@ class DemoShell:
         return [host]
 
     def get_childitem(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
-        guest_path = str(inv.get("path", "literalpath") or
-                         (inv.positional[0] if inv.positional else
-                          "C:\\Users\\Administrator\\Documents"))
+        guest_path = str(
+            inv.get("path", "literalpath")
+            or (inv.positional[0] if inv.positional else "C:\\Users\\Administrator\\Documents")
+        )
         pattern = inv.get("filter") or inv.get("include")
         roots = self._expand(guest_path)
         if not any(r.exists() for r in roots):
-            self._error(ctx, inv, f"Cannot find path '{guest_path}' because it does not exist.",
-                        "ObjectNotFound",
-                        "PathNotFound,Microsoft.PowerShell.Commands.GetChildItemCommand",
-                        guest_path, "System.Management.Automation.ItemNotFoundException")
+            self._error(
+                ctx,
+                inv,
+                f"Cannot find path '{guest_path}' because it does not exist.",
+                "ObjectNotFound",
+                "PathNotFound,Microsoft.PowerShell.Commands.GetChildItemCommand",
+                guest_path,
+                "System.Management.Automation.ItemNotFoundException",
+            )
             return []
         items: list[Path] = []
         for root in roots:
@@ -1497,41 +1816,68 @@ class DemoShell:
         parent = full.rsplit("\\", 1)[0]
         if path.is_dir():
             return DemoObject(
-                ["System.IO.DirectoryInfo", "System.IO.FileSystemInfo",
-                 "System.MarshalByRefObject", "System.Object"],
-                {"Name": path.name, "FullName": full, "Parent": parent.rsplit("\\", 1)[-1],
-                 "Exists": True, "LastWriteTime": modified, "Mode": "d-----",
-                 "PSIsContainer": True, "PSPath": f"Microsoft.PowerShell.Core\\FileSystem::{full}",
-                 "PSComputerName": COMPUTER_NAME},
-                to_string=path.name, extended=("PSPath", "PSIsContainer", "Mode",
-                                                "PSComputerName"))
+                [
+                    "System.IO.DirectoryInfo",
+                    "System.IO.FileSystemInfo",
+                    "System.MarshalByRefObject",
+                    "System.Object",
+                ],
+                {
+                    "Name": path.name,
+                    "FullName": full,
+                    "Parent": parent.rsplit("\\", 1)[-1],
+                    "Exists": True,
+                    "LastWriteTime": modified,
+                    "Mode": "d-----",
+                    "PSIsContainer": True,
+                    "PSPath": f"Microsoft.PowerShell.Core\\FileSystem::{full}",
+                    "PSComputerName": COMPUTER_NAME,
+                },
+                to_string=path.name,
+                extended=("PSPath", "PSIsContainer", "Mode", "PSComputerName"),
+            )
         return DemoObject(
-            ["System.IO.FileInfo", "System.IO.FileSystemInfo", "System.MarshalByRefObject",
-             "System.Object"],
-            {"Name": path.name, "Length": PSInt64(stat.st_size), "DirectoryName": parent,
-             "FullName": full, "Extension": path.suffix, "Exists": True,
-             "LastWriteTime": modified, "Mode": "-a----", "PSIsContainer": False,
-             "PSPath": f"Microsoft.PowerShell.Core\\FileSystem::{full}",
-             "PSComputerName": COMPUTER_NAME},
-            to_string=path.name, extended=("PSPath", "PSIsContainer", "Mode", "PSComputerName"))
+            [
+                "System.IO.FileInfo",
+                "System.IO.FileSystemInfo",
+                "System.MarshalByRefObject",
+                "System.Object",
+            ],
+            {
+                "Name": path.name,
+                "Length": PSInt64(stat.st_size),
+                "DirectoryName": parent,
+                "FullName": full,
+                "Extension": path.suffix,
+                "Exists": True,
+                "LastWriteTime": modified,
+                "Mode": "-a----",
+                "PSIsContainer": False,
+                "PSPath": f"Microsoft.PowerShell.Core\\FileSystem::{full}",
+                "PSComputerName": COMPUTER_NAME,
+            },
+            to_string=path.name,
+            extended=("PSPath", "PSIsContainer", "Mode", "PSComputerName"),
+        )
 
     def get_content(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         guest_path = self._path_argument(inv)
         path = self.guest.host_path(guest_path)
         if not path.is_file():
-            raise TerminatingError(f"Cannot find path '{guest_path}' because it does not exist.",
-                                   category="ObjectNotFound",
-                                   error_id="PathNotFound,Microsoft.PowerShell.Commands."
-                                            "GetContentCommand", target=guest_path,
-                                   exception_type="System.Management.Automation."
-                                                  "ItemNotFoundException",
-                                   command="Get-Content")
+            raise TerminatingError(
+                f"Cannot find path '{guest_path}' because it does not exist.",
+                category="ObjectNotFound",
+                error_id="PathNotFound,Microsoft.PowerShell.Commands.GetContentCommand",
+                target=guest_path,
+                exception_type="System.Management.Automation.ItemNotFoundException",
+                command="Get-Content",
+            )
         text = path.read_text(encoding="utf-8-sig", errors="replace")
         if inv.switch("raw"):
             return [text]
         lines = text.splitlines()
         if inv.has("tail"):
-            lines = lines[-int(inv.get("tail")):]
+            lines = lines[-int(inv.get("tail")) :]
         if inv.has("totalcount", "first", "head"):
             lines = lines[: int(inv.get("totalcount", "first", "head"))]
         return list(lines)
@@ -1551,14 +1897,18 @@ class DemoShell:
         if inv.has("name"):
             guest_path = guest_path.rstrip("\\") + "\\" + str(inv.get("name"))
         path = self.guest.host_path(guest_path)
-        kind = str(inv.get("itemtype") or ("Directory" if inv.name.lower() in ("md", "mkdir")
-                                           else "File")).lower()
+        kind = str(
+            inv.get("itemtype") or ("Directory" if inv.name.lower() in ("md", "mkdir") else "File")
+        ).lower()
         if path.exists() and not inv.switch("force"):
-            raise TerminatingError(f"An item with the specified name {guest_path} already "
-                                   "exists.", category="ResourceExists",
-                                   error_id="DirectoryExist,Microsoft.PowerShell.Commands."
-                                            "NewItemCommand", target=guest_path,
-                                   exception_type="System.IO.IOException", command="New-Item")
+            raise TerminatingError(
+                f"An item with the specified name {guest_path} already exists.",
+                category="ResourceExists",
+                error_id="DirectoryExist,Microsoft.PowerShell.Commands.NewItemCommand",
+                target=guest_path,
+                exception_type="System.IO.IOException",
+                command="New-Item",
+            )
         if kind == "directory":
             path.mkdir(parents=True, exist_ok=True)
         else:
@@ -1570,10 +1920,15 @@ class DemoShell:
         guest_path = self._path_argument(inv)
         targets = self._expand(guest_path)
         if not any(t.exists() for t in targets):
-            self._error(ctx, inv, f"Cannot find path '{guest_path}' because it does not exist.",
-                        "ObjectNotFound",
-                        "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand",
-                        guest_path, "System.Management.Automation.ItemNotFoundException")
+            self._error(
+                ctx,
+                inv,
+                f"Cannot find path '{guest_path}' because it does not exist.",
+                "ObjectNotFound",
+                "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand",
+                guest_path,
+                "System.Management.Automation.ItemNotFoundException",
+            )
         for target in targets:
             if target.is_dir():
                 shutil.rmtree(target)
@@ -1583,33 +1938,39 @@ class DemoShell:
 
     def copy_item(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         source = self._path_argument(inv)
-        destination = inv.get("destination") or (inv.positional[1] if len(inv.positional) > 1
-                                                 else None)
+        destination = inv.get("destination") or (
+            inv.positional[1] if len(inv.positional) > 1 else None
+        )
         if destination is None:
             raise PSSyntaxError("Copy-Item needs -Destination.")
         target = self.guest.host_path(str(destination))
         for path in self._expand(source):
             if path.is_dir():
-                shutil.copytree(path, target / path.name if target.is_dir() else target,
-                                dirs_exist_ok=True)
+                shutil.copytree(
+                    path, target / path.name if target.is_dir() else target, dirs_exist_ok=True
+                )
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target / path.name if target.is_dir() else target)
         return []
 
-    def compress_archive(self, ctx: HandlerContext, inv: Invocation,
-                         values: list[Any]) -> list[Any]:
+    def compress_archive(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         sources = _as_list(inv.get("path") or inv.positional[0])
         destination = self.guest.host_path(str(inv.get("destinationpath")))
         if destination.suffix.lower() != ".zip":
             destination = destination.with_suffix(".zip")
         if destination.exists() and not (inv.switch("force") or inv.switch("update")):
-            raise TerminatingError(f"The archive file {self.guest.guest_path(destination)} "
-                                   "already exists. Use the -Update parameter to update the "
-                                   "existing archive file or use the -Force parameter to "
-                                   "overwrite the existing archive file.",
-                                   category="InvalidArgument", error_id="ArchiveFileExists,"
-                                   "Compress-Archive", command="Compress-Archive")
+            raise TerminatingError(
+                f"The archive file {self.guest.guest_path(destination)} "
+                "already exists. Use the -Update parameter to update the "
+                "existing archive file or use the -Force parameter to "
+                "overwrite the existing archive file.",
+                category="InvalidArgument",
+                error_id="ArchiveFileExists,Compress-Archive",
+                command="Compress-Archive",
+            )
         destination.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED) as archive:
             for source in sources:
@@ -1625,14 +1986,20 @@ class DemoShell:
     # ---- streams and misc ---------------------------------------------------------------------
 
     def write_output(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
-        return values + [v for p in inv.positional for v in _as_list(p)] + _as_list(
-            inv.get("inputobject"))
+        return (
+            values
+            + [v for p in inv.positional for v in _as_list(p)]
+            + _as_list(inv.get("inputobject"))
+        )
 
     def write_host(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         text = " ".join(to_text(v) for v in (inv.positional or [inv.get("object") or ""]))
-        ctx.host_write(text, foreground=inv.get("foregroundcolor"),
-                       background=inv.get("backgroundcolor"),
-                       no_newline=inv.switch("nonewline"))
+        ctx.host_write(
+            text,
+            foreground=inv.get("foregroundcolor"),
+            background=inv.get("backgroundcolor"),
+            no_newline=inv.switch("nonewline"),
+        )
         return []
 
     def _message(self, inv: Invocation) -> str:
@@ -1658,8 +2025,9 @@ class DemoShell:
         ctx.warning(self._message(inv))
         return []
 
-    def write_information(self, ctx: HandlerContext, inv: Invocation,
-                          values: list[Any]) -> list[Any]:
+    def write_information(
+        self, ctx: HandlerContext, inv: Invocation, values: list[Any]
+    ) -> list[Any]:
         data = inv.get("messagedata") or (inv.positional[0] if inv.positional else "")
         tags = [str(t) for t in _as_list(inv.get("tags"))] if inv.has("tags") else []
         ctx.information(data, tags=tags, source="Write-Information")
@@ -1668,20 +2036,29 @@ class DemoShell:
     def write_error(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         category = str(inv.get("category") or "NotSpecified")
         ctx.command = None
-        ctx.error(self._message(inv), category=category,
-                  error_id=inv.get("errorid") or None, target=inv.get("targetobject"))
+        ctx.error(
+            self._message(inv),
+            category=category,
+            error_id=inv.get("errorid") or None,
+            target=inv.get("targetobject"),
+        )
         return []
 
     def write_progress(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         activity = to_text(inv.get("activity") or (inv.positional[0] if inv.positional else ""))
-        status = to_text(inv.get("status") or (inv.positional[1] if len(inv.positional) > 1
-                                               else "Processing"))
-        ctx.progress(activity, status, int(inv.get("percentcomplete", default=-1)),
-                     activity_id=int(inv.get("id", default=0)),
-                     parent_id=int(inv.get("parentid", default=-1)),
-                     current_operation=inv.get("currentoperation"),
-                     seconds_remaining=int(inv.get("secondsremaining", default=-1)),
-                     completed=inv.switch("completed"))
+        status = to_text(
+            inv.get("status") or (inv.positional[1] if len(inv.positional) > 1 else "Processing")
+        )
+        ctx.progress(
+            activity,
+            status,
+            int(inv.get("percentcomplete", default=-1)),
+            activity_id=int(inv.get("id", default=0)),
+            parent_id=int(inv.get("parentid", default=-1)),
+            current_operation=inv.get("currentoperation"),
+            seconds_remaining=int(inv.get("secondsremaining", default=-1)),
+            completed=inv.switch("completed"),
+        )
         return []
 
     def start_sleep(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
@@ -1707,42 +2084,72 @@ class DemoShell:
 
     def read_host(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> Any:
         prompt = inv.get("prompt") or (inv.positional[0] if inv.positional else None)
-        return ctx.read_host(None if prompt is None else to_text(prompt),
-                             as_secure_string=inv.switch("assecurestring"))
+        return ctx.read_host(
+            None if prompt is None else to_text(prompt),
+            as_secure_string=inv.switch("assecurestring"),
+        )
 
     def get_credential(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> Any:
-        user = inv.get("username", "credential") or (inv.positional[0] if inv.positional
-                                                     else None)
+        user = inv.get("username", "credential") or (inv.positional[0] if inv.positional else None)
         return ctx.prompt_for_credential(
             "Windows PowerShell credential request",
             to_text(inv.get("message") or "Enter your credentials."),
-            None if user is None else to_text(user), "")
+            None if user is None else to_text(user),
+            "",
+        )
 
     def clear_host(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         return []
 
     def get_command(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
-        wanted = [str(w).lower() for w in _as_list(inv.get("name") or
-                                                    (inv.positional[0] if inv.positional
-                                                     else "*"))]
-        return [custom({"CommandType": "Cmdlet", "Name": name, "Version": "3.1.0.0",
-                        "Source": "SimulatedGuest"},
-                       "System.Management.Automation.CmdletInfo")
-                for name in sorted(DEMO_COMMANDS)
-                if any(fnmatch.fnmatch(name.lower(), w) for w in wanted)]
+        wanted = [
+            str(w).lower()
+            for w in _as_list(inv.get("name") or (inv.positional[0] if inv.positional else "*"))
+        ]
+        return [
+            custom(
+                {
+                    "CommandType": "Cmdlet",
+                    "Name": name,
+                    "Version": "3.1.0.0",
+                    "Source": "SimulatedGuest",
+                },
+                "System.Management.Automation.CmdletInfo",
+            )
+            for name in sorted(DEMO_COMMANDS)
+            if any(fnmatch.fnmatch(name.lower(), w) for w in wanted)
+        ]
 
-    def _error(self, ctx: HandlerContext, inv: Invocation, message: str, category: str,
-               error_id: str, target: Any, exception_type: str) -> None:
+    def _error(
+        self,
+        ctx: HandlerContext,
+        inv: Invocation,
+        message: str,
+        category: str,
+        error_id: str,
+        target: Any,
+        exception_type: str,
+    ) -> None:
         action = str(inv.get("erroraction", "ea") or "").lower()
         if action in ("silentlycontinue", "ignore"):
             return
         if action == "stop":
-            raise TerminatingError(message, category=category, error_id=error_id,
-                                   target=target, exception_type=exception_type,
-                                   command=inv.name)
+            raise TerminatingError(
+                message,
+                category=category,
+                error_id=error_id,
+                target=target,
+                exception_type=exception_type,
+                command=inv.name,
+            )
         ctx.command = inv.name
-        ctx.error(message, category=category, error_id=error_id, target=target,
-                  exception_type=exception_type)
+        ctx.error(
+            message,
+            category=category,
+            error_id=error_id,
+            target=target,
+            exception_type=exception_type,
+        )
 
 
 @PSType(["Microsoft.Windows.ServerManager.Commands.RestartState"])
@@ -1760,12 +2167,19 @@ class _ExitCode(PSEnumBase):
 
 #: every command the demo understands → its method on :class:`DemoShell`
 DEMO_COMMANDS: dict[str, str] = {
-    "Get-Service": "get_service", "Start-Service": "start_service",
-    "Stop-Service": "stop_service", "Restart-Service": "restart_service",
-    "Get-Process": "get_process", "Get-HotFix": "get_hotfix", "Get-WinEvent": "get_winevent",
-    "Get-ComputerInfo": "get_computerinfo", "Get-CimInstance": "get_ciminstance",
-    "Get-WmiObject": "get_ciminstance", "Get-Volume": "get_volume",
-    "Get-NetIPAddress": "get_netipaddress", "Get-ScheduledTask": "get_scheduledtask",
+    "Get-Service": "get_service",
+    "Start-Service": "start_service",
+    "Stop-Service": "stop_service",
+    "Restart-Service": "restart_service",
+    "Get-Process": "get_process",
+    "Get-HotFix": "get_hotfix",
+    "Get-WinEvent": "get_winevent",
+    "Get-ComputerInfo": "get_computerinfo",
+    "Get-CimInstance": "get_ciminstance",
+    "Get-WmiObject": "get_ciminstance",
+    "Get-Volume": "get_volume",
+    "Get-NetIPAddress": "get_netipaddress",
+    "Get-ScheduledTask": "get_scheduledtask",
     "Get-WindowsFeature": "get_windowsfeature",
     "Install-WindowsFeature": "install_windowsfeature",
     "Add-WindowsFeature": "install_windowsfeature",
@@ -1773,31 +2187,65 @@ DEMO_COMMANDS: dict[str, str] = {
     "Get-DscConfigurationStatus": "get_dscconfigurationstatus",
     "Test-DscConfiguration": "test_dscconfiguration",
     "Get-DscLocalConfigurationManager": "get_dsclocalconfigurationmanager",
-    "Restart-Computer": "restart_computer", "Test-Path": "test_path",
-    "Get-FileHash": "get_filehash", "Get-ChildItem": "get_childitem",
-    "Get-Content": "get_content", "Set-Content": "set_content", "New-Item": "new_item",
-    "Remove-Item": "remove_item", "Copy-Item": "copy_item",
-    "Compress-Archive": "compress_archive", "Write-Output": "write_output",
-    "Write-Host": "write_host", "Write-Verbose": "write_verbose", "Write-Debug": "write_debug",
-    "Write-Warning": "write_warning", "Write-Information": "write_information",
-    "Write-Error": "write_error", "Write-Progress": "write_progress",
-    "Start-Sleep": "start_sleep", "Get-Date": "get_date", "hostname": "hostname",
-    "whoami": "whoami", "Read-Host": "read_host", "Get-Credential": "get_credential",
-    "Clear-Host": "clear_host", "Get-Command": "get_command",
+    "Restart-Computer": "restart_computer",
+    "Test-Path": "test_path",
+    "Get-FileHash": "get_filehash",
+    "Get-ChildItem": "get_childitem",
+    "Get-Content": "get_content",
+    "Set-Content": "set_content",
+    "New-Item": "new_item",
+    "Remove-Item": "remove_item",
+    "Copy-Item": "copy_item",
+    "Compress-Archive": "compress_archive",
+    "Write-Output": "write_output",
+    "Write-Host": "write_host",
+    "Write-Verbose": "write_verbose",
+    "Write-Debug": "write_debug",
+    "Write-Warning": "write_warning",
+    "Write-Information": "write_information",
+    "Write-Error": "write_error",
+    "Write-Progress": "write_progress",
+    "Start-Sleep": "start_sleep",
+    "Get-Date": "get_date",
+    "hostname": "hostname",
+    "whoami": "whoami",
+    "Read-Host": "read_host",
+    "Get-Credential": "get_credential",
+    "Clear-Host": "clear_host",
+    "Get-Command": "get_command",
 }
 
 _FILTERS = {
-    "where-object": "where_object", "select-object": "select_object",
-    "sort-object": "sort_object", "measure-object": "measure_object",
-    "group-object": "group_object", "foreach-object": "foreach_object",
-    "out-null": "out_null", "format-table": "format_table", "format-list": "format_list",
-    "out-string": "out_string", "convertto-json": "convertto_json",
-    "convertto-csv": "convertto_csv", "export-csv": "export_csv",
+    "where-object": "where_object",
+    "select-object": "select_object",
+    "sort-object": "sort_object",
+    "measure-object": "measure_object",
+    "group-object": "group_object",
+    "foreach-object": "foreach_object",
+    "out-null": "out_null",
+    "format-table": "format_table",
+    "format-list": "format_list",
+    "out-string": "out_string",
+    "convertto-json": "convertto_json",
+    "convertto-csv": "convertto_csv",
+    "export-csv": "export_csv",
 }
 
 _OPERATORS = {
-    "eq", "ne", "gt", "ge", "lt", "le", "like", "notlike", "match", "notmatch", "contains",
-    "notcontains", "in", "notin",
+    "eq",
+    "ne",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "like",
+    "notlike",
+    "match",
+    "notmatch",
+    "contains",
+    "notcontains",
+    "in",
+    "notin",
 }
 
 
@@ -1809,7 +2257,19 @@ _OPERATORS = {
 def _is_expression(head: str) -> bool:
     stripped = head.strip()
     return stripped.startswith(("$", "'", '"', "(", "@(", "[", "-not", "!")) or bool(
-        re.match(r"^-?\d", stripped))
+        re.match(r"^-?\d", stripped)
+    )
+
+
+def _resource_kind(resource: dict[str, str], resource_id: str) -> str:
+    """``windowsfeature``, ``file`` or the MOF class: compiled MOFs name the CIM class
+    (``MSFT_RoleResource``), the ResourceID keeps the DSC resource name (``[WindowsFeature]x``)."""
+    class_name = resource["class"].lower()
+    if class_name == "msft_roleresource" or resource_id.lower().startswith("[windowsfeature]"):
+        return "windowsfeature"
+    if class_name == "msft_filedirectoryconfiguration" or resource_id.lower().startswith("[file]"):
+        return "file"
+    return class_name
 
 
 def _not_found(ctx: HandlerContext, name: str) -> TerminatingError:
@@ -1862,23 +2322,37 @@ def get_member(value: Any, name: str) -> Any:
     if isinstance(value, str):
         return len(value) if lowered == "length" else None
     if isinstance(value, _dt.datetime):
-        attributes = {"year": value.year, "month": value.month, "day": value.day,
-                      "hour": value.hour, "minute": value.minute, "second": value.second,
-                      "dayofweek": value.strftime("%A"), "date": value.replace(
-                          hour=0, minute=0, second=0, microsecond=0)}
+        attributes = {
+            "year": value.year,
+            "month": value.month,
+            "day": value.day,
+            "hour": value.hour,
+            "minute": value.minute,
+            "second": value.second,
+            "dayofweek": value.strftime("%A"),
+            "date": value.replace(hour=0, minute=0, second=0, microsecond=0),
+        }
         return attributes.get(lowered)
     if isinstance(value, _dt.timedelta):
         seconds = value.total_seconds()
-        attributes = {"totalseconds": seconds, "totalminutes": seconds / 60,
-                      "totalhours": seconds / 3600, "totaldays": seconds / 86400,
-                      "days": value.days, "hours": int(seconds // 3600) % 24,
-                      "minutes": int(seconds // 60) % 60}
+        attributes = {
+            "totalseconds": seconds,
+            "totalminutes": seconds / 60,
+            "totalhours": seconds / 3600,
+            "totaldays": seconds / 86400,
+            "days": value.days,
+            "hours": int(seconds // 3600) % 24,
+            "minutes": int(seconds // 60) % 60,
+        }
         return attributes.get(lowered)
     if isinstance(value, PSVersion):
         parts = str(value).split(".")
         keys = ["major", "minor", "build", "revision"]
-        return int(parts[keys.index(lowered)]) if lowered in keys and keys.index(lowered) < len(
-            parts) else None
+        return (
+            int(parts[keys.index(lowered)])
+            if lowered in keys and keys.index(lowered) < len(parts)
+            else None
+        )
     ps_object = getattr(value, "PSObject", None)
     if ps_object is not None:
         try:
@@ -1949,8 +2423,12 @@ def _csv_lines(values: list[Any], type_information: bool) -> list[str]:
         lines.append(f"#TYPE {first.type_name}")
     writer.writerow(names)
     for value in values:
-        writer.writerow([to_text(get_member(value, n)) if isinstance(value, DemoObject)
-                         else to_text(value) for n in names])
+        writer.writerow(
+            [
+                to_text(get_member(value, n)) if isinstance(value, DemoObject) else to_text(value)
+                for n in names
+            ]
+        )
     lines.extend(buffer.getvalue().splitlines())
     return lines
 
@@ -1958,10 +2436,13 @@ def _csv_lines(values: list[Any], type_information: bool) -> list[str]:
 #: PowerShell's default table columns for the demo types (what Format-Table would pick)
 DEFAULT_COLUMNS = {
     "System.ServiceProcess.ServiceController": ["Status", "Name", "DisplayName"],
-    "System.Diagnostics.Process": ["Handles", "NPM", "PM", "WS", "CPU", "Id", "SI",
-                                   "ProcessName"],
-    "System.Diagnostics.Eventing.Reader.EventLogRecord": ["TimeCreated", "Id",
-                                                          "LevelDisplayName", "Message"],
+    "System.Diagnostics.Process": ["Handles", "NPM", "PM", "WS", "CPU", "Id", "SI", "ProcessName"],
+    "System.Diagnostics.Eventing.Reader.EventLogRecord": [
+        "TimeCreated",
+        "Id",
+        "LevelDisplayName",
+        "Message",
+    ],
     "Microsoft.Windows.ServerManager.Commands.Feature": ["DisplayName", "Name", "InstallState"],
 }
 
@@ -1979,21 +2460,36 @@ def render_table(values: list[Any], names: list[Any] | None) -> str:
     columns = [str(n) for n in names]
     rows = [[to_text(get_member(v, c)) for c in columns] for v in values]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    lines = ["", " ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
-             " ".join("-" * len(c) + " " * (w - len(c))
-                      for c, w in zip(columns, widths, strict=True)).rstrip()]
-    lines.extend(" ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                 for row in rows)
+    lines = [
+        "",
+        " ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+        " ".join(
+            "-" * len(c) + " " * (w - len(c)) for c, w in zip(columns, widths, strict=True)
+        ).rstrip(),
+    ]
+    lines.extend(
+        " ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
     return "\n".join(lines) + "\n"
 
 
 def _ps_version_table() -> PSDict:
     table = PSDict()
-    table.PSObject.type_names = ["System.Management.Automation.PSVersionHashTable",
-                                 "System.Collections.Hashtable", "System.Object"]
+    table.PSObject.type_names = [
+        "System.Management.Automation.PSVersionHashTable",
+        "System.Collections.Hashtable",
+        "System.Object",
+    ]
     for key, value in PS_VERSION_TABLE.items():
-        if key in ("PSVersion", "BuildVersion", "CLRVersion", "WSManStackVersion",
-                   "PSRemotingProtocolVersion", "SerializationVersion"):
+        if key in (
+            "PSVersion",
+            "BuildVersion",
+            "CLRVersion",
+            "WSManStackVersion",
+            "PSRemotingProtocolVersion",
+            "SerializationVersion",
+        ):
             table[key] = PSVersion(str(value))
         elif key == "PSCompatibleVersions":
             table[key] = [PSVersion(v) for v in value]
@@ -2003,8 +2499,14 @@ def _ps_version_table() -> PSDict:
 
 
 def _dotnet_to_strftime(fmt: str) -> str:
-    for dotnet, python in (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"),
-                           ("mm", "%M"), ("ss", "%S")):
+    for dotnet, python in (
+        ("yyyy", "%Y"),
+        ("MM", "%m"),
+        ("dd", "%d"),
+        ("HH", "%H"),
+        ("mm", "%M"),
+        ("ss", "%S"),
+    ):
         fmt = fmt.replace(dotnet, python)
     return fmt
 

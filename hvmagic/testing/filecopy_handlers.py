@@ -30,24 +30,33 @@ def _not_found(ctx: HandlerContext, guest_path: str) -> Exception:
 
     return TerminatingError(
         f"Cannot find path '{guest_path}' because it does not exist.",
-        category="ObjectNotFound", error_id="PathNotFound,Microsoft.PowerShell.Commands."
-        "GetItemCommand", target=guest_path,
+        category="ObjectNotFound",
+        error_id="PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand",
+        target=guest_path,
         exception_type="System.Management.Automation.ItemNotFoundException",
-        command="Get-Item")
+        command="Get-Item",
+    )
 
 
 def _throw(text: str) -> Exception:
     from hvmagic.testing.guest import TerminatingError
 
-    return TerminatingError(text, category="OperationStopped", error_id=text,
-                            exception_type="System.Management.Automation.RuntimeException")
+    return TerminatingError(
+        text,
+        category="OperationStopped",
+        error_id=text,
+        exception_type="System.Management.Automation.RuntimeException",
+    )
 
 
 def _stat(ctx: HandlerContext) -> dict[str, Any]:
     guest_path = str(_parameter(ctx, "path"))
     host = ctx.guest.host_path(guest_path)
-    return {"Exists": host.exists(), "IsDirectory": host.is_dir(),
-            "FullName": ctx.guest.guest_path(host) if host.exists() else guest_path}
+    return {
+        "Exists": host.exists(),
+        "IsDirectory": host.is_dir(),
+        "FullName": ctx.guest.guest_path(host) if host.exists() else guest_path,
+    }
 
 
 def _mkdir(ctx: HandlerContext) -> None:
@@ -72,8 +81,7 @@ def _to_chunk(ctx: HandlerContext) -> int:
     try:
         data = base64.b64decode(str(_parameter(ctx, "data")), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise _throw(f'Exception calling "FromBase64String" with "1" argument(s): "{exc}"') \
-            from exc
+        raise _throw(f'Exception calling "FromBase64String" with "1" argument(s): "{exc}"') from exc
     with partial.open("ab") as handle:
         handle.write(data)
         return handle.tell()
@@ -107,8 +115,11 @@ def _abort(ctx: HandlerContext) -> None:
 def _from_list(ctx: HandlerContext) -> list[dict[str, Any]]:
     guest_path = str(_parameter(ctx, "path"))
     host = ctx.guest.host_path(guest_path)
-    matches = sorted(host.parent.glob(host.name)) if any(c in host.name for c in "*?[") \
+    matches = (
+        sorted(host.parent.glob(host.name))
+        if any(c in host.name for c in "*?[")
         else ([host] if host.exists() else [])
+    )
     if not matches:
         raise _not_found(ctx, guest_path)
     entries: list[dict[str, Any]] = []
@@ -117,17 +128,28 @@ def _from_list(ctx: HandlerContext) -> list[dict[str, Any]]:
         if item.is_dir():
             if not _parameter(ctx, "recurse", False):
                 raise _throw(f"{_ERROR_PREFIX}is-directory:{full}")
-            entries.append({"RelativePath": item.name, "FullName": full, "IsDirectory": True,
-                            "Length": 0})
+            entries.append(
+                {"RelativePath": item.name, "FullName": full, "IsDirectory": True, "Length": 0}
+            )
             for child in sorted(item.rglob("*")):
                 relative = "\\".join((item.name, *child.relative_to(item).parts))
-                entries.append({"RelativePath": relative,
-                                "FullName": ctx.guest.guest_path(child),
-                                "IsDirectory": child.is_dir(),
-                                "Length": 0 if child.is_dir() else child.stat().st_size})
+                entries.append(
+                    {
+                        "RelativePath": relative,
+                        "FullName": ctx.guest.guest_path(child),
+                        "IsDirectory": child.is_dir(),
+                        "Length": 0 if child.is_dir() else child.stat().st_size,
+                    }
+                )
         else:
-            entries.append({"RelativePath": item.name, "FullName": full, "IsDirectory": False,
-                            "Length": item.stat().st_size})
+            entries.append(
+                {
+                    "RelativePath": item.name,
+                    "FullName": full,
+                    "IsDirectory": False,
+                    "Length": item.stat().st_size,
+                }
+            )
     return entries
 
 

@@ -240,6 +240,7 @@ def make_error_record(
         raise ValueError(f"unknown PowerShell ErrorCategory {category!r}") from exc
     short_type = exception_type.rsplit(".", 1)[-1]
     target_type = None if target is None else _ps_type_name(target)
+    invocation = make_invocation_info(script, command)
     record = ErrorRecord(
         Exception=make_exception(message, exception_type),
         CategoryInfo=ErrorCategoryInfo(
@@ -251,9 +252,9 @@ def make_error_record(
         ),
         TargetObject=target,
         FullyQualifiedErrorId=error_id or short_type,
-        InvocationInfo=make_invocation_info(script, command),
+        InvocationInfo=invocation,
         PipelineIterationInfo=PSList([0, 1]),
-        ScriptStackTrace=f"at <ScriptBlock>, <No file>: line {position_message(script, command)[1]}",
+        ScriptStackTrace=f"at <ScriptBlock>, <No file>: line {invocation.ScriptLineNumber}",
     )
     record.serialize_extended_info = True
     return record
@@ -301,8 +302,16 @@ def to_ps_value(value: Any) -> Any:
         return PSDouble(value)
     if isinstance(value, _dt.datetime):
         aware = value if value.tzinfo else value.astimezone()
-        return PSDateTime(aware.year, aware.month, aware.day, aware.hour, aware.minute,
-                          aware.second, aware.microsecond, tzinfo=aware.tzinfo)
+        return PSDateTime(
+            aware.year,
+            aware.month,
+            aware.day,
+            aware.hour,
+            aware.minute,
+            aware.second,
+            aware.microsecond,
+            tzinfo=aware.tzinfo,
+        )
     if isinstance(value, _dt.timedelta):
         return PSDuration(seconds=value.total_seconds())
     return value
@@ -397,7 +406,7 @@ class HandlerContext:
         text = str(path_or_text)
         if not text.lstrip().startswith("<"):
             text = Path(path_or_text).read_text(encoding="utf-8-sig")
-        values = deserialize_clixml(text)
+        values = deserialize_clixml(text, self._connection.pool._cipher)
         for value in values:
             _strip_one_deserialized(value)
             self.output(value)
@@ -540,7 +549,15 @@ class HandlerContext:
         if prompt is None:
             method = "ReadLineAsSecureString" if as_secure_string else "ReadLine"
             return self.host_call(method)
-        field_description = FieldDescription(name=prompt, label="")
+        field_description = FieldDescription(
+            Name=prompt,
+            ParameterTypeName="String",
+            ParameterTypeFullName="System.String",
+            ParameterAssemblyFullName=(
+                "mscorlib, Version=4.0.0.0, Culture=neutral, PublicKeyToken=b77a5c561934e089"
+            ),
+            Label="",
+        )
         if as_secure_string:
             field_description.ParameterTypeName = "SecureString"
             field_description.ParameterTypeFullName = "System.Security.SecureString"
@@ -570,7 +587,7 @@ class HandlerContext:
         self, caption: str, message: str, choices: list[str], default: int = -1
     ) -> int:
         descriptions = [
-            ChoiceDescription.ToPSObjectForRemoting(ChoiceDescription(label=c), for_host=True)
+            ChoiceDescription.ToPSObjectForRemoting(ChoiceDescription(Label=c), for_host=True)
             for c in choices
         ]
         return int(self.host_call("PromptForChoice", caption, message, descriptions, default))
@@ -753,13 +770,13 @@ class _GuestConnection:
             running.pipeline.start()
             started.append(running)
         elif isinstance(event, psrpcore.PipelineInputEvent):
-            running = self.pipelines.get(event.pipeline_id)  # type: ignore[arg-type]
+            running = self.pipelines.get(event.pipeline_id)
             if running is not None:
                 with running.input_cond:
                     running.input_items.append(event.data)
                     running.input_cond.notify_all()
         elif isinstance(event, psrpcore.EndOfPipelineInputEvent):
-            running = self.pipelines.get(event.pipeline_id)  # type: ignore[arg-type]
+            running = self.pipelines.get(event.pipeline_id)
             if running is not None:
                 with running.input_cond:
                     running.input_done = True

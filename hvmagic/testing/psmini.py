@@ -252,9 +252,25 @@ def parse_invocation(
     parameters, switches = (known or {}).get(name.lower(), ((), ()))
     all_names = [p.lower() for p in (*parameters, *switches)]
     switch_names = {s.lower() for s in switches} | {
-        "verbose", "debug", "force", "passthru", "recurse", "wait", "whatif", "confirm",
-        "descending", "unique", "asjob", "file", "directory", "noelement", "notypeinformation",
-        "compress", "completed", "asstring", "list",
+        "verbose",
+        "debug",
+        "force",
+        "passthru",
+        "recurse",
+        "wait",
+        "whatif",
+        "confirm",
+        "descending",
+        "unique",
+        "asjob",
+        "file",
+        "directory",
+        "noelement",
+        "notypeinformation",
+        "compress",
+        "completed",
+        "asstring",
+        "list",
     }
     named: dict[str, Any] = {}
     positional: list[Any] = []
@@ -300,7 +316,8 @@ _TOKEN = re.compile(
       | (?P<num>0x[0-9a-fA-F]+|\d+(?:\.\d+)?(?:kb|mb|gb|tb|pb)?)(?![\w])
       | (?P<type>\[[A-Za-z_][\w.]*(?:\[\])?\])
       | (?P<var>\$(?:\{[^}]+\}|[A-Za-z_]\w*(?::\w+)?|_|\?))
-      | (?P<op>-(?:c|i)?(?:eq|ne|gt|ge|lt|le|like|notlike|match|notmatch|contains|notcontains|in|notin)\b
+      | (?P<op>-(?:c|i)?(?:eq|ne|gt|ge|lt|le|like|notlike|match|notmatch|contains|notcontains
+                          |in|notin)\b
                |-(?:and|or|not|xor|is|isnot|join|split|replace|f)\b)
       | (?P<sym>::|\.\.|[()\[\],.+\-*/%!=@{};])
       | (?P<word>[A-Za-z_][\w-]*)
@@ -318,7 +335,7 @@ def tokenize_expression(text: str) -> list[tuple[str, str]]:
         if match is None or match.end() == pos:
             if text[pos:].strip() == "":
                 break
-            raise PSSyntaxError(f"Unexpected token '{text[pos:pos + 20]}' in expression.")
+            raise PSSyntaxError(f"Unexpected token '{text[pos : pos + 20]}' in expression.")
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind)))
         pos = match.end()
@@ -359,7 +376,9 @@ class ExpressionEvaluator:
         try:
             value = self._logical()
             if self._pos < len(self._tokens):
-                raise PSSyntaxError(f"Unexpected token '{self._tokens[self._pos][1]}' in expression.")
+                raise PSSyntaxError(
+                    f"Unexpected token '{self._tokens[self._pos][1]}' in expression."
+                )
             return value
         finally:
             self._tokens, self._pos = saved
@@ -410,9 +429,7 @@ class ExpressionEvaluator:
     def _comparison(self) -> Any:
         left = self._additive()
         token = self._peek()
-        if token and token[0] == "op" and token[1].lower() not in (
-            "-and", "-or", "-xor", "-not"
-        ):
+        if token and token[0] == "op" and token[1].lower() not in ("-and", "-or", "-xor", "-not"):
             self._pos += 1
             right = self._additive()
             return compare(token[1].lower(), left, right)
@@ -542,8 +559,9 @@ class ExpressionEvaluator:
             name = match.group(2).strip("{}")
             return to_text(self._variables(name))
 
-        result = re.sub(r"\$\(((?:[^()]|\([^()]*\))*)\)|\$(\{[^}]+\}|[A-Za-z_]\w*(?::\w+)?|_)",
-                        replace, body)
+        result = re.sub(
+            r"\$\(((?:[^()]|\([^()]*\))*)\)|\$(\{[^}]+\}|[A-Za-z_]\w*(?::\w+)?|_)", replace, body
+        )
         return _unescape_backticks(result)
 
 
@@ -650,7 +668,7 @@ def compare(op: str, left: Any, right: Any) -> Any:
         result = re.search(to_text(right), to_text(left), flags) is not None
         return result if base == "-match" else not result
     if base == "-replace":
-        pattern, replacement = (right + [""])[:2] if isinstance(right, list) else (right, "")
+        pattern, replacement = ([*right, ""])[:2] if isinstance(right, list) else (right, "")
         return re.sub(to_text(pattern), to_text(replacement), to_text(left), flags=re.IGNORECASE)
     if base == "-join":
         items = left if isinstance(left, list) else [left]
@@ -659,8 +677,9 @@ def compare(op: str, left: Any, right: Any) -> Any:
         return re.split(to_text(right), to_text(left), flags=re.IGNORECASE)
     if base == "-f":
         args = right if isinstance(right, list) else [right]
-        return re.sub(r"\{(\d+)(?::[^}]*)?\}", lambda m: to_text(args[int(m.group(1))]),
-                      to_text(left))
+        return re.sub(
+            r"\{(\d+)(?::[^}]*)?\}", lambda m: to_text(args[int(m.group(1))]), to_text(left)
+        )
     if case_sensitive and isinstance(left, str):
         a, b = left, to_text(right)
     else:
@@ -686,8 +705,22 @@ def compare(op: str, left: Any, right: Any) -> Any:
 
 
 _BASE_OPS = {
-    "eq", "ne", "gt", "ge", "lt", "le", "like", "notlike", "match", "notmatch", "contains",
-    "notcontains", "in", "notin", "replace", "split",
+    "eq",
+    "ne",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "like",
+    "notlike",
+    "match",
+    "notmatch",
+    "contains",
+    "notcontains",
+    "in",
+    "notin",
+    "replace",
+    "split",
 }
 
 
@@ -723,7 +756,7 @@ def _as_number(value: Any) -> int | float:
         return value
     number = parse_number(str(value).strip())
     if number is None:
-        raise PSSyntaxError(f"Cannot convert value \"{value}\" to type \"System.Int32\".")
+        raise PSSyntaxError(f'Cannot convert value "{value}" to type "System.Int32".')
     return number
 
 
@@ -744,8 +777,13 @@ def _index(value: Any, index: Any) -> Any:
 
 
 def parse_datetime(text: str) -> _dt.datetime:
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d", "%m/%d/%Y %H:%M:%S",
-                "%m/%d/%Y"):
+    for fmt in (
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d",
+        "%m/%d/%Y %H:%M:%S",
+        "%m/%d/%Y",
+    ):
         try:
             return _dt.datetime.strptime(text.strip(), fmt).astimezone()
         except ValueError:
@@ -759,8 +797,13 @@ def parse_datetime(text: str) -> _dt.datetime:
 def call_method(value: Any, name: str, args: list[Any]) -> Any:
     lowered = name.lower()
     if isinstance(value, _dt.datetime):
-        units = {"adddays": "days", "addhours": "hours", "addminutes": "minutes",
-                 "addseconds": "seconds", "addmilliseconds": "milliseconds"}
+        units = {
+            "adddays": "days",
+            "addhours": "hours",
+            "addminutes": "minutes",
+            "addseconds": "seconds",
+            "addmilliseconds": "milliseconds",
+        }
         if lowered in units:
             return value + _dt.timedelta(**{units[lowered]: float(args[0])})
         if lowered == "tostring":
@@ -802,8 +845,7 @@ def call_method(value: Any, name: str, args: list[Any]) -> Any:
 
 
 def _dotnet_format(fmt: str) -> str:
-    mapping = [("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"),
-               ("ss", "%S")]
+    mapping = [("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S")]
     for dotnet, python in mapping:
         fmt = fmt.replace(dotnet, python)
     return fmt
@@ -827,9 +869,10 @@ def static_call(type_name: str, member: str, args: list[Any]) -> Any:
             result = round(float(args[0]), digits)
             return int(result) if digits == 0 else result
         if member in ("floor", "ceiling", "abs", "sqrt"):
-            function = {"floor": math.floor, "ceiling": math.ceil, "abs": abs,
-                        "sqrt": math.sqrt}[member]
-            return function(float(args[0]))
+            functions: dict[str, Callable[[float], float]] = {
+                "floor": math.floor, "ceiling": math.ceil, "abs": abs, "sqrt": math.sqrt,
+            }
+            return functions[member](float(args[0]))
         if member in ("max", "min"):
             return (max if member == "max" else min)(args[0], args[1])
     if type_name in ("datetime", "system.datetime") and member == "parse":
@@ -851,8 +894,9 @@ def static_member(type_name: str, member: str) -> Any:
         if member == "utcnow":
             return _dt.datetime.now(_dt.timezone.utc)
         if member == "today":
-            return _dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0,
-                                                           microsecond=0)
+            return (
+                _dt.datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+            )
     if type_name in ("environment", "system.environment") and member == "machinename":
         return "SIMULATED-GUEST"
     raise PSSyntaxError(f"[{type_name}]::{member} is not understood by the simulated guest.")
@@ -860,7 +904,7 @@ def static_member(type_name: str, member: str) -> Any:
 
 def cast(type_name: str, value: Any) -> Any:
     if type_name in ("int", "int32", "long", "int64"):
-        return int(round(_as_number(value)))
+        return round(_as_number(value))
     if type_name in ("double", "float", "decimal", "single"):
         return float(_as_number(value))
     if type_name in ("string",):
