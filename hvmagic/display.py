@@ -332,6 +332,7 @@ class ProgressView:
         self._clock = clock
         self._last_shown: float | None = None
         self._dirty = False
+        self._cleared = False
         #: how many times the display was shown/updated (first show included); for diagnostics
         self.updates = 0
 
@@ -355,8 +356,9 @@ class ProgressView:
     def finish(self) -> None:
         """The pipeline ended: remove whatever is still shown (PowerShell does the same)."""
         self._activities.clear()
-        if self._sink is not None and self.updates:
+        if self._sink is not None and self.updates and not self._cleared:
             self._sink.clear()
+            self._cleared = True
 
     # internals ------------------------------------------------------------------------------
     def _next_order(self) -> int:
@@ -422,10 +424,12 @@ class ProgressView:
         self._last_shown = now
         self._dirty = False
         if not self._activities:
-            if self.updates:
+            if self.updates and not self._cleared:
                 self._sink.clear()
+                self._cleared = True
             return
         self._sink.show(self.render())
+        self._cleared = False
         self.updates += 1
 
     def render(self) -> MimeBundle:

@@ -855,7 +855,17 @@ class VmMagics(Magics):
         )
         session = entry.session
         try:
-            result = session.run(
+            result = self._run_with_live_display(session, script, parameters, timeout, live,
+                                                 entry)
+        finally:
+            live.finish()  # whatever happened, no progress bar stays behind
+        self._finish_run(result, columns, args.raw, out_var, raise_on_error, live)
+
+    def _run_with_live_display(self, session: Any, script: str, parameters: dict[str, Any],
+                               timeout: float | None, live: hvdisplay.LiveRenderer,
+                               entry: SessionEntry) -> Any:
+        try:
+            return session.run(
                 script, parameters=parameters or None, timeout=timeout, on_event=live.on_event
             )
         except KeyboardInterrupt:
@@ -866,9 +876,9 @@ class VmMagics(Magics):
         except PipelineTimeoutError as exc:
             live.finish()
             self._show_partial(exc.result, live)
+            limit = f"the {timeout:g} s timeout" if timeout is not None else "its timeout"
             raise PowerShellError(
-                f"Pipeline stopped after the {timeout:g} s timeout; session {entry.alias!r} is "
-                "still usable",
+                f"Pipeline stopped after {limit}; session {entry.alias!r} is still usable",
                 result=exc.result,
             ) from None
         except RemoteError as exc:
@@ -898,9 +908,11 @@ class VmMagics(Magics):
             # answer, a protocol error): one line, no traceback
             live.finish()
             raise PowerShellError(_first_line(exc)) from None
-        live.finish()
+
+    def _finish_run(self, result: Any, columns: str | list[str], raw: bool, out_var: str | None,
+                    raise_on_error: bool, live: hvdisplay.LiveRenderer) -> None:
         live.show_missing_errors(list(result.errors))
-        value = self._show_output(result, columns, args.raw, out_var)
+        value = self._show_output(result, columns, raw, out_var)
         if out_var:
             self._shell.user_ns[out_var] = value
         self._shell.user_ns[LAST_RESULT_VAR] = result

@@ -153,6 +153,10 @@ def test_progress_nested_activities_update_and_removal() -> None:
     assert view.activities == []
     assert sink.cleared == 1
     view.finish()
+    assert sink.cleared == 1  # already removed: finishing twice does not clear twice
+    view.update(ProgressRecord("Again", 3, "x"))
+    view.finish()
+    view.finish()
     assert sink.cleared == 2
 
 
