@@ -622,7 +622,11 @@ class VmMagics(Magics):
             self._adopt_session(args)
             return
         via = args.via or ("replay" if args.replay else "auto")
-        name = args.name or ("demo" if via == "sim" else None)
+        name = args.name
+        if not name and via == "sim":
+            name = "demo"
+        elif not name and args.replay:
+            name = os.path.splitext(os.path.basename(args.replay))[0]  # the recording's name
         if not name:
             raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
         alias = args.alias or name

@@ -478,6 +478,10 @@ def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
     assert kw["configuration"] == "JEA" and kw["record"] == "r.yml"
     assert "Sup3r-Secret!" not in captured.stdout + captured.stderr
     assert captured.stdout == "Connected 'm': FAKE guest 'mgmtvm'. It is the default session.\n"
+    with capture_output():
+        ip.run_line_magic("vmconnect", "--replay runs/triage.json")
+    assert seen[-1]["target"] == "triage" and seen[-1]["via"] == "replay"
+    assert seen[-1]["replay"] == "runs/triage.json" and "password" not in seen[-1]
     # getpass (through hvmagic.credentials) when no other source has one
     monkeypatch.delenv("HVMAGIC_PASSWORD", raising=False)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "typed-pw")
