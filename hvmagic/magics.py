@@ -51,6 +51,7 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validat
 
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
+from hvmagic.credentials import get_password
 from hvmagic.errors import (
     EncodeError,
     FileCopyError,
@@ -675,17 +676,9 @@ class VmMagics(Magics):
 
     @staticmethod
     def _password_from_sources(username: str) -> SecureString:
+        """HVMAGIC_PASSWORD, keyring, else the frontend's password box (hvmagic.credentials)."""
         try:
-            credentials = importlib.import_module("hvmagic.credentials")
-        except ImportError:
-            credentials = None
-        try:
-            if credentials is not None and hasattr(credentials, "get_password"):
-                secret = credentials.get_password(username)
-                if isinstance(secret, SecureString):
-                    return secret
-                return SecureString(str(secret))
-            return SecureString(getpass.getpass(f"Password for {username}: "))
+            return get_password(username)
         except NotImplementedError as exc:
             # ipykernel raises StdinNotImplementedError when the frontend cannot prompt
             # (nbclient, papermill): say how to give the password instead
