@@ -27,6 +27,7 @@ the escape because IPython already has a ``%%python`` magic that runs a *subproc
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import importlib
 import keyword
@@ -1176,6 +1177,9 @@ def load_ipython_extension(ipython: Any) -> None:
     # "%%vmps" line is handled exactly like one the user typed
     ipython.input_transformers_cleanup.insert(0, magics.cell_mode)
     ipython._hvmagic_magics = magics
+    # close sessions when the kernel exits, so a guest frees its runspace at once instead of
+    # waiting for the dead connection to time out
+    atexit.register(magics.close_all)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -1184,6 +1188,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     if magics is None:
         return
     magics.close_all()
+    atexit.unregister(magics.close_all)
     if magics.cell_mode in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.remove(magics.cell_mode)
     table = ipython.magics_manager.magics
