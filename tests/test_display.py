@@ -250,3 +250,16 @@ def test_error_prefix_uses_invocation_name_like_powershell() -> None:
     lines = display.error_text(ampersand).splitlines()
     assert lines[0].startswith("Get-Service : ")
     assert lines[-1] == "    + PSComputerName        : WEB01"
+
+
+def test_guest_text_cannot_inject_html_into_the_notebook() -> None:
+    hostile = "<script>alert(1)</script>"
+    frame = pd.DataFrame({"Name": [hostile]})
+    assert hostile not in display.render_frame(frame, 5)["text/html"]
+    assert "&lt;script&gt;" in display.render_frame(frame, 5)["text/html"]
+    for stream in display.TEXT_STREAMS:
+        assert hostile not in display.render_stream(stream, hostile)["text/html"]
+    sink = RecordingSink()
+    view = display.ProgressView("bar", sink, min_interval=0)
+    view.update(ProgressRecord(hostile, 1, hostile, current_operation=hostile))
+    assert hostile not in sink.shown[-1]["text/html"]
