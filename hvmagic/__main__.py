@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,10 +99,17 @@ def run_notebook(
     )
     started = time.monotonic()
     errors: list[str] = []
-    try:
-        client.execute(env=_kernel_env())
-    except CellExecutionError as exc:
-        errors.append(f"{exc.ename}: {exc.evalue}")
+    with tempfile.TemporaryDirectory(prefix="hvmagic-kernel-") as sockets:
+        if os.name == "posix":
+            # local IPC sockets instead of loopback TCP: nothing listens on a port, and the
+            # kernel has no reason to warn about unencrypted TCP in the demo's output
+            client.km = client.create_kernel_manager()
+            client.km.transport = "ipc"
+            client.km.ip = os.path.join(sockets, "kernel")
+        try:
+            client.execute(env=_kernel_env())
+        except CellExecutionError as exc:
+            errors.append(f"{exc.ename}: {exc.evalue}")
     seconds = time.monotonic() - started
     executed = output_dir / notebook.name
     nbformat.write(nb, str(executed))
