@@ -29,6 +29,7 @@ from nbclient import NotebookClient
 REPO = Path(__file__).resolve().parent.parent
 ENV_SECRET = "EnvPw-7f3a-NEVER-SHOWN"
 GETPASS_SECRET = "Getpass-91c2-NEVER-SHOWN"
+TYPED_SECRET = "Typed-44d0-NEVER-SHOWN"
 HOSTILE = "'; Remove-Item C:\\ -Recurse; '$(Stop-Computer) {x} `$x"
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
@@ -124,7 +125,8 @@ CELLS: list[tuple[str, str, list[str]]] = [
                    "Path('bundle.bin').read_bytes())", []),
     ("secret_scan",
      "import os\n"
-     "secrets = [os.environ['HVMAGIC_TEST_PW'], os.environ['HVMAGIC_TEST_GETPASS']]\n"
+     "secrets = [os.environ['HVMAGIC_TEST_PW'], os.environ['HVMAGIC_TEST_GETPASS'],\n"
+     "           os.environ['HVMAGIC_TEST_TYPED']]\n"
      "hits = [k for k, v in list(globals().items()) if k not in ('secrets', 'os')\n"
      "        and not k.startswith('_') and any(s in repr(v) for s in secrets)]\n"
      "print('hits:', hits)", []),
@@ -137,6 +139,8 @@ class Executed:
     index: dict[str, int]
     messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    stdin_requests: list[dict[str, Any]] = field(default_factory=list)
+    typed_connect_output: str = ""
     saved: Path | None = None
     ipython_dir: Path | None = None
 
@@ -174,6 +178,29 @@ class RecordingClient(NotebookClient):
         return super().process_message(msg, cell, cell_index)
 
 
+def type_password_into_the_frontend(client: NotebookClient, result: Executed) -> None:
+    """A user at a real frontend: the kernel's own getpass sends an input_request marked as a
+    password (so the frontend masks it) and the answer goes back on the stdin channel."""
+    kc = client.kc
+    assert kc is not None
+    kc.execute_interactive("del get_ipython().kernel.getpass", timeout=20)  # the real one again
+    printed: list[str] = []
+
+    def on_output(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            printed.append(msg["content"]["text"])
+
+    def on_stdin(msg: dict[str, Any]) -> None:
+        result.stdin_requests.append(msg["content"])
+        kc.input(TYPED_SECRET)
+
+    reply = kc.execute_interactive("%vmconnect typed --via sim -u administrator",
+                                   allow_stdin=True, stdin_hook=on_stdin,
+                                   output_hook=on_output, timeout=30)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    result.typed_connect_output = "".join(printed)
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> Executed:
     work = tmp_path_factory.mktemp("nb")
@@ -190,6 +217,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Executed:
         "IPYTHONDIR": str(ipython_dir),
         "HVMAGIC_TEST_PW": ENV_SECRET,
         "HVMAGIC_TEST_GETPASS": GETPASS_SECRET,
+        "HVMAGIC_TEST_TYPED": TYPED_SECRET,  # only for the namespace scan
     }
     env.pop("HVMAGIC_PASSWORD", None)
     # a real history database (nbclient defaults to :memory:), outputs logged too, so the test
@@ -203,6 +231,8 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Executed:
     with client.setup_kernel(env=env):
         for i, cell in enumerate(nb.cells):
             name = CELLS[i][0]
+            if name == "secret_scan":
+                type_password_into_the_frontend(client, result)
             timer = None
             if name == "interrupt":
                 assert client.km is not None
@@ -352,6 +382,13 @@ def test_usage_error_is_one_line(executed: Executed) -> None:
         "UsageError: No session named 'nosuch' (sessions: demo, demo2, custom)\n"]
 
 
+def test_password_prompt_is_a_masked_frontend_input(executed: Executed) -> None:
+    assert executed.stdin_requests == [
+        {"prompt": "Password for administrator: ", "password": True}]
+    assert executed.typed_connect_output.startswith("Connected 'typed' via the built-in simulator")
+    assert TYPED_SECRET not in executed.typed_connect_output
+
+
 def test_no_secret_in_saved_notebook_history_or_namespace(executed: Executed) -> None:
     assert executed.stdout("secret_scan") == "hits: []\n"
     assert executed.saved is not None and executed.ipython_dir is not None
@@ -362,7 +399,8 @@ def test_no_secret_in_saved_notebook_history_or_namespace(executed: Executed) ->
     history_files = [p for p in executed.ipython_dir.rglob("*") if p.is_file()]
     history = b"".join(p.read_bytes() for p in history_files)
     assert b"vmconnect demo2 --via sim -u administrator" in history  # inputs were logged
-    for secret in (ENV_SECRET, GETPASS_SECRET):
+    assert b"vmconnect typed --via sim -u administrator" in history
+    for secret in (ENV_SECRET, GETPASS_SECRET, TYPED_SECRET):
         assert secret.encode() not in history
         assert secret.encode("utf-16-le") not in history
 
