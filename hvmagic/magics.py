@@ -944,7 +944,9 @@ class VmMagics(Magics):
             frame = result.frame(columns)
         except (KeyError, ValueError) as exc:
             raise UsageError(f"--columns: {_first_line(exc)}") from None
-        hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit, bound_to=out_var))
+        # the notice names where the hidden rows are: the -o variable, else the last Result
+        where = out_var or f"{LAST_RESULT_VAR}.frame()"
+        hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit, bound_to=where))
         return values if raw else frame
 
     # ---------------------------------------------------------------------------- vmcopy

@@ -348,6 +348,10 @@ def test_columns_limit_and_raw(ip: InteractiveShell, session: FakeSession) -> No
     assert "showing 5 of 30 rows; all 30 are in `all_cols`" in bundle["text/plain"]
     assert "<td>s4</td>" in bundle["text/html"] and "<td>s5</td>" not in bundle["text/html"]
     assert len(ip.user_ns["all_cols"]) == 30
+    _, captured = run_cell(ip, "%%vmps\nGet-Service\n")
+    assert "showing 5 of 30 rows; all 30 are in `_vmps_result.frame()`" in (
+        captured.outputs[-1].data["text/plain"])
+    assert len(ip.user_ns["_vmps_result"].frame()) == 30
     run_cell(ip, "%%vmps -o two --columns Name,Status\nGet-Service\n")
     assert list(ip.user_ns["two"].columns) == ["Name", "Status"]
     run_cell(ip, "%%vmps -o raw --raw\nGet-Service\n")
