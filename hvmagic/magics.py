@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from IPython.core.error import UsageError
+from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import (
     Magics,
     line_cell_magic,
@@ -447,7 +447,7 @@ class NotebookHostUI(HostUI):
         ask = (self._read_secret or getpass.getpass) if secret else (self._read or input)
         try:
             return ask(prompt)
-        except (NotImplementedError, EOFError) as exc:
+        except (StdinNotImplementedError, EOFError) as exc:
             raise HostInteractionError(
                 "the guest asked for input, but this notebook frontend cannot prompt; pass the "
                 "value with %%vmps --with NAME instead"
@@ -680,8 +680,8 @@ class VmMagics(Magics):
         """HVMAGIC_PASSWORD, keyring, else the frontend's password box (hvmagic.credentials)."""
         try:
             return get_password(username)
-        except NotImplementedError as exc:
-            # ipykernel raises StdinNotImplementedError when the frontend cannot prompt
+        except StdinNotImplementedError as exc:
+            # ipykernel raises this when the frontend cannot prompt
             # (nbclient, papermill): say how to give the password instead
             raise UsageError(
                 f"No password for {username}: this frontend cannot prompt; use "

@@ -595,8 +595,10 @@ def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None
             assert result.output == ["alice|PSSecureString|True"]
             assert asked == ["", "secret:"]
 
+        from IPython.core.error import StdinNotImplementedError
+
         def no_stdin(prompt: str) -> str:
-            raise NotImplementedError("no stdin")
+            raise StdinNotImplementedError("no stdin")
 
         with guest.connect(host_ui=hvmagics.NotebookHostUI(read=no_stdin)) as session:
             with pytest.raises(RemoteError) as info:
