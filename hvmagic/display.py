@@ -191,6 +191,31 @@ def is_text_output(values: Sequence[Any]) -> bool:
     return all(v is None or (isinstance(v, scalar) and not isinstance(v, PSObject)) for v in values)
 
 
+_FORMAT_TYPE_PREFIX = "Microsoft.PowerShell.Commands.Internal.Format."
+FORMAT_OUTPUT_NOTICE = (
+    "This pipeline ends in Format-Table/Format-List/Format-Wide, which emit PowerShell's "
+    "formatting instructions rather than objects. Drop the Format-* command to get a "
+    "DataFrame (choose columns with --columns or Select-Object), or end the pipeline with "
+    "| Out-String to see PowerShell's own text layout."
+)
+
+
+def is_format_output(values: Sequence[Any]) -> bool:
+    """True when every value is one of the ``Format-*`` cmdlets' internal layout objects."""
+    return bool(values) and all(
+        isinstance(v, PSObject) and (v.type_name or "").startswith(_FORMAT_TYPE_PREFIX)
+        for v in values
+    )
+
+
+def render_notice(text: str) -> MimeBundle:
+    """A one-paragraph hint shown instead of (or beside) a result."""
+    return {
+        "text/plain": text,
+        "text/html": f'<div class="hvmagic-notice"><em>{html.escape(text)}</em></div>',
+    }
+
+
 def render_text_output(values: Iterable[Any], limit: int | None = None) -> MimeBundle:
     """Scalars as lines of text (``None`` prints as an empty line, like ``$null`` in a list)."""
     items = list(values)

@@ -940,6 +940,10 @@ class VmMagics(Magics):
         if hvdisplay.is_text_output(values):
             hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
             return values
+        if hvdisplay.is_format_output(values):
+            # Format-Table/-List emit layout instructions, not data: a frame of them is noise
+            hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
+            return values
         try:
             frame = result.frame(columns)
         except (KeyError, ValueError) as exc:

@@ -263,3 +263,16 @@ def test_guest_text_cannot_inject_html_into_the_notebook() -> None:
     view = display.ProgressView("bar", sink, min_interval=0)
     view.update(ProgressRecord(hostile, 1, hostile, current_operation=hostile))
     assert hostile not in sink.shown[-1]["text/html"]
+
+
+def test_format_cmdlet_output_is_recognised() -> None:
+    start = PSObject({"shapeInfo": None},
+                     ["Deserialized.Microsoft.PowerShell.Commands.Internal.Format.FormatStartData",
+                      "Deserialized.Microsoft.PowerShell.Commands.Internal.Format.PacketInfoData"])
+    entry = PSObject({"formatEntryInfo": None},
+                     ["Deserialized.Microsoft.PowerShell.Commands.Internal.Format.FormatEntryData"])
+    assert display.is_format_output([start, entry])
+    assert not display.is_format_output([start, PSObject({"Name": "x"}, ["System.Object"])])
+    assert not display.is_format_output([])
+    bundle = display.render_notice(display.FORMAT_OUTPUT_NOTICE)
+    assert "| Out-String" in bundle["text/plain"] and "hvmagic-notice" in bundle["text/html"]
