@@ -712,3 +712,13 @@ def test_timeout_and_terminal_rendering_with_the_simulated_guest(ip: Interactive
             ip.run_cell_magic("vmps", "--with unsendable", "Get-Answer")
         with capture_output():
             ip.run_line_magic("vmclose", "--all")
+
+
+def test_format_table_output_shows_the_hint(ip: InteractiveShell, session: FakeSession) -> None:
+    fmt = "Deserialized.Microsoft.PowerShell.Commands.Internal.Format."
+    session.behaviour = lambda s, p, e: FakeResult(
+        [PSObject({}, [fmt + "FormatStartData"]), PSObject({}, [fmt + "FormatEndData"])])
+    _, captured = run_cell(ip, "%%vmps -o layout\nGet-Service | Format-Table\n")
+    assert [o.data["text/plain"] for o in captured.outputs] == [
+        hvmagics.hvdisplay.FORMAT_OUTPUT_NOTICE]
+    assert len(ip.user_ns["layout"]) == 2
