@@ -64,6 +64,7 @@ from psrpcore.types import (
 )
 
 from hvmagic.testing import demo_data
+from hvmagic.testing.fastwire import Unsupported, demo_clixml
 from hvmagic.testing.guest import (
     COMPUTER_NAME,
     PS_VERSION_TABLE,
@@ -251,8 +252,13 @@ class DemoObject:
         return obj
 
     def wire(self, serialize: Callable[[Any], bytes]) -> bytes:
+        """This object's CLIXML, written once: directly for the value types demo data uses,
+        through ``serialize`` (psrpcore) for anything else."""
         if self._wire is None:
-            self._wire = serialize(self.to_psrp())
+            try:
+                self._wire = demo_clixml(self)
+            except Unsupported:
+                self._wire = serialize(self.to_psrp())
         return self._wire
 
     def __str__(self) -> str:
