@@ -693,8 +693,11 @@ def connect(
         raise CredentialError(
             "PowerShell Direct needs a guest user name (username= or credential=)"
         )
+    from hvmagic.credentials import get_password
     from hvmagic.transports.hvsocket import connect_vm
 
+    # explicit value, else HVMAGIC_PASSWORD, else keyring, else a non-echoing prompt
+    password = get_password(username, password)
     kwargs: dict[str, Any] = {}
     if timeout is not None:
         kwargs["timeout"] = timeout

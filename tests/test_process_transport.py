@@ -123,3 +123,19 @@ def test_no_powershell_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
         find_powershell()
     monkeypatch.setattr("shutil.which", lambda name: f"/opt/bin/{name}" if name == "pwsh" else None)
     assert find_powershell() == "/opt/bin/pwsh"
+
+
+def test_connect_via_process_uses_the_executable(tmp_path: Path) -> None:
+    from hvmagic import connect
+
+    shim = tmp_path / "pwsh-shim"
+    shim.write_text(
+        f"#!/bin/sh\n# ignores PowerShell's -s -NoLogo -NoProfile, serves the simulated guest\n"
+        f"PYTHONPATH='{REPO}' exec '{sys.executable}' -m hvmagic.testing.guest --stdio\n",
+        encoding="utf-8",
+    )
+    shim.chmod(0o755)
+    with connect("localhost", via="process", executable=str(shim)) as session:
+        assert "pwsh-shim" in session.description
+        assert session.run("$v = 'über'").state == "Completed"
+        assert session.run("$v").output == ["über"]

@@ -633,3 +633,35 @@ def test_result_repr_and_frame(session: Session) -> None:
 def test_lazy_top_level_connect_is_session_connect() -> None:
     assert hvmagic.connect is connect
     assert PSInvocationState.Stopped.name == "Stopped"  # the state names Result.state uses
+
+
+def test_connect_direct_wires_credentials_to_connect_vm(monkeypatch: pytest.MonkeyPatch,
+                                                        guest: FakeGuest) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake_connect_vm(vm: str, **kwargs: Any) -> Any:
+        calls.append({"vm": vm, **kwargs})
+        return guest.transport()
+
+    monkeypatch.setattr("hvmagic.transports.hvsocket.connect_vm", fake_connect_vm)
+    monkeypatch.delenv("HVMAGIC_PASSWORD", raising=False)
+    credential = PSCredential("CORP\\admin", "pa55-wörd")
+    with connect("vm01", via="direct", credential=credential, configuration="JEA") as sess:
+        assert sess.name == "vm01"
+        assert sess.run("emit 2").output == [0, 1]
+    (call,) = calls
+    assert call["vm"] == "vm01" and call["username"] == "CORP\\admin"
+    assert isinstance(call["password"], SecureString)
+    assert call["password"].reveal() == "pa55-wörd"
+    assert call["configuration"] == "JEA" and call["allow_legacy"] is False
+    monkeypatch.setenv("HVMAGIC_PASSWORD", "from-env")
+    with connect("vm02", via="direct", username="admin") as sess:
+        assert not sess.broken
+    assert calls[1]["password"].reveal() == "from-env"
+
+
+def test_connect_direct_needs_a_user_name() -> None:
+    from hvmagic.errors import CredentialError
+
+    with pytest.raises(CredentialError, match="user name"):
+        connect("vm01", via="direct")
