@@ -690,6 +690,8 @@ def test_stdio_mode_like_pwsh_s(tmp_path: Path) -> None:
     assert [o.Name for o in c.run("Get-Service vmicheartbeat").output] == ["vmicheartbeat"]
     c.close()
     assert process.wait(timeout=10) == 0
+    assert process.stderr is not None
+    assert process.stderr.read() == b""  # a pwsh -s client treats stderr text as an error
 
 
 def test_stdio_mode_exits_4000_on_a_bad_packet() -> None:
@@ -812,3 +814,18 @@ def test_direct_demo_writer_matches_psrpcore_serializer(guest: FakeGuest) -> Non
     tricky.set("DisplayName", "a_x0041_b <&> ünï\ncode 𝄞")
     direct = deserialize(ElementTree.fromstring(demo_clixml(tricky)), cipher)
     assert direct.DisplayName == "a_x0041_b <&> ünï\ncode 𝄞"
+
+
+def test_shared_guest_survives_reconnects() -> None:
+    try:
+        first = FakeGuest.shared("test-shared")
+        assert FakeGuest.shared("test-shared") is first
+        first.state["marker"] = 1
+        first.reboot(0.05)
+        assert first.wait_until_up(2)
+        again = FakeGuest.shared("test-shared")
+        assert again is first and again.state["marker"] == 1 and again.boot_count == 2
+    finally:
+        FakeGuest.close_shared("test-shared")
+    assert FakeGuest.shared("test-shared") is not first
+    FakeGuest.close_shared("test-shared")

@@ -27,7 +27,7 @@ What the simulation understands (anything else fails like an unknown command in 
   ``Get-ScheduledTask``, ``Get-WindowsFeature``, ``Install-WindowsFeature``,
   ``Start-DscConfiguration``, ``Get-DscConfigurationStatus``, ``Test-DscConfiguration``,
   ``Get-DscLocalConfigurationManager``, ``Restart-Computer``, ``Test-Path``, ``Get-FileHash``,
-  ``Get-ChildItem``, ``Get-Content``, ``Set-Content``, ``New-Item``, ``Remove-Item``,
+  ``Get-ChildItem``, ``Get-Item``, ``Get-Content``, ``Set-Content``, ``New-Item``, ``Remove-Item``,
   ``Copy-Item`` (guest-local), ``Compress-Archive``, ``Get-Date``, ``Start-Sleep``,
   ``Write-Output/Host/Verbose/Warning/Debug/Information/Error/Progress``,
   ``Read-Host``, ``Get-Credential``, ``hostname``, ``$PSVersionTable``, ``$env:COMPUTERNAME``).
@@ -406,6 +406,7 @@ _ALIASES = {
     "dir": "get-childitem",
     "ls": "get-childitem",
     "gc": "get-content",
+    "gi": "get-item",
     "cat": "get-content",
     "type": "get-content",
     "echo": "write-output",
@@ -1866,6 +1867,20 @@ class DemoShell:
             extended=("PSPath", "PSIsContainer", "Mode", "PSComputerName"),
         )
 
+    def get_item(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
+        guest_path = self._path_argument(inv)
+        found = [p for p in self._expand(guest_path) if p.exists()]
+        if not found:
+            raise TerminatingError(
+                f"Cannot find path '{guest_path}' because it does not exist.",
+                category="ObjectNotFound",
+                error_id="PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand",
+                target=guest_path,
+                exception_type="System.Management.Automation.ItemNotFoundException",
+                command="Get-Item",
+            )
+        return [self._file_object(p) for p in found]
+
     def get_content(self, ctx: HandlerContext, inv: Invocation, values: list[Any]) -> list[Any]:
         guest_path = self._path_argument(inv)
         path = self.guest.host_path(guest_path)
@@ -2198,6 +2213,7 @@ DEMO_COMMANDS: dict[str, str] = {
     "Get-FileHash": "get_filehash",
     "Get-ChildItem": "get_childitem",
     "Get-Content": "get_content",
+    "Get-Item": "get_item",
     "Set-Content": "set_content",
     "New-Item": "new_item",
     "Remove-Item": "remove_item",

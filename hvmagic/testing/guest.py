@@ -1178,6 +1178,32 @@ class FakeGuest:
 
             self.demo = DemoShell(self)
 
+    # ---- one guest per name, for reconnects -------------------------------------------------
+
+    @classmethod
+    def shared(cls, name: str = "sim") -> FakeGuest:
+        """The process-wide simulated guest called ``name`` (created on first use, demo on).
+
+        Reconnecting to a shared guest reaches the *same* machine: its files, installed
+        features, pending reboot and boot count survive sessions, which is what a runbook
+        that reboots the guest and reconnects needs. Close it with :meth:`close_shared`.
+        """
+        with _SHARED_LOCK:
+            guest = _SHARED.get(name)
+            if guest is None or guest._closed:
+                guest = cls()
+                _SHARED[name] = guest
+            return guest
+
+    @staticmethod
+    def close_shared(name: str | None = None) -> None:
+        """Close the shared guest ``name`` (all of them when ``None``)."""
+        with _SHARED_LOCK:
+            names = list(_SHARED) if name is None else [name]
+            victims = [_SHARED.pop(n) for n in names if n in _SHARED]
+        for guest in victims:
+            guest.close()
+
     # ---- handlers ---------------------------------------------------------------------------
 
     def add_handler(self, pattern: str, function: Handler, *, regex: bool = False) -> None:
@@ -1431,6 +1457,10 @@ class FakeGuest:
             f"<FakeGuest {COMPUTER_NAME} handlers={len(self._registrations)} "
             f"demo={self.demo is not None} connections={self.connections}>"
         )
+
+
+_SHARED: dict[str, FakeGuest] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def unknown_command_error(name: str) -> TerminatingError:
