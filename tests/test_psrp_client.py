@@ -632,3 +632,14 @@ def _parse(data: bytes) -> list[OutOfProcPacket]:
 
 def _kinds(data: bytes) -> list[tuple[PacketKind, uuid.UUID]]:
     return [(p.kind, p.guid) for p in _parse(data)]
+
+
+def test_secret_without_session_key_is_an_encode_error_and_leaves_no_pipeline(pair: Any) -> None:
+    client, server = pair
+    with pytest.raises(EncodeError, match="cannot serialize"):
+        client.start_script("param($P) 1", {"P": SecureString("pw")})
+    assert client.pool.pipeline_table == {}
+    assert client.open_pipelines == []
+    assert client.data_to_send() == b""
+    pid, _ = start(client, server)  # the client is still fine
+    assert pid in server.pipelines

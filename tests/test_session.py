@@ -122,6 +122,14 @@ def guest() -> Iterator[FakeGuest]:
         ctx.output(cred.UserName)
         ctx.output(cred.Password.decrypt() == "pa55-wörd")
 
+    @fake.handle("host-lines")
+    def host_lines(ctx: HandlerContext) -> None:
+        # PowerShell < 5 (and $Host.UI.WriteLine) reach the client as host calls
+        ctx.host_call("WriteLine2", "legacy line ✓")
+        ctx.host_call("Write1", "no newline")
+        ctx.host_call("WriteWarningLine", "host warning")
+        ctx.output("done")
+
     @fake.handle("choice")
     def choice(ctx: HandlerContext) -> None:
         # Built by hand: FakeGuest.prompt_for_choice passes label= where psrpcore wants Label=.
@@ -416,6 +424,18 @@ def test_peer_closing_during_open_breaks_the_session() -> None:
 # ------------------------------------------------------------------------------------------
 # host calls
 # ------------------------------------------------------------------------------------------
+
+
+def test_host_write_calls_are_kept_as_host_text(guest: FakeGuest) -> None:
+    ui = ScriptedHostUI()
+    seen: list[tuple[str, Any]] = []
+    with guest.connect(host_ui=ui) as sess:
+        result = sess.run("host-lines", on_event=lambda s, r: seen.append((s, r)))
+    assert result.host == ["legacy line ✓", "no newline", "host warning"]
+    assert result.output == ["done"]
+    assert seen == [("host", "legacy line ✓"), ("host", "no newline"), ("host", "host warning"),
+                    ("output", "done")]
+    assert ui.written == ["legacy line ✓", "no newline", "host warning"]
 
 
 def test_default_host_refuses_read_host_clearly(session: Session) -> None:

@@ -481,14 +481,14 @@ class PSRPClient:
         for name, value in converted.items():
             ps.add_parameter(name, value)
 
-        def start() -> None:
-            try:
-                ps.start()
-            except BaseException:
-                self.pool.pipeline_table.pop(ps.pipeline_id, None)
-                raise
-
-        self._guard(start)
+        try:
+            ps.start()  # serializes CREATE_PIPELINE; nothing is queued when this fails
+        except (psrpcore.PSRPCoreError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            self.pool.pipeline_table.pop(ps.pipeline_id, None)
+            raise EncodeError(f"cannot serialize the pipeline's parameters: {exc}") from exc
+        except BaseException:
+            self.pool.pipeline_table.pop(ps.pipeline_id, None)
+            raise
         pid = ps.pipeline_id
         self._pipelines[pid] = _PipelineWire()
         self._outgoing.append(control_packet(PacketKind.COMMAND, pid))
@@ -695,7 +695,7 @@ class PSRPClient:
             event = self._guard(self.pool.next_event)
             if event is None:
                 break
-            self._translate(event, error)
+            self._guard(lambda event=event: self._translate(event, error))
         self._pump()  # psrpcore may have queued a reply (PUBLIC_KEY after PUBLIC_KEY_REQUEST)
 
     def _translate(self, event: Any, error: ErrorRecord | None) -> None:
