@@ -120,7 +120,10 @@ Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_name -Er
 . $__hvmagic_block
 """
 
-_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: a plain PowerShell variable name (Unicode letters allowed, as in ``$größe``); no scope or
+#: provider prefix (``env:``, ``global:``) and none of the wrapper's own names
+_VARIABLE_NAME = re.compile(r"[^\W\d]\w*\Z")
+_RESERVED_PREFIX = "__hvmagic"
 
 #: how long to wait for the pool to open, a stop to be acknowledged, a close to finish
 OPEN_TIMEOUT = 60.0
@@ -271,6 +274,7 @@ class Session:
             self._client.exchange_key()
             self._flush()
         if not self._wait(lambda: self._client.key_exchanged, time.monotonic() + timeout):
+            self._mark_broken("the session key exchange timed out")
             raise SessionBrokenError(f"{self.description}: the session key exchange timed out")
 
     # -- running ---------------------------------------------------------------------------
@@ -291,6 +295,8 @@ class Session:
                     f"parameter name {key!r} is not a PowerShell variable name "
                     "(letters, digits and _ only, not starting with a digit)"
                 )
+            if key.lower().startswith(_RESERVED_PREFIX):
+                raise EncodeError(f"parameter name {key!r} is reserved for hvmagic's wrapper")
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         self._check_usable()

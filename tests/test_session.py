@@ -476,6 +476,11 @@ def test_parameter_names_are_checked(session: Session) -> None:
         session.run("echo-params", {"env:PATH": "x"})
     with pytest.raises(EncodeError, match="variable name"):
         session.run("echo-params", {"a b": 1})
+    with pytest.raises(EncodeError, match="reserved"):
+        session.run("echo-params", {"__HvMagic_script": "x"})
+    with pytest.raises(EncodeError, match="variable name"):
+        session.run("echo-params", {"1st": 1})
+    assert session.run("echo-params", {"größe": 3}).output[0]["Value"] == 3
     with pytest.raises(EncodeError, match="cannot send"):
         session.run("echo-params", {"x": object()})
     assert session.run("emit 1").output == [0]
