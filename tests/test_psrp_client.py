@@ -643,3 +643,23 @@ def test_secret_without_session_key_is_an_encode_error_and_leaves_no_pipeline(pa
     assert client.data_to_send() == b""
     pid, _ = start(client, server)  # the client is still fine
     assert pid in server.pipelines
+
+
+def test_secure_strings_from_the_guest_are_decrypted_but_stay_masked(pair: Any) -> None:
+    client, server = pair
+    client.exchange_key()
+    exchange(client, server)
+    _pid, pipeline = start(client, server)
+    secret = psrpcore.types.PSSecureString("guest-s3cret ✓")
+    pipeline.write_output(secret)
+    pipeline.write_output(psrpcore.types.PSCredential(
+        UserName="CORP\\svc", Password=psrpcore.types.PSSecureString("pw2")))
+    pipeline.write_output(PSCustomObject(Name="x", Secret=psrpcore.types.PSSecureString("pw3")))
+    pipeline.complete()
+    client.receive_data(server.flush())
+    values = [e.record for e in client.events() if isinstance(e, PipelineRecord)]
+    assert isinstance(values[0], SecureString) and values[0].reveal() == "guest-s3cret ✓"
+    assert "s3cret" not in repr(values[0])
+    assert isinstance(values[1], PSCredential) and values[1].username == "CORP\\svc"
+    assert values[1].password.reveal() == "pw2" and "pw2" not in repr(values[1])
+    assert values[2]["Secret"].reveal() == "pw3"

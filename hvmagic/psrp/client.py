@@ -42,6 +42,7 @@ the type's ``SerializationDepth`` overrides), exactly what ``Invoke-Command`` re
 
 from __future__ import annotations
 
+import base64
 import collections
 import datetime as _dt
 import decimal
@@ -660,10 +661,13 @@ class PSRPClient:
             if message_type == _OUTPUT and len(message.raw) == message.body_offset:
                 value: Any = None  # an empty PIPELINE_OUTPUT is $null
             else:
+                body = message.raw[message.body_offset :]
                 try:
-                    value = loads_fragment(message.raw[message.body_offset :])
+                    value = loads_fragment(body)
                 except DecodeError as exc:
                     raise ProtocolError(f"undecodable {stream} record: {exc}") from exc
+                if b"<SS" in body:  # rare: only then walk the value
+                    value = self._reveal(value, 0)
             self._events.append(PipelineRecord(pid, stream, _normalise(stream, value)))
             return
         error: ErrorRecord | None = None
@@ -672,6 +676,36 @@ class PSRPClient:
             if message.pipeline_id not in self.pool.pipeline_table:
                 return  # a state for a pipeline we already released: nothing to update
         self._to_psrpcore(message, error)
+
+    def _reveal(self, value: Any, depth: int) -> Any:
+        """Decrypt session-key SecureStrings the guest sent (``Read-Host -AsSecureString``,
+        ``Get-Credential``) into SecureStrings that hold the plain text — still masked in
+        every repr; :meth:`SecureString.reveal` gives the text to code that asks for it."""
+        if depth > 64:
+            return value
+        if isinstance(value, SecureString):
+            ciphertext = value.ciphertext
+            if ciphertext is None or not self.key_exchanged:
+                return value
+            try:
+                plain = self.pool._cipher.decrypt(base64.b64encode(ciphertext).decode("ascii"))
+            except (ValueError, psrpcore.PSRPCoreError):
+                return value  # not ours to read (another key); keep the ciphertext
+            return SecureString(plain)
+        if isinstance(value, PSCredential):
+            value.password = self._reveal(value.password, depth + 1)
+        elif isinstance(value, PSObject):
+            props = value.properties
+            for key, item in props.items():
+                props[key] = self._reveal(item, depth + 1)
+            if value.value is not None:
+                value.value = self._reveal(value.value, depth + 1)
+        elif isinstance(value, list):
+            value[:] = [self._reveal(item, depth + 1) for item in value]
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                value[key] = self._reveal(item, depth + 1)
+        return value
 
     @staticmethod
     def _state_error(message: PSRPMessage) -> ErrorRecord | None:
