@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import re
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -34,15 +33,25 @@ class Unsupported(Exception):
     """The value holds something this writer does not handle; use psrpcore instead."""
 
 
-# Plain ASCII without markup or "_x" needs no escaping at all: the common case, done in C.
-_NEEDS_ESCAPING = re.compile(r"[^\x20-\x7e]|_[xX]|[&<>]")
+# Plain ASCII without markup or "_x" needs no escaping at all: the common case.
 _ENUM_CACHE: dict[Any, tuple[tuple[str, ...], str]] = {}
 
 
-def _text(value: str) -> str:
-    if _NEEDS_ESCAPING.search(value) is None:
+def clixml_text(value: str) -> str:
+    """``value`` as the text of a CLIXML ``<S>`` element (PowerShell's ``_xHHHH_`` escapes)."""
+    if _is_plain(value):
         return value
     return escape(_serialize_string(value))
+
+
+def _is_plain(value: str) -> bool:
+    # C-speed string methods instead of one regex: a 1.4 MB base64 chunk is checked in ~1 ms.
+    return (value.isascii() and value.isprintable() and "_x" not in value
+            and "_X" not in value and "&" not in value and "<" not in value
+            and ">" not in value)
+
+
+_text = clixml_text
 
 
 class _Writer:
@@ -71,7 +80,7 @@ class _Writer:
     def _name(name: str | None) -> str:
         if name is None:
             return ""
-        if _NEEDS_ESCAPING.search(name) is None and '"' not in name:
+        if _is_plain(name) and '"' not in name:
             return f' N="{name}"'
         return f" N={quoteattr(_serialize_string(name))}"
 

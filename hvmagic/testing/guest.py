@@ -75,6 +75,7 @@ from hvmagic.psrp.outofproc import (
     control_packet,
     data_packet,
 )
+from hvmagic.testing.fastwire import clixml_text
 from hvmagic.transports.base import SocketTransport, Transport
 
 if TYPE_CHECKING:
@@ -914,6 +915,8 @@ class _GuestConnection:
             raise PipelineStoppedError("The pipeline has been stopped.")
 
     def serialize_output(self, value: Any) -> bytes:
+        if type(value) is str:  # bulk text (file chunks, logs): skip the ElementTree round trip
+            return b"<S>" + clixml_text(value).encode("utf-8") + b"</S>"
         wire = getattr(value, "wire", None)
         if wire is not None and callable(wire):  # demo objects cache their serialized form
             return bytes(wire(self._serialize))
