@@ -60,6 +60,7 @@ import base64
 import binascii
 import datetime as _dt
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -160,9 +161,21 @@ def _tz(text: str) -> _dt.tzinfo:
     return tz
 
 
+_FROMISO = PSDateTime.fromisoformat if sys.version_info >= (3, 11) else None
+
+
 def _to_datetime(text: str) -> PSDateTime:
     # Fast path for the canonical "YYYY-MM-DDTHH:MM:SS[.fffffff][Z|±HH:MM]" PowerShell writes.
     n = len(text)
+    if (_FROMISO is not None and n >= 19 and text[10] == "T" and text[4] == "-"
+            and text[13] == ":" and (n == 19 or text[19] in ".Z+-")):
+        # Python 3.11's C parser reads up to 7 fraction digits (truncating to microseconds)
+        value = _FROMISO(text)
+        if n > 26 and text[19] == "." and "0" <= text[26] <= "9" and text[26] != "0" and (
+            text[20:26].isdigit()
+        ):
+            value.tick_remainder = int(text[26])
+        return value
     if n >= 19 and text[10] == "T" and text[4] == "-" and text[13] == ":":
         pos = 19
         micro = remainder = 0
@@ -208,7 +221,22 @@ _DURATION_RE = re.compile(
 )
 
 
+_TIMESPANS: dict[str, PSTimeSpan] = {}
+
+
 def _to_timespan(text: str) -> PSTimeSpan:
+    # Durations repeat (timeouts, intervals): reuse one immutable value per text. Copies are
+    # made only when a value gets members attached (see _attach_members).
+    cached = _TIMESPANS.get(text)
+    if cached is not None:
+        return cached
+    value = _parse_timespan(text)
+    if len(_TIMESPANS) < 4096:
+        _TIMESPANS[text] = value
+    return value
+
+
+def _parse_timespan(text: str) -> PSTimeSpan:
     match = _DURATION_RE.match(text)
     if match is None or text.strip().rstrip("T").endswith("P"):
         raise ValueError(f"not an xs:duration: {text!r}")
@@ -335,6 +363,10 @@ _WITH_MEMBERS: dict[type, type] = {}
 def _attach_members(value: Any, members: dict[str, Any], type_names: list[str] | None) -> Any:
     """Give a primitive its extra members where Python allows (see the module docstring)."""
     cls = type(value)
+    if cls is PSTimeSpan:  # cached values are shared: attach members to a copy
+        copy = PSTimeSpan(value.days, value.seconds, value.microseconds)
+        copy.tick_remainder = value.tick_remainder
+        value = copy
     if cls is PSDateTime or cls is PSTimeSpan:
         value.properties = members
         value.type_names = type_names or []
@@ -449,14 +481,22 @@ def _parse(
     max_objects: int,
     wrapped: bool,
     line_offset: int = 0,
+    refs: dict[str, Any] | None = None,
+    type_tables: dict[str, list[str]] | None = None,
 ) -> tuple[list[Any], list[str | None]]:
-    """Run one expat parser over ``chunks``; return (values, stream tags) of the top level."""
+    """Run one expat parser over ``chunks``; return (values, stream tags) of the top level.
+
+    ``refs``/``type_tables`` carry RefId context in and out when a document is decoded one
+    top-level object at a time (see :mod:`hvmagic.clixml._compiled`).
+    """
     out: list[Any] = []
     streams: list[str | None] = []
     # expat hands text to texts.append directly (a C method: no Python frame per text node)
     texts: list[str] = []
-    refs: dict[str, Any] = {}
-    type_tables: dict[str, list[str]] = {}
+    if refs is None:
+        refs = {}
+    if type_tables is None:
+        type_tables = {}
     # Container frames are lists [attrs, kind, container-or-state...] (see _K_*); a leaf
     # element's frame is just its attrs dict, told apart by its class.
     root: list[Any] = [None, _K_ROOT, out]
@@ -849,6 +889,16 @@ def loads_fragment(
     promote a plain PSObject to that class; :class:`ProgressRecord` builds one from the
     ``Activity``/``ActivityId``/… properties.
     """
+    value = _fragment(data, max_depth, max_objects)
+    if as_type is not None and type(value) is PSObject:
+        if as_type is ProgressRecord:
+            return _progress_from_properties(value)
+        if as_type in (ErrorRecord, InformationRecord, InformationalRecord):
+            value.__class__ = as_type  # same slot layout, see _make_object
+    return value
+
+
+def _fragment_expat(data: Any, max_depth: int, max_objects: int) -> Any:
     try:
         values, _ = _parse([data], max_depth, max_objects, False)
     except DecodeError:
@@ -859,13 +909,43 @@ def loads_fragment(
         raise DecodeError(f"cannot decode CLIXML: {type(exc).__name__}: {exc}") from exc
     if len(values) != 1:
         raise DecodeError(f"a PSRP message holds one object, found {len(values)}")
-    value = values[0]
-    if as_type is not None and type(value) is PSObject:
-        if as_type is ProgressRecord:
-            return _progress_from_properties(value)
-        if as_type in (ErrorRecord, InformationRecord, InformationalRecord):
-            value.__class__ = as_type  # same slot layout, see _make_object
-    return value
+    return values[0]
+
+
+def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
+    """Shape-compiled fast path (see :mod:`hvmagic.clixml._compiled`), expat otherwise."""
+    from hvmagic.clixml import _compiled
+
+    body = data
+    if type(body) is not bytes:
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        elif isinstance(body, (bytearray, memoryview)):
+            body = bytes(body)
+        else:
+            raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
+    if body[:3] == b"\xef\xbb\xbf":
+        body = body[3:]
+    if body[:1] != b"<" or not _compiled.is_safe(body):
+        return _fragment_expat(data, max_depth, max_objects)
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _fragment_expat(data, max_depth, max_objects)
+    cache = _compiled.FRAGMENTS
+    parts = cache.split.split(body)
+    key = b"\x00".join(parts[0::2])
+    shape = cache.shapes.get(key, _MISSING)
+    if shape is _MISSING:
+        value = _fragment_expat(body, max_depth, max_objects)
+        cache.learn(key, parts, value, {}, {})
+        return value
+    if shape is not None and shape.depth + 2 <= max_depth and shape.objects <= max_objects:
+        try:
+            return shape.build(parts, {}, {})
+        except Exception:
+            shape = None  # any surprise (entity in a number, bad bool…): expat decides, reports
+    return _fragment_expat(body, max_depth, max_objects)
 
 
 def _progress_from_properties(obj: PSObject) -> ProgressRecord:

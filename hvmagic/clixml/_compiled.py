@@ -1,0 +1,561 @@
+"""Shape-compiled decoding: the fast path behind :func:`loads_fragment` and :func:`loads`.
+
+Why: a pure-Python XML walk costs ~0.3 µs per element and a service object has ~70 elements, so
+any element-by-element decoder tops out near 10-15k objects/s. PowerShell output, however, is
+extremely repetitive: 20 000 services share a handful of *shapes* (the same tags and property
+names in the same order; only texts and RefIds differ).
+
+How: one C-level ``re.split`` cuts an object's bytes into its constant skeleton (tag bodies)
+and its variable parts (element texts, and RefId values in documents). The skeleton, joined, is
+the key of a cache of *builders*: Python functions generated once per shape that build the
+values straight from the variable parts (a dict literal per object, ``int(p[7])`` per integer,
+…). The first object of each shape is decoded by the expat decoder (the reference
+implementation), then the generated builder is run on the same bytes and its result compared
+with the reference; only an identical result admits the builder, otherwise the shape stays on
+the expat path. At run time any exception inside a builder (an entity in a number, an unknown
+RefId, an unhashable key…) sends that object to the expat path too, so the two paths cannot
+disagree on values and every error is reported by the expat path, with its position.
+
+Input that could make the textual split differ from an XML parser's view (comments, CDATA,
+processing instructions, DTDs, control characters, ``\\r``, ``]]>``, invalid UTF-8) never
+takes this path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from hvmagic.clixml import decode as _decode
+from hvmagic.clixml.values import (
+    PSChar,
+    PSCredential,
+    PSDateTime,
+    PSEnum,
+    PSObject,
+    PSTimeSpan,
+)
+
+# Fragments (one PSRP message): RefIds restart at 0 in every message, so they are part of the
+# shape; only texts vary. Documents: RefIds grow through the file, so they are variable too.
+FRAGMENT_SPLIT = re.compile(rb">([^<]*)<")
+DOCUMENT_SPLIT = re.compile(rb'>([^<]*)<|RefId="([^"<>&]*)"')
+# Anything that makes a textual split unsafe sends the input to the expat path.
+UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|<[!?]|]]>")
+# The same test without a regex scan (a character-class search costs ~10 µs on 2 KB): one C
+# pass deleting control bytes, then substring searches whose last byte is rare in CLIXML.
+_CONTROL_BYTES = bytes(range(0x20)).replace(b"\t", b"").replace(b"\n", b"")
+
+
+def is_safe(body: bytes) -> bool:
+    """True when a textual split sees exactly what an XML parser would (== not UNSAFE)."""
+    return (
+        len(body.translate(None, _CONTROL_BYTES)) == len(body)
+        and b"<!" not in body
+        and b"<?" not in body
+        and b"]]>" not in body
+    )
+
+_MAX_SHAPES = 4096
+_MAX_TYPE_NAME_LISTS = 4096
+
+
+class Unsupported(Exception):
+    """The shape uses something the code generator does not handle: expat path only."""
+
+
+class Fallback(Exception):
+    """Raised by a builder at run time: decode this object with the expat path."""
+
+
+# --- run-time helpers used by generated builders ----------------------------------------------
+
+_TYPE_NAMES: dict[tuple[bytes, ...], list[str]] = {}
+_BOOLS = {b"true": True, b"false": False}
+_XML_ENTITY = re.compile(r"&(#[0-9]+|#x[0-9A-Fa-f]+|amp|lt|gt|quot|apos);|&")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _entity(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name is None:
+        raise Fallback("bare & in text")
+    if name[0] == "#":
+        code = int(name[2:], 16) if name[1] == "x" else int(name[1:])
+        if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or (
+            0x10000 <= code <= 0x10FFFF
+        ):
+            return chr(code)
+        raise Fallback("character reference to a character XML forbids")
+    return _NAMED[name]
+
+
+def xml_text(raw: bytes) -> str:
+    """Element text as an XML parser would report it (entities resolved)."""
+    text = raw.decode("utf-8")
+    if "&" in text:
+        # The common case, named entities only, by C-level replaces; "&amp;" last so that
+        # "&amp;lt;" stays "&lt;". Any other "&" (char refs, errors) takes the strict regex.
+        named = (text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+                 .replace("&apos;", "'"))
+        if named.count("&") == named.count("&amp;"):
+            return named.replace("&amp;", "&")
+        text = _XML_ENTITY.sub(_entity, text)
+    return text
+
+
+def ps_text(raw: bytes) -> str:
+    """An ``<S>``-like text: XML entities, then PowerShell's ``_xHHHH_`` escapes."""
+    text = xml_text(raw)
+    return _decode.unescape(text) if "_x" in text else text
+
+
+def type_names(key: tuple[bytes, ...]) -> list[str]:
+    names = _TYPE_NAMES.get(key)
+    if names is None:
+        names = [ps_text(raw) for raw in key]
+        if len(_TYPE_NAMES) < _MAX_TYPE_NAME_LISTS:
+            _TYPE_NAMES[key] = names
+    return names
+
+
+_new = object.__new__
+
+
+def make_object(
+    names: list[str], to_string: str | None, props: dict[str, Any], adapted: tuple[str, ...]
+) -> PSObject:
+    cls: type[PSObject] = PSObject
+    if names:
+        first = names[0]
+        rich = _decode._RICH.get(first)
+        if rich is not None:
+            cls = rich
+        elif first in _decode._CREDENTIAL_TYPES:
+            raise Fallback("credential")
+    obj = _new(cls)
+    obj._props = props
+    obj.type_names = names
+    obj.to_string = to_string
+    obj.value = None
+    obj.adapted = adapted
+    return obj
+
+
+def finish_with_value(
+    names: list[str] | None,
+    to_string: str | None,
+    adapted: dict[str, Any] | None,
+    extended: dict[str, Any] | None,
+    value: Any,
+) -> Any:
+    """Objects holding a primitive or a collection: exactly the expat path's rules."""
+    return _decode._finish_obj([None, 0, names, to_string, adapted, extended, value, None])
+
+
+_ENUMS: dict[tuple[int, bytes, bytes], PSEnum] = {}
+_MAX_ENUMS = 1 << 16
+
+
+def enum_or_value(names: list[str], to_string_raw: bytes, number_raw: bytes) -> Any:
+    """``<Obj><TN/><ToString/><I32/></Obj>``: an enum (shared instance per type/name/number) or,
+    without ``System.Enum`` among the type names, the plain integer (expat path rules)."""
+    key = (id(names), to_string_raw, number_raw)
+    cached = _ENUMS.get(key)
+    if cached is not None:
+        return cached
+    value = finish_with_value(names, ps_text(to_string_raw), None, None, int(number_raw))
+    # the cached enum references ``names``, so id(names) cannot be reused while it is cached
+    if isinstance(value, PSEnum) and len(_ENUMS) < _MAX_ENUMS:
+        _ENUMS[key] = value
+    return value
+
+
+_GLOBALS: dict[str, Any] = {
+    "_enum": enum_or_value,
+    "_BOOLS": _BOOLS,
+    "_xt": xml_text,
+    "_ps": ps_text,
+    "_tn": type_names,
+    "_obj": make_object,
+    "_fin": finish_with_value,
+    "_LEAF": _decode._LEAF,
+}
+
+
+# --- the code generator ---------------------------------------------------------------------
+
+_ATTR = re.compile(r'([A-Za-z_:][\w:.-]*)\s*=\s*"([^"]*)"')
+_INT_TAGS = frozenset(("I32", "U32", "I64", "U64", "I16", "U16", "By", "SB"))
+_LIST_TAGS = frozenset(("LST", "IE", "QUE", "STK"))
+
+
+class _Node:
+    __slots__ = ("attrs", "children", "name", "refvar", "text")
+
+    def __init__(self, name: str, attrs: dict[str, str], refvar: int | None) -> None:
+        self.name = name
+        self.attrs = attrs
+        self.refvar = refvar  # index into parts of a variable RefId, documents only
+        self.text: int | None = None  # index into parts of the element's text
+        self.children: list[_Node] = []
+
+
+def _parse_skeleton(parts: list[Any], group_count: int) -> _Node:
+    """Rebuild the element tree of one object from its split parts (compile time only)."""
+    step = group_count + 1
+    matches = (len(parts) - 1) // step
+    root = _Node("#root", {}, None)
+    stack = [root]
+    body = ""
+    refvar: int | None = None
+    index = 0
+    while True:
+        body += parts[index * step].decode("utf-8")
+        if index == matches:
+            break
+        text_index = index * step + 1
+        if parts[text_index] is None:  # a RefId="…" separator inside the tag (documents)
+            if refvar is not None:
+                raise Unsupported("two RefIds in one tag")
+            body += 'RefId=""'
+            refvar = index * step + 2
+        else:
+            _add_tag(stack, body, refvar, text_index)
+            body = ""
+            refvar = None
+        index += 1
+    _add_tag(stack, body, refvar, None)
+    if len(stack) != 1 or len(root.children) != 1:
+        raise Unsupported("unbalanced skeleton")
+    return root.children[0]
+
+
+def _add_tag(stack: list[_Node], body: str, refvar: int | None, text_index: int | None) -> None:
+    body = body.strip()
+    if body.startswith("<"):
+        body = body[1:]
+    if body.endswith(">"):
+        body = body[:-1]
+    if body.startswith("/"):
+        name = body[1:].strip()
+        node = stack.pop()
+        if node.name != name or len(stack) == 0:
+            raise Unsupported("mismatched close tag")
+        return
+    closed = body.endswith("/")
+    if closed:
+        body = body[:-1]
+    pieces = body.split(None, 1)
+    if not pieces:
+        raise Unsupported("empty tag")
+    name = pieces[0]
+    attrs: dict[str, str] = {}
+    if len(pieces) > 1:
+        rest = pieces[1]
+        for key, value in _ATTR.findall(rest):
+            if key in attrs or "&" in value or "<" in value:
+                raise Unsupported("attribute needing an XML parser")
+            attrs[key] = value
+        if _ATTR.sub("", rest).strip():
+            raise Unsupported("attribute syntax")
+    node = _Node(name, attrs, refvar)
+    node.text = None if closed else text_index
+    stack[-1].children.append(node)
+    if not closed:
+        stack.append(node)
+
+
+class _Generator:
+    def __init__(self, sample: list[Any]) -> None:
+        #: the parts of the object the shape is compiled from: type names seen there become
+        #: constants guarded by a bytes comparison (a hit costs no hashing or allocation)
+        self.sample = sample
+        self.constants: dict[str, Any] = {}
+        self.lines: list[str] = []
+        self.counter = 0
+        self.objects = 0
+        self.depth = 0
+
+    def var(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def refid(self, node: _Node) -> str | None:
+        if node.refvar is not None:
+            return f"p[{node.refvar}].decode('ascii')"
+        if "RefId" in node.attrs:
+            return repr(node.attrs["RefId"])
+        return None
+
+    def text(self, node: _Node) -> str | None:
+        if node.text is None:
+            return None
+        return f"p[{node.text}]"
+
+    def value(self, node: _Node, depth: int) -> str:
+        self.depth = max(self.depth, depth)
+        name = node.name
+        if name in _decode._VALUE_LEAF:
+            if node.children:
+                raise Unsupported("leaf with children")
+            raw = self.text(node)
+            if name == "S":
+                if raw is None:
+                    return "''"
+                return (f"({raw}.decode() if b'&' not in {raw} and b'_x' not in {raw} "
+                        f"else _ps({raw}))")
+            if raw is None:
+                return f"_LEAF[{name!r}]('')"
+            if name == "B":
+                return f"_BOOLS[{raw}]"
+            if name in _INT_TAGS:
+                return f"int({raw})"
+            if name == "Db" or name == "Sg":
+                return f"float({raw})"
+            return f"_LEAF[{name!r}](_xt({raw}))"
+        if name == "Nil":
+            return "None"
+        if name == "Ref":
+            refid = self.refid(node)
+            if refid is None:
+                raise Unsupported("Ref without RefId")
+            return f"refs[{refid}]"
+        if name == "Obj":
+            return self.obj(node, depth)
+        raise Unsupported(f"<{name}> as a value")
+
+    def collection(self, node: _Node, depth: int) -> str:
+        if node.name in _LIST_TAGS:
+            items = []
+            for child in node.children:
+                if child.name in _decode._STRUCTURAL:
+                    raise Unsupported("structural element in a list")
+                items.append(self.value(child, depth + 1))
+            return "[" + ", ".join(items) + "]"
+        # DCT
+        entries = []
+        for entry in node.children:
+            if entry.name != "En":
+                raise Unsupported("DCT child")
+            key = value = None
+            for child in entry.children:
+                n = child.attrs.get("N")
+                if n == "Key" and key is None:
+                    key = self.value(child, depth + 2)
+                elif n == "Value" and value is None:
+                    value = self.value(child, depth + 2)
+                else:
+                    raise Unsupported("En child")
+            if key is None:
+                raise Unsupported("En without Key")
+            entries.append(f"{key}: {value or 'None'}")
+        return "{" + ", ".join(entries) + "}"
+
+    def bag(self, node: _Node, depth: int) -> tuple[str, list[str]]:
+        items = []
+        names = []
+        for child in node.children:
+            n = child.attrs.get("N")
+            if n is None or child.name in _decode._STRUCTURAL:
+                raise Unsupported("property without N")
+            key = _decode.unescape(n)
+            names.append(key)
+            items.append(f"{key!r}: {self.value(child, depth + 1)}")
+        return "{" + ", ".join(items) + "}", names
+
+    def obj(self, node: _Node, depth: int) -> str:
+        self.objects += 1
+        if set(node.attrs) - {"N", "RefId"}:
+            raise Unsupported("Obj attributes")
+        names_expr = "[]"
+        to_string = "None"
+        props: tuple[str, list[str]] | None = None
+        ext: tuple[str, list[str]] | None = None
+        value: str | None = None
+        to_string_raw: str | None = None
+        collection = False
+        for child in node.children:
+            tag = child.name
+            if tag == "TN":
+                parts = []
+                for t in child.children:
+                    if t.name != "T" or t.children:
+                        raise Unsupported("TN child")
+                    parts.append(self.text(t) or "b''")
+                names_var = self.var("t")
+                key = "(" + "".join(p + ", " for p in parts) + ")"
+                indexes = [int(p[2:-1]) for p in parts if p.startswith("p[")]
+                if len(indexes) == len(parts) and indexes:
+                    const = f"_C{names_var}"
+                    self.constants[const] = type_names(tuple(self.sample[i] for i in indexes))
+                    guard = " and ".join(f"{p} == {self.sample[i]!r}"
+                                         for p, i in zip(parts, indexes, strict=True))
+                    self.lines.append(f"{names_var} = {const} if {guard} else _tn({key})")
+                else:
+                    self.lines.append(f"{names_var} = _tn({key})")
+                refid = self.refid(child)
+                if refid is not None:
+                    self.lines.append(f"tns[{refid}] = {names_var}")
+                names_expr = names_var
+            elif tag == "TNRef":
+                refid = self.refid(child)
+                if refid is None:
+                    raise Unsupported("TNRef without RefId")
+                names_var = self.var("t")
+                self.lines.append(f"{names_var} = tns[{refid}]")
+                names_expr = names_var
+            elif tag == "ToString":
+                raw = self.text(child)
+                to_string_raw = raw
+                to_string = "''" if raw is None else (
+                    f"({raw}.decode() if b'&' not in {raw} and b'_x' not in {raw} "
+                    f"else _ps({raw}))")
+            elif tag == "Props":
+                props = self.bag(child, depth + 1)
+            elif tag == "MS":
+                ext = self.bag(child, depth + 1)
+            elif tag in _LIST_TAGS or tag == "DCT":
+                if value is not None:
+                    raise Unsupported("two values")
+                value = self.collection(child, depth + 1)
+                collection = True
+            elif tag in _decode._STRUCTURAL or tag == "PR":
+                raise Unsupported(f"<{tag}> in Obj")
+            else:
+                if value is not None:
+                    raise Unsupported("two values")
+                value = self.value(child, depth + 1)
+        var = self.var("o")
+        if (value is not None and not collection and props is None and ext is None
+                and value.startswith("int(p[") and to_string_raw is not None):
+            self.lines.append(f"{var} = _enum({names_expr}, {to_string_raw}, {value[4:-1]})")
+        elif value is None:
+            if props and ext:
+                literal = props[0][:-1] + ", " + ext[0][1:] if ext[1] else props[0]
+                adapted = tuple(dict.fromkeys(props[1]))
+            elif props:
+                literal, adapted = props[0], tuple(dict.fromkeys(props[1]))
+            elif ext:
+                literal, adapted = ext[0], ()
+            else:
+                literal, adapted = "{}", ()
+            if props and not props[1] and ext:
+                literal = ext[0]
+            self.lines.append(f"{var} = _obj({names_expr}, {to_string}, {literal}, {adapted!r})")
+        elif collection and props is None and ext is None:
+            self.lines.append(f"{var} = {value}")
+        else:
+            adapted_literal = props[0] if props else "None"
+            ext_literal = ext[0] if ext else "None"
+            self.lines.append(
+                f"{var} = _fin({names_expr}, {to_string}, {adapted_literal}, {ext_literal}, "
+                f"{value})"
+            )
+        refid = self.refid(node)
+        if refid is not None:
+            self.lines.append(f"refs[{refid}] = {var}")
+        return var
+
+
+class Shape:
+    __slots__ = ("build", "depth", "objects")
+
+    def __init__(self, build: Callable[..., Any], depth: int, objects: int) -> None:
+        self.build = build
+        self.depth = depth
+        self.objects = objects
+
+
+def compile_shape(parts: list[Any], group_count: int) -> Shape:
+    """Generate the builder for the object ``parts`` came from (raises Unsupported)."""
+    root = _parse_skeleton(parts, group_count)
+    gen = _Generator(parts)
+    result = gen.value(root, 1)
+    source = "def build(p, refs, tns):\n"
+    source += "".join(f"    {line}\n" for line in gen.lines)
+    source += f"    return {result}\n"
+    namespace: dict[str, Any] = dict(_GLOBALS)
+    namespace.update(gen.constants)
+    # the source is generated above from tag/property names, every one passed through repr()
+    exec(compile(source, "<hvmagic.clixml shape>", "exec"), namespace)
+    return Shape(namespace["build"], gen.depth + 2, gen.objects)
+
+
+# --- verification: the generated builder must reproduce the expat result exactly ---------------
+
+def same(a: Any, b: Any, depth: int = 0) -> bool:
+    if depth > 64 or type(a) is not type(b):
+        return False
+    if isinstance(a, PSObject):
+        return (
+            a.type_names == b.type_names
+            and a.to_string == b.to_string
+            and a.adapted == b.adapted
+            and same(a.value, b.value, depth + 1)
+            and list(a._props) == list(b._props)
+            and all(same(a._props[k], b._props[k], depth + 1) for k in a._props)
+        )
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y, depth + 1) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k], depth + 1) for k in a)
+    if isinstance(a, PSEnum):
+        return int(a) == int(b) and a.name == b.name and a.type_names == b.type_names and (
+            getattr(a, "properties", None) == getattr(b, "properties", None))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    if isinstance(a, (PSDateTime, PSTimeSpan)):
+        return (a == b and a.tick_remainder == b.tick_remainder
+                and getattr(a, "utcoffset", lambda: None)() == getattr(b, "utcoffset",
+                                                                       lambda: None)()
+                and a.__dict__.keys() == b.__dict__.keys())
+    if isinstance(a, PSCredential):
+        return False  # always decoded by the expat path
+    if isinstance(a, PSChar) or hasattr(a, "__dict__"):
+        return a == b and getattr(a, "__dict__", None) == getattr(b, "__dict__", None)
+    return bool(a == b)
+
+
+class ShapeCache:
+    """Builders by skeleton; ``None`` marks a skeleton that stays on the expat path."""
+
+    __slots__ = ("group_count", "shapes", "split")
+
+    def __init__(self, split: re.Pattern[bytes]) -> None:
+        self.split = split
+        self.group_count = split.groups
+        self.shapes: dict[bytes, Shape | None] = {}
+
+    def learn(self, key: bytes, parts: list[Any], reference: Any,
+              refs: dict[str, Any], tns: dict[str, list[str]]) -> None:
+        """Compile and verify the builder for ``key`` against the expat ``reference`` value."""
+        if len(self.shapes) >= _MAX_SHAPES:
+            return
+        shape: Shape | None
+        try:
+            shape = compile_shape(parts, self.group_count)
+            overlay_refs = _Overlay(refs)
+            overlay_tns = _Overlay(tns)
+            candidate = shape.build(parts, overlay_refs, overlay_tns)
+            if not same(candidate, reference):
+                shape = None
+        except Exception:  # any failure just means: this shape is decoded by expat
+            shape = None
+        self.shapes[key] = shape
+
+
+class _Overlay(dict):  # type: ignore[type-arg]
+    """Writes stay here, reads fall through to the real context (verification only)."""
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        super().__init__()
+        self._base = base
+
+    def __missing__(self, key: str) -> Any:
+        return self._base[key]
+
+
+FRAGMENTS = ShapeCache(FRAGMENT_SPLIT)
+DOCUMENTS = ShapeCache(DOCUMENT_SPLIT)
