@@ -229,6 +229,7 @@ class Session:
         self._lock = threading.RLock()  # client state + transport writes
         self._run_lock = threading.Lock()
         self._current: _Run | None = None
+        self._run_thread: int | None = None
         self._broken: str | None = None
         self._closed = False
         self._reader = threading.Thread(
@@ -305,6 +306,7 @@ class Session:
                 f"session {self.name!r} is already running a pipeline; a session runs one at a "
                 "time — wait for it, stop() it, or open a second session"
             )
+        self._run_thread = threading.get_ident()
         try:
             return self._run(script, variables, timeout, on_event)
         finally:
@@ -397,9 +399,19 @@ class Session:
         """Close pipelines, then the pool (``Close`` → ``CloseAck``), then the transport."""
         if self._closed:
             return
+        # A run in another thread owns the inbox: stop it and let it finish first.
+        if self._current is not None:
+            with contextlib.suppress(HvMagicError):
+                self.stop()
+        if self._current is not None and self._run_thread == threading.get_ident():
+            idle = False  # close() from inside on_event: the run cannot finish first
+        else:
+            idle = self._run_lock.acquire(timeout=STOP_TIMEOUT)
         self._closed = True
         try:
-            if not self.broken and self._client.opened:
+            if not idle:
+                self._mark_broken("closed while a pipeline would not stop")
+            elif not self.broken and self._client.opened:
                 with self._lock:
                     self._client.close()
                     self._flush()
@@ -407,6 +419,8 @@ class Session:
         except (HvMagicError, OSError):
             self._broken = self._broken or "closed with errors"
         finally:
+            if idle:
+                self._run_lock.release()
             self._transport.close()
             self._reader.join(timeout=2.0)
             if self._on_close is not None:

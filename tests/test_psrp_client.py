@@ -289,9 +289,12 @@ def test_close_stops_a_running_pipeline_first(pair: Any) -> None:
     assert finished and finished[0].state == "Stopped"
     assert finished[0].error is not None
     assert finished[0].error.fully_qualified_error_id == "PipelineStopped"
-    client.close_pipeline(pid)
-    events = exchange(client, server)
-    assert PoolClosed() in events
+    # no further call needed: the client releases the stopped pipeline, then the pool
+    data = client.data_to_send()
+    assert _kinds(data) == [(PacketKind.CLOSE, pid)]
+    client.receive_data(server.feed(data))
+    events = list(client.events()) + exchange(client, server)
+    assert PoolClosed() in events and client.closed
 
 
 def test_signal_waits_for_command_ack(pair: Any) -> None:

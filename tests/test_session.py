@@ -314,6 +314,26 @@ def test_second_concurrent_run_raises_busy(session: Session) -> None:
     assert session.run("emit 1").output == [0]
 
 
+def test_close_from_another_thread_stops_the_running_pipeline_first(guest: FakeGuest) -> None:
+    sess = guest.connect()
+    first = threading.Event()
+    thread, box = _run_in_thread(sess, "slow", on_event=lambda s, r: first.set())
+    assert first.wait(10)
+    sess.close()
+    thread.join(10)
+    assert box["result"].state == "Stopped"
+    assert sess.closed and not sess.broken
+    assert guest.state["stopped"].wait(5)
+
+
+def test_close_from_inside_on_event_does_not_hang(session: Session) -> None:
+    started = time.monotonic()
+    with pytest.raises(SessionBrokenError):
+        session.run("slow", on_event=lambda s, r: session.close())
+    assert time.monotonic() - started < 10
+    assert session.closed
+
+
 def test_timeout_stops_the_pipeline_with_the_partial_result(session: Session,
                                                             guest: FakeGuest) -> None:
     started = time.monotonic()

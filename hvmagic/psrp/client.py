@@ -754,6 +754,8 @@ class PSRPClient:
             ):
                 wire.finished = True
                 self._events.append(PipelineFinished(pid, wire.state, error))
+                if self._pool_close_wanted:
+                    self.close_pipeline(pid)  # close() stopped it; now release it
         elif isinstance(
             event, (psrpcore.PipelineHostCallEvent, psrpcore.RunspacePoolHostCallEvent)
         ):
