@@ -28,9 +28,13 @@ from hvmagic.clixml.values import (
     ProgressRecord,
     PSChar,
     PSCredential,
+    PSDateTime,
+    PSEnum,
     PSObject,
+    PSScriptBlock,
     PSUri,
     PSVersion,
+    PSXmlDocument,
     SecureString,
 )
 from hvmagic.errors import (
@@ -643,12 +647,25 @@ def test_every_parameter_type_round_trips(echo: Any) -> None:
         "o_list": [1, "two", 3.0],
         "p_dict": {"k": "v", "n": 1},
         "q_object": PSObject({"Name": "svc", "Count": 2}, ["My.Thing", "System.Object"]),
+        "r_scriptblock": PSScriptBlock("Get-Date | Out-String"),
+        "s_xml": PSXmlDocument("<root a='1'>text</root>"),
+        "t_nested": [{"k": [1, 2]}, ["a", ["b"]]],
+        "u_enum": PSEnum(4, "Running"),
     }
+    ticks = PSDateTime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)
+    ticks.tick_remainder = 7  # the 100-ns digit Python's datetime cannot hold
+    values["v_ticks"] = ticks
     result = sess.run("echo", values)
     got = dict(zip(sorted(values), result.output, strict=True))
     for name in ("a_str", "b_int", "c_long", "d_float", "e_bool", "f_none", "g_bytes",
-                 "j_guid", "k_decimal", "l_char", "m_uri", "n_version", "o_list", "p_dict"):
+                 "j_guid", "k_decimal", "l_char", "m_uri", "n_version", "o_list", "p_dict",
+                 "r_scriptblock", "s_xml", "t_nested", "u_enum"):
         assert got[name] == values[name], name
+    assert got["v_ticks"] == ticks and got["v_ticks"].tick_remainder == 7
+    assert isinstance(got["r_scriptblock"], PSScriptBlock)
+    assert isinstance(got["s_xml"], PSXmlDocument)
+    assert isinstance(got["l_char"], PSChar) and isinstance(got["n_version"], PSVersion)
+    assert type(got["d_float"]) is float and type(got["k_decimal"]) is decimal.Decimal
     assert got["h_datetime"] == moment
     assert got["i_timespan"] == values["i_timespan"]
     assert isinstance(got["q_object"], PSObject)
