@@ -69,7 +69,11 @@ from hvmagic.host import Choice, Field, HostUI
 #: where the default session's last :class:`~hvmagic.session.Result` is kept in the user namespace
 LAST_RESULT_VAR = "_vmps_result"
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _is_python_name(name: str) -> bool:
+    # Python identifiers (Unicode letters included) are all valid PowerShell variable names
+    return name.isidentifier() and not keyword.iskeyword(name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,13 +220,13 @@ def parse_names(spec: str | None, option: str) -> list[str]:
         return []
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
-        if not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+        if not _is_python_name(name):
             raise UsageError(f"{option}: {name!r} is not a Python variable name")
     return names
 
 
 def check_identifier(name: str, option: str) -> str:
-    if not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+    if not _is_python_name(name):
         raise UsageError(f"{option}: {name!r} is not a valid Python variable name")
     return name
 

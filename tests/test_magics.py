@@ -164,7 +164,7 @@ def test_parse_columns_and_names() -> None:
     assert hvmagics.parse_columns(" Name, Status ") == ["Name", "Status"]
     with pytest.raises(UsageError):
         hvmagics.parse_columns(",")
-    assert hvmagics.parse_names("a, b_2", "--with") == ["a", "b_2"]
+    assert hvmagics.parse_names("a, b_2, größe", "--with") == ["a", "b_2", "größe"]
     with pytest.raises(UsageError, match="not a Python variable name"):
         hvmagics.parse_names("a,$(x)", "--with")
     with pytest.raises(UsageError):
