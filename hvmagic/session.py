@@ -28,8 +28,9 @@ Records arrive live: ``on_event(stream, record)`` is called from the thread that
 ``run`` while the pipeline runs, for ``output`` values, ``error`` ErrorRecords,
 ``warning``/``verbose``/``debug`` InformationalRecords, ``information`` InformationRecords,
 ``progress`` ProgressRecords and ``host`` text. ``Write-Host`` text (an information record
-tagged ``PSHOST`` on PowerShell 5+, a ``WriteLine`` host call on older hosts) is reported once,
-as ``host``; its record is still kept in :attr:`Result.information`.
+tagged ``PSHOST`` on PowerShell 5+, a ``WriteLine`` host call on older hosts, possibly both for
+the same line) is reported once, as ``host``; its record is still kept in
+:attr:`Result.information`.
 
 Threads and failure rules
 -------------------------
@@ -187,6 +188,9 @@ class _Run:
     started: float
     finished: bool = False
     closed: bool = False
+    #: host texts not yet matched by their twin from the other source (see _host_text)
+    host_from_calls: list[str] = field(default_factory=list)
+    host_from_records: list[str] = field(default_factory=list)
 
 
 class _Broken(Exception):
@@ -563,7 +567,7 @@ class Session:
             if stream == "information" and isinstance(record, InformationRecord) and (
                 record.is_host_output
             ):
-                self._host_text(run, record.message)
+                self._host_text(run, record.message, source="record")
                 return
             if run.on_event is not None:
                 run.on_event(stream, record)
@@ -584,8 +588,20 @@ class Session:
         elif isinstance(event, (PoolOpened, PoolClosed, KeyExchanged)):
             return  # state the waits read from the client directly
 
-    def _host_text(self, run: _Run | None, text: str) -> None:
+    def _host_text(self, run: _Run | None, text: str, source: str = "call") -> None:
         if run is not None:
+            # Windows PowerShell 5.1 may send one Write-Host line twice: as a host call to
+            # the client's UI and as an information record tagged PSHOST (the client-side
+            # copy gets tagged FORWARDED and is not shown again). Each line is reported once:
+            # a text from one source cancels the first unmatched equal text from the other.
+            other = run.host_from_records if source == "call" else run.host_from_calls
+            if text in other:
+                other.remove(text)
+                return
+            mine = run.host_from_calls if source == "call" else run.host_from_records
+            mine.append(text)
+            if len(mine) > 1000:
+                del mine[0]
             run.result.host.append(text)
             if run.on_event is not None:
                 run.on_event("host", text)

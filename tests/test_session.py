@@ -134,6 +134,17 @@ def guest() -> Iterator[FakeGuest]:
         ctx.host_call("WriteWarningLine", "host warning")
         ctx.output("done")
 
+    @fake.handle("host-twice")
+    def host_twice(ctx: HandlerContext) -> None:
+        # Windows PowerShell 5.1 style: the same Write-Host line as a host call and a record
+        ctx.host_call("WriteLine2", "dup")
+        ctx.host_write("dup")
+        ctx.host_write("again")  # record first, then the call
+        ctx.host_call("WriteLine2", "again")
+        ctx.host_write("solo")
+        ctx.host_write("solo")  # a real repeat: two records, no calls
+        ctx.host_call("WriteLine2", "call only")
+
     @fake.handle("choice")
     def choice(ctx: HandlerContext) -> None:
         # Built by hand: FakeGuest.prompt_for_choice passes label= where psrpcore wants Label=.
@@ -460,6 +471,14 @@ def test_host_write_calls_are_kept_as_host_text(guest: FakeGuest) -> None:
     assert seen == [("host", "legacy line ✓"), ("host", "no newline"), ("host", "host warning"),
                     ("output", "done")]
     assert ui.written == ["legacy line ✓", "no newline", "host warning"]
+
+
+def test_write_host_sent_twice_is_reported_once(session: Session) -> None:
+    seen: list[Any] = []
+    result = session.run("host-twice", on_event=lambda s, r: seen.append((s, r)))
+    assert result.host == ["dup", "again", "solo", "solo", "call only"]
+    assert [r for s, r in seen if s == "host"] == result.host
+    assert len(result.information) == 4  # every PSHOST record is still kept
 
 
 def test_default_host_refuses_read_host_clearly(session: Session) -> None:
