@@ -784,8 +784,10 @@ def _normalized(value: Any) -> Any:
     ps_object = getattr(value, "PSObject", None)
     if ps_object is None:
         return value
-    view: dict[str, Any] = {"type_names": list(ps_object.type_names),
-                            "to_string": ps_object.to_string}
+    view: dict[str, Any] = {
+        "type_names": list(ps_object.type_names),
+        "to_string": ps_object.to_string,
+    }
     if isinstance(value, int):
         view["int"] = int(value)
     for prop in ps_object.adapted_properties + ps_object.extended_properties:
@@ -803,8 +805,7 @@ def test_direct_demo_writer_matches_psrpcore_serializer(guest: FakeGuest) -> Non
     shell = guest.demo
     assert shell is not None
     cipher = psrpcore.PSRemotingCrypto()
-    samples = (shell.services[:5] + shell._processes()[:5] + shell._events()[:3]
-               + shell.features[:3])
+    samples = shell.services[:5] + shell._processes()[:5] + shell._events()[:3] + shell.features[:3]
     samples.append(shell.get_computerinfo(None, None, []))  # type: ignore[arg-type]
     for demo_object in samples:
         direct = deserialize(ElementTree.fromstring(demo_clixml(demo_object)), cipher)
@@ -829,3 +830,63 @@ def test_shared_guest_survives_reconnects() -> None:
         FakeGuest.close_shared("test-shared")
     assert FakeGuest.shared("test-shared") is not first
     FakeGuest.close_shared("test-shared")
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (
+            "Get-Service | ? {$_.Name -match '^vmic(heart|vss)'} | Select-Object -ExpandProperty "
+            "Name",
+            ["vmicheartbeat", "vmicvss"],
+        ),
+        ("gsv | where Status -eq Running | measure | select -exp Count", [63]),
+        ("(Get-Service).Count", [121]),
+        ("@(Get-Service vm*).Count", [8]),
+        ("$svc = Get-Service vm*; $svc.Count; $svc[1].Name", [8, "vmicheartbeat"]),
+        (
+            "Get-Service | Where-Object -Property Status -EQ -Value Stopped | Select -First 1 "
+            "-ExpandProperty Name",
+            ["AppIDSvc"],
+        ),
+        (
+            "Get-Service | Sort-Object Status, Name -Descending | Select -First 1 -Expand Name",
+            ["WpnService"],
+        ),
+        ("Get-Process -Name svchost | Measure-Object | Select -ExpandProperty Count", [7]),
+        (
+            "Get-Service | Where-Object Name -like 'vm*' | ForEach-Object Name | Select -Last 1",
+            ["vmicvss"],
+        ),
+        ("1..4 | ForEach-Object { $_ * $_ } | Measure-Object -Sum | Select -Expand Sum", [30.0]),
+        ("'{0}-{1}' -f 'a', 'b'", ["a-b"]),
+        ("[math]::Round(10 / 4, 1); [int]'41' + 1", [2.5, 42]),
+        ("$list = @(); $list += 'x'; $list += 'y'; $list -join ','", ["x,y"]),
+        ("'Hyper-V' -like 'hyper-*'; 'abc' -cmatch 'B'; 3 -in 1,2,3", [True, False, True]),
+        (
+            "Get-Service wuauserv | Format-Table | Out-String",
+            [
+                "\nStatus  Name     DisplayName\n------  ----     -----------\n"
+                "Stopped wuauserv Windows Update\n"
+            ],
+        ),
+        (
+            "hostname; whoami; $env:COMPUTERNAME",
+            [COMPUTER_NAME, "simulated-guest\\administrator", COMPUTER_NAME],
+        ),
+    ],
+)
+def test_demo_understands_common_syntax(
+    client: MiniClient, script: str, expected: list[Any]
+) -> None:
+    result = client.run(script)
+    assert result.state == PSInvocationState.Completed, result.reason_message
+    assert result.errors == []
+    assert result.output == expected
+
+
+def test_demo_refuses_what_it_cannot_read(client: MiniClient) -> None:
+    result = client.run("Get-Service | Where-Object { $_.Name -eq 'x' ")
+    assert result.state == PSInvocationState.Failed
+    assert result.reason_message == "Missing closing '}' in the script."
+    assert result.reason.FullyQualifiedErrorId == "SimulatedGuestCannotParse"

@@ -388,7 +388,7 @@ _KNOWN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "start-sleep": (("seconds", "milliseconds"), ()),
 }
 
-_ALIASES = {
+_ALIASES: dict[str, str] = {
     "?": "where-object",
     "where": "where-object",
     "select": "select-object",
@@ -532,7 +532,7 @@ class DemoShell:
         return values
 
     def _invocation(self, ctx: HandlerContext, text: str) -> Invocation:
-        invocation = parse_invocation(text, known=_KNOWN)
+        invocation = parse_invocation(text, known=_KNOWN_WITH_ALIASES)
         resolve = self._resolver(ctx)
         invocation.named = {k: resolve(v) for k, v in invocation.named.items()}
         invocation.positional = [resolve(v) for v in invocation.positional]
@@ -1141,6 +1141,22 @@ class DemoShell:
     def get_computerinfo(
         self, ctx: HandlerContext, inv: Invocation, values: list[Any]
     ) -> DemoObject:
+        info = self._computer_info()
+        wanted = inv.get("property") if inv is not None else None
+        if wanted is None:
+            return info
+        names = [str(n) for n in _as_list(wanted)]
+        return DemoObject(
+            info.type_names,
+            {
+                k: v
+                for k, v in info.props.items()
+                if any(fnmatch.fnmatch(k.lower(), n.lower()) for n in names)
+            },
+            to_string=info.to_string,
+        )
+
+    def _computer_info(self) -> DemoObject:
         boot = self.guest.boot_time.astimezone()
         now = _dt.datetime.now().astimezone()
         return DemoObject(
@@ -2185,6 +2201,11 @@ class _ExitCode(PSEnumBase):
     Success = 0
     NoChangeNeeded = 1003
 
+
+_KNOWN_WITH_ALIASES = {
+    **_KNOWN,
+    **{alias: _KNOWN[target] for alias, target in _ALIASES.items() if target in _KNOWN},
+}
 
 #: every command the demo understands → its method on :class:`DemoShell`
 DEMO_COMMANDS: dict[str, str] = {

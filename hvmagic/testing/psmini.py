@@ -327,9 +327,14 @@ _TOKEN = re.compile(
 
 
 def tokenize_expression(text: str) -> list[tuple[str, str]]:
+    return tokenize_with_spans(text)[0]
+
+
+def tokenize_with_spans(text: str) -> tuple[list[tuple[str, str]], list[int]]:
+    """Tokens of ``text`` (already stripped) and where each token starts in it."""
     tokens: list[tuple[str, str]] = []
+    starts: list[int] = []
     pos = 0
-    text = text.strip()
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
@@ -338,8 +343,9 @@ def tokenize_expression(text: str) -> list[tuple[str, str]]:
             raise PSSyntaxError(f"Unexpected token '{text[pos : pos + 20]}' in expression.")
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind)))
+        starts.append(match.start(kind))
         pos = match.end()
-    return tokens
+    return tokens, starts
 
 
 class ExpressionEvaluator:
@@ -355,7 +361,10 @@ class ExpressionEvaluator:
         self._run_pipeline = run_pipeline
         self._member = get_member
         self._tokens: list[tuple[str, str]] = []
+        self._starts: list[int] = []
+        self._source = ""
         self._pos = 0
+        self._in_arguments = 0  # inside f(a, b) the comma separates arguments
 
     def evaluate(self, text: str) -> Any:
         statements = split_top(text, ";\n")
@@ -365,14 +374,13 @@ class ExpressionEvaluator:
         return result
 
     def _evaluate_one(self, text: str) -> Any:
-        items = split_top(text, ",")
-        if len(items) > 1:  # the comma (array) operator
-            return [self._evaluate_one(item) for item in items]
         if _looks_like_command(text):
             values = self._run_pipeline(text)
             return values[0] if len(values) == 1 else values
-        saved = (self._tokens, self._pos)
-        self._tokens, self._pos = tokenize_expression(text), 0
+        saved = (self._tokens, self._pos, self._starts, self._source)
+        self._source = text.strip()
+        self._tokens, self._starts = tokenize_with_spans(self._source)
+        self._pos = 0
         try:
             value = self._logical()
             if self._pos < len(self._tokens):
@@ -381,7 +389,7 @@ class ExpressionEvaluator:
                 )
             return value
         finally:
-            self._tokens, self._pos = saved
+            self._tokens, self._pos, self._starts, self._source = saved
 
     # ---- token helpers ----
 
@@ -458,12 +466,22 @@ class ExpressionEvaluator:
                 return left
 
     def _range(self) -> Any:
-        left = self._postfix()
+        left = self._array()
         if self._accept("sym", ".."):
-            right = self._postfix()
+            right = self._array()
             step = 1 if int(right) >= int(left) else -1
             return list(range(int(left), int(right) + step, step))
         return left
+
+    def _array(self) -> Any:
+        """The comma operator binds tighter than every binary operator (``3 -in 1,2,3``)."""
+        first = self._postfix()
+        if self._in_arguments:
+            return first
+        items = [first]
+        while self._accept("sym", ","):
+            items.append(self._postfix())
+        return items if len(items) > 1 else first
 
     def _postfix(self) -> Any:
         value = self._primary()
@@ -488,7 +506,11 @@ class ExpressionEvaluator:
         if self._accept("sym", ")"):
             return args
         while True:
-            args.append(self._logical())
+            self._in_arguments += 1
+            try:
+                args.append(self._logical())
+            finally:
+                self._in_arguments -= 1
             if self._accept("sym", ")"):
                 return args
             if not self._accept("sym", ","):
@@ -517,8 +539,8 @@ class ExpressionEvaluator:
                     depth += 1
                 elif token == ("sym", ")"):
                     depth -= 1
-            inner = _join_tokens(self._tokens[start : self._pos - 1])
-            return self._evaluate_one(inner)
+            inner = self._inner_text(start)
+            return self._nested(inner)
         if kind == "sym" and text == "@":
             if self._accept("sym", "("):
                 start = self._pos
@@ -529,10 +551,10 @@ class ExpressionEvaluator:
                         depth += 1
                     elif token == ("sym", ")"):
                         depth -= 1
-                inner = _join_tokens(self._tokens[start : self._pos - 1])
+                inner = self._inner_text(start)
                 if not inner.strip():
                     return []
-                value = self._evaluate_one(inner)
+                value = self._nested(inner)
                 return value if isinstance(value, list) else [value]
             raise PSSyntaxError("Hash literals are only understood as command arguments.")
         if kind == "type":
@@ -549,6 +571,19 @@ class ExpressionEvaluator:
                 return lowered == "true"
             return text
         raise PSSyntaxError(f"Unexpected token '{text}' in expression.")
+
+    def _nested(self, text: str) -> Any:
+        saved = self._in_arguments
+        self._in_arguments = 0
+        try:
+            return self._evaluate_one(text)
+        finally:
+            self._in_arguments = saved
+
+    def _inner_text(self, start: int) -> str:
+        """The original text between token ``start`` and the ``)`` just consumed, so
+        ``(Get-Service vm*)`` keeps ``vm*`` as written."""
+        return self._source[self._starts[start] : self._starts[self._pos - 1]]
 
     def expand(self, body: str) -> str:
         """``"... $x ... $($_.Name) ... $env:COMPUTERNAME"``."""
@@ -567,21 +602,11 @@ class ExpressionEvaluator:
 
 def _looks_like_command(text: str) -> bool:
     stripped = text.strip()
-    if "|" in split_top(stripped, "|", keep_empty=True)[0] or len(split_top(stripped, "|")) > 1:
+    if len(split_top(stripped, "|")) > 1:
         return True
     return bool(re.match(r"^[A-Za-z][\w]*-[A-Za-z]\w*(\s|$)", stripped)) or bool(
         re.match(r"^(hostname|whoami|dir|ls|gci|gsv|gps|ps|echo)(\s|$)", stripped, re.I)
     )
-
-
-def _join_tokens(tokens: list[tuple[str, str]]) -> str:
-    out: list[str] = []
-    for kind, text in tokens:
-        if kind == "sym" and text in (".", "(", ")", "[", "]", "::"):
-            out.append(text)
-        else:
-            out.append(" " + text if out and out[-1] not in (".", "(", "[", "::") else text)
-    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -647,6 +672,16 @@ def _aware(value: _dt.datetime) -> _dt.datetime:
 def compare(op: str, left: Any, right: Any) -> Any:
     case_sensitive = op.startswith("-c")
     base = "-" + op[2:] if op[1] in "ci" and op[2:] in _BASE_OPS else op
+    if base == "-join":
+        items = left if isinstance(left, list) else [left]
+        return to_text(right).join(to_text(i) for i in items)
+    if base == "-f":
+        args = right if isinstance(right, list) else [right]
+        return re.sub(
+            r"\{(\d+)(?::[^}]*)?\}", lambda m: to_text(args[int(m.group(1))]), to_text(left)
+        )
+    if isinstance(left, list) and base in ("-replace", "-split"):
+        return [compare(op, item, right) for item in left]
     if isinstance(left, list) and base not in ("-contains", "-notcontains"):
         return [item for item in left if truthy(compare(op, item, right))]
     if base in ("-contains", "-notcontains"):
@@ -670,16 +705,8 @@ def compare(op: str, left: Any, right: Any) -> Any:
     if base == "-replace":
         pattern, replacement = ([*right, ""])[:2] if isinstance(right, list) else (right, "")
         return re.sub(to_text(pattern), to_text(replacement), to_text(left), flags=re.IGNORECASE)
-    if base == "-join":
-        items = left if isinstance(left, list) else [left]
-        return to_text(right).join(to_text(i) for i in items)
     if base == "-split":
         return re.split(to_text(right), to_text(left), flags=re.IGNORECASE)
-    if base == "-f":
-        args = right if isinstance(right, list) else [right]
-        return re.sub(
-            r"\{(\d+)(?::[^}]*)?\}", lambda m: to_text(args[int(m.group(1))]), to_text(left)
-        )
     if case_sensitive and isinstance(left, str):
         a, b = left, to_text(right)
     else:
@@ -870,7 +897,10 @@ def static_call(type_name: str, member: str, args: list[Any]) -> Any:
             return int(result) if digits == 0 else result
         if member in ("floor", "ceiling", "abs", "sqrt"):
             functions: dict[str, Callable[[float], float]] = {
-                "floor": math.floor, "ceiling": math.ceil, "abs": abs, "sqrt": math.sqrt,
+                "floor": math.floor,
+                "ceiling": math.ceil,
+                "abs": abs,
+                "sqrt": math.sqrt,
             }
             return functions[member](float(args[0]))
         if member in ("max", "min"):
