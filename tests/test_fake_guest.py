@@ -890,3 +890,32 @@ def test_demo_refuses_what_it_cannot_read(client: MiniClient) -> None:
     assert result.state == PSInvocationState.Failed
     assert result.reason_message == "Missing closing '}' in the script."
     assert result.reason.FullyQualifiedErrorId == "SimulatedGuestCannotParse"
+
+
+def test_pool_close_waits_for_open_pipelines(guest: FakeGuest) -> None:
+    @guest.handle("Hold-On")
+    def handler(ctx: HandlerContext) -> None:
+        ctx.sleep(30)
+
+    c = MiniClient(guest.transport())
+    c.open()
+    ps = psrpcore.ClientPowerShell(c.pool)
+    ps.add_script("Hold-On")
+    c.transport.send(control_packet(PacketKind.COMMAND, ps.pipeline_id))
+    c._wait_for(PacketKind.COMMAND_ACK, ps.pipeline_id, [])
+    ps.start()
+    c._send_pending(ps.pipeline_id, [])
+    # Close(pool) while the pipeline is open: no CloseAck until the pipeline is closed (§3.2)
+    c.transport.send(control_packet(PacketKind.CLOSE, NIL_GUID))
+    time.sleep(0.3)
+    assert not any(p.kind is PacketKind.CLOSE_ACK for p in c.packets)
+    c.transport.send(control_packet(PacketKind.SIGNAL, ps.pipeline_id))
+    c.transport.send(control_packet(PacketKind.CLOSE, ps.pipeline_id))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(
+        p.kind is PacketKind.CLOSE_ACK and p.guid == NIL_GUID for p in c.packets
+    ):
+        time.sleep(0.01)
+    acks = [p.guid for p in c.packets if p.kind is PacketKind.CLOSE_ACK]
+    assert acks == [ps.pipeline_id, NIL_GUID]
+    c.transport.close()

@@ -670,6 +670,8 @@ class _GuestConnection:
         self.pipelines: dict[uuid.UUID, _RunningPipeline] = {}
         self.variables: dict[str, Any] = {}
         self.closed = threading.Event()
+        #: how long Close(pool) waits for open pipelines (PowerShell's client gives up at 60 s)
+        self.pool_close_timeout = 60.0
         self.error: BaseException | None = None
         self._dead = False
 
@@ -836,9 +838,20 @@ class _GuestConnection:
                     running.pipeline.close()
                 self._write(control_packet(PacketKind.CLOSE_ACK, guid))
             return
-        # Closing the pool: PowerShell waits for every command to be closed first.
-        deadline = time.monotonic() + 60
-        while self.pipelines and time.monotonic() < deadline:
+        # Closing the pool: PowerShell waits until every command has been closed, while it
+        # keeps processing packets (each line is its own work item) — so wait on a side
+        # thread and let the reader go on handling the client's Close(pid) packets.
+        if self.pipelines:
+            waiter = threading.Thread(
+                target=self._close_pool_when_idle, daemon=True, name=f"fakeguest-{self.name}-close"
+            )
+            waiter.start()
+        else:
+            self._close_pool_when_idle()
+
+    def _close_pool_when_idle(self) -> None:
+        deadline = time.monotonic() + self.pool_close_timeout
+        while self.pipelines and time.monotonic() < deadline and not self._dead:
             time.sleep(0.01)
         with self._lock:
             self._shutdown_pipelines()
@@ -849,7 +862,8 @@ class _GuestConnection:
             if self.pool.state == RunspacePoolState.Opened:
                 with contextlib.suppress(psrpcore.PSRPCoreError):
                     self.pool.close()
-            self._write(control_packet(PacketKind.CLOSE_ACK, NIL_GUID))
+            with contextlib.suppress(PipelineStoppedError):
+                self._write(control_packet(PacketKind.CLOSE_ACK, NIL_GUID))
 
     def _shutdown_pipelines(self) -> None:
         for running in list(self.pipelines.values()):
