@@ -162,6 +162,46 @@ def record(path: Path, n: int) -> None:
         out.writelines(pipeline_lines)
 
 
+def record_serializer(path: Path, n: int, batch: int = 500) -> None:
+    """The rejected alternative: the guest ships ``[PSSerializer]::Serialize`` strings.
+
+    Same objects, but each PIPELINE_OUTPUT is one string holding a CLIXML document of
+    ``batch`` objects (type names shared by ``<TNRef>`` within the batch), the way a wrapper
+    doing ``[PSSerializer]::Serialize($chunk)`` would send them.
+    """
+    client = psrpcore.ClientRunspacePool()
+    server = psrpcore.ServerRunspacePool()
+    client.open()
+    while (payload := client.data_to_send()) is not None:
+        server.receive_data(payload)
+    while server.next_event() is not None:
+        pass
+    open_lines = [*_server_lines(server, None), control_packet(PacketKind.DATA_ACK, NIL_GUID)]
+    ps = psrpcore.ClientPowerShell(client, pipeline_id=PIPELINE_ID)
+    ps.add_script("Get-Service")
+    ps.start()
+    pipeline = psrpcore.ServerPipeline(server, PIPELINE_ID)
+    while (payload := client.data_to_send()) is not None:
+        server.receive_data(payload)
+    while server.next_event() is not None:
+        pass
+    pipeline.start()
+    pipeline_lines = [control_packet(PacketKind.DATA_ACK, PIPELINE_ID)]
+    for first in range(0, n, batch):
+        chunk = [service(i) for i in range(first, min(first + batch, n))]
+        pipeline.write_output(psrpcore.types.serialize_clixml(chunk, None))
+        pipeline_lines += _server_lines(server, PIPELINE_ID)
+    pipeline.complete()
+    pipeline_lines += _server_lines(server, PIPELINE_ID)
+    with path.open("wb") as out:
+        out.write(b"# open\n")
+        out.writelines(open_lines)
+        out.write(b"# command\n")
+        out.write(control_packet(PacketKind.COMMAND_ACK, PIPELINE_ID))
+        out.write(b"# pipeline\n")
+        out.writelines(pipeline_lines)
+
+
 def load(path: Path) -> dict[str, bytes]:
     sections: dict[str, list[bytes]] = {}
     current = ""
@@ -237,7 +277,10 @@ def _chunks(data: bytes, size: int = 1 << 16) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def bench_client(stream: dict[str, bytes]) -> tuple[float, pd.DataFrame]:
+def bench_client(
+    stream: dict[str, bytes], serialized: bool = False
+) -> tuple[float, pd.DataFrame]:
+    from hvmagic.clixml import loads
     from hvmagic.frames import to_dataframe
 
     client = PSRPClient(pipeline_id_factory=lambda: PIPELINE_ID)
@@ -258,6 +301,8 @@ def bench_client(stream: dict[str, bytes]) -> tuple[float, pd.DataFrame]:
                 output.append(event.record)
             elif isinstance(event, PipelineFinished):
                 done = True
+    if serialized:  # the output values are CLIXML documents: decode them too
+        output = [value for document in output for value in loads(document)]
     frame = to_dataframe(output)
     elapsed = time.perf_counter() - start
     assert done
@@ -337,6 +382,19 @@ def main() -> None:
         assert len(frame) == n
         print(f"hvmagic PSRPClient (sans-IO) → frame   {n} objects in {client_time:6.2f} s = "
               f"{n / client_time:8.0f} objects/s")
+
+        serializer_path = Path(tmp) / f"serializer-stream-{n}.txt"
+        record_serializer(serializer_path, n)
+        serializer_stream = load(serializer_path)
+        serializer_time, frame = min(
+            (bench_client(serializer_stream, serialized=True) for _ in range(3)),
+            key=lambda r: r[0],
+        )
+        assert len(frame) == n
+        print(f"alternative: guest PSSerializer strings  {n} objects in {serializer_time:6.2f} s "
+              f"= {n / serializer_time:8.0f} objects/s (not chosen; see hvmagic.psrp.client)")
+        print(f"  wire size: PIPELINE_OUTPUT per object {len(stream['pipeline']) / 1e6:.1f} MB, "
+              f"PSSerializer strings {len(serializer_stream['pipeline']) / 1e6:.1f} MB")
 
         if args.skip_psrpcore:
             return
