@@ -14,9 +14,8 @@ reassembled here (:mod:`hvmagic.psrp.messages`) and every message is routed by i
   PROGRESS_RECORD are decoded by :func:`hvmagic.clixml.loads_fragment` (shape-compiled,
   expat-verified; ~20× psrpcore end to end) into hvmagic's own values. psrpcore's client
   does nothing with these messages (its ``_process_PipelineOutput`` & co. are no-ops), so
-  skipping them leaves its
-  state machine exactly where it would have been — tests check pool and pipeline states and
-  key exchange after bulk output.
+  skipping them leaves its state machine exactly where it would have been — tests check pool
+  and pipeline states and key exchange after bulk output.
 * Everything that drives state — SESSION_CAPABILITY, APPLICATION_PRIVATE_DATA,
   RUNSPACEPOOL_STATE, RUNSPACEPOOL_INIT_DATA, ENCRYPTED_SESSION_KEY, PUBLIC_KEY_REQUEST,
   PIPELINE_STATE, host calls, RUNSPACE_AVAILABILITY — is handed to psrpcore unchanged (re-wrapped
