@@ -37,10 +37,12 @@ from hvmagic.clixml.values import (
     PSTimeSpan,
 )
 
-# Fragments (one PSRP message): RefIds restart at 0 in every message, so they are part of the
-# shape; only texts vary. Documents: RefIds grow through the file, so they are variable too.
+# Texts are the variable parts. Fragments (one PSRP message): RefIds restart at 0 in every
+# message, so they are part of the shape. Documents: RefIds grow through the file, so the key
+# blanks them (REFID.sub on the joined tags) and the builder reads them from REFID.findall —
+# a second regex pass is cheaper than an alternation in the split (~2x slower).
 FRAGMENT_SPLIT = re.compile(rb">([^<]*)<")
-DOCUMENT_SPLIT = re.compile(rb'>([^<]*)<|RefId="([^"<>&]*)"')
+REFID = re.compile(rb'RefId="([^"<>&]*)"')
 # Anything that makes a textual split unsafe sends the input to the expat path.
 UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|<[!?]|]]>")
 # The same test without a regex scan (a character-class search costs ~10 µs on 2 KB): one C
@@ -173,6 +175,7 @@ def enum_or_value(names: list[str], to_string_raw: bytes, number_raw: bytes) -> 
 
 
 _GLOBALS: dict[str, Any] = {
+    "_Fallback": Fallback,
     "_enum": enum_or_value,
     "_BOOLS": _BOOLS,
     "_xt": xml_text,
@@ -197,42 +200,36 @@ class _Node:
     def __init__(self, name: str, attrs: dict[str, str], refvar: int | None) -> None:
         self.name = name
         self.attrs = attrs
-        self.refvar = refvar  # index into parts of a variable RefId, documents only
+        self.refvar = refvar  # index into r (the RefIds in order), documents only
         self.text: int | None = None  # index into parts of the element's text
         self.children: list[_Node] = []
 
 
-def _parse_skeleton(parts: list[Any], group_count: int) -> _Node:
-    """Rebuild the element tree of one object from its split parts (compile time only)."""
-    step = group_count + 1
-    matches = (len(parts) - 1) // step
+def _parse_skeleton(parts: list[Any], variable_refids: bool) -> tuple[_Node, int]:
+    """Rebuild the element tree of one object from its split parts (compile time only).
+
+    Returns the root and the number of RefId attributes (the builder's ``r`` entries when
+    ``variable_refids``)."""
+    matches = (len(parts) - 1) // 2
     root = _Node("#root", {}, None)
     stack = [root]
-    body = ""
-    refvar: int | None = None
-    index = 0
-    while True:
-        body += parts[index * step].decode("utf-8")
-        if index == matches:
-            break
-        text_index = index * step + 1
-        if parts[text_index] is None:  # a RefId="…" separator inside the tag (documents)
-            if refvar is not None:
-                raise Unsupported("two RefIds in one tag")
-            body += 'RefId=""'
-            refvar = index * step + 2
-        else:
-            _add_tag(stack, body, refvar, text_index)
-            body = ""
-            refvar = None
-        index += 1
-    _add_tag(stack, body, refvar, None)
+    refids = [0]
+    for index in range(matches):
+        _add_tag(stack, parts[index * 2].decode("utf-8"), index * 2 + 1, refids,
+                 variable_refids)
+    _add_tag(stack, parts[matches * 2].decode("utf-8"), None, refids, variable_refids)
     if len(stack) != 1 or len(root.children) != 1:
         raise Unsupported("unbalanced skeleton")
-    return root.children[0]
+    return root.children[0], refids[0]
 
 
-def _add_tag(stack: list[_Node], body: str, refvar: int | None, text_index: int | None) -> None:
+def _add_tag(
+    stack: list[_Node],
+    body: str,
+    text_index: int | None,
+    refids: list[int],
+    variable_refids: bool,
+) -> None:
     body = body.strip()
     if body.startswith("<"):
         body = body[1:]
@@ -260,6 +257,12 @@ def _add_tag(stack: list[_Node], body: str, refvar: int | None, text_index: int 
             attrs[key] = value
         if _ATTR.sub("", rest).strip():
             raise Unsupported("attribute syntax")
+    refvar = None
+    if "RefId" in attrs:
+        if variable_refids:
+            refvar = refids[0]
+            del attrs["RefId"]
+        refids[0] += 1
     node = _Node(name, attrs, refvar)
     node.text = None if closed else text_index
     stack[-1].children.append(node)
@@ -284,7 +287,7 @@ class _Generator:
 
     def refid(self, node: _Node) -> str | None:
         if node.refvar is not None:
-            return f"p[{node.refvar}].decode('ascii')"
+            return f"r[{node.refvar}].decode('ascii')"
         if "RefId" in node.attrs:
             return repr(node.attrs["RefId"])
         return None
@@ -468,12 +471,15 @@ class Shape:
         self.objects = objects
 
 
-def compile_shape(parts: list[Any], group_count: int) -> Shape:
+def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
     """Generate the builder for the object ``parts`` came from (raises Unsupported)."""
-    root = _parse_skeleton(parts, group_count)
+    root, refid_count = _parse_skeleton(parts, variable_refids)
     gen = _Generator(parts)
     result = gen.value(root, 1)
-    source = "def build(p, refs, tns):\n"
+    source = "def build(p, refs, tns, r):\n"
+    if variable_refids:
+        # a text that happens to contain RefId="…" would shift r: such objects fall back
+        source += f"    if len(r) != {refid_count}:\n        raise _Fallback\n"
     source += "".join(f"    {line}\n" for line in gen.lines)
     source += f"    return {result}\n"
     namespace: dict[str, Any] = dict(_GLOBALS)
@@ -521,32 +527,45 @@ def same(a: Any, b: Any, depth: int = 0) -> bool:
 class ShapeCache:
     """Builders by skeleton; ``None`` marks a skeleton that stays on the expat path."""
 
-    __slots__ = ("group_count", "shapes", "split")
+    __slots__ = ("shapes", "variable_refids")
 
-    def __init__(self, split: re.Pattern[bytes]) -> None:
-        self.split = split
-        self.group_count = split.groups
+    def __init__(self, variable_refids: bool) -> None:
+        self.variable_refids = variable_refids
         self.shapes: dict[bytes, Shape | None] = {}
 
-    def learn(self, key: bytes, parts: list[Any], reference: Any,
-              refs: dict[str, Any], tns: dict[str, list[str]]) -> None:
-        """Compile and verify the builder for ``key`` against the expat ``reference`` value."""
-        if len(self.shapes) >= _MAX_SHAPES:
-            return
-        shape: Shape | None
-        try:
-            shape = compile_shape(parts, self.group_count)
-            overlay_refs = _Overlay(refs)
-            overlay_tns = _Overlay(tns)
-            candidate = shape.build(parts, overlay_refs, overlay_tns)
-            if not same(candidate, reference):
+    def learn(
+        self,
+        key: bytes,
+        parts: list[Any],
+        refids: list[bytes] | None,
+        refs: dict[str, Any],
+        tns: dict[str, list[str]],
+        reference: Callable[[], Any],
+    ) -> Any:
+        """Decode one object the reference way and admit a builder for its shape if (and only
+        if) the builder reproduces that value; returns the reference value."""
+        candidate: Any = _NOTHING
+        shape: Shape | None = None
+        if len(self.shapes) < _MAX_SHAPES:
+            try:
+                shape = compile_shape(parts, self.variable_refids)
+                # run before the reference decode registers this object's RefIds, so a Ref
+                # the builder cannot resolve on its own fails here as it would at run time
+                candidate = shape.build(parts, _Overlay(refs), _Overlay(tns), refids)
+            except Exception:  # any failure just means: this shape is decoded by expat
                 shape = None
-        except Exception:  # any failure just means: this shape is decoded by expat
+        value = reference()
+        if shape is not None and (candidate is _NOTHING or not same(candidate, value)):
             shape = None
-        self.shapes[key] = shape
+        if len(self.shapes) < _MAX_SHAPES:
+            self.shapes[key] = shape
+        return value
 
 
-class _Overlay(dict):  # type: ignore[type-arg]
+_NOTHING: Any = object()
+
+
+class _Overlay(dict[str, Any]):
     """Writes stay here, reads fall through to the real context (verification only)."""
 
     def __init__(self, base: dict[str, Any]) -> None:
@@ -557,5 +576,5 @@ class _Overlay(dict):  # type: ignore[type-arg]
         return self._base[key]
 
 
-FRAGMENTS = ShapeCache(FRAGMENT_SPLIT)
-DOCUMENTS = ShapeCache(DOCUMENT_SPLIT)
+FRAGMENTS = ShapeCache(variable_refids=False)
+DOCUMENTS = ShapeCache(variable_refids=True)

@@ -59,6 +59,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
+import gc
 import re
 import sys
 import uuid
@@ -855,7 +856,25 @@ def _decode(
     data: Any, max_bytes: int, max_depth: int, max_objects: int
 ) -> tuple[list[Any], list[str | None]]:
     _check_limits(max_bytes, max_depth, max_objects)
+    # Bulk decoding allocates hundreds of thousands of acyclic objects; pausing the cyclic GC
+    # meanwhile (as json/pickle-style loaders do) saves ~15% on large documents.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
     try:
+        return _decode_unpaused(data, max_bytes, max_depth, max_objects)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _decode_unpaused(
+    data: Any, max_bytes: int, max_depth: int, max_objects: int
+) -> tuple[list[Any], list[str | None]]:
+    try:
+        fast = _document(data, max_bytes, max_depth, max_objects)
+        if fast is not None:
+            return fast
         chunks, line_offset = _prepare(data, max_bytes)
         return _parse(chunks, max_depth + 1, max_objects, True, line_offset)
     except DecodeError:
@@ -898,6 +917,113 @@ def loads_fragment(
     return value
 
 
+_OBJS_OPEN = re.compile(rb'\s*<Objs(?:\s+[A-Za-z_:][\w:.-]*="[^"<&]*")*\s*>\s*')
+# a boundary after which a new top-level object may start (list items match too: see below)
+# (it starts with a literal so the regex engine can skip ahead; a lookbehind would make it
+# try every byte of the document)
+_OBJ_BOUNDARY = re.compile(rb'</Obj>\s*(?=<Obj\s+RefId="[^"]*"\s*>)')
+_SELF_CLOSING_OBJ = re.compile(rb"<Obj\b[^>]*/>")
+
+
+def _document(
+    data: Any, max_bytes: int, max_depth: int, max_objects: int
+) -> tuple[list[Any], list[str | None]] | None:
+    """Shape-compiled fast path for an ``<Objs>`` document of top-level ``<Obj>`` elements.
+
+    Returns ``None`` when the input is anything else (streams, bare elements, UTF-16, unusual
+    XML) or is malformed: the expat path then decodes it or reports the error with its
+    position.
+    """
+    from hvmagic.clixml import _compiled
+
+    if isinstance(data, str):
+        if len(data) > max_bytes or "#< CLIXML" in data[:64]:
+            return None
+        body = data.lstrip("\ufeff").encode("utf-8", "surrogatepass")
+    elif type(data) is bytes:
+        if len(data) > max_bytes:
+            return None
+        body = data[3:] if data[:3] == b"\xef\xbb\xbf" else data
+    else:
+        return None
+    opening = _OBJS_OPEN.match(body)
+    tail = body.rstrip()
+    if opening is None or not tail.endswith(b"</Objs>"):
+        return None
+    inner = body[opening.end():len(tail) - 7].rstrip()
+    if not inner.startswith(b"<Obj") or not _compiled.is_safe(inner):
+        return None
+    if _SELF_CLOSING_OBJ.search(inner) is not None:
+        return None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    cache = _compiled.DOCUMENTS
+    split = _compiled.FRAGMENT_SPLIT.split
+    find_refids = _compiled.REFID.findall
+    blank_refids = _compiled.REFID.sub
+    shapes = cache.shapes
+    refs: dict[str, Any] = {}
+    tns: dict[str, list[str]] = {}
+    values: list[Any] = []
+    streams: list[str | None] = []
+    objects = 0
+    pending = b""
+    pieces = _OBJ_BOUNDARY.split(inner)
+    last = len(pieces) - 1
+    try:
+        for index, piece in enumerate(pieces):
+            if index != last:
+                piece += b"</Obj>"  # the boundary match consumed it
+            if pending:
+                piece = pending + piece
+            # Objects inside lists also follow "</Obj>": merge until the tags balance.
+            if piece.count(b"<Obj") != piece.count(b"</Obj>"):
+                pending = piece
+                continue
+            pending = b""
+            if not piece.startswith(b"<Obj"):
+                return None
+            parts = split(piece)
+            key = blank_refids(b'RefId=""', b"\x00".join(parts[0::2]))
+            refids = find_refids(piece)
+            shape = shapes.get(key, _MISSING)
+            if shape is not None and shape is not _MISSING and shape.depth + 2 <= max_depth:
+                objects += shape.objects
+                if objects > max_objects:
+                    raise LimitExceededError(f"more than max_objects={max_objects} objects")
+                try:
+                    values.append(shape.build(parts, refs, tns, refids))
+                    streams.append(None)
+                    continue
+                except Exception:
+                    objects -= shape.objects  # counted again below by the expat decode
+            objects += piece.count(b"<Obj")
+            if objects > max_objects:
+                raise LimitExceededError(f"more than max_objects={max_objects} objects")
+            segment = piece
+
+            def reference(segment: bytes = segment) -> Any:
+                found, tags = _parse([segment], max_depth, max_objects, False, 0, refs, tns)
+                if len(found) != 1:
+                    raise DecodeError("not one object")
+                streams.append(tags[0])
+                return found[0]
+
+            if shape is _MISSING:
+                values.append(cache.learn(key, parts, refids, refs, tns, reference))
+            else:
+                values.append(reference())
+    except LimitExceededError:
+        raise
+    except DecodeError:
+        return None  # the expat path re-decodes the whole input and reports where it broke
+    if pending:
+        return None
+    return values, streams
+
+
 def _fragment_expat(data: Any, max_depth: int, max_objects: int) -> Any:
     try:
         values, _ = _parse([data], max_depth, max_objects, False)
@@ -933,16 +1059,15 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     except UnicodeDecodeError:
         return _fragment_expat(data, max_depth, max_objects)
     cache = _compiled.FRAGMENTS
-    parts = cache.split.split(body)
+    parts = _compiled.FRAGMENT_SPLIT.split(body)
     key = b"\x00".join(parts[0::2])
     shape = cache.shapes.get(key, _MISSING)
     if shape is _MISSING:
-        value = _fragment_expat(body, max_depth, max_objects)
-        cache.learn(key, parts, value, {}, {})
-        return value
+        return cache.learn(key, parts, None, {}, {},
+                           lambda: _fragment_expat(body, max_depth, max_objects))
     if shape is not None and shape.depth + 2 <= max_depth and shape.objects <= max_objects:
         try:
-            return shape.build(parts, {}, {})
+            return shape.build(parts, {}, {}, None)
         except Exception:
             shape = None  # any surprise (entity in a number, bad bool…): expat decides, reports
     return _fragment_expat(body, max_depth, max_objects)
