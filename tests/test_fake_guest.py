@@ -919,3 +919,49 @@ def test_pool_close_waits_for_open_pipelines(guest: FakeGuest) -> None:
     acks = [p.guid for p in c.packets if p.kind is PacketKind.CLOSE_ACK]
     assert acks == [ps.pipeline_id, NIL_GUID]
     c.transport.close()
+
+
+CONFIGURATION = r"""
+Configuration WebServer {
+    Import-DscResource -ModuleName PSDesiredStateConfiguration
+    Import-DscResource -ModuleName ContosoDsc
+    Node 'localhost' {
+        WindowsFeature IIS {
+            Name   = 'Web-Server'
+            Ensure = 'Present'
+        }
+        Service W3SVC {
+            Name        = 'W3SVC'
+            StartupType = 'Automatic'
+            State       = 'Running'
+            DependsOn   = '[WindowsFeature]IIS'
+        }
+        ContosoSite Default {
+            SiteName = 'Default'
+            Port     = 8080
+        }
+    }
+}
+WebServer -OutputPath C:\Dsc
+"""
+
+
+def test_demo_compiles_and_applies_a_configuration(guest: FakeGuest, client: MiniClient) -> None:
+    missing = client.run(CONFIGURATION)
+    assert missing.state == PSInvocationState.Failed
+    assert missing.reason_message == "Could not find the module 'ContosoDsc'."
+    # the custom resource module arrives (in the runbook: %vmcopy -r), then it compiles
+    guest.host_path("C:\\Program Files\\WindowsPowerShell\\Modules\\ContosoDsc").mkdir()
+    compiled = client.run(CONFIGURATION)
+    assert [o.FullName for o in compiled.output] == ["C:\\Dsc\\localhost.mof"]
+    mof = guest.host_path("C:\\Dsc\\localhost.mof").read_text(encoding="utf-8")
+    assert "instance of MSFT_RoleResource as $MSFT_RoleResource1ref" in mof
+    assert 'ResourceID = "[Service]W3SVC";' in mof
+    assert 'ModuleName = "ContosoDsc";' in mof
+    applied = client.run("Start-DscConfiguration -Path C:\\Dsc -Wait -Verbose")
+    assert applied.state == PSInvocationState.Completed, applied.reason_message
+    assert any("[[ContosoSite]Default] Resource ContosoSite applied" in v for v in applied.verbose)
+    w3svc = client.run("Get-Service W3SVC").output[0]
+    assert (w3svc.Status, w3svc.StartType) == (4, 2)
+    status = client.run("Get-DscConfigurationStatus").output[0]
+    assert status.Status == "Success" and status.RebootRequested is True

@@ -25,12 +25,26 @@ What the simulation understands (anything else fails like an unknown command in 
   ``Get-Process``, ``Get-HotFix``, ``Get-WinEvent``, ``Get-ComputerInfo``,
   ``Get-CimInstance Win32_OperatingSystem``, ``Get-Volume``, ``Get-NetIPAddress``,
   ``Get-ScheduledTask``, ``Get-WindowsFeature``, ``Install-WindowsFeature``,
-  ``Start-DscConfiguration``, ``Get-DscConfigurationStatus``, ``Test-DscConfiguration``,
+  ``Configuration Name { Import-DscResource …; Node x { WindowsFeature|File|Service|Registry|
+  <custom> Name { Key = 'value' } } }`` blocks (compiled to ``<node>.mof`` by calling
+  ``Name -OutputPath C:\\Dsc``; custom resource modules must exist under ``C:\\Program Files\\
+  WindowsPowerShell\\Modules``), ``Start-DscConfiguration -Path -Wait -Verbose`` (live verbose
+  LCM lines, a pending reboot after a feature install), ``Get-DscConfigurationStatus``,
+  ``Test-DscConfiguration``,
   ``Get-DscLocalConfigurationManager``, ``Restart-Computer``, ``Test-Path``, ``Get-FileHash``,
   ``Get-ChildItem``, ``Get-Item``, ``Get-Content``, ``Set-Content``, ``New-Item``, ``Remove-Item``,
   ``Copy-Item`` (guest-local), ``Compress-Archive``, ``Get-Date``, ``Start-Sleep``,
   ``Write-Output/Host/Verbose/Warning/Debug/Information/Error/Progress``,
   ``Read-Host``, ``Get-Credential``, ``hostname``, ``$PSVersionTable``, ``$env:COMPUTERNAME``).
+* **Parameters worth knowing**: ``Get-Service [-Name] a*,b [-DisplayName]`` (an unknown exact name
+  is a non-terminating ``NoServiceFoundForGivenName`` error, as in PowerShell);
+  ``Get-WinEvent -FilterHashtable @{LogName=…; Level=…; StartTime=…; Id=…; ProviderName=…}``,
+  ``-LogName``, ``-MaxEvents``, ``-Oldest`` (events are dated relative to now, so "the last
+  24 h" always has data); ``-ErrorAction SilentlyContinue|Ignore|Stop`` on the demo cmdlets;
+  ``Restart-Computer`` completes, then the guest drops every connection and refuses new ones for
+  ``guest.reboot_seconds``; ``Get-ComputerInfo``'s ``OsLastBootUpTime`` moves with each reboot.
+* **Scale**: ``FakeGuest(service_count=N)`` pads ``Get-Service`` with synthetic services
+  (labelled ``(synthetic)``) for bulk-output tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -85,6 +99,7 @@ from hvmagic.testing.psmini import (
     compare,
     parse_hashtable,
     parse_invocation,
+    parse_value_token,
     split_top,
     to_text,
     truthy,
@@ -473,6 +488,12 @@ class DemoShell:
             ) from exc
 
     def _statement(self, ctx: HandlerContext, statement: str) -> None:
+        if re.match(r"^configuration\s+[\w-]+\s*\{", statement, re.IGNORECASE):
+            configuration = dsc_compile_definition(statement, self._module_exists)
+            ctx.variables.setdefault("__dsc_configurations", {})[configuration.name.lower()] = (
+                configuration
+            )
+            return
         match = re.match(r"^\$([A-Za-z_][\w]*(?::[\w]+)?)\s*(\+?=)\s*(.+)$", statement, re.S)
         if match is not None and not match.group(3).startswith("="):
             name, op, rhs = match.group(1), match.group(2), match.group(3)
@@ -510,7 +531,13 @@ class DemoShell:
             command = self.commands.get(
                 _ALIASES.get(invocation.name.lower(), invocation.name.lower())
             )
-            if command is None:
+            configuration = ctx.variables.get("__dsc_configurations", {}).get(
+                invocation.name.lower()
+            )
+            if configuration is not None:
+                ctx.command = invocation.name
+                values = self._write_mofs(ctx, configuration, invocation)
+            elif command is None:
                 if invocation.name.lower() in _FILTERS or invocation.name.lower() in _ALIASES:
                     values = []
                 else:
@@ -1514,6 +1541,33 @@ class DemoShell:
         self._apply_resources(ctx, resources, verbose=verbose)
         return []
 
+    def _service_for(self, resource: dict[str, str]) -> DemoObject | None:
+        name = resource.get("name", "").lower()
+        return next((s for s in self._all_services() if s.get("Name").lower() == name), None)
+
+    def _module_exists(self, module: str) -> bool:
+        if module.lower() in _BUILTIN_DSC_MODULES:
+            return True
+        return (
+            self.guest.host_path("C:\\Program Files\\WindowsPowerShell\\Modules") / module
+        ).is_dir()
+
+    def _write_mofs(
+        self, ctx: HandlerContext, configuration: DscConfiguration, inv: Invocation
+    ) -> list[Any]:
+        """Running a compiled ``Configuration``: one ``<node>.mof`` per node, FileInfo out."""
+        output = str(
+            inv.get("outputpath") or f"C:\\Users\\Administrator\\Documents\\{configuration.name}"
+        )
+        folder = self.guest.host_path(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for node, resources in configuration.nodes.items():
+            path = folder / f"{node}.mof"
+            path.write_text(render_mof(configuration.name, node, resources), encoding="utf-8")
+            written.append(self._file_object(path))
+        return written
+
     def _mof_resources(self, ctx: HandlerContext, path: str) -> list[dict[str, str]]:
         host = self.guest.host_path(path)
         if not host.exists():
@@ -1599,6 +1653,9 @@ class DemoShell:
             in_state = wanted_feature is not None and self._feature_installed(wanted_feature)
             if kind == "file" and resource.get("destinationpath"):
                 in_state = self.guest.host_path(resource["destinationpath"]).exists()
+            service = self._service_for(resource) if kind == "service" else None
+            if service is not None:
+                in_state = _service_in_state(service, resource)
             say(
                 f"{prefix}{pad}[{rid}] The operation 'Test' found the resource "
                 f"{'in' if in_state else 'not in'} the desired state."
@@ -1632,6 +1689,27 @@ class DemoShell:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_text(resource.get("contents", ""), encoding="utf-8")
                     say(f"{prefix}{pad}[{rid}] Created {resource['destinationpath']}.")
+                elif service is not None:
+                    if resource.get("startuptype"):
+                        service.set(
+                            "StartType",
+                            EnumValue(ServiceStartMode[resource["startuptype"].capitalize()]),
+                        )
+                    if resource.get("state"):
+                        running = resource["state"].lower() == "running"
+                        service.set(
+                            "Status",
+                            EnumValue(
+                                ServiceControllerStatus.Running
+                                if running
+                                else ServiceControllerStatus.Stopped
+                            ),
+                        )
+                        service.set("CanStop", running)
+                    say(
+                        f"{prefix}{pad}[{rid}] Service '{service.get('Name')}' set to "
+                        f"{service.get('Status')}, {service.get('StartType')}."
+                    )
                 else:
                     say(f"{prefix}{pad}[{rid}] Resource {resource['class']} applied (simulated).")
                 total += 36.187
@@ -2304,6 +2382,181 @@ def _is_expression(head: str) -> bool:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# DSC: ``Configuration`` blocks compiled to MOF (the subset runbooks use)
+# --------------------------------------------------------------------------------------------
+
+_BUILTIN_DSC_MODULES = {"psdesiredstateconfiguration", "psdscresources"}
+#: built-in DSC resource → (CIM class, module) as compiled MOFs name them
+_BUILTIN_DSC_RESOURCES = {
+    "windowsfeature": ("MSFT_RoleResource", "PSDesiredStateConfiguration"),
+    "file": ("MSFT_FileDirectoryConfiguration", "PSDesiredStateConfiguration"),
+    "service": ("MSFT_ServiceResource", "PSDesiredStateConfiguration"),
+    "registry": ("MSFT_RegistryResource", "PSDesiredStateConfiguration"),
+    "script": ("MSFT_ScriptResource", "PSDesiredStateConfiguration"),
+}
+
+
+class DscConfiguration:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.modules: list[str] = []
+        #: node name → [(resource type, resource name, properties)]
+        self.nodes: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+
+
+def _dsc_error(message: str) -> TerminatingError:
+    return TerminatingError(
+        message,
+        category="ParserError",
+        error_id="DscCompileError",
+        exception_type="System.Management.Automation.ParseException",
+    )
+
+
+def dsc_compile_definition(text: str, module_exists: Callable[[str], bool]) -> DscConfiguration:
+    """``Configuration Name { Import-DscResource …; Node x { Type Name { Key = 'v' } } }``."""
+    match = re.match(r"^configuration\s+([\w-]+)\s*\{(.*)\}\s*$", text, re.S | re.I)
+    if match is None:
+        raise _dsc_error("Missing closing '}' in the Configuration block.")
+    configuration = DscConfiguration(match.group(1))
+    for statement in split_top(match.group(2), ";\n"):
+        words = statement.split(None, 1)
+        keyword = words[0].lower() if words else ""
+        if keyword == "import-dscresource":
+            invocation = parse_invocation(statement)
+            modules = invocation.get("modulename") or (
+                invocation.positional[0] if invocation.positional else None
+            )
+            for module in _as_list(modules):
+                name = str(module)
+                if not module_exists(name):
+                    raise _dsc_error(f"Could not find the module '{name}'.")
+                configuration.modules.append(name)
+        elif keyword == "param" or keyword.startswith("param("):
+            continue
+        elif keyword == "node":
+            node_match = re.match(r"^node\s+(.+?)\s*\{(.*)\}$", statement, re.S | re.I)
+            if node_match is None:
+                raise _dsc_error("A Node block needs a name and a body.")
+            names = [
+                str(n).strip("'\"")
+                for n in _as_list(parse_value_token(node_match.group(1).strip()))
+            ]
+            resources = _dsc_resources(node_match.group(2), configuration)
+            for node in names:
+                configuration.nodes.setdefault(node, []).extend(resources)
+        else:
+            raise _dsc_error(
+                f"The simulated guest cannot compile this Configuration "
+                f"statement: {statement[:60]!r}"
+            )
+    if not configuration.nodes:
+        raise _dsc_error(f"Configuration '{configuration.name}' has no Node block.")
+    return configuration
+
+
+def _dsc_resources(
+    body: str, configuration: DscConfiguration
+) -> list[tuple[str, str, dict[str, Any]]]:
+    resources = []
+    for statement in split_top(body, ";\n"):
+        match = re.match(r"^([\w]+)\s+([\w.-]+|'[^']*'|\"[^\"]*\")\s*\{(.*)\}$", statement, re.S)
+        if match is None:
+            raise _dsc_error(f"Cannot read DSC resource block {statement[:60]!r}.")
+        kind, name = match.group(1), match.group(2).strip("'\"")
+        if kind.lower() not in _BUILTIN_DSC_RESOURCES and not configuration.modules:
+            raise _dsc_error(
+                f"Undefined DSC resource '{kind}'. Use Import-DSCResource to import the resource."
+            )
+        properties: dict[str, Any] = {}
+        for entry in split_top(match.group(3), ";\n"):
+            key, sep, raw = entry.partition("=")
+            if not sep:
+                raise _dsc_error(f"Missing '=' in DSC resource property {entry[:40]!r}.")
+            properties[key.strip()] = _dsc_value(raw.strip())
+        if kind.lower() not in _BUILTIN_DSC_RESOURCES:
+            custom_modules = [
+                m for m in configuration.modules if m.lower() not in _BUILTIN_DSC_MODULES
+            ]
+            properties.setdefault("ModuleName", (custom_modules or ["CustomResources"])[-1])
+        resources.append((kind, name, properties))
+    return resources
+
+
+def _dsc_value(raw: str) -> Any:
+    if raw.lower() in ("$true", "$false"):
+        return raw.lower() == "$true"
+    if raw.startswith("@(") and raw.endswith(")"):
+        return [_dsc_value(p) for p in split_top(raw[2:-1], ",")]
+    value = parse_value_token(raw)
+    if isinstance(value, list):
+        return [v if isinstance(v, (str, int, float)) else str(v) for v in value]
+    if isinstance(value, (str, int, float)):
+        return value
+    return str(getattr(value, "text", raw))
+
+
+def render_mof(
+    configuration: str, node: str, resources: list[tuple[str, str, dict[str, Any]]]
+) -> str:
+    """A MOF document shaped like the ones ``Configuration`` writes in PowerShell 5.1."""
+    stamp = _dt.datetime.now().strftime("%m/%d/%Y %H:%M:%S")
+    lines = [
+        "/*",
+        f"@TargetNode='{node}'",
+        "@GeneratedBy=Administrator",
+        f"@GenerationDate={stamp}",
+        f"@GenerationHost={COMPUTER_NAME}",
+        "*/",
+        "",
+    ]
+    for index, (kind, name, properties) in enumerate(resources, start=1):
+        class_name, module = _BUILTIN_DSC_RESOURCES.get(kind.lower(), (kind, ""))
+        if not module:
+            module = properties.pop("ModuleName", None) or "CustomResources"
+        lines.append(f"instance of {class_name} as ${class_name}{index}ref")
+        lines.append("{")
+        lines.append(f'ResourceID = "[{kind}]{name}";')
+        for key, value in properties.items():
+            if isinstance(value, bool):
+                text = "True" if value else "False"
+                lines.append(f" {key} = {text};")
+            elif isinstance(value, list):
+                items = ", ".join(f'"{v}"' for v in value)
+                lines.append(f" {key} = {{{items}}};")
+            else:
+                escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+                lines.append(f' {key} = "{escaped}";')
+        lines.append(f' SourceInfo = "::{index}::9::{kind}";')
+        lines.append(f' ModuleName = "{module}";')
+        lines.append(' ModuleVersion = "1.0";')
+        lines.append(f' ConfigurationName = "{configuration}";')
+        lines.append("};")
+    lines += [
+        "instance of OMI_ConfigurationDocument",
+        "{",
+        ' Version="2.0.0";',
+        ' MinimumCompatibleVersion = "1.0.0";',
+        ' CompatibleVersionAdditionalProperties= {"Omi_BaseResource:ConfigurationName"};',
+        ' Author="Administrator";',
+        f' GenerationDate="{stamp}";',
+        f' GenerationHost="{COMPUTER_NAME}";',
+        f' Name="{configuration}";',
+        "};",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _service_in_state(service: DemoObject, resource: dict[str, str]) -> bool:
+    state = resource.get("state")
+    startup = resource.get("startuptype")
+    return (state is None or str(service.get("Status")).lower() == state.lower()) and (
+        startup is None or str(service.get("StartType")).lower() == startup.lower()
+    )
+
+
 def _resource_kind(resource: dict[str, str], resource_id: str) -> str:
     """``windowsfeature``, ``file`` or the MOF class: compiled MOFs name the CIM class
     (``MSFT_RoleResource``), the ResourceID keeps the DSC resource name (``[WindowsFeature]x``)."""
@@ -2312,6 +2565,8 @@ def _resource_kind(resource: dict[str, str], resource_id: str) -> str:
         return "windowsfeature"
     if class_name == "msft_filedirectoryconfiguration" or resource_id.lower().startswith("[file]"):
         return "file"
+    if class_name == "msft_serviceresource" or resource_id.lower().startswith("[service]"):
+        return "service"
     return class_name
 
 
