@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import queue
 import re
 import sys
@@ -103,6 +104,8 @@ from hvmagic.transports.base import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+    from hvmagic.recording import RecordingSession, ReplaySession
 
 __all__ = ["WRAPPER_SCRIPT", "Result", "Session", "connect", "open_session"]
 
@@ -684,21 +687,67 @@ def connect(
     record: str | Path | None = None,
     replay: str | Path | None = None,
     timeout: float | None = None,
-) -> Session:
+) -> Session | RecordingSession | ReplaySession:
     """Connect to ``target`` and open a PowerShell session.
 
     ``via``: ``"sim"`` — the built-in simulated guest (demo data, no Hyper-V needed);
     ``"process"`` — a local ``pwsh -s`` / ``powershell.exe -s`` (``executable`` picks which);
     ``"direct"`` — PowerShell Direct to the VM named ``target`` (Windows Hyper-V host,
-    CPython ≥ 3.12); ``"auto"`` — ``sim`` for target ``"sim"``, else ``direct`` where it works.
+    CPython ≥ 3.12); ``"auto"`` — ``sim`` for target ``"sim"``, else ``direct`` where it works;
+    ``"replay"`` — serve runs from a recording (``replay=FILE``).
+
+    ``record=FILE`` wraps the live session in a :class:`~hvmagic.recording.RecordingSession`;
+    ``replay=FILE`` returns a :class:`~hvmagic.recording.ReplaySession` without connecting.
+    The environment variables ``HVMAGIC_RECORD=DIR`` / ``HVMAGIC_REPLAY=DIR`` do the same for
+    every ``connect`` that names no file (``DIR/<target>.hvrec.json``), for CI.
     """
     if via not in _VIA:
         raise ValueError(f"via must be one of {', '.join(_VIA)}, not {via!r}")
-    if record is not None or replay is not None or via == "replay":
-        raise HvMagicError(
-            "record/replay sessions are not available yet in this hvmagic build; connect "
-            "without record=/replay= (via='sim' needs no Hyper-V host)"
+    if record is not None and replay is not None:
+        raise ValueError("give record= or replay=, not both")
+    from hvmagic import recording  # the recording layer wraps sessions; imported on demand
+
+    if replay is None and record is None:
+        replay_dir = os.environ.get(recording.REPLAY_ENV)
+        if replay_dir:
+            replay = recording.recording_path(replay_dir, target)
+    if via == "replay" and replay is None:
+        raise ValueError(
+            f"via='replay' needs replay=FILE (or {recording.REPLAY_ENV}=DIR in the environment)"
         )
+    if replay is not None:
+        return recording.ReplaySession(replay, name=None if target == "sim" else target)
+    session = _connect_live(
+        target, via=via, username=username, password=password, credential=credential,
+        configuration=configuration, executable=executable, allow_legacy=allow_legacy,
+        host_ui=host_ui, timeout=timeout,
+    )
+    if record is None:
+        record_dir = os.environ.get(recording.RECORD_ENV)
+        if record_dir:
+            record = recording.recording_path(record_dir, target)
+    if record is not None:
+        try:
+            return recording.RecordingSession(session, record)
+        except BaseException:
+            session.close()
+            raise
+    return session
+
+
+def _connect_live(
+    target: str,
+    *,
+    via: str,
+    username: str | None,
+    password: str | SecureString | None,
+    credential: PSCredential | None,
+    configuration: str | None,
+    executable: str | None,
+    allow_legacy: bool,
+    host_ui: HostUI | None,
+    timeout: float | None,
+) -> Session:
     if via == "auto":
         via = _auto_via(target)
     if via == "sim":

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psrpcore
@@ -39,7 +40,6 @@ from hvmagic.clixml.values import (
 )
 from hvmagic.errors import (
     EncodeError,
-    HvMagicError,
     PipelineTimeoutError,
     ProtocolError,
     RemoteError,
@@ -208,10 +208,38 @@ def test_connect_sim_runs_the_demo_guest() -> None:
 def test_connect_argument_errors() -> None:
     with pytest.raises(ValueError, match="via must be one of"):
         connect("vm01", via="carrier-pigeon")
-    with pytest.raises(HvMagicError, match="record/replay"):
-        connect("sim", record="session.yml")
-    with pytest.raises(HvMagicError, match="record/replay"):
+    with pytest.raises(ValueError, match="not both"):
+        connect("sim", record="a.json", replay="b.json")
+    with pytest.raises(ValueError, match="needs replay=FILE"):
         connect("sim", via="replay")
+
+
+def test_connect_records_and_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hvmagic.recording import RecordingSession, ReplaySession
+
+    monkeypatch.delenv("HVMAGIC_RECORD", raising=False)
+    monkeypatch.delenv("HVMAGIC_REPLAY", raising=False)
+    path = tmp_path / "demo.hvrec.json"
+    script = "Get-Service | Select-Object -First 2"
+    with connect("sim", record=path) as live:
+        assert isinstance(live, RecordingSession)
+        recorded = live.run(script).output
+    with connect("sim", replay=path) as replayed:
+        assert isinstance(replayed, ReplaySession)
+        again = replayed.run(script).output
+    assert [o["Name"] for o in again] == [o["Name"] for o in recorded]
+    assert len(again) == 2
+    # the environment-variable mode: one file per target in a directory
+    monkeypatch.setenv("HVMAGIC_RECORD", str(tmp_path / "rec"))
+    (tmp_path / "rec").mkdir()
+    with connect("sim") as live:
+        live.run("$x = 1")
+    assert (tmp_path / "rec" / "sim.hvrec.json").is_file()
+    monkeypatch.delenv("HVMAGIC_RECORD")
+    monkeypatch.setenv("HVMAGIC_REPLAY", str(tmp_path / "rec"))
+    with connect("sim") as replayed:
+        assert isinstance(replayed, ReplaySession)
+        assert replayed.run("$x = 1").state == "Completed"
 
 
 def test_connect_auto_names_the_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
