@@ -23,17 +23,17 @@ from xml.etree import ElementTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psrpcore  # noqa: E402
-from psrpcore.types import serialize  # noqa: E402
+import psrpcore
+from psrpcore.types import serialize
 
-from hvmagic.psrp.outofproc import (  # noqa: E402
+from hvmagic.psrp.outofproc import (
     NIL_GUID,
     PacketKind,
     PacketReader,
     control_packet,
     data_packet,
 )
-from hvmagic.testing import FakeGuest  # noqa: E402
+from hvmagic.testing import FakeGuest
 
 
 class RawClient:
