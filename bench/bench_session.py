@@ -49,7 +49,7 @@ from hvmagic.psrp.outofproc import (
     control_packet,
     data_packet,
 )
-from hvmagic.session import Session
+from hvmagic.session import open_session
 from hvmagic.transports.base import SocketTransport
 
 PIPELINE_ID = uuid.UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
@@ -253,12 +253,11 @@ def bench_session(stream: dict[str, bytes]) -> tuple[float, pd.DataFrame]:
     client_sock, server_sock = socket.socketpair()
     peer = threading.Thread(target=_replay_peer, args=(server_sock, stream), daemon=True)
     peer.start()
-    session = Session(
+    session = open_session(
         SocketTransport(client_sock, "replay"),
         name="bench",
         client=PSRPClient(pipeline_id_factory=lambda: PIPELINE_ID),
     )
-    session._open()
     start = time.perf_counter()
     result = session.run("Get-Service")
     frame = result.frame()

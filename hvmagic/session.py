@@ -653,13 +653,16 @@ def open_session(
     timeout: float | None = None,
     on_close: Callable[[], None] | None = None,
     exchange_key: bool | None = None,
+    client: PSRPClient | None = None,
 ) -> Session:
     """Open a PowerShell session over a connected ``transport`` (pool open, bounded wait).
 
     ``exchange_key`` (default: only when a custom ``host_ui`` may return secrets) exchanges the
-    PSRP session key right away instead of on the first SecureString parameter.
+    PSRP session key right away instead of on the first SecureString parameter. ``client``
+    supplies a configured :class:`~hvmagic.psrp.client.PSRPClient` (limits, fixed pipeline
+    ids for replaying a recorded byte stream).
     """
-    session = Session(transport, name=name, host_ui=host_ui, on_close=on_close)
+    session = Session(transport, name=name, host_ui=host_ui, on_close=on_close, client=client)
     try:
         session._open(timeout or OPEN_TIMEOUT)
         if exchange_key or (exchange_key is None and host_ui is not None):
