@@ -628,7 +628,6 @@ class _RunningPipeline:
     input_cond: threading.Condition = field(default_factory=threading.Condition)
     host_replies: dict[int, tuple[threading.Event, list[Any]]] = field(default_factory=dict)
     thread: threading.Thread | None = None
-    closed: bool = False
 
     def next_input(self, timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -827,7 +826,6 @@ class _GuestConnection:
             with self._lock:
                 running = self.pipelines.pop(guid, None)
                 if running is not None:
-                    running.closed = True
                     running.stop_event.set()
                     if running.pipeline.state in (
                         PSInvocationState.Running,
@@ -1505,10 +1503,6 @@ def first_command_name(script: str) -> str:
 
 def _unknown_command_handler(ctx: HandlerContext) -> None:
     raise unknown_command_error(first_command_name(ctx.script))
-
-
-def now_psdatetime() -> PSDateTime:
-    return PSDateTime.now()
 
 
 def main(argv: list[str] | None = None) -> int:
