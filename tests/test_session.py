@@ -402,6 +402,25 @@ def test_keyboard_interrupt_stops_the_pipeline_and_reraises(session: Session,
     assert session.run("emit 3").output == [0, 1, 2]
 
 
+def test_real_ctrl_c_while_waiting_stops_the_pipeline(session: Session,
+                                                      guest: FakeGuest) -> None:
+    import _thread
+
+    first = threading.Event()
+
+    def interrupt_later() -> None:
+        if first.wait(10):
+            time.sleep(0.2)  # the run is now blocked waiting for the guest
+            _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_later, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        session.run("slow", on_event=lambda s, r: first.set())
+    assert guest.state["stopped"].wait(5)
+    assert not session.broken
+    assert session.run("emit 2").output == [0, 1]
+
+
 def test_on_event_exception_propagates_and_session_survives(session: Session) -> None:
     def explode(stream: str, record: Any) -> None:
         raise LookupError("display failed")
