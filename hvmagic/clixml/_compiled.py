@@ -230,7 +230,7 @@ def _add_tag(
     refids: list[int],
     variable_refids: bool,
 ) -> None:
-    body = body.strip()
+    body = body.strip().lstrip("\ufeff")
     if body.startswith("<"):
         body = body[1:]
     if body.endswith(">"):
@@ -271,7 +271,11 @@ def _add_tag(
 
 
 class _Generator:
-    def __init__(self, sample: list[Any]) -> None:
+    def __init__(self, sample: list[Any], local_refs: bool) -> None:
+        #: fragments are self-contained: RefIds resolve at compile time to local variables
+        self.local_refs = local_refs
+        self.local_objects: dict[str, str] = {}
+        self.local_type_names: dict[str, str] = {}
         #: the parts of the object the shape is compiled from: type names seen there become
         #: constants guarded by a bytes comparison (a hit costs no hashing or allocation)
         self.sample = sample
@@ -324,6 +328,11 @@ class _Generator:
             refid = self.refid(node)
             if refid is None:
                 raise Unsupported("Ref without RefId")
+            if self.local_refs:
+                local = self.local_objects.get(node.attrs["RefId"])
+                if local is None:
+                    raise Unsupported("Ref to an object not yet complete (cycle)")
+                return local
             return f"refs[{refid}]"
         if name == "Obj":
             return self.obj(node, depth)
@@ -400,15 +409,24 @@ class _Generator:
                     self.lines.append(f"{names_var} = _tn({key})")
                 refid = self.refid(child)
                 if refid is not None:
-                    self.lines.append(f"tns[{refid}] = {names_var}")
+                    if self.local_refs:
+                        self.local_type_names[child.attrs["RefId"]] = names_var
+                    else:
+                        self.lines.append(f"tns[{refid}] = {names_var}")
                 names_expr = names_var
             elif tag == "TNRef":
                 refid = self.refid(child)
                 if refid is None:
                     raise Unsupported("TNRef without RefId")
-                names_var = self.var("t")
-                self.lines.append(f"{names_var} = tns[{refid}]")
-                names_expr = names_var
+                if self.local_refs:
+                    local = self.local_type_names.get(child.attrs["RefId"])
+                    if local is None:
+                        raise Unsupported("TNRef to an unknown TN")
+                    names_expr = local
+                else:
+                    names_var = self.var("t")
+                    self.lines.append(f"{names_var} = tns[{refid}]")
+                    names_expr = names_var
             elif tag == "ToString":
                 raw = self.text(child)
                 to_string_raw = raw
@@ -458,7 +476,10 @@ class _Generator:
             )
         refid = self.refid(node)
         if refid is not None:
-            self.lines.append(f"refs[{refid}] = {var}")
+            if self.local_refs:
+                self.local_objects[node.attrs["RefId"]] = var
+            else:
+                self.lines.append(f"refs[{refid}] = {var}")
         return var
 
 
@@ -474,7 +495,7 @@ class Shape:
 def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
     """Generate the builder for the object ``parts`` came from (raises Unsupported)."""
     root, refid_count = _parse_skeleton(parts, variable_refids)
-    gen = _Generator(parts)
+    gen = _Generator(parts, local_refs=not variable_refids)
     result = gen.value(root, 1)
     source = "def build(p, refs, tns, r):\n"
     if variable_refids:
@@ -551,7 +572,10 @@ class ShapeCache:
                 shape = compile_shape(parts, self.variable_refids)
                 # run before the reference decode registers this object's RefIds, so a Ref
                 # the builder cannot resolve on its own fails here as it would at run time
-                candidate = shape.build(parts, _Overlay(refs), _Overlay(tns), refids)
+                if self.variable_refids:
+                    candidate = shape.build(parts, _Overlay(refs), _Overlay(tns), refids)
+                else:
+                    candidate = shape.build(parts, None, None, None)
             except Exception:  # any failure just means: this shape is decoded by expat
                 shape = None
         value = reference()

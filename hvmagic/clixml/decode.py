@@ -934,8 +934,7 @@ def _document(
     XML) or is malformed: the expat path then decodes it or reports the error with its
     position.
     """
-    from hvmagic.clixml import _compiled
-
+    _compiled = _COMPILED or _load_compiled()
     if isinstance(data, str):
         if len(data) > max_bytes or "#< CLIXML" in data[:64]:
             return None
@@ -1040,8 +1039,7 @@ def _fragment_expat(data: Any, max_depth: int, max_objects: int) -> Any:
 
 def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     """Shape-compiled fast path (see :mod:`hvmagic.clixml._compiled`), expat otherwise."""
-    from hvmagic.clixml import _compiled
-
+    compiled = _COMPILED or _load_compiled()
     body = data
     if type(body) is not bytes:
         if isinstance(body, str):
@@ -1050,16 +1048,15 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
             body = bytes(body)
         else:
             raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
-    if body[:3] == b"\xef\xbb\xbf":
-        body = body[3:]
-    if body[:1] != b"<" or not _compiled.is_safe(body):
+    # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
+    if not (body[:1] == b"<" or body[:4] == b"\xef\xbb\xbf<") or not compiled.is_safe(body):
         return _fragment_expat(data, max_depth, max_objects)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
         return _fragment_expat(data, max_depth, max_objects)
-    cache = _compiled.FRAGMENTS
-    parts = _compiled.FRAGMENT_SPLIT.split(body)
+    cache = compiled.FRAGMENTS
+    parts = compiled.FRAGMENT_SPLIT.split(body)
     key = b"\x00".join(parts[0::2])
     shape = cache.shapes.get(key, _MISSING)
     if shape is _MISSING:
@@ -1067,10 +1064,22 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
                            lambda: _fragment_expat(body, max_depth, max_objects))
     if shape is not None and shape.depth + 2 <= max_depth and shape.objects <= max_objects:
         try:
-            return shape.build(parts, {}, {}, None)
+            return shape.build(parts, None, None, None)
         except Exception:
             shape = None  # any surprise (entity in a number, bad bool…): expat decides, reports
     return _fragment_expat(body, max_depth, max_objects)
+
+
+_COMPILED: Any = None
+
+
+def _load_compiled() -> Any:
+    # imported on first use: _compiled imports this module (it reuses the converters)
+    global _COMPILED
+    from hvmagic.clixml import _compiled
+
+    _COMPILED = _compiled
+    return _compiled
 
 
 def _progress_from_properties(obj: PSObject) -> ProgressRecord:
