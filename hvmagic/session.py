@@ -348,6 +348,8 @@ class Session:
             raise
         except BaseException:
             # Ctrl-C or an exception from on_event: stop the pipeline, keep the session usable.
+            # The callback is not called again while stopping: it (or its user) just failed.
+            run.on_event = None
             self._abort(run)
             raise
         if not finished:
@@ -538,6 +540,8 @@ class Session:
                 self._dispatch(event)
             except BaseException as exc:
                 callback_error = callback_error or exc
+                if self._current is not None:
+                    self._current.on_event = None  # record the rest of the batch, quietly
         if callback_error is not None and failure is None:
             raise callback_error
         if failure is not None:

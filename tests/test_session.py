@@ -421,6 +421,26 @@ def test_real_ctrl_c_while_waiting_stops_the_pipeline(session: Session,
     assert session.run("emit 2").output == [0, 1]
 
 
+def test_interrupt_during_a_fast_stream_is_not_raised_again(guest: FakeGuest) -> None:
+    @guest.handle("flood")
+    def flood(ctx: HandlerContext) -> None:
+        for i in range(20_000):
+            ctx.output(i)
+
+    calls = []
+
+    def interrupt(stream: str, record: Any) -> None:
+        calls.append(record)
+        raise KeyboardInterrupt
+
+    with guest.connect() as sess:
+        with pytest.raises(KeyboardInterrupt):
+            sess.run("flood", on_event=interrupt)
+        assert calls == [0]  # called once; records that arrive while stopping are not shown
+        assert not sess.broken
+        assert sess.run("emit 2").output == [0, 1]
+
+
 def test_on_event_exception_propagates_and_session_survives(session: Session) -> None:
     def explode(stream: str, record: Any) -> None:
         raise LookupError("display failed")
