@@ -666,3 +666,22 @@ def test_secure_strings_from_the_guest_are_decrypted_but_stay_masked(pair: Any) 
     assert isinstance(values[1], PSCredential) and values[1].username == "CORP\\svc"
     assert values[1].password.reveal() == "pw2" and "pw2" not in repr(values[1])
     assert values[2]["Secret"].reveal() == "pw3"
+
+
+def test_broken_pool_is_reported(pair: Any) -> None:
+    from hvmagic.psrp.client import PoolBroken
+
+    client, server = pair
+    server.pool.set_broken(psrpcore.types.ErrorRecord(
+        Exception=NETException(Message="The remote session was terminated."),
+        CategoryInfo=ErrorCategoryInfo(Category=ErrorCategory.OpenError),
+        FullyQualifiedErrorId="PSSessionStateBroken",
+    ))
+    client.receive_data(server.flush())
+    events = list(client.events())
+    assert len(events) == 1 and isinstance(events[0], PoolBroken)
+    assert events[0].state == "Broken"
+    assert "terminated" in events[0].reason
+    assert not client.opened
+    with pytest.raises(ProtocolError, match="Broken"):
+        client.start_script("Get-Date")
