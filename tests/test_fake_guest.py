@@ -582,7 +582,7 @@ def test_demo_files_test_path_and_hash(client: MiniClient, guest: FakeGuest) -> 
 
 
 def test_demo_dsc_reboot_and_reconnect(guest: FakeGuest, client: MiniClient) -> None:
-    guest.reboot_seconds = 0.5
+    guest.reboot_seconds = 1.5
     mof = guest.host_path("C:\\Dsc\\WebServer\\localhost.mof")
     mof.parent.mkdir(parents=True)
     mof.write_text(
@@ -735,7 +735,7 @@ def test_kill_connections_mid_pipeline(guest: FakeGuest) -> None:
 
 def test_reboot_refuses_then_accepts(guest: FakeGuest) -> None:
     host, port = guest.serve_tcp()
-    guest.reboot(0.4)
+    guest.reboot(2.0)
     assert not guest.is_up
     with pytest.raises(GuestUnavailableError, match="rebooting"):
         guest.transport()
