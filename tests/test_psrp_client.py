@@ -7,11 +7,14 @@ the client writes is parsed and checked against ``psdirect-protocol.md`` §3.3.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
 import psrpcore
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from psrpcore.types import (
     ErrorCategory,
     ErrorCategoryInfo,
@@ -40,7 +43,13 @@ from hvmagic.clixml.values import (
     PSXmlDocument,
     SecureString,
 )
-from hvmagic.errors import EncodeError, LimitExceededError, ProtocolError, TransportError
+from hvmagic.errors import (
+    EncodeError,
+    HvMagicError,
+    LimitExceededError,
+    ProtocolError,
+    TransportError,
+)
 from hvmagic.psrp.client import (
     HostCall,
     KeyExchanged,
@@ -685,3 +694,55 @@ def test_broken_pool_is_reported(pair: Any) -> None:
     assert not client.opened
     with pytest.raises(ProtocolError, match="Broken"):
         client.start_script("Get-Date")
+
+
+# ------------------------------------------------------------------------------------------
+# property tests: any split of a valid stream, and garbage, behave
+# ------------------------------------------------------------------------------------------
+
+
+def _messages_stream(texts: list[str]) -> tuple[bytes, list[bytes]]:
+    stream = b""
+    bodies = []
+    for object_id, text in enumerate(texts, start=1):
+        body = text.encode("utf-8")
+        message = (1).to_bytes(4, "little") + (0x41004).to_bytes(4, "little") + bytes(32) + body
+        cut = max(1, len(message) // 2)
+        stream += build_fragment(object_id, message[:cut], 0, end=False)
+        stream += build_fragment(object_id, message[cut:], 1)
+        bodies.append(body)
+    return stream, bodies
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(min_size=0, max_size=80), min_size=1, max_size=6), st.data())
+def test_any_split_of_a_fragment_stream_gives_the_same_messages(texts: list[str],
+                                                                data: Any) -> None:
+    stream, bodies = _messages_stream(texts)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    assembler = FragmentAssembler()
+    messages = []
+    previous = 0
+    for cut in [*cuts, len(stream)]:
+        messages += assembler.feed(stream[previous:cut])
+        previous = cut
+    assert [m.body for m in messages] == bodies
+    assert assembler.incomplete_objects == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_fragments_raise_only_typed_errors(blob: bytes) -> None:
+    with contextlib.suppress(HvMagicError):  # anything else fails the test
+        FragmentAssembler(max_message_bytes=1 << 16).feed(blob)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_garbage_data_packets_raise_only_typed_errors(blob: bytes) -> None:
+    client = PSRPClient()
+    client.open()
+    client.data_to_send()
+    with contextlib.suppress(HvMagicError):  # anything else fails the test
+        client.receive_data(data_packet(blob, NIL_GUID))
+        client.receive_data(blob + b"\n")
