@@ -965,3 +965,20 @@ def test_demo_compiles_and_applies_a_configuration(guest: FakeGuest, client: Min
     assert (w3svc.Status, w3svc.StartType) == (4, 2)
     status = client.run("Get-DscConfigurationStatus").output[0]
     assert status.Status == "Success" and status.RebootRequested is True
+
+
+def test_demo_functions_persist_between_runs(client: MiniClient) -> None:
+    assert client.run("function Get-Double($n) { $n * 2 }").output == []
+    assert client.run("Get-Double 21; Get-Double -n 5").output == [42, 10]
+    client.run(
+        "function Get-IntegrationService { param($Pattern) "
+        "Get-Service $Pattern | Select-Object -ExpandProperty Name }"
+    )
+    assert client.run("Get-IntegrationService vmic*s* | Select-Object -First 2").output == [
+        "vmicguestinterface",
+        "vmicshutdown",
+    ]
+    # assignments inside a function stay in its scope; `return` ends it
+    assert client.run(
+        "function Test-It { $x = 5; return $x + 1; 'never' }; Test-It; $x"
+    ).output == [6]

@@ -6,7 +6,10 @@ All data is invented and labelled: the computer is ``SIMULATED-GUEST``, objects 
 What the simulation understands (anything else fails like an unknown command in PowerShell):
 
 * **Statements** separated by ``;`` or new lines; ``#`` comments; ``$name = <pipeline or
-  expression>`` assignments kept per session; a bare ``$name`` / expression echoes its value.
+  expression>`` (and ``+=``) assignments kept per session; a bare ``$name`` / expression echoes
+  its value; ``function Name($a) { … }`` / ``function Name { param($a) … }`` definitions kept
+  per session (called by name with positional or ``-a`` arguments, own variable scope,
+  ``return``).
 * **Pipelines** whose first element is a command below or an expression (``$x``, ``1..5``,
   ``'text'``, ``@(...)``), followed by any of: ``Where-Object``/``where``/``?`` (script block
   or ``Prop -op Value`` form), ``Select-Object``/``select`` (``-Property`` names, wildcards and
@@ -476,9 +479,9 @@ class DemoShell:
     def run(self, ctx: HandlerContext) -> None:
         self._seed_files()
         try:
-            for statement in split_top(ctx.script, ";\n"):
-                ctx.check_stopped()
-                self._statement(ctx, statement)
+            self._block(ctx, ctx.script, ctx.output)
+        except _Return:
+            pass
         except PSSyntaxError as exc:
             raise TerminatingError(
                 str(exc),
@@ -487,7 +490,30 @@ class DemoShell:
                 exception_type="System.Management.Automation.ParseException",
             ) from exc
 
-    def _statement(self, ctx: HandlerContext, statement: str) -> None:
+    def _block(self, ctx: HandlerContext, text: str, emit: Callable[[Any], None]) -> None:
+        for statement in split_top(text, ";\n"):
+            ctx.check_stopped()
+            self._statement(ctx, statement, emit)
+
+    def _statement(self, ctx: HandlerContext, statement: str, emit: Callable[[Any], None]) -> None:
+        function = re.match(
+            r"^function\s+([\w-]+)\s*(?:\(([^)]*)\))?\s*\{(.*)\}$", statement, re.S | re.I
+        )
+        if function is not None:
+            body = function.group(3).strip()
+            names = _parameter_names(function.group(2) or "")
+            param_block = re.match(r"^param\s*\(([^)]*)\)(.*)$", body, re.S | re.I)
+            if param_block is not None:
+                names = _parameter_names(param_block.group(1))
+                body = param_block.group(2).strip()
+            ctx.variables.setdefault("__functions", {})[function.group(1).lower()] = (names, body)
+            return
+        returned = re.match(r"^return(?:\s+(.*))?$", statement, re.S | re.I)
+        if returned is not None:
+            if returned.group(1):
+                for value in self.pipeline(ctx, returned.group(1)):
+                    emit(value)
+            raise _Return()
         if re.match(r"^configuration\s+[\w-]+\s*\{", statement, re.IGNORECASE):
             configuration = dsc_compile_definition(statement, self._module_exists)
             ctx.variables.setdefault("__dsc_configurations", {})[configuration.name.lower()] = (
@@ -508,7 +534,39 @@ class DemoShell:
                 ctx.variables[key] = value
             return
         for value in self.pipeline(ctx, statement):
-            ctx.output(value)
+            emit(value)
+
+    def _call_function(
+        self,
+        ctx: HandlerContext,
+        definition: tuple[list[str], str],
+        inv: Invocation,
+        pipeline_input: list[Any],
+    ) -> list[Any]:
+        """A script function: parameters bound by name or position, its own variable scope
+        (reads fall through to the session's variables, assignments stay local)."""
+        names, body = definition
+        local = dict(ctx.variables)
+        positional = list(inv.positional)
+        for name in names:
+            if name.lower() in inv.named:
+                local[name.lower()] = inv.named[name.lower()]
+            elif positional:
+                local[name.lower()] = positional.pop(0)
+            else:
+                local[name.lower()] = None
+        local["args"] = positional
+        local["input"] = pipeline_input
+        outputs: list[Any] = []
+        saved = ctx.variables
+        ctx.variables = local
+        try:
+            self._block(ctx, body, outputs.append)
+        except _Return:
+            pass
+        finally:
+            ctx.variables = saved
+        return outputs
 
     def _value_of(self, ctx: HandlerContext, text: str) -> Any:
         values = self.pipeline(ctx, text)
@@ -534,7 +592,11 @@ class DemoShell:
             configuration = ctx.variables.get("__dsc_configurations", {}).get(
                 invocation.name.lower()
             )
-            if configuration is not None:
+            function = ctx.variables.get("__functions", {}).get(invocation.name.lower())
+            if function is not None:
+                ctx.command = invocation.name
+                values = self._call_function(ctx, function, invocation, [])
+            elif configuration is not None:
                 ctx.command = invocation.name
                 values = self._write_mofs(ctx, configuration, invocation)
             elif command is None:
@@ -550,7 +612,10 @@ class DemoShell:
             invocation = self._invocation(ctx, element)
             name = _ALIASES.get(invocation.name.lower(), invocation.name.lower())
             ctx.command = invocation.name
-            if name in _FILTERS:
+            function = ctx.variables.get("__functions", {}).get(name)
+            if function is not None:
+                values = self._call_function(ctx, function, invocation, values)
+            elif name in _FILTERS:
                 values = _as_list(getattr(self, _FILTERS[name])(ctx, invocation, values))
             elif name in self.commands:
                 values = _as_list(self.commands[name](ctx, invocation, values))
@@ -2547,6 +2612,19 @@ def render_mof(
         "",
     ]
     return "\n".join(lines)
+
+
+class _Return(Exception):  # control flow for the `return` keyword, not an error
+    pass
+
+
+def _parameter_names(text: str) -> list[str]:
+    """``$a, [int]$b = 2`` → ``['a', 'b']`` (types and defaults are not simulated)."""
+    return [
+        m.group(1)
+        for m in re.finditer(r"\$([A-Za-z_]\w*)", text)
+        if not text[: m.start()].rstrip().endswith("=")
+    ]
 
 
 def _service_in_state(service: DemoObject, resource: dict[str, str]) -> bool:
