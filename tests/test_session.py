@@ -120,6 +120,15 @@ def guest() -> Iterator[FakeGuest]:
     def read_host(ctx: HandlerContext) -> None:
         ctx.output(ctx.read_host())
 
+    @fake.handle("read-host-prompt")
+    def read_host_prompt(ctx: HandlerContext) -> None:
+        ctx.output(ctx.read_host("Server name"))
+
+    @fake.handle("read-host-secure")
+    def read_host_secure(ctx: HandlerContext) -> None:
+        secret = ctx.read_host(as_secure_string=True)
+        ctx.output(secret.decrypt() == "typed s3cret")
+
     @fake.handle("credential")
     def credential(ctx: HandlerContext) -> None:
         cred = ctx.prompt_for_credential("Login", "Enter", "admin")
@@ -538,6 +547,21 @@ def test_host_write_calls_are_kept_as_host_text(guest: FakeGuest) -> None:
     assert seen == [("host", "legacy line ✓"), ("host", "no newline"), ("host", "host warning"),
                     ("output", "done")]
     assert ui.written == ["legacy line ✓", "no newline", "host warning"]
+
+
+def test_scripted_host_answers_prompt_fields_and_secure_lines(guest: FakeGuest) -> None:
+    ui = ScriptedHostUI(fields={"Server name": "dc01"}, lines=[SecureString("typed s3cret")])
+    with guest.connect(host_ui=ui) as sess:
+        assert sess.run("read-host-prompt").output == ["dc01"]
+        assert sess.run("read-host-secure").output == [True]
+    assert ui.asked == [("Prompt", ""), ("ReadLineAsSecureString", "")]
+
+
+def test_default_host_refuses_prompts_and_credentials(session: Session) -> None:
+    for script in ("read-host-prompt", "credential", "read-host-secure"):
+        with pytest.raises(RemoteError, match="non-interactive"):
+            session.run(script)
+    assert session.run("emit 1").output == [0]
 
 
 def test_write_host_sent_twice_is_reported_once(session: Session) -> None:
