@@ -60,7 +60,9 @@ from psrpcore.types import (
     PSInvocationState,
     PSList,
     PSObject,
+    PSPrimitiveDictionary,
     PSRPMessageType,
+    PSVersion,
     RunspacePoolState,
     add_note_property,
     deserialize_clixml,
@@ -102,7 +104,20 @@ PS_VERSION_TABLE = {
     "SerializationVersion": "1.1.0.1",
 }
 
-_PARAMETER_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+def private_version_table() -> PSPrimitiveDictionary:
+    """``$PSVersionTable`` as a 5.1 server puts it in APPLICATION_PRIVATE_DATA: a primitive
+    dictionary whose versions are ``System.Version`` values, not strings."""
+    table = PSPrimitiveDictionary()
+    for key, value in PS_VERSION_TABLE.items():
+        if isinstance(value, list):
+            table[key] = [PSVersion(v) for v in value]
+        elif key in ("PSEdition",):
+            table[key] = value
+        else:
+            table[key] = PSVersion(str(value))
+    return table
+
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,7 +679,7 @@ class _GuestConnection:
         self._error_prefix = error_prefix
         self._lock = threading.RLock()
         self.pool = psrpcore.ServerRunspacePool(
-            application_private_data={"PSVersionTable": dict(PS_VERSION_TABLE)}
+            application_private_data={"PSVersionTable": private_version_table()}
         )
         self.pipelines: dict[uuid.UUID, _RunningPipeline] = {}
         self.variables: dict[str, Any] = {}
