@@ -426,3 +426,86 @@ def test_huge_document_decodes_within_limits() -> None:
     assert len(values) == count and values[-1] == "0123456789abcdef"
     with pytest.raises(LimitExceededError):
         loads(doc.encode(), max_bytes=len(doc) - 1)
+
+
+# --- the shape-compiled fast path (hvmagic/clixml/_compiled.py) ------------------------------
+
+from hvmagic.clixml import _compiled  # noqa: E402 - the fast path's internals, tested here
+from hvmagic.clixml.decode import _fragment_expat, _loads_expat  # noqa: E402
+
+SHAPE = (
+    "<Obj RefId='0'><TN RefId='0'><T>Deserialized.My.Type</T><T>System.Object</T></TN>"
+    "<ToString>{name}</ToString><Props><S N='Name'>{name}</S><I32 N='Count'>{count}</I32>"
+    "<B N='On'>{on}</B><Obj N='State' RefId='1'><TN RefId='1'><T>My.State</T>"
+    "<T>System.Enum</T><T>System.ValueType</T><T>System.Object</T></TN>"
+    "<ToString>{state}</ToString><I32>{number}</I32></Obj></Props>"
+    "<MS><Ref N='Alias' RefId='1' /><DT N='When'>{when}</DT></MS></Obj>"
+)
+
+
+def _shape(**values: object) -> str:
+    defaults = {"name": "a", "count": 1, "on": "true", "state": "Running", "number": 4,
+                "when": "2024-01-02T03:04:05.1234567Z"}
+    defaults.update(values)
+    return SHAPE.format(**defaults)
+
+
+def test_fragment_fast_path_learns_a_shape_and_matches_expat() -> None:
+    first = _shape(name="first")
+    assert _compiled.FRAGMENTS.shapes.get(b"x") is None
+    value = loads_fragment(first.encode())
+    key = b"\x00".join(_compiled.FRAGMENT_SPLIT.split(first.encode())[0::2])
+    assert _compiled.FRAGMENTS.shapes[key] is not None  # verified builder admitted
+    for name in ("second", "with &amp; entity", "esc_x000A_aped", "ünïcode"):
+        text = _shape(name=name, count=7, on="false", state="Stopped", number=1)
+        fast = loads_fragment(text.encode("utf-8"))
+        reference = _fragment_expat(text.encode("utf-8"), 64, 1000)
+        assert _compiled.same(fast, reference)
+        assert fast["Alias"] is fast["State"]  # Ref aliasing inside the builder
+        assert fast["When"].tick_remainder == 7
+    assert value["State"].name == "Running" and str(value) == "first"
+
+
+def test_fast_path_falls_back_to_expat_for_odd_values_of_a_known_shape() -> None:
+    loads_fragment(_shape().encode())  # learn
+    # an entity in a number and an unusual boolean spelling: the builder raises, expat decodes
+    odd = loads_fragment(_shape(count="&#55;", on="1").encode())
+    assert odd["Count"] == 7 and odd["On"] is True
+    with pytest.raises(DecodeError) as info:
+        loads_fragment(_shape(count="seven").encode())
+    assert info.value.position is not None  # errors come from expat, located
+    # a comment makes the textual split unsafe: expat decodes it
+    commented = _shape().replace("<Props>", "<Props><!-- c -->")
+    assert loads_fragment(commented.encode())["Count"] == 1
+
+
+def test_document_fast_path_matches_expat_with_refs_across_objects() -> None:
+    objs = "".join(
+        f"<Obj RefId='{2 * i}'><TN RefId='{i}'><T>T{i % 2}</T></TN><MS><S N='Name'>n{i}</S>"
+        f"<Obj N='Tags' RefId='{2 * i + 1}'><LST><S>x</S><I64>{i}</I64></LST></Obj>"
+        f"<Ref N='Again' RefId='{2 * i + 1}' /></MS></Obj>".replace("'", '"')
+        for i in range(6)
+    )
+    doc = f'<Objs Version="1.1.0.1" {NS}>{objs}</Objs>'
+    fast = loads(doc)
+    again = loads(doc.encode())
+    reference = _loads_expat(doc)
+    assert len(fast) == 6
+    for a, b, c in zip(fast, again, reference, strict=True):
+        assert _compiled.same(a, c) and _compiled.same(b, c)
+        assert b["Again"] is b["Tags"] and b["Tags"] == ["x", 5 if b["Name"] == "n5" else
+                                                         int(b["Name"][1:])]
+    # a text containing RefId="…" must not shift the RefIds the builder reads
+    tricky = doc.replace("<S N=\"Name\">n3</S>", '<S N="Name">RefId="99"</S>')
+    assert _compiled.same(loads(tricky)[3], _loads_expat(tricky)[3])
+
+
+def test_fast_paths_keep_limits() -> None:
+    doc = f'<Objs {NS}>' + "".join(
+        f'<Obj RefId="{i}"><MS><I32 N="a">{i}</I32></MS></Obj>' for i in range(30)) + "</Objs>"
+    assert len(loads(doc)) == 30
+    with pytest.raises(LimitExceededError, match="max_objects"):
+        loads(doc, max_objects=29)
+    loads_fragment(_shape().encode())
+    with pytest.raises(LimitExceededError):
+        loads_fragment(_shape().encode(), max_objects=1)

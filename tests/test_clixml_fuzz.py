@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hvmagic.clixml import PSCustomObject, dumps_document, loads, loads_fragment
-from hvmagic.errors import DecodeError
+from hvmagic.clixml import PSCustomObject, _compiled, dumps_document, loads, loads_fragment
+from hvmagic.clixml.decode import _fragment_expat, _loads_expat
+from hvmagic.errors import DecodeError, LimitExceededError
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "clixml"
 _GENERATED = dumps_document([
@@ -60,6 +61,33 @@ def test_mutated_clixml_gives_a_value_or_a_typed_error(data: bytes) -> None:
             assert result is not None or decode is loads_fragment
             if decode is loads:
                 assert isinstance(result, list)
+
+
+def _outcome(decode: object, data: bytes) -> object:
+    try:
+        return decode(data)  # type: ignore[operator]
+    except LimitExceededError:
+        return "limit"
+    except DecodeError:
+        return "error"
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=1500, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated())
+def test_fast_paths_agree_with_the_expat_reference(data: bytes) -> None:
+    """The shape-compiled paths must give exactly what the expat decoder gives (or fail
+    exactly when it fails), whatever shapes earlier examples taught them."""
+    for fast, reference in ((loads, _loads_expat),
+                            (loads_fragment, lambda d: _fragment_expat(d, 512, 10_000_000))):
+        # twice: the first call may teach a shape, the second runs its builder
+        first, second, expected = _outcome(fast, data), _outcome(fast, data), _outcome(
+            reference, data)
+        if isinstance(expected, str):
+            assert first == second == expected
+        else:
+            assert _compiled.same(first, expected) and _compiled.same(second, expected)
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)

@@ -23,6 +23,7 @@ takes this path.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -189,7 +190,7 @@ _GLOBALS: dict[str, Any] = {
 
 # --- the code generator ---------------------------------------------------------------------
 
-_ATTR = re.compile(r'([A-Za-z_:][\w:.-]*)\s*=\s*"([^"]*)"')
+_ATTR = re.compile(r"""([A-Za-z_:][\w:.-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _INT_TAGS = frozenset(("I32", "U32", "I64", "U64", "I16", "U16", "By", "SB"))
 _LIST_TAGS = frozenset(("LST", "IE", "QUE", "STK"))
 
@@ -251,7 +252,8 @@ def _add_tag(
     attrs: dict[str, str] = {}
     if len(pieces) > 1:
         rest = pieces[1]
-        for key, value in _ATTR.findall(rest):
+        for key, double, single in _ATTR.findall(rest):
+            value = double or single
             if key in attrs or "&" in value or "<" in value:
                 raise Unsupported("attribute needing an XML parser")
             attrs[key] = value
@@ -280,6 +282,7 @@ class _Generator:
         #: constants guarded by a bytes comparison (a hit costs no hashing or allocation)
         self.sample = sample
         self.constants: dict[str, Any] = {}
+        self.used_texts: set[int] = set()
         self.lines: list[str] = []
         self.counter = 0
         self.objects = 0
@@ -299,6 +302,7 @@ class _Generator:
     def text(self, node: _Node) -> str | None:
         if node.text is None:
             return None
+        self.used_texts.add(node.text)
         return f"p[{node.text}]"
 
     def value(self, node: _Node, depth: int) -> str:
@@ -503,6 +507,16 @@ def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
         source += f"    if len(r) != {refid_count}:\n        raise _Fallback\n"
     source += "".join(f"    {line}\n" for line in gen.lines)
     source += f"    return {result}\n"
+    # Texts the builder ignores (whitespace between tags) must hold no entity reference: an
+    # XML parser would resolve or reject it, so such an object takes the expat path.
+    gaps = sorted(set(range(1, len(parts), 2)) - gen.used_texts)
+    if gaps:
+        gen.constants["_GAPS"] = operator.itemgetter(*gaps, *gaps[:1])  # always a tuple
+        source = source.replace(
+            "def build(p, refs, tns, r):\n",
+            "def build(p, refs, tns, r):\n    if b'&' in b''.join(_GAPS(p)):\n"
+            "        raise _Fallback\n",
+        )
     namespace: dict[str, Any] = dict(_GLOBALS)
     namespace.update(gen.constants)
     # the source is generated above from tag/property names, every one passed through repr()
@@ -512,22 +526,31 @@ def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
 
 # --- verification: the generated builder must reproduce the expat result exactly ---------------
 
-def same(a: Any, b: Any, depth: int = 0) -> bool:
-    if depth > 64 or type(a) is not type(b):
+def same(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
+    """Strict structural equality (types, type names, ToString, adapted names, members, tick
+    remainders); cycles compare equal when they close at the same places."""
+    if type(a) is not type(b):
         return False
+    if seen is None:
+        seen = set()
+    pair = (id(a), id(b))
+    if pair in seen:
+        return True
+    if isinstance(a, (PSObject, list, dict)):
+        seen.add(pair)
     if isinstance(a, PSObject):
         return (
             a.type_names == b.type_names
             and a.to_string == b.to_string
             and a.adapted == b.adapted
-            and same(a.value, b.value, depth + 1)
+            and same(a.value, b.value, seen)
             and list(a._props) == list(b._props)
-            and all(same(a._props[k], b._props[k], depth + 1) for k in a._props)
+            and all(same(a._props[k], b._props[k], seen) for k in a._props)
         )
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y, depth + 1) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(same(x, y, seen) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k], depth + 1) for k in a)
+        return list(a) == list(b) and all(same(a[k], b[k], seen) for k in a)
     if isinstance(a, PSEnum):
         return int(a) == int(b) and a.name == b.name and a.type_names == b.type_names and (
             getattr(a, "properties", None) == getattr(b, "properties", None))
@@ -539,9 +562,9 @@ def same(a: Any, b: Any, depth: int = 0) -> bool:
                                                                        lambda: None)()
                 and a.__dict__.keys() == b.__dict__.keys())
     if isinstance(a, PSCredential):
-        return False  # always decoded by the expat path
+        return a.username == b.username and a.password == b.password
     if isinstance(a, PSChar) or hasattr(a, "__dict__"):
-        return a == b and getattr(a, "__dict__", None) == getattr(b, "__dict__", None)
+        return bool(a == b) and getattr(a, "__dict__", None) == getattr(b, "__dict__", None)
     return bool(a == b)
 
 

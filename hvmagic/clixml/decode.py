@@ -868,13 +868,25 @@ def _decode(
             gc.enable()
 
 
+def _loads_expat(
+    data: Any,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+) -> list[Any]:
+    """The reference decoder alone (no compiled shapes): tests compare the fast path to it."""
+    _check_limits(max_bytes, max_depth, max_objects)
+    return _decode_unpaused(data, max_bytes, max_depth, max_objects, fast=False)[0]
+
+
 def _decode_unpaused(
-    data: Any, max_bytes: int, max_depth: int, max_objects: int
+    data: Any, max_bytes: int, max_depth: int, max_objects: int, fast: bool = True
 ) -> tuple[list[Any], list[str | None]]:
     try:
-        fast = _document(data, max_bytes, max_depth, max_objects)
-        if fast is not None:
-            return fast
+        found = _document(data, max_bytes, max_depth, max_objects) if fast else None
+        if found is not None:
+            return found
         chunks, line_offset = _prepare(data, max_bytes)
         return _parse(chunks, max_depth + 1, max_objects, True, line_offset)
     except DecodeError:
@@ -917,6 +929,7 @@ def loads_fragment(
     return value
 
 
+_ATTRIBUTE_NAMES = re.compile(rb'([A-Za-z_:][\w:.-]*)="')
 _OBJS_OPEN = re.compile(rb'\s*<Objs(?:\s+[A-Za-z_:][\w:.-]*="[^"<&]*")*\s*>\s*')
 # a boundary after which a new top-level object may start (list items match too: see below)
 # (it starts with a literal so the regex engine can skip ahead; a lookbehind would make it
@@ -949,8 +962,11 @@ def _document(
     tail = body.rstrip()
     if opening is None or not tail.endswith(b"</Objs>"):
         return None
+    names = _ATTRIBUTE_NAMES.findall(opening.group())
+    if len(names) != len(set(names)):
+        return None  # a duplicate attribute: expat reports it
     inner = body[opening.end():len(tail) - 7].rstrip()
-    if not inner.startswith(b"<Obj") or not _compiled.is_safe(inner):
+    if not inner.startswith(b"<Obj") or not _compiled.is_safe(body):
         return None
     if _SELF_CLOSING_OBJ.search(inner) is not None:
         return None
