@@ -19,7 +19,7 @@ from typing import Any
 
 import psrpcore
 import pytest
-from psrpcore.types import ChoiceDescription, PSInvocationState
+from psrpcore.types import PSInvocationState
 
 import hvmagic
 from hvmagic.clixml.values import (
@@ -156,12 +156,7 @@ def guest() -> Iterator[FakeGuest]:
 
     @fake.handle("choice")
     def choice(ctx: HandlerContext) -> None:
-        # Built by hand: FakeGuest.prompt_for_choice passes label= where psrpcore wants Label=.
-        descriptions = [
-            ChoiceDescription.ToPSObjectForRemoting(ChoiceDescription(Label=c), for_host=True)
-            for c in ("&Yes", "&No")
-        ]
-        ctx.output(int(ctx.host_call("PromptForChoice", "Restart?", "Really?", descriptions, 0)))
+        ctx.output(ctx.prompt_for_choice("Restart?", "Really?", ["&Yes", "&No"], 0))
 
     yield fake
     fake.close()
