@@ -266,7 +266,7 @@ def _translate(exc: RemoteError, parameters: Mapping[str, Any]) -> FileCopyError
     if _ERROR_PREFIX + "is-directory:" in text:
         where = text.split(_ERROR_PREFIX + "is-directory:", 1)[1].strip()
         return FileCopySourceError(
-            f"guest path {where} is a directory; pass recurse=True to copy directories"
+            f"guest path {where} is a directory; pass recurse=True (%vmcopy -r) to copy it"
         )
     if _ERROR_PREFIX + "hash-mismatch:" in text:
         return FileCopyIntegrityError(
