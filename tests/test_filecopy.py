@@ -228,3 +228,26 @@ def test_guest_scripts_are_self_cleaning_powershell() -> None:
     assert "Get-FileHash -LiteralPath $hvmagic_copy_partial -Algorithm SHA256" in (
         SCRIPTS["to-finish"])
     assert "[Convert]::FromBase64String($hvmagic_copy_data)" in SCRIPTS["to-chunk"]
+
+
+def test_interrupted_copy_leaves_no_partial_files(guest: FakeGuest, session: Any,
+                                                  tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(64 * 1024))
+
+    def interrupt(progress: CopyProgress) -> None:
+        if progress.bytes_done >= 16 * 1024:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_to(session, source, "C:\\Temp\\big.bin", chunk_size=4096, on_progress=interrupt)
+    assert not guest.host_path("C:\\Temp\\big.bin").exists()
+    assert not guest.host_path("C:\\Temp\\big.bin" + PARTIAL_SUFFIX).exists()
+    def interrupt_at_once(progress: CopyProgress) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_from(session, "C:\\Windows\\Logs\\CBS\\CBS.log", tmp_path / "cbs.log",
+                  chunk_size=1024, on_progress=interrupt_at_once)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin"]
+    assert session.run("Test-Path C:\\Temp\\big.bin").output == [False]  # still usable
