@@ -585,15 +585,16 @@ def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None
     def ask(ctx: Any) -> None:
         name = ctx.read_host()
         secret = ctx.read_host(as_secure_string=True)
+        choice = ctx.prompt_for_choice("Reboot", "Now?", ["&Yes", "&No"], 1)
         # the guest received an encrypted SecureString; it decrypts to what was typed
-        ctx.output(f"{name}|{type(secret).__name__}|{secret.decrypt() == 's3cret'}")
+        ctx.output(f"{name}|{type(secret).__name__}|{secret.decrypt() == 's3cret'}|{choice}")
 
     with guest:
         ui = hvmagics.NotebookHostUI(read=read, read_secret=read_secret)
         with guest.connect(host_ui=ui) as session:
             result = session.run("Ask-Things")
-            assert result.output == ["alice|PSSecureString|True"]
-            assert asked == ["", "secret:"]
+            assert result.output == ["alice|PSSecureString|True|0"]
+            assert asked == ["", "secret:", "[Y] Yes  [N] No (default No): "]
 
         from IPython.core.error import StdinNotImplementedError
 
