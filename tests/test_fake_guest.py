@@ -982,3 +982,35 @@ def test_demo_functions_persist_between_runs(client: MiniClient) -> None:
     assert client.run(
         "function Test-It { $x = 5; return $x + 1; 'never' }; Test-It; $x"
     ).output == [6]
+
+
+def test_second_pipeline_waits_for_the_single_runspace(guest: FakeGuest) -> None:
+    timeline: list[str] = []
+
+    @guest.handle("Step-One")
+    def one(ctx: HandlerContext) -> None:
+        timeline.append("one:start")
+        ctx.sleep(0.3)
+        timeline.append("one:end")
+
+    @guest.handle("Step-Two")
+    def two(ctx: HandlerContext) -> None:
+        timeline.append("two:start")
+
+    c = MiniClient(guest.transport())
+    c.open()  # psrpcore's client asks for MinRunspaces = MaxRunspaces = 1
+    assert c.pool.max_runspaces == 1
+    pipelines = []
+    for script in ("Step-One", "Step-Two"):
+        ps = psrpcore.ClientPowerShell(c.pool)
+        ps.add_script(script)
+        c.transport.send(control_packet(PacketKind.COMMAND, ps.pipeline_id))
+        c._wait_for(PacketKind.COMMAND_ACK, ps.pipeline_id, [])
+        ps.start()
+        c._send_pending(ps.pipeline_id, [])
+        pipelines.append(ps)
+    deadline = time.monotonic() + 5
+    while len(timeline) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert timeline == ["one:start", "one:end", "two:start"]
+    c.transport.close()

@@ -104,6 +104,7 @@ PS_VERSION_TABLE = {
     "SerializationVersion": "1.1.0.1",
 }
 
+
 def private_version_table() -> PSPrimitiveDictionary:
     """``$PSVersionTable`` as a 5.1 server puts it in APPLICATION_PRIVATE_DATA: a primitive
     dictionary whose versions are ``System.Version`` values, not strings."""
@@ -116,8 +117,6 @@ def private_version_table() -> PSPrimitiveDictionary:
         else:
             table[key] = PSVersion(str(value))
     return table
-
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -683,6 +682,7 @@ class _GuestConnection:
         )
         self.pipelines: dict[uuid.UUID, _RunningPipeline] = {}
         self.variables: dict[str, Any] = {}
+        self._runspace_permits: threading.Semaphore | None = None
         self.closed = threading.Event()
         #: how long Close(pool) waits for open pipelines (PowerShell's client gives up at 60 s)
         self.pool_close_timeout = 60.0
@@ -1037,7 +1037,25 @@ class _GuestConnection:
 
     # ---- running a pipeline (worker thread) ---------------------------------------------------
 
+    def _runspaces(self) -> threading.Semaphore:
+        """One permit per runspace of the pool: with ``MaxRunspaces`` 1 (what sessions ask
+        for) a second pipeline waits for the first, as it does in a real runspace pool."""
+        with self._lock:
+            if self._runspace_permits is None:
+                self._runspace_permits = threading.Semaphore(max(1, self.pool.max_runspaces))
+            return self._runspace_permits
+
     def _run_pipeline(self, running: _RunningPipeline) -> None:
+        permits = self._runspaces()
+        while not permits.acquire(timeout=0.05):
+            if running.stop_event.is_set():
+                return
+        try:
+            self._run_pipeline_in_runspace(running)
+        finally:
+            permits.release()
+
+    def _run_pipeline_in_runspace(self, running: _RunningPipeline) -> None:
         commands = running.pipeline.metadata.commands if running.pipeline.metadata else []
         script, parameters = extract_user_script(commands)
         try:
