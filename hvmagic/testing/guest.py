@@ -16,8 +16,37 @@ Scripts are answered by *handlers*: ``guest.handle(pattern)`` registers a functi
 (:mod:`hvmagic.testing.demo`) interprets the script; anything else fails like PowerShell does
 for an unknown command.
 
+Handlers::
+
+    guest = FakeGuest(demo=False)
+
+    @guest.handle("Get-Widget")                      # exact text, else substring
+    def widgets(ctx):
+        ctx.verbose("counting widgets")              # .warning .debug .information .host_write
+        ctx.progress("Counting", "half way", 50)     # Write-Progress (activity_id, parent_id…)
+        ctx.error("widget 3 is broken", category="InvalidData", target=3)   # non-terminating
+        name = ctx.read_host("Widget name")          # host call, answered by the client's host
+        ctx.sleep(0.5)                               # wakes with PipelineStoppedError on Signal
+        ctx.variables["last"] = name                 # per session: next run sees it
+        return [{"Name": name, "Size": 3}]           # dicts → PSCustomObject; lists enumerate
+
+    guest.add_handler(r"^Remove-Widget (\\w+)$", lambda ctx: ctx.fail("locked"), regex=True)
+
+``ctx.parameters`` holds the run's parameters, ``ctx.script`` the user's text (the session's
+wrapper removed, see :func:`extract_user_script`), ``ctx.input()`` the pipeline input,
+``ctx.output_clixml(path_or_text)`` serves CLIXML documents, ``ctx.host_call(method, *args)``
+any ``$Host.UI`` method. A handler that raises (or calls ``ctx.fail``) ends the pipeline
+``Failed`` with an ErrorRecord carrying PowerShell's ``At line:L char:C`` position.
+
+Pipelines queue for the pool's runspaces (sessions ask for one), so a second pipeline waits
+for the first as in PowerShell. Fault injection: :meth:`FakeGuest.kill_connections` (the
+guest's PowerShell dies mid-pipeline) and :meth:`FakeGuest.reboot` (connections drop; new ones
+are refused until the reboot is over). :meth:`FakeGuest.shared` gives one guest per name for
+runbooks that reboot and reconnect.
+
 Run ``python -m hvmagic.testing.guest --stdio`` to serve one session on stdin/stdout exactly like
-``pwsh -s`` (errors on stderr, exit code 4000 after a processing error).
+``pwsh -s`` (errors on stderr, exit code 4000 after a processing error — 160 on POSIX, which
+keeps only the low 8 bits of an exit status), or ``--tcp HOST:PORT`` to listen on TCP.
 """
 
 from __future__ import annotations
