@@ -42,7 +42,10 @@ from hvmagic.clixml.values import (
 # message, so they are part of the shape. Documents: RefIds grow through the file, so the key
 # blanks them (REFID.sub on the joined tags) and the builder reads them from REFID.findall —
 # a second regex pass is cheaper than an alternation in the split (~2x slower).
-FRAGMENT_SPLIT = re.compile(rb">([^<]*)<")
+# Only texts followed by a closing tag are cut out (leaf contents and the whitespace before a
+# container's end): the empty or whitespace gaps before opening tags stay in the key, which
+# halves the number of parts (and the split's cost).
+FRAGMENT_SPLIT = re.compile(rb">([^<]*)</")
 REFID = re.compile(rb'RefId="([^"<>&]*)"')
 # Anything that makes a textual split unsafe sends the input to the expat path.
 UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|<[!?]|]]>")
@@ -206,42 +209,51 @@ class _Node:
         self.children: list[_Node] = []
 
 
+_SKELETON_TOKEN = re.compile(r"<([^>]*)>|\x00(\d+)\x00|[^<\x00]+")
+
+
 def _parse_skeleton(parts: list[Any], variable_refids: bool) -> tuple[_Node, int]:
     """Rebuild the element tree of one object from its split parts (compile time only).
 
     Returns the root and the number of RefId attributes (the builder's ``r`` entries when
     ``variable_refids``)."""
-    matches = (len(parts) - 1) // 2
+    # the skeleton with a \x00<index>\x00 placeholder where each cut-out text was (the split
+    # consumed the ">" before and the "</" after it)
+    pieces = [parts[0].decode("utf-8")]
+    for index in range(1, len(parts), 2):
+        pieces.append(f">\x00{index}\x00</")
+        pieces.append(parts[index + 1].decode("utf-8"))
+    skeleton = "".join(pieces)
     root = _Node("#root", {}, None)
     stack = [root]
     refids = [0]
-    for index in range(matches):
-        _add_tag(stack, parts[index * 2].decode("utf-8"), index * 2 + 1, refids,
-                 variable_refids)
-    _add_tag(stack, parts[matches * 2].decode("utf-8"), None, refids, variable_refids)
+    opened: _Node | None = None  # the element whose text a placeholder right after it is
+    for match in _SKELETON_TOKEN.finditer(skeleton):
+        body, placeholder = match.group(1), match.group(2)
+        if body is not None:
+            opened = _add_tag(stack, body, refids, variable_refids)
+        elif placeholder is not None:
+            if opened is not None:
+                opened.text = int(placeholder)
+            opened = None  # a placeholder after a closing tag is whitespace the builder skips
+        elif match.group().strip():
+            opened = None  # text before a child element: ignored, as the expat path does
     if len(stack) != 1 or len(root.children) != 1:
         raise Unsupported("unbalanced skeleton")
     return root.children[0], refids[0]
 
 
 def _add_tag(
-    stack: list[_Node],
-    body: str,
-    text_index: int | None,
-    refids: list[int],
-    variable_refids: bool,
-) -> None:
-    body = body.strip().lstrip("\ufeff")
-    if body.startswith("<"):
-        body = body[1:]
-    if body.endswith(">"):
-        body = body[:-1]
+    stack: list[_Node], body: str, refids: list[int], variable_refids: bool
+) -> _Node | None:
+    """Apply one tag to the element stack; returns the element it opened (None otherwise)."""
+    body = body.strip()
     if body.startswith("/"):
         name = body[1:].strip()
         node = stack.pop()
         if node.name != name or len(stack) == 0:
             raise Unsupported("mismatched close tag")
-        return
+        return None
     closed = body.endswith("/")
     if closed:
         body = body[:-1]
@@ -266,10 +278,11 @@ def _add_tag(
             del attrs["RefId"]
         refids[0] += 1
     node = _Node(name, attrs, refvar)
-    node.text = None if closed else text_index
     stack[-1].children.append(node)
-    if not closed:
-        stack.append(node)
+    if closed:
+        return None
+    stack.append(node)
+    return node
 
 
 class _Generator:
