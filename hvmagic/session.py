@@ -760,16 +760,10 @@ def _connect_live(
     if via == "sim":
         from hvmagic.testing import FakeGuest
 
-        guest = FakeGuest(demo=True)
-        try:
-            transport = guest.transport()
-        except BaseException:
-            guest.close()
-            raise
-        return open_session(
-            transport, name=target if target != "sim" else "sim", host_ui=host_ui,
-            timeout=timeout, on_close=guest.close,
-        )
+        # One simulated machine per name for the whole process: a runbook that reboots the
+        # guest and reconnects must find the same machine (files, features, boot count).
+        guest = FakeGuest.shared(target)
+        return open_session(guest.transport(), name=target, host_ui=host_ui, timeout=timeout)
     if via == "process":
         from hvmagic.transports.process import ProcessTransport
 
