@@ -56,11 +56,13 @@ _CONTROL_BYTES = bytes(range(0x20)).replace(b"\t", b"").replace(b"\n", b"")
 
 def is_safe(body: bytes) -> bool:
     """True when a textual split sees exactly what an XML parser would (== not UNSAFE)."""
+    # (a one-byte search is a memchr; a two-byte one walks the buffer, so guard with the rare
+    # byte first)
     return (
         len(body.translate(None, _CONTROL_BYTES)) == len(body)
-        and b"<!" not in body
-        and b"<?" not in body
-        and b"]]>" not in body
+        and (b"!" not in body or b"<!" not in body)
+        and (b"?" not in body or b"<?" not in body)
+        and (b"]" not in body or b"]]>" not in body)
     )
 
 _MAX_SHAPES = 4096
@@ -520,15 +522,16 @@ def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
         source += f"    if len(r) != {refid_count}:\n        raise _Fallback\n"
     source += "".join(f"    {line}\n" for line in gen.lines)
     source += f"    return {result}\n"
-    # Texts the builder ignores (whitespace between tags) must hold no entity reference: an
-    # XML parser would resolve or reject it, so such an object takes the expat path.
+    # Texts the builder ignores (whitespace before closing tags) must be ASCII without entity
+    # references: an XML parser would resolve or reject those, so such an object takes the
+    # expat path (this also makes a whole-body UTF-8 check unnecessary).
     gaps = sorted(set(range(1, len(parts), 2)) - gen.used_texts)
     if gaps:
         gen.constants["_GAPS"] = operator.itemgetter(*gaps, *gaps[:1])  # always a tuple
         source = source.replace(
             "def build(p, refs, tns, r):\n",
-            "def build(p, refs, tns, r):\n    if b'&' in b''.join(_GAPS(p)):\n"
-            "        raise _Fallback\n",
+            "def build(p, refs, tns, r):\n    _g = b''.join(_GAPS(p))\n"
+            "    if b'&' in _g or not _g.isascii():\n        raise _Fallback\n",
         )
     namespace: dict[str, Any] = dict(_GLOBALS)
     namespace.update(gen.constants)

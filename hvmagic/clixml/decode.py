@@ -970,10 +970,11 @@ def _document(
         return None
     if _SELF_CLOSING_OBJ.search(inner) is not None:
         return None
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     cache = _compiled.DOCUMENTS
     split = _compiled.FRAGMENT_SPLIT.split
     find_refids = _compiled.REFID.findall
@@ -1067,10 +1068,8 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
     if not (body[:1] == b"<" or body[:4] == b"\xef\xbb\xbf<") or not compiled.is_safe(body):
         return _fragment_expat(data, max_depth, max_objects)
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _fragment_expat(data, max_depth, max_objects)
+    # No UTF-8 check of the whole body: tags must equal the verified sample's, every text a
+    # builder uses is decoded strictly, and the texts it skips must be ASCII (see _compiled).
     cache = compiled.FRAGMENTS
     parts = compiled.FRAGMENT_SPLIT.split(body)
     key = b"\x00".join(parts[0::2])
