@@ -75,6 +75,7 @@ from hvmagic.clixml.values import (
     SecureString,
 )
 from hvmagic.errors import (
+    CredentialError,
     EncodeError,
     HostInteractionError,
     HvMagicError,
@@ -694,6 +695,7 @@ def connect(
     record: str | Path | None = None,
     replay: str | Path | None = None,
     timeout: float | None = None,
+    wait: float | None = None,
 ) -> Session | RecordingSession | ReplaySession:
     """Connect to ``target`` and open a PowerShell session.
 
@@ -707,6 +709,11 @@ def connect(
     ``replay=FILE`` returns a :class:`~hvmagic.recording.ReplaySession` without connecting.
     The environment variables ``HVMAGIC_RECORD=DIR`` / ``HVMAGIC_REPLAY=DIR`` do the same for
     every ``connect`` that names no file (``DIR/<target>.hvrec.json``), for CI.
+
+    ``wait=S`` keeps retrying for up to ``S`` seconds while the guest cannot be reached (it is
+    booting or rebooting: connection refused, reset or timed out), so a runbook can reboot a
+    VM and reconnect in one call. Rejected credentials and platform errors are never retried;
+    the password is resolved once, before the first attempt.
     """
     if via not in _VIA:
         raise ValueError(f"via must be one of {', '.join(_VIA)}, not {via!r}")
@@ -724,10 +731,22 @@ def connect(
         )
     if replay is not None:
         return recording.ReplaySession(replay, name=None if target == "sim" else target)
-    session = _connect_live(
-        target, via=via, username=username, password=password, credential=credential,
-        configuration=configuration, executable=executable, allow_legacy=allow_legacy,
-        host_ui=host_ui, timeout=timeout,
+    if wait and via in ("direct", "auto") and target != "sim":
+        from hvmagic.credentials import get_password
+
+        if credential is not None:
+            username = username or credential.username
+            password = password if password is not None else credential.password
+            credential = None
+        if username:  # ask once, not at every attempt
+            password = get_password(username, password)
+    session = _retry_while_unreachable(
+        lambda: _connect_live(
+            target, via=via, username=username, password=password, credential=credential,
+            configuration=configuration, executable=executable, allow_legacy=allow_legacy,
+            host_ui=host_ui, timeout=timeout,
+        ),
+        wait or 0.0,
     )
     if record is None:
         record_dir = os.environ.get(recording.RECORD_ENV)
@@ -740,6 +759,24 @@ def connect(
             session.close()
             raise
     return session
+
+
+def _retry_while_unreachable(
+    attempt: Callable[[], Session], wait: float, sleep: Callable[[float], None] = time.sleep
+) -> Session:
+    deadline = time.monotonic() + wait
+    delay = 0.5
+    while True:
+        try:
+            return attempt()
+        except (ConnectionError, TimeoutError) as exc:  # TransportError is a ConnectionError
+            if isinstance(exc, (CredentialError, UnsupportedPlatformError)):
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 5.0)
 
 
 def _connect_live(
@@ -774,8 +811,6 @@ def _connect_live(
         username = username or credential.username
         password = password if password is not None else credential.password
     if not username:
-        from hvmagic.errors import CredentialError
-
         raise CredentialError(
             "PowerShell Direct needs a guest user name (username= or credential=)"
         )

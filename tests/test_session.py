@@ -39,6 +39,7 @@ from hvmagic.clixml.values import (
     SecureString,
 )
 from hvmagic.errors import (
+    CredentialError,
     EncodeError,
     PipelineTimeoutError,
     ProtocolError,
@@ -832,3 +833,50 @@ def test_connect_direct_needs_a_user_name() -> None:
 
     with pytest.raises(CredentialError, match="user name"):
         connect("vm01", via="direct")
+
+
+def test_connect_wait_reconnects_after_a_simulated_reboot() -> None:
+    from hvmagic.testing import FakeGuest
+
+    guest = FakeGuest.shared("reboot-wait")
+    try:
+        guest.reboot_seconds = 1.0
+        first = hvmagic.connect("reboot-wait", via="sim")
+        boot = first.run("(Get-ComputerInfo).OsLastBootUpTime").output[0]
+        first.run("Restart-Computer -Force")
+        first.close()
+        deadline = time.monotonic() + 5
+        while guest.is_up and time.monotonic() < deadline:  # the reboot starts just after
+            time.sleep(0.02)
+        with pytest.raises(TransportError):
+            hvmagic.connect("reboot-wait", via="sim")  # still rebooting: refused at once
+        started = time.monotonic()
+        second = hvmagic.connect("reboot-wait", via="sim", wait=30)
+        assert time.monotonic() - started < 10
+        assert second.run("(Get-ComputerInfo).OsLastBootUpTime").output[0] > boot
+        second.close()
+    finally:
+        FakeGuest.close_shared("reboot-wait")
+
+
+def test_wait_never_retries_rejected_credentials() -> None:
+    from hvmagic.session import _retry_while_unreachable
+
+    calls: list[int] = []
+    sleeps: list[float] = []
+
+    def rejected() -> Any:
+        calls.append(1)
+        raise CredentialError("The credential is invalid.")
+
+    with pytest.raises(CredentialError):
+        _retry_while_unreachable(rejected, 60, sleep=sleeps.append)
+    assert calls == [1] and sleeps == []
+
+    def refused() -> Any:
+        calls.append(2)
+        raise TransportError("connection refused")
+
+    with pytest.raises(TransportError):
+        _retry_while_unreachable(refused, 0.01, sleep=sleeps.append)
+    assert calls.count(2) >= 1 and all(s <= 0.5 for s in sleeps)
