@@ -45,7 +45,9 @@ from hvmagic.clixml.values import (
 # Only texts followed by a closing tag are cut out (leaf contents and the whitespace before a
 # container's end): the empty or whitespace gaps before opening tags stay in the key, which
 # halves the number of parts (and the split's cost).
-FRAGMENT_SPLIT = re.compile(rb">([^<]*)</")
+# Type-name texts (``<T>…</T>``) are not cut out either: they become part of the key, so the
+# builder gets them as compile-time constants (different type names → a different shape).
+FRAGMENT_SPLIT = re.compile(rb">([^<]*)</(?!T>)")
 REFID = re.compile(rb'RefId="([^"<>&]*)"')
 # Anything that makes a textual split unsafe sends the input to the expat path.
 UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|<[!?]|]]>")
@@ -201,13 +203,14 @@ _LIST_TAGS = frozenset(("LST", "IE", "QUE", "STK"))
 
 
 class _Node:
-    __slots__ = ("attrs", "children", "name", "refvar", "text")
+    __slots__ = ("attrs", "children", "const_text", "name", "refvar", "text")
 
     def __init__(self, name: str, attrs: dict[str, str], refvar: int | None) -> None:
         self.name = name
         self.attrs = attrs
         self.refvar = refvar  # index into r (the RefIds in order), documents only
         self.text: int | None = None  # index into parts of the element's text
+        self.const_text: str | None = None  # raw text kept in the skeleton (type names)
         self.children: list[_Node] = []
 
 
@@ -238,6 +241,8 @@ def _parse_skeleton(parts: list[Any], variable_refids: bool) -> tuple[_Node, int
             if opened is not None:
                 opened.text = int(placeholder)
             opened = None  # a placeholder after a closing tag is whitespace the builder skips
+        elif opened is not None and opened.name == "T":
+            opened.const_text = match.group()  # a type name: part of the key, a constant
         elif match.group().strip():
             opened = None  # text before a child element: ignored, as the expat path does
     if len(stack) != 1 or len(root.children) != 1:
@@ -414,11 +419,23 @@ class _Generator:
                 for t in child.children:
                     if t.name != "T" or t.children:
                         raise Unsupported("TN child")
-                    parts.append(self.text(t) or "b''")
+                    if t.const_text is not None:
+                        if t.text is not None:
+                            raise Unsupported("T text both constant and cut out")
+                        parts.append(repr(t.const_text.encode("utf-8")))
+                    else:
+                        parts.append(self.text(t) or "b''")
                 names_var = self.var("t")
                 key = "(" + "".join(p + ", " for p in parts) + ")"
                 indexes = [int(p[2:-1]) for p in parts if p.startswith("p[")]
-                if len(indexes) == len(parts) and indexes:
+                if not indexes:
+                    # all type names are in the key: resolved now, once per shape
+                    const = f"_C{names_var}"
+                    self.constants[const] = type_names(tuple(
+                        t.const_text.encode("utf-8") if t.const_text is not None else b""
+                        for t in child.children))
+                    self.lines.append(f"{names_var} = {const}")
+                elif len(indexes) == len(parts):
                     const = f"_C{names_var}"
                     self.constants[const] = type_names(tuple(self.sample[i] for i in indexes))
                     guard = " and ".join(f"{p} == {self.sample[i]!r}"

@@ -994,17 +994,19 @@ def _document(
                 piece += b"</Obj>"  # the boundary match consumed it
             if pending:
                 piece = pending + piece
-            # Objects inside lists also follow "</Obj>": merge until the tags balance.
-            if piece.count(b"<Obj") != piece.count(b"</Obj>"):
-                pending = piece
-                continue
-            pending = b""
-            if not piece.startswith(b"<Obj"):
-                return None
             parts = split(piece)
             key = blank_refids(b'RefId=""', b"\x00".join(parts[0::2]))
-            refids = find_refids(piece)
             shape = shapes.get(key, _MISSING)
+            if shape is None or shape is _MISSING:
+                # (a compiled shape is one balanced object, so only misses need this check)
+                # Objects inside lists also follow "</Obj>": merge until the tags balance.
+                if piece.count(b"<Obj") != piece.count(b"</Obj>"):
+                    pending = piece
+                    continue
+                if not piece.startswith(b"<Obj"):
+                    return None
+            pending = b""
+            refids = find_refids(piece)
             if shape is not None and shape is not _MISSING and shape.depth + 2 <= max_depth:
                 objects += shape.objects
                 if objects > max_objects:
