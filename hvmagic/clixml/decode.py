@@ -988,8 +988,7 @@ def _document(
             return None
     cache = _compiled.DOCUMENTS
     split = _compiled.FRAGMENT_SPLIT.split
-    find_refids = _compiled.REFID.findall
-    blank_refids = _compiled.REFID.sub
+    split_refids = _compiled.REFID.split
     shapes = cache.shapes
     refs: dict[str, Any] = {}
     tns: dict[str, list[str]] = {}
@@ -1006,7 +1005,10 @@ def _document(
             if pending:
                 piece = pending + piece
             parts = split(piece)
-            key = blank_refids(b'RefId=""', b"\x00".join(parts[0::2]))
+            # RefIds vary from object to object: cut them out of the tags (only the tags, so
+            # a text that happens to read RefId="…" cannot shift them)
+            tags = split_refids(b"\x00".join(parts[0::2]))
+            key = b'RefId=""'.join(tags[0::2])
             shape = shapes.get(key, _MISSING)
             if shape is None or shape is _MISSING:
                 # (a compiled shape is one balanced object, so only misses need this check)
@@ -1017,7 +1019,7 @@ def _document(
                 if not piece.startswith(b"<Obj"):
                     return None
             pending = b""
-            refids = find_refids(piece)
+            refids = tags[1::2]
             if shape is not None and shape is not _MISSING and shape.depth + 2 <= max_depth:
                 objects += shape.objects
                 if objects > max_objects:
