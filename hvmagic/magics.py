@@ -290,6 +290,12 @@ class CopyEndpoint:
         return self.session_ref is not None
 
 
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
 def parse_copy_endpoint(text: str, known_aliases: Callable[[str], bool]) -> CopyEndpoint:
     """``VM:C:\\x`` → remote in the default session; ``web01:C:\\x`` → remote in session
     ``web01`` when that alias exists; anything else (``C:\\x``, ``./x``, ``unknown:x``) is local.
@@ -973,8 +979,10 @@ class VmMagics(Magics):
         VM:path (the default session) or ALIAS:path (a named session). Existing files are
         kept unless --force. Transfers are chunked, SHA-256 verified and show a progress bar."""
         args = self._parse(self.vmcopy, line)
-        src = parse_copy_endpoint(args.source, self.sessions.__contains__)
-        dst = parse_copy_endpoint(args.destination, self.sessions.__contains__)
+        # IPython splits magic lines non-POSIX (backslashes survive, quotes stay on the word),
+        # so "VM:C:\Program Files\x" arrives quoted: unquote before reading the prefix.
+        src = parse_copy_endpoint(_unquote(args.source), self.sessions.__contains__)
+        dst = parse_copy_endpoint(_unquote(args.destination), self.sessions.__contains__)
         if src.remote == dst.remote:
             raise UsageError(
                 "%vmcopy: exactly one side must be in the guest, written VM:path (default "

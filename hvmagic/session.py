@@ -52,6 +52,7 @@ Threads and failure rules
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import importlib
 import os
 import queue
@@ -696,6 +697,7 @@ def connect(
     replay: str | Path | None = None,
     timeout: float | None = None,
     wait: float | None = None,
+    booted_after: _dt.datetime | None = None,
 ) -> Session | RecordingSession | ReplaySession:
     """Connect to ``target`` and open a PowerShell session.
 
@@ -714,6 +716,11 @@ def connect(
     booting or rebooting: connection refused, reset or timed out), so a runbook can reboot a
     VM and reconnect in one call. Rejected credentials and platform errors are never retried;
     the password is resolved once, before the first attempt.
+
+    ``booted_after=T`` (with ``wait``) also waits until the guest's last boot time is later than
+    ``T`` — take ``T`` from :func:`last_boot_time` before ``Restart-Computer``. Without it a
+    reconnect right after ``Restart-Computer`` can reach the guest *before* it shuts down, as
+    ``Restart-Computer`` returns first.
     """
     if via not in _VIA:
         raise ValueError(f"via must be one of {', '.join(_VIA)}, not {via!r}")
@@ -740,14 +747,26 @@ def connect(
             credential = None
         if username:  # ask once, not at every attempt
             password = get_password(username, password)
-    session = _retry_while_unreachable(
-        lambda: _connect_live(
+    def attempt() -> Session:
+        live = _connect_live(
             target, via=via, username=username, password=password, credential=credential,
             configuration=configuration, executable=executable, allow_legacy=allow_legacy,
             host_ui=host_ui, timeout=timeout,
-        ),
-        wait or 0.0,
-    )
+        )
+        if booted_after is not None:
+            try:
+                booted = last_boot_time(live)
+            except BaseException:
+                live.close()
+                raise
+            if not _later(booted, booted_after):
+                live.close()
+                raise _NotRestartedYet(
+                    f"{target!r} answers but has not restarted yet (last boot {booted})"
+                )
+        return live
+
+    session = _retry_while_unreachable(attempt, wait or 0.0)
     if record is None:
         record_dir = os.environ.get(recording.RECORD_ENV)
         if record_dir:
@@ -759,6 +778,28 @@ def connect(
             session.close()
             raise
     return session
+
+
+#: PowerShell 5.1 and 7 both have it; the value crosses as a DateTime with the guest's offset
+LAST_BOOT_SCRIPT = "(Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime"
+
+
+def last_boot_time(session: Session | RecordingSession | ReplaySession) -> _dt.datetime:
+    """When the guest last booted (``Win32_OperatingSystem.LastBootUpTime``)."""
+    output = session.run(LAST_BOOT_SCRIPT).output
+    if len(output) != 1 or not isinstance(output[0], _dt.datetime):
+        raise ProtocolError(f"the guest answered {output!r} for its last boot time")
+    return output[0]
+
+
+def _later(value: _dt.datetime, reference: _dt.datetime) -> bool:
+    if (value.tzinfo is None) != (reference.tzinfo is None):  # compare wall clocks then
+        value, reference = value.replace(tzinfo=None), reference.replace(tzinfo=None)
+    return value > reference
+
+
+class _NotRestartedYet(TransportError):
+    """Internal: connected, but to the guest as it was before the restart; retried."""
 
 
 def _retry_while_unreachable(

@@ -836,25 +836,25 @@ def test_connect_direct_needs_a_user_name() -> None:
 
 
 def test_connect_wait_reconnects_after_a_simulated_reboot() -> None:
+    from hvmagic.session import last_boot_time
     from hvmagic.testing import FakeGuest
 
     guest = FakeGuest.shared("reboot-wait")
     try:
         guest.reboot_seconds = 1.0
         first = hvmagic.connect("reboot-wait", via="sim")
-        boot = first.run("(Get-ComputerInfo).OsLastBootUpTime").output[0]
-        first.run("Restart-Computer -Force")
+        boot = last_boot_time(first)
+        first.run("Restart-Computer -Force")  # returns before the guest goes down
         first.close()
-        deadline = time.monotonic() + 5
-        while guest.is_up and time.monotonic() < deadline:  # the reboot starts just after
-            time.sleep(0.02)
-        with pytest.raises(TransportError):
-            hvmagic.connect("reboot-wait", via="sim")  # still rebooting: refused at once
         started = time.monotonic()
-        second = hvmagic.connect("reboot-wait", via="sim", wait=30)
+        second = hvmagic.connect("reboot-wait", via="sim", wait=30, booted_after=boot)
         assert time.monotonic() - started < 10
-        assert second.run("(Get-ComputerInfo).OsLastBootUpTime").output[0] > boot
+        assert guest.boot_count >= 1
+        assert last_boot_time(second) > boot
         second.close()
+        with pytest.raises(TransportError, match="rebooting"):
+            guest.reboot(5)
+            hvmagic.connect("reboot-wait", via="sim")  # no wait: refused at once
     finally:
         FakeGuest.close_shared("reboot-wait")
 
