@@ -1014,3 +1014,14 @@ def test_second_pipeline_waits_for_the_single_runspace(guest: FakeGuest) -> None
         time.sleep(0.01)
     assert timeline == ["one:start", "one:end", "two:start"]
     c.transport.close()
+
+
+def test_pscustomobject_hash_literal_in_an_expression() -> None:
+    with FakeGuest() as guest, guest.connect() as session:
+        result = session.run(
+            "[pscustomobject]@{\n    Name = 'web'\n    Count = (Get-Service vm*).Count\n"
+            "    Up = (Get-Service vmicheartbeat).Status -eq 'Running'\n}"
+        )
+    (row,) = result.output
+    assert row["Name"] == "web" and row["Count"] == 8 and row["Up"] is True
+    assert row.type_name == "System.Management.Automation.PSCustomObject"

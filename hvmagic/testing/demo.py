@@ -34,7 +34,9 @@ What the simulation understands (anything else fails like an unknown command in 
   WindowsPowerShell\\Modules``), ``Start-DscConfiguration -Path -Wait -Verbose`` (live verbose
   LCM lines, a pending reboot after a feature install), ``Get-DscConfigurationStatus``,
   ``Test-DscConfiguration``,
-  ``Get-DscLocalConfigurationManager``, ``Restart-Computer``, ``Test-Path``, ``Get-FileHash``,
+  ``Get-DscLocalConfigurationManager`` (custom resources are reported as applied; the runbook's
+  example ``HvmSiteBanner`` resource also writes its banner file, as its ``Set()`` would),
+  ``Restart-Computer``, ``Test-Path``, ``Get-FileHash``,
   ``Get-ChildItem``, ``Get-Item``, ``Get-Content``, ``Set-Content``, ``New-Item``, ``Remove-Item``,
   ``Copy-Item`` (guest-local), ``Compress-Archive``, ``Get-Date``, ``Start-Sleep``,
   ``Write-Output/Host/Verbose/Warning/Debug/Information/Error/Progress``,
@@ -57,6 +59,7 @@ import csv
 import datetime as _dt
 import fnmatch
 import hashlib
+import html
 import io
 import json
 import random
@@ -1775,6 +1778,14 @@ class DemoShell:
                         f"{prefix}{pad}[{rid}] Service '{service.get('Name')}' set to "
                         f"{service.get('Status')}, {service.get('StartType')}."
                     )
+                elif resource["class"].lower() == "hvmsitebanner" and resource.get("path"):
+                    # The runbook's example resource (notebooks/dsc/HvmDemoDsc): the simulation
+                    # cannot run its PowerShell class, so it does what the class's Set() does.
+                    target = self.guest.host_path(resource["path"])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    text = html.escape(resource.get("message", ""), quote=False)
+                    target.write_text(f"<html><body><h1>{text}</h1></body></html>", "utf-8")
+                    say(f"{prefix}{pad}[{rid}] Writing banner to {resource['path']}")
                 else:
                     say(f"{prefix}{pad}[{rid}] Resource {resource['class']} applied (simulated).")
                 total += 36.187

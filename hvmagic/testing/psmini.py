@@ -556,7 +556,19 @@ class ExpressionEvaluator:
                     return []
                 value = self._nested(inner)
                 return value if isinstance(value, list) else [value]
-            raise PSSyntaxError("Hash literals are only understood as command arguments.")
+            if self._accept("sym", "{"):
+                # ``@{ Key = value; ... }`` in an expression, e.g. ``[pscustomobject]@{...}``:
+                # a dict, which the guest writes as a PSCustomObject.
+                start = self._pos
+                depth = 1
+                while depth:
+                    token = self._take()
+                    if token == ("sym", "{"):
+                        depth += 1
+                    elif token == ("sym", "}"):
+                        depth -= 1
+                return parse_hashtable(self._inner_text(start), self._nested)
+            raise PSSyntaxError("'@' must be followed by '(' or '{' in an expression.")
         if kind == "type":
             type_name = text[1:-1].lower()
             if self._accept("sym", "::"):
