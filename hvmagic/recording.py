@@ -82,10 +82,27 @@ _PROGRESS_FIELDS = ProgressRecord.__slots__
 OnEvent = Callable[[str, Any], None]
 
 
-def recording_path(directory: str | Path, name: str) -> Path:
-    """Where the environment-variable mode keeps the recording of session ``name``."""
+def recording_path(directory: str | Path, name: str, occurrence: int = 1) -> Path:
+    """Where the environment-variable mode keeps the recording of session ``name``: the first
+    connection of a process to ``name`` is ``name.hvrec.json``, the second ``name-2.hvrec.json``
+    (a runbook that reboots the guest reconnects), and so on."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "session"
-    return Path(directory) / f"{safe}{SUFFIX}"
+    suffix = "" if occurrence == 1 else f"-{occurrence}"
+    return Path(directory) / f"{safe}{suffix}{SUFFIX}"
+
+
+_occurrences: dict[tuple[str, str, str], int] = {}
+_occurrences_lock = threading.Lock()
+
+
+def next_recording_path(mode: str, directory: str | Path, name: str) -> Path:
+    """The file for this process's next ``record``/``replay`` connection to ``name``: recording
+    and replay count connections the same way, so a replay meets each recorded session in the
+    order the notebook connected."""
+    key = (mode, str(directory), name)
+    with _occurrences_lock:
+        _occurrences[key] = _occurrences.get(key, 0) + 1
+        return recording_path(directory, name, _occurrences[key])
 
 
 # -- redaction ------------------------------------------------------------------------------

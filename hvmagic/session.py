@@ -731,7 +731,7 @@ def connect(
     if replay is None and record is None:
         replay_dir = os.environ.get(recording.REPLAY_ENV)
         if replay_dir:
-            replay = recording.recording_path(replay_dir, target)
+            replay = recording.next_recording_path("replay", replay_dir, target)
     if via == "replay" and replay is None:
         raise ValueError(
             f"via='replay' needs replay=FILE (or {recording.REPLAY_ENV}=DIR in the environment)"
@@ -770,7 +770,7 @@ def connect(
     if record is None:
         record_dir = os.environ.get(recording.RECORD_ENV)
         if record_dir:
-            record = recording.recording_path(record_dir, target)
+            record = recording.next_recording_path("record", record_dir, target)
     if record is not None:
         try:
             return recording.RecordingSession(session, record)

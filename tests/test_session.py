@@ -239,12 +239,17 @@ def test_connect_records_and_replays(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "rec").mkdir()
     with connect("sim") as live:
         live.run("$x = 1")
+    with connect("sim") as live:  # a reconnect (after a reboot, say) gets its own file
+        live.run("$x = 2")
     assert (tmp_path / "rec" / "sim.hvrec.json").is_file()
+    assert (tmp_path / "rec" / "sim-2.hvrec.json").is_file()
     monkeypatch.delenv("HVMAGIC_RECORD")
     monkeypatch.setenv("HVMAGIC_REPLAY", str(tmp_path / "rec"))
     with connect("sim") as replayed:
         assert isinstance(replayed, ReplaySession)
         assert replayed.run("$x = 1").state == "Completed"
+    with connect("sim") as replayed:  # served in the order the sessions were recorded
+        assert replayed.run("$x = 2").state == "Completed"
 
 
 def test_connect_auto_names_the_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
