@@ -620,6 +620,8 @@ class VmMagics(Magics):
     @argument("--allow-legacy", action="store_true",
               help="allow the unauthenticated legacy PowerShell Direct handshake (old guests)")
     @argument("--timeout", type=float, default=None, help="connect timeout in seconds")
+    @argument("--wait", type=float, default=None, metavar="S",
+              help="keep retrying for up to S seconds while the guest is (re)booting")
     @line_magic
     def vmconnect(self, line: str) -> None:
         """Open a session to a VM and make it the default.
@@ -638,18 +640,24 @@ class VmMagics(Magics):
         if not name and via == "sim":
             name = "demo"
         elif not name and args.replay:
-            name = os.path.splitext(os.path.basename(args.replay))[0]  # the recording's name
+            name = _recording_stem(args.replay)
         if not name:
             raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
         alias = args.alias or name
         kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI()}
-        for option in ("configuration", "record", "replay", "timeout"):
+        for option in ("configuration", "record", "replay", "timeout", "wait"):
             value = getattr(args, option)
             if value is not None:
                 kwargs[option] = value
         if args.allow_legacy:
             kwargs["allow_legacy"] = True
-        kwargs.update(self._credentials(args))
+        if _replaying(via, args):
+            # a recording answers without logging on: asking for a password would only stop
+            # a CI run (no stdin) that replays a runbook written with -u USER
+            if args.username:
+                kwargs["username"] = args.username
+        else:
+            kwargs.update(self._credentials(args))
         try:
             session = _connect(name, **kwargs)
         except (HvMagicError, OSError, ValueError) as exc:
@@ -1110,6 +1118,24 @@ class VmMagics(Magics):
         if name not in namespace:
             raise UsageError(f"{option}: name {name!r} is not defined in Python")
         return namespace[name]
+
+
+def _recording_stem(path: str) -> str:
+    """``runs/web01.hvrec.json`` → ``web01`` (the name ``HVMAGIC_RECORD`` files are given)."""
+    base = os.path.basename(path)
+    for suffix in (".hvrec.json", ".json"):
+        if base.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _replaying(via: str, args: Any) -> bool:
+    """Whether :func:`hvmagic.connect` will serve this connection from a recording."""
+    if via == "replay" or args.replay:
+        return True
+    from hvmagic.recording import REPLAY_ENV
+
+    return bool(os.environ.get(REPLAY_ENV)) and not args.record
 
 
 def _connect(target: str, **kwargs: Any) -> Any:

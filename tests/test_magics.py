@@ -483,9 +483,19 @@ def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
     assert "Sup3r-Secret!" not in captured.stdout + captured.stderr
     assert captured.stdout == "Connected 'm': FAKE guest 'mgmtvm'. It is the default session.\n"
     with capture_output():
-        ip.run_line_magic("vmconnect", "--replay runs/triage.json")
+        ip.run_line_magic("vmconnect", "--replay runs/triage.hvrec.json -u admin --wait 30")
     assert seen[-1]["target"] == "triage" and seen[-1]["via"] == "replay"
-    assert seen[-1]["replay"] == "runs/triage.json" and "password" not in seen[-1]
+    assert seen[-1]["replay"] == "runs/triage.hvrec.json" and seen[-1]["wait"] == 30
+    assert seen[-1]["username"] == "admin" and "password" not in seen[-1]
+    # replaying a whole notebook from the environment: no password is asked either (CI has no
+    # stdin), unless this connection records
+    monkeypatch.setenv("HVMAGIC_REPLAY", "runs")
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": pytest.fail("prompted"))
+    monkeypatch.delenv("HVMAGIC_PASSWORD", raising=False)
+    with capture_output():
+        ip.run_line_magic("vmconnect", "mgmtvm -u admin")
+    assert seen[-1]["username"] == "admin" and "password" not in seen[-1]
+    monkeypatch.delenv("HVMAGIC_REPLAY")
     # getpass (through hvmagic.credentials) when no other source has one
     monkeypatch.delenv("HVMAGIC_PASSWORD", raising=False)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": "typed-pw")
@@ -723,3 +733,38 @@ def test_format_table_output_shows_the_hint(ip: InteractiveShell, session: FakeS
     assert [o.data["text/plain"] for o in captured.outputs] == [
         hvmagics.hvdisplay.FORMAT_OUTPUT_NOTICE]
     assert len(ip.user_ns["layout"]) == 2
+
+
+def test_record_then_replay_shows_identical_output(ip: InteractiveShell, tmp_path: Any) -> None:
+    recording = tmp_path / "triage.hvrec.json"
+    cells = [
+        "%%vmps -o svc\nGet-Service | Where-Object { $_.Name -like 'vm*' }\n",
+        "%%vmps\nWrite-Warning 'disk low'\nWrite-Verbose 'details' -Verbose\n"
+        "Write-Host 'hi'\n'text out'\n",
+        "%%vmps\nWrite-Error 'boom'\n",
+    ]
+
+    def run_all() -> list[Any]:
+        seen = []
+        for cell in cells:
+            result, captured = run_cell(ip, cell)
+            seen.append(([o.data for o in captured.outputs], repr(result.error_in_exec)))
+        return seen
+
+    with capture_output() as captured:
+        ip.run_line_magic("vmconnect", f"demo --via sim --record {recording}")
+    assert f"(recording to {recording})" in captured.stdout
+    live = run_all()
+    with capture_output():
+        ip.run_line_magic("vmclose", "")
+    with capture_output() as captured:
+        ip.run_line_magic("vmconnect", f"--replay {recording}")
+    assert captured.stdout.startswith("Connected 'triage' via replay: replay of triage.hvrec.json")
+    replayed = run_all()
+    assert replayed == live
+    assert "vmicheartbeat" in live[0][0][0]["text/html"]
+    assert [d["text/plain"] for d in live[1][0]] == [
+        "WARNING: disk low", "VERBOSE: details", "hi", "text out"]
+    assert live[2][1].startswith("PowerShellError(")
+    with capture_output():
+        ip.run_line_magic("vmclose", "--all")
