@@ -74,7 +74,7 @@ import gc
 import re
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.parsers import expat
@@ -949,6 +949,24 @@ _OBJ_BOUNDARY = re.compile(rb'</Obj>\s*(?=<Obj\s+RefId="[^"]*"\s*>)')
 _SELF_CLOSING_OBJ = re.compile(rb"<Obj\b[^>]*/>")
 
 
+_SPACE = frozenset(b" \t\r\n")
+
+
+def _skip_space_back(data: bytes, start: int, end: int) -> int:
+    while end > start and data[end - 1] in _SPACE:
+        end -= 1
+    return end
+
+
+def _top_level_pieces(body: bytes, start: int, end: int) -> Iterator[bytes]:
+    """Candidate top-level objects of ``body[start:end]``, one slice at a time."""
+    position = start
+    for match in _OBJ_BOUNDARY.finditer(body, start, end):
+        yield body[position:match.start() + 6]  # through the "</Obj>" the boundary begins with
+        position = match.end()
+    yield body[position:end]
+
+
 def _document(
     data: Any, max_bytes: int, max_depth: int, max_objects: int
 ) -> tuple[list[Any], list[str | None]] | None:
@@ -970,16 +988,20 @@ def _document(
     else:
         return None
     opening = _OBJS_OPEN.match(body)
-    tail = body.rstrip()
-    if opening is None or not tail.endswith(b"</Objs>"):
+    if opening is None:
         return None
+    # positions instead of slices: a 165 MB document is not copied (peak memory)
+    start = opening.end()
+    end = _skip_space_back(body, start, len(body))
+    if not body.endswith(b"</Objs>", start, end):
+        return None
+    end = _skip_space_back(body, start, end - 7)
     names = _ATTRIBUTE_NAMES.findall(opening.group())
     if len(names) != len(set(names)):
         return None  # a duplicate attribute: expat reports it
-    inner = body[opening.end():len(tail) - 7].rstrip()
-    if not inner.startswith(b"<Obj") or not _compiled.is_safe(body):
+    if not body.startswith(b"<Obj", start) or not _compiled.is_safe(body):
         return None
-    if _SELF_CLOSING_OBJ.search(inner) is not None:
+    if _SELF_CLOSING_OBJ.search(body, start, end) is not None:
         return None
     if not body.isascii():
         try:
@@ -996,12 +1018,8 @@ def _document(
     streams: list[str | None] = []
     objects = 0
     pending = b""
-    pieces = _OBJ_BOUNDARY.split(inner)
-    last = len(pieces) - 1
     try:
-        for index, piece in enumerate(pieces):
-            if index != last:
-                piece += b"</Obj>"  # the boundary match consumed it
+        for piece in _top_level_pieces(body, start, end):
             if pending:
                 piece = pending + piece
             parts = split(piece)
