@@ -10,7 +10,7 @@ Syntax (``%vmps?`` etc. print the full help)::
 
     %vmconnect NAME [-u USER] [--configuration NAME] [--via auto|direct|process|sim|replay]
                [--alias A] [--record FILE] [--replay FILE] [--password-env VAR]
-               [--credential VAR] [--session VAR] [--allow-legacy] [--timeout S]
+               [--credential VAR] [--session VAR] [--allow-legacy] [--timeout S] [--wait S]
     %vmsessions                       list sessions, '*' marks the default
     %vmuse ALIAS                      make ALIAS the default session
     %vmclose [ALIAS] [--all]          close one session (default: the default one) or all
