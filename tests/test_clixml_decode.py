@@ -450,6 +450,26 @@ def _shape(**values: object) -> str:
     return SHAPE.format(**defaults)
 
 
+@pytest.fixture(autouse=True)
+def fresh_shape_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with empty shape caches (they are process-wide)."""
+    monkeypatch.setattr(_compiled, "FRAGMENTS", _compiled.ShapeCache(variable_refids=False))
+    monkeypatch.setattr(_compiled, "DOCUMENTS", _compiled.ShapeCache(variable_refids=True))
+
+
+def test_shape_learning_stops_when_shapes_do_not_repeat() -> None:
+    # every object a new shape (a list of growing length): compiling would cost more than
+    # it saves, so after 64 unrepaid compilations the expat path takes over — same values
+    for length in range(100):
+        items = "".join(f"<I32>{i}</I32>" for i in range(length))
+        value = loads_fragment(f"<Obj RefId='0'><LST>{items}</LST></Obj>".encode())
+        assert value == list(range(length))
+    assert _compiled.FRAGMENTS.learned == 64 and len(_compiled.FRAGMENTS.shapes) == 64
+    for _ in range(3000):  # hits on a known shape earn learning back
+        loads_fragment(b"<Obj RefId='0'><LST><I32>1</I32></LST></Obj>")
+    assert _compiled.FRAGMENTS.may_learn()
+
+
 def test_fragment_fast_path_learns_a_shape_and_matches_expat() -> None:
     first = _shape(name="first")
     assert _compiled.FRAGMENTS.shapes.get(b"x") is None

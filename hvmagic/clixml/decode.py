@@ -1039,6 +1039,7 @@ def _document(
             pending = b""
             refids = tags[1::2]
             if shape is not None and shape is not _MISSING and shape.depth + 2 <= max_depth:
+                cache.hits += 1
                 objects += shape.objects
                 if objects > max_objects:
                     raise LimitExceededError(f"more than max_objects={max_objects} objects")
@@ -1060,7 +1061,7 @@ def _document(
                 streams.append(tags[0])
                 return found[0]
 
-            if shape is _MISSING:
+            if shape is _MISSING and cache.may_learn():
                 values.append(cache.learn(key, parts, refids, refs, tns, reference))
             else:
                 values.append(reference())
@@ -1108,9 +1109,12 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     key = b"\x00".join(parts[0::2])
     shape = cache.shapes.get(key, _MISSING)
     if shape is _MISSING:
+        if not cache.may_learn():
+            return _fragment_expat(body, max_depth, max_objects)
         return cache.learn(key, parts, None, {}, {},
                            lambda: _fragment_expat(body, max_depth, max_objects))
     if shape is not None and shape.depth + 2 <= max_depth and shape.objects <= max_objects:
+        cache.hits += 1
         try:
             return shape.build(parts, None, None, None)
         except Exception:
