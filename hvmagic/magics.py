@@ -651,9 +651,10 @@ class VmMagics(Magics):
                 kwargs[option] = value
         if args.allow_legacy:
             kwargs["allow_legacy"] = True
-        if _replaying(via, args):
-            # a recording answers without logging on: asking for a password would only stop
-            # a CI run (no stdin) that replays a runbook written with -u USER
+        simulated = via == "sim" or (via == "auto" and name == "sim")
+        if _replaying(via, args) or simulated:
+            # a recording or the simulator answers without logging on: asking for a password
+            # would only stop a CI run (no stdin) of a runbook written with -u USER
             if args.username:
                 kwargs["username"] = args.username
         else:
