@@ -250,13 +250,38 @@ def render_frame(
     total = len(frame)
     head = frame if not limit or limit <= 0 or total <= limit else frame.head(limit)
     notice = _rows_notice(len(head), total, bound_to=bound_to)
-    table_html = head.to_html(classes="hvmagic-frame", border=0, max_rows=None,
-                              max_cols=None)
+    table_id, style = _text_alignment(head)
+    table_html = style + head.to_html(classes="hvmagic-frame", border=0, max_rows=None,
+                                      max_cols=None, table_id=table_id)
     table_text = head.to_string(max_rows=None, max_cols=None)
     if notice:
         table_html += f'<div class="hvmagic-notice"><em>{html.escape(notice)}</em></div>'
         table_text += f"\n[{notice}]"
     return {"text/plain": table_text, "text/html": table_html}
+
+
+def _text_alignment(frame: Any) -> tuple[str | None, str]:
+    """PowerShell's tables left-align text and right-align numbers; Jupyter right-aligns every
+    cell. A scoped rule left-aligns the text columns. The table id is derived from the columns,
+    not random, so the same result renders to the same HTML (a replayed notebook compares equal).
+    """
+    import hashlib
+
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    text_columns = [
+        position
+        for position, dtype in enumerate(frame.dtypes, start=2)  # nth-child: 1 is the index
+        if not is_numeric_dtype(dtype) or is_bool_dtype(dtype)
+    ]
+    if not text_columns:
+        return None, ""
+    key = repr((list(map(str, frame.columns)), text_columns)).encode("utf-8")
+    table_id = "hvmagic-" + hashlib.sha1(key, usedforsecurity=False).hexdigest()[:12]
+    cells = ", ".join(
+        f"#{table_id} td:nth-child({n}), #{table_id} th:nth-child({n})" for n in text_columns
+    )
+    return table_id, f"<style>{cells} {{ text-align: left; }}</style>"
 
 
 # --------------------------------------------------------------------------------------------

@@ -651,10 +651,10 @@ class VmMagics(Magics):
                 kwargs[option] = value
         if args.allow_legacy:
             kwargs["allow_legacy"] = True
-        simulated = via == "sim" or (via == "auto" and name == "sim")
-        if _replaying(via, args) or simulated:
-            # a recording or the simulator answers without logging on: asking for a password
-            # would only stop a CI run (no stdin) of a runbook written with -u USER
+        # A recording, and the simulated guest "sim" that runbooks default to, answer without
+        # logging on: asking for a password would only stop a CI run (no stdin) of a runbook
+        # written with -u USER. Another name with --via sim -u USER rehearses the real prompt.
+        if _replaying(via, args) or (name == "sim" and via in ("auto", "sim")):
             if args.username:
                 kwargs["username"] = args.username
         else:

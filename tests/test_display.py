@@ -276,3 +276,21 @@ def test_format_cmdlet_output_is_recognised() -> None:
     assert not display.is_format_output([])
     bundle = display.render_notice(display.FORMAT_OUTPUT_NOTICE)
     assert "| Out-String" in bundle["text/plain"] and "hvmagic-notice" in bundle["text/html"]
+
+
+def test_text_columns_are_left_aligned_like_powershell() -> None:
+    frame = pd.DataFrame(
+        {"Status": pd.Categorical(["Running"]), "Handles": pd.array([12], dtype="Int64"),
+         "Name": pd.array(["vmicvss"], dtype="string"), "CPU": [1.5]}
+    )
+    first = display.render_frame(frame)["text/html"]
+    # index is child 1: Status is 2, Handles 3 (numeric, right), Name 4, CPU 5 (numeric, right)
+    table_id = first.split('id="')[1].split('"')[0]
+    assert (
+        f"#{table_id} td:nth-child(2), #{table_id} th:nth-child(2), "
+        f"#{table_id} td:nth-child(4), #{table_id} th:nth-child(4) {{ text-align: left; }}"
+    ) in first
+    assert "nth-child(3)" not in first and "nth-child(5)" not in first
+    assert display.render_frame(frame.copy())["text/html"] == first  # deterministic
+    numbers_only = display.render_frame(pd.DataFrame({"A": [1]}))["text/html"]
+    assert "<style>" not in numbers_only

@@ -496,10 +496,10 @@ def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
         ip.run_line_magic("vmconnect", "mgmtvm -u admin")
     assert seen[-1]["username"] == "admin" and "password" not in seen[-1]
     monkeypatch.delenv("HVMAGIC_REPLAY")
-    # nor for the simulated guest, which logs nobody on
+    # nor for the simulated guest "sim" that runbooks default to, which logs nobody on
     with capture_output():
         ip.run_line_magic("vmconnect", "sim -u admin")
-        ip.run_line_magic("vmconnect", "lab -u admin --via sim")
+        ip.run_line_magic("vmconnect", "sim -u admin --via sim")
     assert seen[-1]["via"] == "sim" and "password" not in seen[-1]
     assert seen[-2]["target"] == "sim" and "password" not in seen[-2]
     # getpass (through hvmagic.credentials) when no other source has one
