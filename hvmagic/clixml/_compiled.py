@@ -45,9 +45,10 @@ from hvmagic.clixml.values import (
 # Only texts followed by a closing tag are cut out (leaf contents and the whitespace before a
 # container's end): the empty or whitespace gaps before opening tags stay in the key, which
 # halves the number of parts (and the split's cost).
-# Type-name texts (``<T>…</T>``) are not cut out either: they become part of the key, so the
-# builder gets them as compile-time constants (different type names → a different shape).
-FRAGMENT_SPLIT = re.compile(rb">([^<]*)</(?!T>)")
+# Type-name texts are cut out too (keeping them in the key with a (?!T>) lookahead costs more
+# than it saves); builders compare them with the sample's bytes and use a constant list when
+# they match.
+FRAGMENT_SPLIT = re.compile(rb">([^<]*)</")
 REFID = re.compile(rb'RefId="([^"<>&]*)"')
 # Anything that makes a textual split unsafe sends the input to the expat path.
 UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|<[!?]|]]>")
