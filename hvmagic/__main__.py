@@ -54,6 +54,8 @@ class RunSummary:
     code_cells: int
     tables: int
     errors: list[str] = field(default_factory=list)
+    #: the plain text of the notebook's last result (a runbook ends with its verdict)
+    final_result: str = ""
 
     def lines(self) -> list[str]:
         verdict = "ok" if not self.errors else f"{len(self.errors)} cell(s) failed"
@@ -64,6 +66,8 @@ class RunSummary:
             f"Notebook: {self.executed}",
         ]
         out += [f"  error: {e}" for e in self.errors]
+        if self.final_result and not self.errors:
+            out += ["", "Result of the last cell:", self.final_result]
         return out
 
 
@@ -123,7 +127,16 @@ def run_notebook(
         for o in c.get("outputs", [])
         if "hvmagic-frame" in str(o.get("data", {}).get("text/html", ""))
     )
-    return RunSummary(notebook, executed, html_path, seconds, len(code), tables, errors)
+    results = [
+        o["data"]["text/plain"]
+        for c in code
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "execute_result" and "text/plain" in o.get("data", {})
+    ]
+    return RunSummary(
+        notebook, executed, html_path, seconds, len(code), tables, errors,
+        final_result=str(results[-1]) if results else "",
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:

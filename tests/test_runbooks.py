@@ -172,3 +172,26 @@ def test_replay_shows_what_was_recorded(
     assert "replay of sim" in text_of(outputs_of(replayed, "%load_ext hvmagic"))
     assert vmps_outputs(replayed) == vmps_outputs(live)
     assert len(vmps_outputs(live)) >= 3
+
+
+def test_quick_start_demo_command(tmp_path: Path) -> None:
+    """The README's first quick-start command, after the install: ``hvmagic demo``."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("HVMAGIC_REPLAY", None)
+    env.pop("HVMAGIC_RECORD", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "hvmagic", "demo", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Executed 01-guest-services-triage.ipynb: 8 code cells, 3 tables")
+    assert lines[0].endswith(", ok")
+    assert "Result of the last cell:" in lines and "integration services" in done.stdout
+    assert "without encryption" not in done.stderr  # no alarming kernel warning in a quick start
+    page = (tmp_path / "out" / "01-guest-services-triage.html").read_text(encoding="utf-8")
+    assert "Guest services triage" in page and "vmicheartbeat" in page
+    assert "hvmagic-frame" in page and "data:image/png;base64" in page
