@@ -35,6 +35,7 @@ parameters are compared by name only. Anything else raises
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as _dt
 import difflib
@@ -191,7 +192,32 @@ def _normalise_script(script: str) -> str:
 
 
 # -- recording --------------------------------------------------------------------------------
-class RecordingSession:
+class _CopiesThroughRuns(abc.ABC):
+    """File copies are PowerShell runs (:mod:`hvmagic.filecopy`), so they record and replay
+    like any other run: the copy engine is handed this wrapper, not the session inside it."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        script: str,
+        parameters: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        on_event: OnEvent | None = None,
+    ) -> Result:
+        """Run (or replay) one script; see :meth:`hvmagic.session.Session.run`."""
+
+    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
+        from hvmagic import filecopy
+
+        return filecopy.copy_to(self, local, remote, **options)
+
+    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
+        from hvmagic import filecopy
+
+        return filecopy.copy_from(self, remote, local, **options)
+
+
+class RecordingSession(_CopiesThroughRuns):
     """Wraps a live session; every :meth:`run` is appended to ``path`` as it finishes."""
 
     def __init__(self, session: Session, path: str | Path) -> None:
@@ -266,16 +292,6 @@ class RecordingSession:
         self._append(entry)
         return result
 
-    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
-        from hvmagic import filecopy
-
-        return filecopy.copy_to(self, local, remote, **options)
-
-    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
-        from hvmagic import filecopy
-
-        return filecopy.copy_from(self, remote, local, **options)
-
     def close(self, *args: Any, **kwargs: Any) -> None:
         self._session.close(*args, **kwargs)
 
@@ -321,7 +337,7 @@ def load_recording(path: str | Path) -> dict[str, Any]:
     return document
 
 
-class ReplaySession:
+class ReplaySession(_CopiesThroughRuns):
     """Serves a recording back: same ``run``/``Result``/``on_event`` contract as a Session.
 
     ``pace=True`` reproduces the recorded timing between records (for demos); by default records
@@ -371,16 +387,6 @@ class ReplaySession:
 
     def close(self, *args: Any, **kwargs: Any) -> None:
         self.closed = True
-
-    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
-        from hvmagic import filecopy
-
-        return filecopy.copy_to(self, local, remote, **options)
-
-    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
-        from hvmagic import filecopy
-
-        return filecopy.copy_from(self, remote, local, **options)
 
     def run(
         self,
