@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import pickle
+import time
 import uuid
 from decimal import Decimal
 
@@ -529,3 +530,59 @@ def test_fast_paths_keep_limits() -> None:
     loads_fragment(_shape().encode())
     with pytest.raises(LimitExceededError):
         loads_fragment(_shape().encode(), max_objects=1)
+
+
+def _one_list_document(count: int) -> bytes:
+    """``Export-Clixml -InputObject (Get-Service)``: ONE top-level object, its items in a LST."""
+    items = b"".join(
+        b'<Obj RefId="%d"><TNRef RefId="1" /><MS><S N="Name">svc%d</S><I32 N="Id">%d</I32>'
+        b"</MS></Obj>" % (i + 2, i, i) if i else
+        b'<Obj RefId="2"><TN RefId="1"><T>X.Svc</T><T>System.Object</T></TN><MS>'
+        b'<S N="Name">svc0</S><I32 N="Id">0</I32></MS></Obj>'
+        for i in range(count)
+    )
+    return (f'<Objs Version="1.1.0.1" {NS}>'.encode()
+            + b'<Obj RefId="0"><TN RefId="0"><T>System.Object[]</T><T>System.Array</T>'
+            b"<T>System.Object</T></TN><LST>" + items + b"</LST></Obj></Objs>")
+
+
+def test_one_object_holding_a_long_list_is_decoded_in_linear_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every "</Obj><Obj RefId=…>" between list items looks like a top-level boundary. The
+    # pieces used to be re-joined and re-split until they balanced: O(n²) bytes scanned
+    # (20 000 items: minutes). Now each byte is split once and the huge one-off skeleton is
+    # neither compiled nor cached.
+    count = 20_000
+    doc = _one_list_document(count)
+    real = _compiled.FRAGMENT_SPLIT
+    scanned = [0]
+
+    class CountingSplit:
+        def split(self, data: bytes) -> list[bytes]:
+            scanned[0] += len(data)
+            return real.split(data)
+
+    monkeypatch.setattr(_compiled, "FRAGMENT_SPLIT", CountingSplit())
+    started = time.perf_counter()
+    value = loads(doc)
+    elapsed = time.perf_counter() - started
+    assert scanned[0] < 2 * len(doc)  # (quadratic: ~19 GB here)
+    assert elapsed < 5.0  # ~0.15 s; generous for a loaded 2-core machine
+    assert len(value) == 1 and len(value[0]) == count
+    assert value[0][12_345]["Name"] == "svc12345" and value[0][12_345]["Id"] == 12_345
+    assert value[0][count - 1].type_names == ["X.Svc", "System.Object"]
+    assert _compiled.same(value, _loads_expat(doc))
+    assert _compiled.DOCUMENTS.shapes == {} and _compiled.DOCUMENTS.key_bytes == 0
+
+
+def test_shape_caches_skip_huge_keys() -> None:
+    # one PSRP message holding a long list: its skeleton is never cached (bounded memory)
+    items = "".join(f"<I32>{i}</I32>" for i in range(20_000))
+    for _ in range(2):
+        assert loads_fragment(f"<Obj RefId='0'><LST>{items}</LST></Obj>") == list(range(20_000))
+    assert _compiled.FRAGMENTS.shapes == {} and _compiled.FRAGMENTS.learned == 0
+    small = "<Obj RefId='0'><LST><I32>1</I32></LST></Obj>"
+    assert loads_fragment(small) == [1]
+    assert len(_compiled.FRAGMENTS.shapes) == 1
+    assert _compiled.FRAGMENTS.key_bytes == len(next(iter(_compiled.FRAGMENTS.shapes)))

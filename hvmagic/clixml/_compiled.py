@@ -70,6 +70,13 @@ def is_safe(body: bytes) -> bool:
 
 _MAX_SHAPES = 4096
 _MAX_TYPE_NAME_LISTS = 4096
+#: A skeleton key longer than this is not compiled or cached: one object holding thousands of
+#: list items (``Export-Clixml -InputObject (Get-Service)``) is one huge, never-repeating shape
+#: whose generated builder would cost more than the reference decode, and hostile input must not
+#: park megabytes per key in a process-wide cache. (A Get-Service object's key is ~2 KB.)
+MAX_KEY_BYTES = 64 << 10
+#: all keys of one cache together (4096 keys of 64 KiB would otherwise be 256 MiB)
+_MAX_KEYS_TOTAL = 32 << 20
 
 
 class Unsupported(Exception):
@@ -605,13 +612,14 @@ def same(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
 class ShapeCache:
     """Builders by skeleton; ``None`` marks a skeleton that stays on the expat path."""
 
-    __slots__ = ("hits", "learned", "shapes", "variable_refids")
+    __slots__ = ("hits", "key_bytes", "learned", "shapes", "variable_refids")
 
     def __init__(self, variable_refids: bool) -> None:
         self.variable_refids = variable_refids
         self.shapes: dict[bytes, Shape | None] = {}
         self.hits = 0
         self.learned = 0
+        self.key_bytes = 0  # sum of the cached keys' lengths (bounded by _MAX_KEYS_TOTAL)
 
     def may_learn(self) -> bool:
         """Compiling a shape costs ~0.6 ms, a hit saves ~20 µs: keep learning only while shapes
@@ -630,25 +638,32 @@ class ShapeCache:
     ) -> Any:
         """Decode one object the reference way and admit a builder for its shape if (and only
         if) the builder reproduces that value; returns the reference value."""
+        admit = (len(self.shapes) < _MAX_SHAPES and len(key) <= MAX_KEY_BYTES
+                 and self.key_bytes + len(key) <= _MAX_KEYS_TOTAL)
+        if not admit:
+            return reference()  # neither compiled nor remembered: nothing to learn from it
         self.learned += 1
         candidate: Any = _NOTHING
         shape: Shape | None = None
-        if len(self.shapes) < _MAX_SHAPES:
-            try:
-                shape = compile_shape(parts, self.variable_refids)
-                # run before the reference decode registers this object's RefIds, so a Ref
-                # the builder cannot resolve on its own fails here as it would at run time
-                if self.variable_refids:
-                    candidate = shape.build(parts, _Overlay(refs), _Overlay(tns), refids)
-                else:
-                    candidate = shape.build(parts, None, None, None)
-            except Exception:  # any failure just means: this shape is decoded by expat
-                shape = None
-        value = reference()
-        if shape is not None and (candidate is _NOTHING or not same(candidate, value)):
+        try:
+            shape = compile_shape(parts, self.variable_refids)
+            # run before the reference decode registers this object's RefIds, so a Ref
+            # the builder cannot resolve on its own fails here as it would at run time
+            if self.variable_refids:
+                candidate = shape.build(parts, _Overlay(refs), _Overlay(tns), refids)
+            else:
+                candidate = shape.build(parts, None, None, None)
+        except Exception:  # any failure just means: this shape is decoded by expat
             shape = None
-        if len(self.shapes) < _MAX_SHAPES:
-            self.shapes[key] = shape
+        value = reference()
+        if shape is not None:
+            try:
+                if candidate is _NOTHING or not same(candidate, value):
+                    shape = None
+            except Exception:  # a comparison that raises (Decimal sNaN) admits nothing
+                shape = None
+        self.shapes[key] = shape
+        self.key_bytes += len(key)
         return value
 
 

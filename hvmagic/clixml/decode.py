@@ -1017,11 +1017,23 @@ def _document(
     values: list[Any] = []
     streams: list[str | None] = []
     objects = 0
-    pending = b""
+    # Objects inside lists also follow "</Obj>": the pieces of one top-level object are
+    # collected here until its tags balance. Only the new piece is counted and nothing is
+    # split before the object is whole, so one object holding 20 000 list items costs one
+    # pass, not one pass per item (quadratic).
+    pending: list[bytes] = []
+    balance = 0
     try:
         for piece in _top_level_pieces(body, start, end):
             if pending:
-                piece = pending + piece
+                pending.append(piece)
+                balance += piece.count(b"<Obj") - piece.count(b"</Obj>")
+                if balance:
+                    continue
+                piece = b"".join(pending)
+                pending = []
+                if not piece.startswith(b"<Obj"):
+                    return None
             parts = split(piece)
             # RefIds vary from object to object: cut them out of the tags (only the tags, so
             # a text that happens to read RefId="…" cannot shift them)
@@ -1030,13 +1042,12 @@ def _document(
             shape = shapes.get(key, _MISSING)
             if shape is None or shape is _MISSING:
                 # (a compiled shape is one balanced object, so only misses need this check)
-                # Objects inside lists also follow "</Obj>": merge until the tags balance.
-                if piece.count(b"<Obj") != piece.count(b"</Obj>"):
-                    pending = piece
+                balance = piece.count(b"<Obj") - piece.count(b"</Obj>")
+                if balance:
+                    pending = [piece]
                     continue
                 if not piece.startswith(b"<Obj"):
                     return None
-            pending = b""
             refids = tags[1::2]
             if shape is not None and shape is not _MISSING and shape.depth + 2 <= max_depth:
                 cache.hits += 1
