@@ -24,6 +24,10 @@ Rules
   guest with ``Get-Item -Path``); a directory with ``recurse=True`` (copied as a directory of
   that name into an existing destination directory, or *as* the destination when that does not
   exist yet, like ``Copy-Item -Recurse``). Several sources need a destination directory.
+* **Untrusted guest names**: ``copy_from`` writes only below the destination. Every relative
+  path or name the guest reports is checked before anything is written (no ``..``, ``.``,
+  empty parts, ``:``, NUL or absolute/drive paths, and the resolved target must stay inside the
+  resolved destination); anything else is a :class:`~hvmagic.errors.FileCopySourceError`.
 
 The guest scripts are genuine PowerShell 5.1 (they run unchanged on a real guest); the
 simulated guest recognizes them and implements the same contract
@@ -33,6 +37,7 @@ simulated guest recognizes them and implements the same contract
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import glob
 import hashlib
@@ -506,7 +511,7 @@ def copy_from(
     entries = [
         (
             str(_field(e, "FullName")),
-            str(_field(e, "RelativePath")).replace("\\", "/"),
+            _guest_relative_parts(_field(e, "RelativePath")),
             bool(_field(e, "IsDirectory")),
             int(_field(e, "Length") or 0),
         )
@@ -516,9 +521,9 @@ def copy_from(
     single_file = len(entries) == 1 and not entries[0][2]
     plan: list[tuple[str, Path, bool, int]] = []
     if single_file:
-        full, relative, _is_dir, length = entries[0]
+        full, parts, _is_dir, length = entries[0]
         target = (
-            destination / relative
+            destination.joinpath(*parts)
             if destination.is_dir() or os.fspath(local).endswith(("/", os.sep))
             else destination
         )
@@ -528,12 +533,13 @@ def copy_from(
             raise FileCopyError(
                 f"local path {destination} is a file; several sources need a destination directory"
             )
-        top_dirs = {rel.split("/", 1)[0] for _f, rel, _d, _l in entries}
+        top_dirs = {parts[0] for _f, parts, _d, _l in entries}
         rename_root = not destination.exists() and len(top_dirs) == 1 and entries[0][2]
-        for full, relative, is_dir, length in entries:
+        for full, parts, is_dir, length in entries:
             if rename_root:
-                relative = relative.split("/", 1)[1] if "/" in relative else ""
-            plan.append((full, destination / relative if relative else destination, is_dir, length))
+                parts = parts[1:]
+            plan.append((full, destination.joinpath(*parts), is_dir, length))
+    _check_inside(destination, plan)
     if not overwrite:
         for _full, target, is_dir, _length in plan:
             if not is_dir and target.exists():
@@ -569,6 +575,37 @@ def copy_from(
     return result
 
 
+def _guest_relative_parts(value: object) -> tuple[str, ...]:
+    """Split a guest-supplied relative path into safe name parts, or refuse it.
+
+    The guest chooses these names, so a hostile or broken guest could otherwise climb out of
+    the destination (``..``), name an absolute or drive path, or smuggle a NUL/ADS colon.
+    """
+    text = "" if value is None else str(value)
+    parts = tuple(text.replace("\\", "/").split("/"))
+    if (
+        not text
+        or text.startswith(("/", "\\"))
+        or any(part in ("", ".", "..") or ":" in part or "\0" in part for part in parts)
+    ):
+        raise FileCopySourceError(
+            f"guest sent an unsafe relative path {text!r}; refusing to write it locally"
+        )
+    return parts
+
+
+def _check_inside(destination: Path, plan: list[tuple[str, Path, bool, int]]) -> None:
+    # Belt and braces after the name check: a symlink already inside the destination could
+    # still redirect a target, so the resolved path must stay under the resolved destination.
+    root = destination.resolve()
+    for _full, target, _is_dir, _length in plan:
+        resolved = target.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise FileCopySourceError(
+                f"guest path would be written to {resolved}, outside the destination {root}"
+            )
+
+
 def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterator[bytes]:
     offset = 0
     while offset < length:
@@ -581,7 +618,12 @@ def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterat
                 count=min(chunk_size, length - offset),
             )
         )
-        block = base64.b64decode(str(text), validate=True)
+        try:
+            block = base64.b64decode(str(text), validate=True)
+        except binascii.Error as exc:
+            raise FileCopyIntegrityError(
+                f"guest sent a chunk of {full} at byte {offset} that is not valid base64"
+            ) from exc
         if not block:
             raise FileCopyIntegrityError(
                 f"guest file {full} ended at byte {offset}, "

@@ -251,3 +251,104 @@ def test_interrupted_copy_leaves_no_partial_files(guest: FakeGuest, session: Any
                   chunk_size=1024, on_progress=interrupt_at_once)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin"]
     assert session.run("Test-Path C:\\Temp\\big.bin").output == [False]  # still usable
+
+
+class _ScriptedGuest:
+    """A guest that answers the copy scripts with whatever listing and chunk text it is given,
+    the way a hostile or broken guest could."""
+
+    def __init__(self, listing: list[dict[str, Any]], chunk: str, payload: bytes) -> None:
+        self.listing = listing
+        self.chunk = chunk
+        self.payload = payload
+
+    def run(self, script: str, parameters: Any = None, **_kw: Any) -> Any:
+        from types import SimpleNamespace
+
+        from hvmagic.clixml.values import PSObject
+
+        op = script.splitlines()[0]
+        if "from-list" in op:
+            out: list[Any] = [PSObject(entry) for entry in self.listing]
+        elif "from-chunk" in op:
+            out = [self.chunk]
+        elif ":hash" in op:
+            out = [sha(self.payload)]
+        else:
+            raise AssertionError(op)
+        return SimpleNamespace(output=out, errors=[])
+
+
+def _file_entry(relative: str, length: int) -> dict[str, Any]:
+    return {"RelativePath": relative, "FullName": "C:\\logs\\a.txt", "IsDirectory": False,
+            "Length": length}
+
+
+@pytest.mark.parametrize("relative", [
+    "logs\\..\\..\\escaped.txt", "logs/../../escaped.txt", "logs\\..", "logs\\.\\a.txt",
+    "logs\\\\a.txt", "logs\\C:\\escaped.txt", "logs\\a.txt:ads", "logs\\a\x00.txt",
+])
+def test_copy_from_refuses_guest_paths_that_climb_out(tmp_path: Path, relative: str) -> None:
+    payload = b"owned\n"
+    listing = [{"RelativePath": "logs", "FullName": "C:\\logs", "IsDirectory": True,
+                "Length": 0}, _file_entry(relative, len(payload))]
+    dest = tmp_path / "a" / "b" / "dest"
+    dest.parent.mkdir(parents=True)
+    guest = _ScriptedGuest(listing, base64.b64encode(payload).decode(), payload)
+    with pytest.raises(FileCopySourceError, match="unsafe relative path"):
+        copy_from(guest, "C:\\logs", dest, recurse=True)
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert written == ["a", "a/b"]
+
+
+@pytest.mark.parametrize("name", ["..", "..\\escaped.txt", "{root}/escaped.txt",
+                                  "{root}\\escaped.txt", "C:\\escaped.txt", "C:escaped.txt",
+                                  ""])
+def test_copy_from_refuses_an_unsafe_single_file_name(tmp_path: Path, name: str) -> None:
+    # Absolute names point into tmp_path so that a regression cannot write to the real disk.
+    name = name.format(root=tmp_path)
+    payload = b"owned\n"
+    dest = tmp_path / "inbox"
+    dest.mkdir()
+    guest = _ScriptedGuest([_file_entry(name, len(payload))],
+                           base64.b64encode(payload).decode(), payload)
+    with pytest.raises(FileCopySourceError):
+        copy_from(guest, "C:\\logs\\a.txt", dest)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["inbox"]
+
+
+def test_copy_from_refuses_a_symlink_that_leads_outside(tmp_path: Path) -> None:
+    payload = b"owned\n"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "logs").symlink_to(outside, target_is_directory=True)
+    listing = [{"RelativePath": "logs", "FullName": "C:\\logs", "IsDirectory": True,
+                "Length": 0}, _file_entry("logs\\a.txt", len(payload))]
+    guest = _ScriptedGuest(listing, base64.b64encode(payload).decode(), payload)
+    with pytest.raises(FileCopySourceError, match="outside the destination"):
+        copy_from(guest, "C:\\logs", dest, recurse=True)
+    assert list(outside.iterdir()) == []
+
+
+def test_copy_from_accepts_ordinary_nested_guest_names(tmp_path: Path) -> None:
+    payload = b"fine\n"
+    listing = [{"RelativePath": "logs", "FullName": "C:\\logs", "IsDirectory": True,
+                "Length": 0}, _file_entry("logs\\sub\\a..b.txt", len(payload))]
+    guest = _ScriptedGuest(listing, base64.b64encode(payload).decode(), payload)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    result = copy_from(guest, "C:\\logs", dest, recurse=True)
+    assert (dest / "logs" / "sub" / "a..b.txt").read_bytes() == payload
+    assert [f.size for f in result.files] == [len(payload)]
+
+
+def test_copy_from_types_a_chunk_that_is_not_base64(tmp_path: Path) -> None:
+    guest = _ScriptedGuest([_file_entry("a.txt", 10)], "not*base64!", b"")
+    target = tmp_path / "a.txt"
+    with pytest.raises(FileCopyIntegrityError, match="not valid base64") as info:
+        copy_from(guest, "C:\\a.txt", target)
+    assert type(info.value.__cause__).__name__ == "Error"
+    assert not target.exists()
+    assert not (tmp_path / ("a.txt" + PARTIAL_SUFFIX)).exists()
