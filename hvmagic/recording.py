@@ -11,9 +11,12 @@ notebooks display exactly what they displayed when recorded.
 
 The file
 --------
-UTF-8 JSON, ``"format": "hvmagic-recording"``, ``"version": 1``, indented so that a re-recorded
-runbook shows up in ``git diff`` as the runs and records that changed. It is rewritten
-atomically after every run (a crash mid-notebook keeps every finished run).
+UTF-8 JSON, ``"format": "hvmagic-recording"``, ``"version": 1``, one line per run and one line
+per record, so that a re-recorded runbook shows up in ``git diff`` as the runs and records that
+changed. Each run is appended as it finishes and the file is complete JSON after every run (a
+crash mid-notebook keeps every finished run); appending costs only the new run. Parameters whose
+CLIXML exceeds :data:`INLINE_PARAMETER_LIMIT` (file-copy chunks) are kept as a SHA-256 digest:
+replay still checks the same bytes are sent.
 
 Secrets
 -------
@@ -36,12 +39,11 @@ parameters are compared by name only. Anything else raises
 from __future__ import annotations
 
 import abc
-import contextlib
 import datetime as _dt
 import difflib
+import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -176,13 +178,23 @@ def _decode_event(event: Mapping[str, Any]) -> tuple[str, Any]:
     return stream, values[0]
 
 
+#: parameters whose CLIXML is larger than this are recorded by digest (file-copy chunks: the
+#: replay still checks that the same bytes are sent, without the recording holding them twice)
+INLINE_PARAMETER_LIMIT = 16 * 1024
+
+
 def _encode_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     encoded: dict[str, Any] = {}
     for name, value in (parameters or {}).items():
         if _has_secret(value):
             encoded[name] = {"redacted": type(value).__name__}
+            continue
+        text = dumps(value)
+        if len(text) > INLINE_PARAMETER_LIMIT:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            encoded[name] = {"sha256": digest, "chars": len(text)}
         else:
-            encoded[name] = {"clixml": dumps(value)}
+            encoded[name] = {"clixml": text}
     return encoded
 
 
@@ -224,7 +236,8 @@ class RecordingSession(_CopiesThroughRuns):
         self._session = session
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._document: dict[str, Any] = {
+        self._runs_written = 0
+        header = {
             "format": FORMAT,
             "version": VERSION,
             "session": {
@@ -233,9 +246,13 @@ class RecordingSession(_CopiesThroughRuns):
                 "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "hvmagic": __version__,
             },
-            "runs": [],
         }
-        self._save()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # '{header..., "runs": [' then the closing '\n]}\n'; each run is later written over
+        # the closing and followed by it again, so the file is complete JSON after every run
+        # and appending costs only the new run (a copy of many chunks stays linear).
+        opening = json.dumps(header, ensure_ascii=False)[:-1] + ', "runs": ['
+        self.path.write_text(opening + _CLOSING, encoding="utf-8")
 
     # Session surface ------------------------------------------------------------------------
     name = property(lambda self: self._session.name)
@@ -296,23 +313,28 @@ class RecordingSession(_CopiesThroughRuns):
         self._session.close(*args, **kwargs)
 
     def _append(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self._document["runs"].append(entry)
-            self._save()
+        text = ("," if self._runs_written else "") + "\n" + _run_text(entry) + _CLOSING
+        data = text.encode("utf-8")
+        with self._lock, open(self.path, "r+b") as handle:
+            handle.seek(-len(_CLOSING_BYTES), os.SEEK_END)
+            handle.write(data)
+            handle.truncate()
+            self._runs_written += 1
 
-    def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self._document, indent=1, ensure_ascii=False) + "\n"
-        # Atomic replace: a reader (or a crash) never sees half a recording.
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+_CLOSING = "\n]}\n"
+_CLOSING_BYTES = _CLOSING.encode("utf-8")
+
+
+def _run_text(entry: Mapping[str, Any]) -> str:
+    """One run, diff-friendly: its fields on one line, then one line per record."""
+    fields = {k: v for k, v in entry.items() if k != "events"}
+    head = json.dumps(fields, ensure_ascii=False)[:-1]
+    events = entry.get("events", [])
+    if not events:
+        return head + ', "events": []}'
+    lines = ",\n  ".join(json.dumps(e, ensure_ascii=False) for e in events)
+    return head + ', "events": [\n  ' + lines + "\n]}"
 
 
 # -- replay -----------------------------------------------------------------------------------
@@ -400,6 +422,9 @@ class ReplaySession(_CopiesThroughRuns):
         index = self._pick(script)
         entry = self._runs[index]
         self._check_parameters(index, entry, parameters)
+        # only now is the recorded run consumed: a corrected re-run meets the same run again
+        if self.match == "sequential":
+            self._next = index + 1
         self._used.add(index)
         self._last_for_script[_normalise_script(script)] = index
         result = Result()
@@ -438,7 +463,6 @@ class ReplaySession(_CopiesThroughRuns):
                     f"{self.path.name}: run {index + 1} differs from the recording "
                     f"(match='sequential'):\n{_diff(recorded, wanted)}"
                 )
-            self._next += 1
             return index
         for index, entry in enumerate(self._runs):
             if index not in self._used and _normalise_script(entry["script"]) == wanted:

@@ -183,3 +183,50 @@ def test_exhausted_and_bad_files_are_clear_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"format": "hvmagic-recording", "version": 99, "runs": []}))
     with pytest.raises(HvMagicError, match="version 99"):
         ReplaySession(bad)
+
+
+def test_failed_parameter_check_does_not_consume_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "rec.hvrec.json"
+    _record(path)
+    replay = ReplaySession(path)
+    replay.run(SERVICES)
+    with pytest.raises(ReplayMismatchError, match=r"parameter \$value differs"):
+        replay.run("$echo", {"value": "typo", "secret": SecureString("s")})
+    # the corrected cell meets the same recorded run again, not the next one
+    fixed = replay.run("$echo", {"value": "héllo 🌍", "secret": SecureString("s")})
+    assert fixed.output[0] == "héllo 🌍"
+    assert replay.remaining == 1
+
+
+def test_file_is_valid_json_after_every_run_and_appends_only_the_new_run(tmp_path: Path) -> None:
+    path = tmp_path / "rec.hvrec.json"
+    sizes = []
+    with _guest() as guest, RecordingSession(guest.connect(), path) as session:
+        assert json.loads(path.read_text(encoding="utf-8"))["runs"] == []
+        for round_ in range(3):
+            session.run(SERVICES)
+            document = json.loads(path.read_text(encoding="utf-8"))
+            assert len(document["runs"]) == round_ + 1
+            sizes.append(path.stat().st_size)
+    # every run adds about the same amount (timings vary by a digit or two): nothing already
+    # written is rewritten or duplicated
+    assert sizes[1] - sizes[0] > 1000
+    assert abs((sizes[2] - sizes[1]) - (sizes[1] - sizes[0])) < 50
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert sum(line.lstrip().startswith('{"t":') for line in lines) == 3 * 7  # one per record
+
+
+def test_large_parameters_are_recorded_by_digest_and_still_checked(tmp_path: Path) -> None:
+    path = tmp_path / "rec.hvrec.json"
+    chunk = "A" * 100_000  # like a base64 file-copy chunk
+    with _guest() as guest, RecordingSession(guest.connect(), path) as session:
+        guest.add_handler("$size", lambda ctx: ctx.output(len(ctx.parameters["value"])))
+        assert session.run("$size", {"value": chunk}).output == [100_000]
+    text = path.read_text(encoding="utf-8")
+    assert chunk not in text and len(text) < 20_000
+    recorded = json.loads(text)["runs"][0]["parameters"]["value"]
+    assert set(recorded) == {"sha256", "chars"} and recorded["chars"] > 100_000
+    replay = ReplaySession(path)
+    with pytest.raises(ReplayMismatchError, match=r"parameter \$value differs"):
+        replay.run("$size", {"value": chunk[:-1] + "B"})
+    assert replay.run("$size", {"value": chunk}).output == [100_000]
