@@ -586,3 +586,38 @@ def test_shape_caches_skip_huge_keys() -> None:
     assert loads_fragment(small) == [1]
     assert len(_compiled.FRAGMENTS.shapes) == 1
     assert _compiled.FRAGMENTS.key_bytes == len(next(iter(_compiled.FRAGMENTS.shapes)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["sNaN", "NaN", "-Infinity", "1E+999999999", "79228162514264337593543950336",
+     "-79228162514264337593543950336"],
+)
+def test_decimal_outside_system_decimal_is_a_decode_error(text: str) -> None:
+    # .NET never writes these for <D>; sNaN used to leak decimal.InvalidOperation (twice: the
+    # second call takes the learned-shape path) and 1E+999999999 exploded when re-encoded
+    for _ in range(2):
+        with pytest.raises(DecodeError, match=r"System\.Decimal") as info:
+            loads_fragment(f"<D>{text}</D>".encode())
+        assert info.value.position is not None
+    doc = (f'<Objs {NS}><Obj RefId="0"><MS><D N="d">1</D></MS></Obj>'
+           f'<Obj RefId="1"><MS><D N="d">{text}</D></MS></Obj></Objs>')
+    for decode in (loads, _loads_expat):  # the fast path and the reference agree
+        with pytest.raises(DecodeError, match=r"System\.Decimal"):
+            decode(doc)
+
+
+def test_decimal_range_limits_are_exact() -> None:
+    assert loads_fragment(b"<D>79228162514264337593543950335</D>") == Decimal(2**96 - 1)
+    assert loads_fragment(b"<D>-79228162514264337593543950335</D>") == Decimal(-(2**96 - 1))
+    assert loads_fragment(b"<D> -0.0000000001 </D>") == Decimal("-1E-10")
+
+
+def test_shape_verification_that_raises_admits_nothing() -> None:
+    # comparing with a signalling NaN raises; learning must return the reference value and
+    # keep the shape on the reference path instead of leaking decimal.InvalidOperation
+    parts = _compiled.FRAGMENT_SPLIT.split(b"<D>1</D>")
+    key = b"\x00".join(parts[0::2])
+    value = _compiled.FRAGMENTS.learn(key, parts, None, {}, {}, lambda: Decimal("sNaN"))
+    assert value.is_snan()
+    assert _compiled.FRAGMENTS.shapes == {key: None}

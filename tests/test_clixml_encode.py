@@ -184,3 +184,19 @@ def test_roundtrip_property(value: object) -> None:
 @given(st.lists(_values, max_size=5))
 def test_document_roundtrip_property(values: list[object]) -> None:
     assert loads(dumps_document(values)) == values
+
+
+@pytest.mark.parametrize(
+    "value", ["1E+999999999", "79228162514264337593543950336", "-79228162514264337593543950336"]
+)
+def test_decimal_beyond_system_decimal_is_refused_before_formatting(value: str) -> None:
+    with pytest.raises(EncodeError, match=r"outside System\.Decimal's range"):
+        dumps(Decimal(value))
+
+
+def test_decimal_limits_and_tiny_values() -> None:
+    assert dumps(Decimal(2**96 - 1)) == "<D>79228162514264337593543950335</D>"
+    # more than 28 decimal places: rounded as .NET would store it, not a gigabyte of zeros
+    assert dumps(Decimal("1E-999999999")) == "<D>0.0000000000000000000000000000</D>"
+    assert dumps(Decimal("1.5E-28")) == "<D>0.0000000000000000000000000002</D>"
+    assert dumps(Decimal("-1.25")) == "<D>-1.25</D>"

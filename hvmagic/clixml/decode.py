@@ -292,8 +292,18 @@ def _to_float(text: str) -> float:
     return float(text)
 
 
+#: System.Decimal's range: a 96-bit integer mantissa (scale 0..28)
+_DECIMAL_MAX = Decimal(2**96 - 1)
+
+
 def _to_decimal(text: str) -> Decimal:
-    return Decimal(text.strip())
+    value = Decimal(text.strip())
+    # .NET never writes NaN/Infinity or anything beyond ±(2**96 - 1) for <D>; Python's Decimal
+    # would accept them (sNaN then raises on every comparison; 1E+999999999 explodes when
+    # formatted), so they are malformed input here.
+    if not value.is_finite() or value.copy_abs() > _DECIMAL_MAX:  # (abs() would round)
+        raise ValueError(f"not a System.Decimal: {text[:40]!r}")
+    return value
 
 
 def _to_version(text: str) -> PSVersion:

@@ -56,7 +56,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from hvmagic.clixml.values import (
@@ -159,9 +159,21 @@ def _format_timespan(value: _dt.timedelta) -> str:
     return text
 
 
+_DECIMAL_LIMIT = Decimal(2**96)  # System.Decimal's mantissa is 96 bits
+_DECIMAL_STEP = Decimal("1E-28")  # and its scale at most 28 digits
+_DECIMAL_CONTEXT = Context(prec=60)  # 29 integer + 28 fraction digits fit exactly
+
+
 def _format_decimal(value: Decimal) -> str:
     if not value.is_finite():
         raise EncodeError(f"System.Decimal has no {value}")
+    # checked before formatting: format(Decimal("1E+999999999"), "f") builds a gigabyte string
+    if value.copy_abs() >= _DECIMAL_LIMIT:  # (abs() would round to 28 digits)
+        raise EncodeError(f"{value:.6E} is outside System.Decimal's range (±2**96)")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -28:
+        # .NET rounds to 28 decimal places anyway; "f" of 1E-999999999 would be a gigabyte
+        value = value.quantize(_DECIMAL_STEP, context=_DECIMAL_CONTEXT)
     return format(value, "f")
 
 
