@@ -306,15 +306,82 @@ def test_close_stops_a_running_pipeline_first(pair: Any) -> None:
     assert PoolClosed() in events and client.closed
 
 
-def test_signal_waits_for_command_ack(pair: Any) -> None:
-    client, _server = pair
+def test_stop_before_command_ack_releases_the_command_without_a_signal(pair: Any) -> None:
+    client, server = pair
     pid = client.start_script("Start-Sleep 100")
     client.stop_pipeline(pid)
-    assert _kinds(client.data_to_send()) == [(PacketKind.COMMAND, pid)]
-    client.receive_data(control_packet(PacketKind.COMMAND_ACK, pid))
-    kinds = _kinds(client.data_to_send())
-    assert (PacketKind.SIGNAL, pid) in kinds
-    assert kinds[0] == (PacketKind.DATA, pid) or kinds[0] == (PacketKind.SIGNAL, pid)
+    command = client.data_to_send()
+    assert _kinds(command) == [(PacketKind.COMMAND, pid)]
+    client.receive_data(server.feed(command))  # CommandAck
+    # nothing for the server to stop: no Data, no Signal, just release the Command
+    assert list(client.events()) == [PipelineFinished(pid, "Stopped")]
+    assert client.pipeline_state(pid) == "Stopped"
+    close = client.data_to_send()
+    assert _kinds(close) == [(PacketKind.CLOSE, pid)]
+    client.receive_data(server.feed(close))
+    assert list(client.events()) == [PipelineClosed(pid)]
+    assert client.open_pipelines == []
+    assert not any(isinstance(e, psrpcore.CreatePipelineEvent) for e in server.events)
+    # the pool is still fine: the next pipeline runs and completes
+    pid2, pipeline = start(client, server, "Get-Next")
+    pipeline.write_output("next")
+    pipeline.complete()
+    events = server_to_client(client, server)
+    assert [e.record for e in events if isinstance(e, PipelineRecord)] == ["next"]
+    assert PipelineFinished(pid2, "Completed") in events
+    assert [(p.kind, p.guid) for p in server.received if p.guid == pid] == [
+        (PacketKind.COMMAND, pid), (PacketKind.CLOSE, pid)]
+
+
+def test_signal_waits_until_the_server_created_the_pipeline(pair: Any) -> None:
+    client, server = pair
+    pid = client.start_script("Start-Sleep 100")
+    server.auto_ack = False
+    client.receive_data(server.feed(client.data_to_send()))  # Command → CommandAck
+    client.stop_pipeline(pid)  # after CommandAck: CREATE_PIPELINE goes first
+    data = client.data_to_send()
+    assert _kinds(data) == [(PacketKind.DATA, pid)]
+    client.receive_data(server.feed(data))  # pipeline created; DataAck held back
+    assert client.data_to_send() == b"", "Signal before the CREATE_PIPELINE DataAck"
+    client.receive_data(server.release_acks())
+    signal = client.data_to_send()
+    assert _kinds(signal) == [(PacketKind.SIGNAL, pid)]
+    client.receive_data(server.feed(signal))
+    finished = [e for e in client.events() if isinstance(e, PipelineFinished)]
+    assert [(e.pipeline_id, e.state) for e in finished] == [(pid, "Stopped")]
+    assert [(p.kind, p.guid) for p in server.received if p.guid == pid] == [
+        (PacketKind.COMMAND, pid), (PacketKind.DATA, pid), (PacketKind.SIGNAL, pid)]
+
+
+def test_signal_waits_for_every_create_pipeline_fragment(pair: Any) -> None:
+    client, server = pair
+    pid = client.start_script("param($Blob) Start-Sleep 100", {"Blob": "x" * 100_000})
+    server.auto_ack = False
+    client.receive_data(server.feed(client.data_to_send()))  # Command → CommandAck
+    client.stop_pipeline(pid)  # after CommandAck, with most CREATE_PIPELINE lines still queued
+    kinds: list[tuple[PacketKind, uuid.UUID]] = []
+    while data := client.data_to_send():
+        kinds += _kinds(data)
+        client.receive_data(server.feed(data))
+        client.receive_data(server.release_acks())
+    data_lines = kinds.index((PacketKind.SIGNAL, pid))
+    assert data_lines >= 4  # 100 kB of parameters: several 32 KiB fragments
+    assert kinds[:data_lines] == [(PacketKind.DATA, pid)] * data_lines
+    assert kinds[data_lines:] == [(PacketKind.SIGNAL, pid)]
+    assert server.pipelines[pid].state == PSInvocationState.Stopped
+    finished = [e for e in client.events() if isinstance(e, PipelineFinished)]
+    assert [(e.pipeline_id, e.state) for e in finished] == [(pid, "Stopped")]
+
+
+def test_close_before_command_ack_finishes_without_a_signal(pair: Any) -> None:
+    client, server = pair
+    pid = client.start_script("Start-Sleep 100")
+    client.close()
+    events = exchange(client, server)
+    assert PipelineFinished(pid, "Stopped") in events
+    assert PoolClosed() in events and client.closed
+    assert [p.kind for p in server.received if p.guid == pid] == [
+        PacketKind.COMMAND, PacketKind.CLOSE]
 
 
 # ------------------------------------------------------------------------------------------

@@ -400,6 +400,58 @@ def test_timeout_stops_the_pipeline_with_the_partial_result(session: Session,
     assert session.run("emit 2").output == [0, 1]
 
 
+class _SlowCommandAck:
+    """A transport that holds each ``CommandAck`` back a little and records what was sent, so
+    a stop is requested before the guest acknowledged the Command — every time."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.description = inner.description
+        self.sent = PacketReader()
+        self.sent_packets: list[Any] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.receive_data(data)
+        while (packet := self.sent.next_packet()) is not None:
+            self.sent_packets.append(packet)
+        self.inner.send(data)
+
+    def recv(self) -> bytes:
+        data: bytes = self.inner.recv()
+        if b"<CommandAck" in data:
+            time.sleep(self.delay)
+        return data
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_timeout_before_command_ack_stops_quickly_and_keeps_the_session(
+    guest: FakeGuest,
+) -> None:
+    transport = _SlowCommandAck(guest.transport(), delay=0.3)
+    sess = open_session(transport, name="early-stop", timeout=10)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PipelineTimeoutError) as info:
+            sess.run("slow", timeout=0.001)
+        assert time.monotonic() - started < 5
+        assert info.value.result.state == "Stopped"
+        assert info.value.result.output == []
+        assert not sess.broken
+        # the guest never got the pipeline, so nothing was signalled: Command, then Close
+        pid = next(p.guid for p in transport.sent_packets if p.kind is PacketKind.COMMAND)
+        assert [p.kind for p in transport.sent_packets if p.guid == pid] == [
+            PacketKind.COMMAND, PacketKind.CLOSE]
+        assert not guest.state["stopped"].is_set()
+        transport.delay = 0
+        assert sess.run("emit 3").output == [0, 1, 2]
+    finally:
+        sess.close()
+    assert not sess.broken
+
+
 def test_keyboard_interrupt_stops_the_pipeline_and_reraises(session: Session,
                                                             guest: FakeGuest) -> None:
     def interrupt(stream: str, record: Any) -> None:

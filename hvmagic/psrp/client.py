@@ -40,7 +40,11 @@ and depth ``Invoke-Command`` shows (hvmagic keeps type names as sent; see
 2. ``Command(pid)`` first, and no ``Data(pid)`` before ``CommandAck(pid)``;
 3. the client never sends an ack or an empty line;
 4. ``Close(empty)`` only after every pipeline got its ``CloseAck``;
-5. ``Signal(pid)`` stops a pipeline (queued until ``CommandAck`` if it comes early).
+5. ``Signal(pid)`` stops a pipeline only once the server has created it (the ``DataAck`` of
+   its last CREATE_PIPELINE ``Data``): a Signal ahead of the first ``Data(pid)`` finds nothing
+   to stop and is never answered. A stop requested before any ``Data(pid)`` left drops the
+   queued CREATE_PIPELINE, sends ``Close(pid)`` after ``CommandAck`` and finishes the pipeline
+   as ``Stopped`` locally.
 
 SecureStrings the guest sends are decrypted with the session key (psrpcore's cipher) into
 :class:`~hvmagic.SecureString` values that hold the plain text but never show it.
@@ -383,6 +387,8 @@ def _normalise(stream: str, value: Any) -> Any:
 @dataclass
 class _PipelineWire:
     command_acked: bool = False
+    data_sent: bool = False  # the first Data(pid) (CREATE_PIPELINE) left
+    created: bool = False  # CREATE_PIPELINE fully acknowledged: the server has the pipeline
     signal_wanted: bool = False
     signal_sent: bool = False
     close_sent: bool = False
@@ -511,7 +517,10 @@ class PSRPClient:
         ps = self.pool.pipeline_table.get(pipeline_id)
         if ps is not None and ps.state == PSInvocationState.Running:
             self._guard(ps.begin_stop)
-        self._send_signal_if_ready(pipeline_id, wire)
+        if wire.command_acked and not wire.data_sent:
+            self._stop_before_creation(pipeline_id, wire)
+        else:
+            self._send_signal_if_ready(pipeline_id, wire)
 
     def close_pipeline(self, pipeline_id: uuid.UUID) -> None:
         """Release a finished pipeline (``Close(pid)``); :class:`PipelineClosed` follows."""
@@ -603,14 +612,28 @@ class PSRPClient:
             wire = self._pipelines.get(guid)
             if wire is None or not wire.command_acked:
                 return  # rule 2: no Data(pid) before CommandAck(pid)
+            wire.data_sent = True
         data, stream = queue.items.popleft()
         self._outgoing.append(data_packet(data, guid, stream))
         queue.unacked = True
 
     def _send_signal_if_ready(self, pipeline_id: uuid.UUID, wire: _PipelineWire) -> None:
-        if wire.signal_wanted and not wire.signal_sent and wire.command_acked:
+        if (
+            wire.signal_wanted and not wire.signal_sent and wire.created
+            and not wire.finished and not wire.close_sent
+        ):
             wire.signal_sent = True
             self._outgoing.append(control_packet(PacketKind.SIGNAL, pipeline_id))
+
+    def _stop_before_creation(self, pipeline_id: uuid.UUID, wire: _PipelineWire) -> None:
+        # The server never saw CREATE_PIPELINE, so there is nothing to signal: forget the
+        # queued data, release the Command and report the stop ourselves.
+        self._queues.pop(pipeline_id, None)
+        wire.finished = True
+        wire.state = "Stopped"
+        wire.close_sent = True
+        self._outgoing.append(control_packet(PacketKind.CLOSE, pipeline_id))
+        self._events.append(PipelineFinished(pipeline_id, "Stopped"))
 
     def _maybe_close_pool(self) -> None:
         if self._pool_close_wanted and not self._pool_close_sent and not self._pipelines:
@@ -628,14 +651,22 @@ class PSRPClient:
             if queue is not None:
                 queue.unacked = False
                 self._send_next(guid, queue)
+            wire = self._pipelines.get(guid) if guid != NIL_GUID else None
+            # CREATE_PIPELINE may span several Data lines: created once all of them are acked
+            all_acked = queue is None or (not queue.items and not queue.unacked)
+            if wire is not None and wire.data_sent and not wire.created and all_acked:
+                wire.created = True
+                self._send_signal_if_ready(guid, wire)
         elif kind is PacketKind.COMMAND_ACK:
             wire = self._pipelines.get(guid)
             if wire is not None:
                 wire.command_acked = True
-                self._send_signal_if_ready(guid, wire)
-                queue = self._queues.get(guid)
-                if queue is not None:
-                    self._send_next(guid, queue)
+                if wire.signal_wanted and not wire.data_sent:
+                    self._stop_before_creation(guid, wire)
+                else:
+                    queue = self._queues.get(guid)
+                    if queue is not None:
+                        self._send_next(guid, queue)
         elif kind is PacketKind.SIGNAL_ACK:
             self._events.append(SignalAcknowledged(guid))
         elif kind is PacketKind.CLOSE_ACK:
