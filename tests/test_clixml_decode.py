@@ -621,3 +621,40 @@ def test_shape_verification_that_raises_admits_nothing() -> None:
     value = _compiled.FRAGMENTS.learn(key, parts, None, {}, {}, lambda: Decimal("sNaN"))
     assert value.is_snan()
     assert _compiled.FRAGMENTS.shapes == {key: None}
+
+
+@pytest.mark.parametrize(
+    "spelling", ["RefId='{}'", 'RefId = "{}"', '\tRefId="{}"', 'RefId="{}" xRefId="9{}"'],
+)
+def test_refid_spellings_resolve_like_the_reference_path(spelling: str) -> None:
+    # The run-time RefId split used to match inside xRefId="…" and miss RefId='…', while
+    # the compiler saw the opposite: <Ref> then resolved to a different object than expat's.
+    def obj(index: int) -> str:
+        tag = spelling.format(index, index)
+        return (f'<Obj RefId="{1000 + index}"><MS><Obj N="in" {tag}><MS><S N="t">t{index}</S>'
+                f'</MS></Obj><S N="a" xRefId="{500 + index}">x</S></MS></Obj>')
+
+    objs = "".join(obj(i) for i in range(6))
+    refs = "".join(f'<Obj RefId="{2000 + i}"><MS><Ref N="r" RefId="{i}" /></MS></Obj>'
+                   for i in range(6))
+    doc = f'<Objs Version="1.1.0.1" {NS}>{objs}{refs}</Objs>'
+    fast, reference = loads(doc), _loads_expat(doc)
+    assert [v["r"]["t"] for v in fast[6:]] == ["t0", "t1", "t2", "t3", "t4", "t5"]
+    assert _compiled.same(fast, reference)
+    # Refs to numbers only xRefId attributes carry are errors on both paths (the fast path
+    # used to resolve them to the inner objects)
+    broken = doc.replace('<Ref N="r" RefId="', '<Ref N="r" RefId="50')
+    for decode in (loads, _loads_expat):
+        with pytest.raises(DecodeError, match="unknown RefId '500'"):
+            decode(broken)
+
+
+def test_refid_like_text_between_tags_does_not_shift_refids() -> None:
+    # text before a child element stays in the tags the RefId split scans: such a shape is
+    # refused by the compiler (the expat path ignores that text)
+    objs = "".join(f'<Obj RefId="{i}"><MS> RefId="77"<S N="t">t{i}</S></MS></Obj>'
+                   for i in range(4))
+    doc = (f'<Objs {NS}>{objs}<Obj RefId="9"><MS><Ref N="r" RefId="2" /></MS></Obj></Objs>')
+    fast = loads(doc)
+    assert fast[4]["r"]["t"] == "t2"
+    assert _compiled.same(fast, _loads_expat(doc))

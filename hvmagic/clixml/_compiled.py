@@ -49,7 +49,12 @@ from hvmagic.clixml.values import (
 # than it saves); builders compare them with the sample's bytes and use a constant list when
 # they match.
 FRAGMENT_SPLIT = re.compile(rb">([^<]*)</")
-REFID = re.compile(rb'RefId="([^"<>&]*)"')
+# The leading space keeps other attributes whose names end in "RefId" (xRefId="…") out; a RefId
+# spelled any other way (single quotes, a tab before it, spaces around "=") is not cut out, and
+# the compiler refuses such shapes (see _add_tag/compile_shape) so both views always agree.
+# (A literal first byte keeps this a fast scan; a (?<=\s) lookbehind costs 6x.)
+REFID = re.compile(rb' RefId="([^"<>&]*)"')
+_REFID_TEXT = re.compile(REFID.pattern.decode("ascii"))
 # Anything that makes a textual split unsafe sends the input to the expat path.
 UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|<[!?]|]]>")
 # The same test without a regex scan (a character-class search costs ~10 µs on 2 KB): one C
@@ -287,6 +292,11 @@ def _add_tag(
         if _ATTR.sub("", rest).strip():
             raise Unsupported("attribute syntax")
     refvar = None
+    if variable_refids:
+        # the run-time split must cut out exactly this tag's RefId attribute, nothing else
+        found = _REFID_TEXT.findall(body)
+        if found != ([attrs["RefId"]] if "RefId" in attrs else []):
+            raise Unsupported("RefId spelled in a way the run-time split does not cut out")
     if "RefId" in attrs:
         if variable_refids:
             refvar = refids[0]
@@ -539,6 +549,8 @@ class Shape:
 def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
     """Generate the builder for the object ``parts`` came from (raises Unsupported)."""
     root, refid_count = _parse_skeleton(parts, variable_refids)
+    if variable_refids and len(REFID.findall(b"\x00".join(parts[0::2]))) != refid_count:
+        raise Unsupported("RefId-like text outside the tags' RefId attributes")
     gen = _Generator(parts, local_refs=not variable_refids)
     result = gen.value(root, 1)
     source = "def build(p, refs, tns, r):\n"

@@ -1048,7 +1048,7 @@ def _document(
             # RefIds vary from object to object: cut them out of the tags (only the tags, so
             # a text that happens to read RefId="…" cannot shift them)
             tags = split_refids(b"\x00".join(parts[0::2]))
-            key = b'RefId=""'.join(tags[0::2])
+            key = b' RefId=""'.join(tags[0::2])
             shape = shapes.get(key, _MISSING)
             if shape is None or shape is _MISSING:
                 # (a compiled shape is one balanced object, so only misses need this check)
