@@ -658,3 +658,38 @@ def test_refid_like_text_between_tags_does_not_shift_refids() -> None:
     fast = loads(doc)
     assert fast[4]["r"]["t"] == "t2"
     assert _compiled.same(fast, _loads_expat(doc))
+
+
+def test_value_caches_keep_no_huge_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the enum / type-name / TimeSpan caches are process-wide and were bounded by count only:
+    # 200 hostile 1 MiB enum names stayed alive (400 MiB). Long texts are now never cached.
+    from hvmagic.clixml import decode as decode_module
+
+    monkeypatch.setattr(_compiled, "_ENUMS", {})
+    monkeypatch.setattr(_compiled, "_TYPE_NAMES", {})
+    monkeypatch.setattr(decode_module, "_TIMESPANS", {})
+
+    def enum(to_string: str, type_name: str = "My.Color") -> bytes:
+        return (f'<Obj RefId="0"><TN RefId="0"><T>{type_name}</T><T>System.Enum</T>'
+                f"<T>System.ValueType</T><T>System.Object</T></TN><ToString>{to_string}"
+                "</ToString><I32>1</I32></Obj>").encode()
+
+    for _ in range(3):
+        assert loads_fragment(enum("Red")).name == "Red"
+    assert [key[1] for key in _compiled._ENUMS] == [b"Red"]
+    for index in range(20):
+        long_name = f"{index}" + "A" * 1000
+        assert loads_fragment(enum(long_name)).name == long_name
+    assert [key[1] for key in _compiled._ENUMS] == [b"Red"]
+
+    long_type = "T" * 5000
+    for index in range(3):
+        value = loads_fragment(enum("Red", f"{long_type}{index}"))
+        assert value.type_names[0] == f"{long_type}{index}" and value.name == "Red"
+    assert all(sum(map(len, key)) <= 4096 for key in _compiled._TYPE_NAMES)
+    assert any(key[0] == b"My.Color" for key in _compiled._TYPE_NAMES)
+
+    long_span = "PT1." + "0" * 300 + "S"
+    assert loads_fragment(f"<TS>{long_span}</TS>".encode()) == dt.timedelta(seconds=1)
+    assert loads_fragment(b"<TS>PT2S</TS>") == dt.timedelta(seconds=2)
+    assert list(decode_module._TIMESPANS) == ["PT2S"]

@@ -75,6 +75,9 @@ def is_safe(body: bytes) -> bool:
 
 _MAX_SHAPES = 4096
 _MAX_TYPE_NAME_LISTS = 4096
+#: bytes of one type-name list / one enum's texts worth caching (real ones are ~100 / ~30)
+_MAX_CACHED_TYPE_NAMES = 4096
+_MAX_CACHED_ENUM_TEXT = 256
 #: A skeleton key longer than this is not compiled or cached: one object holding thousands of
 #: list items (``Export-Clixml -InputObject (Get-Service)``) is one huge, never-repeating shape
 #: whose generated builder would cost more than the reference decode, and hostile input must not
@@ -138,7 +141,8 @@ def type_names(key: tuple[bytes, ...]) -> list[str]:
     names = _TYPE_NAMES.get(key)
     if names is None:
         names = [ps_text(raw) for raw in key]
-        if len(_TYPE_NAMES) < _MAX_TYPE_NAME_LISTS:
+        # bounded by size, not only count: hostile megabyte type names must not stay cached
+        if len(_TYPE_NAMES) < _MAX_TYPE_NAME_LISTS and sum(map(len, key)) <= _MAX_CACHED_TYPE_NAMES:
             _TYPE_NAMES[key] = names
     return names
 
@@ -190,7 +194,8 @@ def enum_or_value(names: list[str], to_string_raw: bytes, number_raw: bytes) -> 
         return cached
     value = finish_with_value(names, ps_text(to_string_raw), None, None, int(number_raw))
     # the cached enum references ``names``, so id(names) cannot be reused while it is cached
-    if isinstance(value, PSEnum) and len(_ENUMS) < _MAX_ENUMS:
+    if (isinstance(value, PSEnum) and len(_ENUMS) < _MAX_ENUMS
+            and len(to_string_raw) + len(number_raw) <= _MAX_CACHED_ENUM_TEXT):
         _ENUMS[key] = value
     return value
 

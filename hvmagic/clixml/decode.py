@@ -243,7 +243,8 @@ def _to_timespan(text: str) -> PSTimeSpan:
     if cached is not None:
         return cached
     value = _parse_timespan(text)
-    if len(_TIMESPANS) < 4096:
+    # bounded by size too: a hostile megabyte of fraction digits must not stay cached
+    if len(_TIMESPANS) < 4096 and len(text) <= 256:
         _TIMESPANS[text] = value
     return value
 
