@@ -693,3 +693,20 @@ def test_value_caches_keep_no_huge_texts(monkeypatch: pytest.MonkeyPatch) -> Non
     assert loads_fragment(f"<TS>{long_span}</TS>".encode()) == dt.timedelta(seconds=1)
     assert loads_fragment(b"<TS>PT2S</TS>") == dt.timedelta(seconds=2)
     assert list(decode_module._TIMESPANS) == ["PT2S"]
+
+
+def test_ref_resolves_in_document_order_with_duplicate_refids() -> None:
+    # A <Ref> used to be looked up inside the parent's final dict literal, after the nested
+    # objects had registered their RefIds: with a RefId reused by a LATER object it resolved
+    # to that object instead of the earlier one (the reference path's answer).
+    def obj(own: int, ref: int, inner: int, text: str) -> str:
+        return (f'<Obj RefId="{own}"><MS><Ref N="b" RefId="{ref}" /><Obj N="a" RefId="{inner}">'
+                f'<MS><S N="t">{text}</S></MS></Obj></MS></Obj>')
+
+    doc = (f'<Objs Version="1.1.0.1" {NS}><Obj RefId="0"><MS><S N="t">old</S></MS></Obj>'
+           + obj(1, 0, 2, "x") + obj(3, 0, 0, "new") + obj(4, 0, 5, "y") + "</Objs>")
+    fast = loads(doc)
+    assert [v["b"]["t"] for v in fast[1:]] == ["old", "old", "new"]
+    assert fast[2]["b"] is fast[0] and fast[3]["b"] is fast[2]["a"]
+    assert _compiled.same(fast, _loads_expat(doc))
+    assert any(shape is not None for shape in _compiled.DOCUMENTS.shapes.values())

@@ -380,7 +380,12 @@ class _Generator:
                 if local is None:
                     raise Unsupported("Ref to an object not yet complete (cycle)")
                 return local
-            return f"refs[{refid}]"
+            # looked up on its own line, here: in document order relative to the nested
+            # objects' "refs[…] = o" lines (inline in the parent's literal it would run after
+            # them and, with a duplicated RefId, see an object decoded after this <Ref>)
+            var = self.var("x")
+            self.lines.append(f"{var} = refs[{refid}]")
+            return var
         if name == "Obj":
             return self.obj(node, depth)
         raise Unsupported(f"<{name}> as a value")
