@@ -710,3 +710,16 @@ def test_ref_resolves_in_document_order_with_duplicate_refids() -> None:
     assert fast[2]["b"] is fast[0] and fast[3]["b"] is fast[2]["a"]
     assert _compiled.same(fast, _loads_expat(doc))
     assert any(shape is not None for shape in _compiled.DOCUMENTS.shapes.values())
+
+
+@pytest.mark.parametrize(
+    "number", ['<Db N="PercentComplete">INF</Db>', '<Db N="PercentComplete">NaN</Db>',
+               '<Db N="SecondsRemaining">-INF</Db>', '<S N="ActivityId">two</S>'],
+)
+def test_progress_record_with_unconvertible_numbers_is_a_decode_error(number: str) -> None:
+    payload = f'<Obj RefId="0"><MS><S N="Activity">a</S>{number}</MS></Obj>'.encode()
+    with pytest.raises(DecodeError, match="malformed PROGRESS_RECORD"):
+        loads_fragment(payload, as_type=ProgressRecord)
+    good = b'<Obj RefId="0"><MS><S N="Activity">a</S><Db N="PercentComplete">42.0</Db></MS></Obj>'
+    record = loads_fragment(good, as_type=ProgressRecord)
+    assert record.activity == "a" and record.percent_complete == 42

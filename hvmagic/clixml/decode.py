@@ -1169,5 +1169,5 @@ def _progress_from_properties(obj: PSObject) -> ProgressRecord:
             seconds_remaining=int(obj.get("SecondsRemaining", -1)),
             record_type=str(obj.get("Type", "Processing")),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:  # int(inf): OverflowError
         raise DecodeError(f"malformed PROGRESS_RECORD: {exc}") from exc
