@@ -3,6 +3,7 @@ rules, and the property loads(dumps(x)) == x over generated nested values (hypot
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -200,3 +201,40 @@ def test_decimal_limits_and_tiny_values() -> None:
     assert dumps(Decimal("1E-999999999")) == "<D>0.0000000000000000000000000000</D>"
     assert dumps(Decimal("1.5E-28")) == "<D>0.0000000000000000000000000002</D>"
     assert dumps(Decimal("-1.25")) == "<D>-1.25</D>"
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__]
+    return seen
+
+
+def test_secure_string_with_a_lone_surrogate_is_encrypted_as_dotnet_utf16() -> None:
+    # .NET strings may hold lone surrogates; encoding used to raise UnicodeEncodeError whose
+    # .object (the whole secret) became the EncodeError's __cause__
+    secret = "hunter2\ud800"
+    xml = dumps(PSCredential("u", SecureString(secret)), secure_string_encryptor=lambda b: b)
+    expected = base64.b64encode(secret.encode("utf-16-le", "surrogatepass")).decode()
+    assert f"<SS N=\"Password\">{expected}</SS>" in xml
+    assert loads(xml)[0].password.ciphertext == b"h\x00u\x00n\x00t\x00e\x00r\x002\x00\x00\xd8"
+
+
+def test_a_failing_encryptor_never_chains_the_secret() -> None:
+    secret = "s3cret-Pa55"
+
+    def leaky(plain: bytes) -> bytes:
+        raise ValueError(f"cannot encrypt {plain.decode('utf-16-le')!r}")
+
+    with pytest.raises(EncodeError, match="secure_string_encryptor failed") as info:
+        dumps([SecureString(secret)], secure_string_encryptor=leaky)
+    chain = _exception_chain(info.value)
+    assert chain == [info.value]  # nothing chained at all
+    for exc in chain:
+        assert secret not in str(exc) and secret not in repr(exc)
+        assert all(secret not in str(arg) for arg in exc.args)

@@ -331,7 +331,19 @@ class _Encoder:
         if value.ciphertext is not None:
             self._leaf("SS", name, base64.b64encode(value.ciphertext).decode("ascii"))
         elif self.encryptor is not None:
-            cipher = self.encryptor(value.reveal().encode("utf-16-le"))
+            cipher: Any = None
+            try:
+                # .NET strings are UTF-16 code units: a lone surrogate is valid there
+                cipher = self.encryptor(value.reveal().encode("utf-16-le", "surrogatepass"))
+            except Exception:
+                cipher = _FAILED
+            if cipher is _FAILED:
+                # raised outside the handler on purpose: the encryptor's exception may quote
+                # the plain text, so it must not even be this error's __context__
+                raise EncodeError(
+                    "secure_string_encryptor failed on a SecureString (its error is withheld: "
+                    "it may contain the secret)"
+                )
             self._leaf("SS", name, base64.b64encode(cipher).decode("ascii"))
         elif self.allow_plaintext:
             self._leaf("S", name, escape(value.reveal()))
@@ -356,6 +368,9 @@ class _Encoder:
         parts.append(f"<SR>{int(record.seconds_remaining)}</SR>")
         status = "" if record.status_description is None else escape(record.status_description)
         parts.append(f"<SD>{status}</SD></PR>")
+
+
+_FAILED: Any = object()
 
 
 def _int_tag(value: int) -> str:
