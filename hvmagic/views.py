@@ -94,7 +94,7 @@ def _scaled(divisor: int, *names: str) -> Callable[[Props], Any]:
             return None
         try:
             return round(value / divisor)
-        except TypeError:
+        except (TypeError, ValueError, OverflowError):  # a non-number, NaN, ±infinity
             return None
 
     return compute
@@ -120,13 +120,18 @@ def file_mode(props: Props) -> Any:
     return "".join(letter if flags & bit else "-" for letter, bit in _MODE_FLAGS)
 
 
+_MAX_FEATURE_DEPTH = 32  # Windows features nest 4-5 levels deep
+
+
 def feature_display_name(props: Props) -> Any:
     """``Display Name`` of Get-WindowsFeature: ``[X] `` when installed, indented by ``Depth``."""
     name = props.get("DisplayName")
     if name is None:
         return None
     depth = props.get("Depth")
-    indent = "    " * (int(depth) - 1) if isinstance(depth, int) and depth > 1 else ""
+    # clamped: a hostile Depth of 10**7 would otherwise build a 40-million-character cell
+    indent = "    " * (min(int(depth), _MAX_FEATURE_DEPTH) - 1) if (
+        isinstance(depth, int) and depth > 1) else ""
     mark = "[X]" if props.get("Installed") else "[ ]"
     return f"{indent}{mark} {name}"
 

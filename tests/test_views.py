@@ -186,3 +186,38 @@ def test_psdrive_sizes_are_gigabytes_unrounded() -> None:
               for c in view.columns}
     assert values["Used (GB)"] == 1.5 and values["Free (GB)"] is None
     assert values["Root"] == "C:\\" and values["Provider"] is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), "12", [1]])
+def test_process_scaled_columns_skip_values_that_are_no_finite_number(bad: object) -> None:
+    # round(nan) raised ValueError and round(inf) OverflowError: to_dataframe crashed
+    view = VIEWS["system.diagnostics.process"]
+    props = {"WS": bad, "PM": 4096, "NPM": bad, "Id": 7, "ProcessName": "x"}
+    values = {c.header: c.value(props) for c in view.columns}
+    assert values["WS(K)"] is None and values["NPM(K)"] is None
+    assert values["PM(K)"] == 4 and values["Id"] == 7
+
+
+def test_feature_display_name_indent_is_clamped() -> None:
+    deep = feature_display_name({"DisplayName": "x", "Installed": True, "Depth": 10**7})
+    assert deep == " " * 4 * 31 + "[X] x"
+    assert feature_display_name({"DisplayName": "x", "Depth": 32}) == " " * 4 * 31 + "[ ] x"
+    assert feature_display_name({"DisplayName": "x", "Depth": 2}) == "    [ ] x"
+    assert feature_display_name({"DisplayName": "x", "Depth": -5}) == "[ ] x"
+
+
+def test_to_dataframe_survives_nan_and_infinite_process_memory() -> None:
+    import pandas
+
+    from hvmagic.clixml.values import PSObject
+    from hvmagic.frames import to_dataframe
+
+    rows = [PSObject({"WS": float("nan"), "Id": 1, "ProcessName": "a"},
+                     ["System.Diagnostics.Process"]),
+            PSObject({"WS": float("inf"), "Id": 2, "ProcessName": "b"},
+                     ["System.Diagnostics.Process"]),
+            PSObject({"WS": 8192, "Id": 3, "ProcessName": "c"}, ["System.Diagnostics.Process"])]
+    frame = to_dataframe(rows)
+    column = frame["WS(K)"].tolist()
+    assert column[2] == 8 and all(pandas.isna(value) for value in column[:2])
+    assert frame["ProcessName"].tolist() == ["a", "b", "c"]
