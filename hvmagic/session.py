@@ -51,12 +51,13 @@ Threads and failure rules
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import importlib
 import os
-import queue
 import re
+import signal
 import sys
 import threading
 import time
@@ -136,6 +137,40 @@ OPEN_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
 _POLL = 0.25  # bounded waits keep Ctrl-C responsive on Windows, where lock waits are not
+_BATCH = 256  # received chunks handled per lock round (and per send of the replies)
+
+
+class _InterruptsDeferred:
+    """Hold a Ctrl-C back for a short critical section, then raise it.
+
+    A KeyboardInterrupt landing between "bytes handed to the parser" and "bytes marked as
+    handled", or in the middle of a ``sendall`` (which raises after a partial write, leaving an
+    unknown part of a line on the wire), would corrupt the OutOfProc line stream and break the
+    session. Only the main thread receives signals, so elsewhere this does nothing.
+    """
+
+    __slots__ = ("_caught", "_previous")
+
+    def __enter__(self) -> None:
+        self._previous: Any = None
+        self._caught: tuple[int, Any] | None = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if callable(previous):  # a Python-level handler (default: raise KeyboardInterrupt)
+            self._previous = previous
+            signal.signal(signal.SIGINT, self._catch)
+
+    def _catch(self, signum: int, frame: Any) -> None:
+        self._caught = (signum, frame)
+
+    def __exit__(self, *exc_info: object) -> None:
+        previous = self._previous
+        if previous is None:
+            return
+        signal.signal(signal.SIGINT, previous)
+        if self._caught is not None:
+            previous(*self._caught)  # raises KeyboardInterrupt now that the section is done
 
 
 @dataclass
@@ -234,7 +269,12 @@ class Session:
         self._transport = transport
         self._client = client if client is not None else PSRPClient()
         self._on_close = on_close
-        self._inbox: queue.Queue[bytes | BaseException] = queue.Queue()
+        # Received chunks not yet handed to the client. The reader thread appends; the run
+        # thread removes a chunk only once the client buffered it, so a Ctrl-C while
+        # handling a batch loses no bytes (deque append/popleft are atomic).
+        self._pending: collections.deque[bytes | BaseException] = collections.deque()
+        self._arrived = threading.Event()
+        self._needs_parse = False  # an interrupted batch left buffered bytes unparsed
         self._lock = threading.RLock()  # client state + transport writes
         self._run_lock = threading.Lock()
         self._current: _Run | None = None
@@ -341,9 +381,10 @@ class Session:
                 raise SessionBrokenError(f"{self.description}: {exc}") from exc
             run = _Run(pid, Result(), on_event, started)
             self._current = run
-            self._flush()
         deadline = None if timeout is None else started + timeout
         try:
+            with self._lock:
+                self._flush()  # a Ctrl-C raised right after sending must stop the pipeline too
             finished = self._wait(lambda: run.finished, deadline)
         except SessionBrokenError:
             run.result.duration = time.monotonic() - started
@@ -469,20 +510,25 @@ class Session:
         try:
             while True:
                 data = transport.recv()
-                self._inbox.put(data)
+                self._pending.append(data)
+                self._arrived.set()
                 if not data:
                     return
         except BaseException as exc:  # handed to the run loop, which raises it typed
-            self._inbox.put(exc)
+            self._pending.append(exc)
+            self._arrived.set()
 
     def _flush(self) -> None:
-        data = self._client.data_to_send()
-        if data:
-            try:
-                self._transport.send(data)
-            except TransportError as exc:
-                self._mark_broken(str(exc))
-                raise SessionBrokenError(f"{self.description}: {exc}") from exc
+        # Taking the bytes from the client and writing them is one step for Ctrl-C: an
+        # interrupt in between would drop them or leave half a line on the wire.
+        with _InterruptsDeferred():
+            data = self._client.data_to_send()
+            if data:
+                try:
+                    self._transport.send(data)
+                except TransportError as exc:
+                    self._mark_broken(str(exc))
+                    raise SessionBrokenError(f"{self.description}: {exc}") from exc
 
     def _wait(self, done: Callable[[], bool], deadline: float | None) -> bool:
         """Process incoming data until ``done()``; False when ``deadline`` passed first."""
@@ -497,36 +543,43 @@ class Session:
                 if remaining <= 0:
                     return False
                 wait = min(wait, remaining)
-            try:
-                item = self._inbox.get(timeout=wait)
-            except queue.Empty:
+            if not (self._pending or self._needs_parse or self._client.has_events):
+                self._arrived.clear()
+                if not self._pending:  # the reader sets the event after appending
+                    self._arrived.wait(wait)
                 continue
-            items = [item]
-            # Batch what is already queued: one lock round and one send for many lines.
-            while len(items) < 256:
-                try:
-                    items.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            self._process(items)
+            self._process()
         return True
 
-    def _process(self, items: list[bytes | BaseException]) -> None:
-        events: list[ClientEvent] = []
+    def _process(self) -> None:
+        """Handle up to :data:`_BATCH` received chunks, then dispatch the client's events.
+
+        Interrupt-safe: a chunk leaves :attr:`_pending` only once the client buffered it, and
+        events stay in the client until dispatched, so an exception (Ctrl-C) anywhere here
+        leaves the rest for the next call instead of losing it.
+        """
         failure: BaseException | None = None
+        pending = self._pending
         with self._lock:
             try:
-                for item in items:
+                self._needs_parse = True
+                self._client.process_buffered()  # what an interrupted batch left
+                for _ in range(min(len(pending), _BATCH)):
+                    item = pending[0]
                     if isinstance(item, BaseException):
+                        pending.popleft()
                         failure = item
                         break
                     if not item:
-                        if self._client.closed:
-                            break  # the server ends the stream after CloseAck(pool): expected
-                        failure = _Broken("the PowerShell server closed the connection")
+                        pending.popleft()
+                        if not self._client.closed:  # EOF after CloseAck(pool) is expected
+                            failure = _Broken("the PowerShell server closed the connection")
                         break
-                    self._client.receive_data(item)
-                    events.extend(self._client.events())
+                    with _InterruptsDeferred():
+                        self._client.buffer_data(item)
+                        pending.popleft()
+                    self._client.process_buffered()
+                self._needs_parse = False
                 self._flush()
             except ProtocolError as exc:
                 self._mark_broken(f"protocol error: {exc}")
@@ -535,7 +588,7 @@ class Session:
             except TransportError as exc:  # an error line from the server
                 failure = exc
         callback_error: BaseException | None = None
-        for event in events:
+        while (event := self._client.next_event()) is not None:
             # Every event is dispatched even when on_event raised, so a final state that came
             # in the same batch is not lost; the first error is re-raised afterwards.
             try:

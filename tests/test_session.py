@@ -503,6 +503,68 @@ def test_interrupt_during_a_fast_stream_is_not_raised_again(guest: FakeGuest) ->
         assert sess.run("emit 2").output == [0, 1]
 
 
+@pytest.mark.parametrize("nth", [1, 7, 12])
+def test_interrupt_while_handling_received_bytes_loses_nothing(guest: FakeGuest,
+                                                                nth: int) -> None:
+    @guest.handle("bulk")
+    def bulk(ctx: HandlerContext) -> None:
+        for i in range(400):
+            ctx.check_stopped()
+            ctx.output({"Name": f"n{i}", "Text": "x" * 20_000})
+
+    with guest.connect() as sess:
+        reader = sess._client._reader
+        original = reader.receive_data
+        calls = {"n": 0}
+
+        def interrupted(data: bytes) -> None:
+            # Ctrl-C on the Nth received chunk, before the parser got it
+            calls["n"] += 1
+            if calls["n"] == nth:
+                raise KeyboardInterrupt
+            original(data)
+
+        reader.receive_data = interrupted  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            sess.run("bulk")
+        assert calls["n"] > nth  # the chunk and the rest of its batch were handled afterwards
+        assert not sess.broken
+        assert sess.run("emit 5").output == [0, 1, 2, 3, 4]
+        out = sess.run("bulk").output
+        assert [o["Name"] for o in out] == [f"n{i}" for i in range(400)]
+        assert not sess.broken
+
+
+def test_interrupt_during_a_send_does_not_lose_the_bytes(guest: FakeGuest) -> None:
+    import _thread
+
+    transport = _SlowCommandAck(guest.transport(), delay=0)
+    sess = open_session(transport, name="send-interrupt", timeout=10)
+    inner_send = transport.send
+    fired = {"done": False}
+
+    def send(data: bytes) -> None:
+        if b"<Command " in data and not fired["done"]:
+            fired["done"] = True
+            _thread.interrupt_main()  # Ctrl-C while the Command is being written
+        inner_send(data)
+
+    transport.send = send  # type: ignore[method-assign]
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            sess.run("slow")
+        assert time.monotonic() - started < 5
+        assert fired["done"]
+        assert not sess.broken
+        pid = next(p.guid for p in transport.sent_packets if p.kind is PacketKind.COMMAND)
+        kinds = [p.kind for p in transport.sent_packets if p.guid == pid]
+        assert kinds[0] is PacketKind.COMMAND and kinds[-1] is PacketKind.CLOSE
+        assert sess.run("emit 2").output == [0, 1]
+    finally:
+        sess.close()
+
+
 def test_on_event_exception_propagates_and_session_survives(session: Session) -> None:
     def explode(stream: str, record: Any) -> None:
         raise LookupError("display failed")

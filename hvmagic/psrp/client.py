@@ -563,12 +563,25 @@ class PSRPClient:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes the server wrote; parse as far as they go (events queue up)."""
+        self.buffer_data(data)
+        self.process_buffered()
+
+    def buffer_data(self, data: bytes) -> None:
+        """Only keep ``data`` for :meth:`process_buffered`; a caller that must neither lose
+        nor repeat bytes when interrupted records that they are buffered before parsing."""
         self._reader.receive_data(data)
+
+    def process_buffered(self) -> None:
+        """Parse every complete packet buffered so far (events queue up)."""
         while True:
             packet = self._reader.next_packet()
             if packet is None:
                 break
             self._on_packet(packet)
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
 
     def next_event(self) -> ClientEvent | None:
         return self._events.popleft() if self._events else None
