@@ -104,6 +104,15 @@ class SessionLostError(_ShortTraceback, SessionBrokenError):
     """The session's connection died while running a cell; reconnect with ``%vmconnect``."""
 
 
+def _raise_if_broken(session: Any, entry: SessionEntry, what: str) -> None:
+    """After a timeout or interrupt the session is only "still usable" if stopping worked."""
+    if getattr(session, "broken", False):
+        raise SessionLostError(
+            f"{what} and the pipeline could not be stopped cleanly; session {entry.alias!r} "
+            "is broken — reconnect with %vmconnect"
+        ) from None
+
+
 class CopyFailedError(_ShortTraceback, FileCopyError):
     """``%vmcopy`` failed after it started (e.g. the SHA-256 check); nothing partial is left."""
 
@@ -887,6 +896,7 @@ class VmMagics(Magics):
             )
         except KeyboardInterrupt:
             live.finish()
+            _raise_if_broken(session, entry, "the kernel was interrupted")
             print(f"Pipeline stopped (interrupted); session {entry.alias!r} is still usable.")
             raise PipelineStopped("the kernel was interrupted; the remote pipeline was stopped")\
                 from None
@@ -894,6 +904,7 @@ class VmMagics(Magics):
             live.finish()
             self._show_partial(exc.result, live)
             limit = f"the {timeout:g} s timeout" if timeout is not None else "its timeout"
+            _raise_if_broken(session, entry, f"the pipeline ran past {limit}")
             raise PowerShellError(
                 f"Pipeline stopped after {limit}; session {entry.alias!r} is still usable",
                 result=exc.result,
@@ -1028,6 +1039,7 @@ class VmMagics(Magics):
                 summary = session.copy_from(src.path, dst.path, **kwargs)
         except KeyboardInterrupt:
             view.finish()
+            _raise_if_broken(session, entry, "the kernel was interrupted during the copy")
             print(f"Copy stopped (interrupted); session {entry.alias!r} is still usable.")
             raise PipelineStopped("the kernel was interrupted; the copy was stopped") from None
         except FileExistsError as exc:

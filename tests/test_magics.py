@@ -436,6 +436,87 @@ def test_terminating_error_timeout_interrupt_and_lost_session(ip: InteractiveShe
         ip.run_cell_magic("vmps", "--with nothere", "x")
 
 
+def test_timeout_or_interrupt_with_a_failed_stop_does_not_claim_the_session_is_usable(
+        ip: InteractiveShell, session: FakeSession) -> None:
+    def timeout_then_broken(script: str, params: dict[str, Any], emit: Any) -> Any:
+        session.broken = True  # the stop got no answer: Session marks itself broken
+        raise PipelineTimeoutError("timed out", result=FakeResult(["partial"], state="Stopped"))
+
+    session.behaviour = timeout_then_broken
+    result, captured = run_cell(ip, "%%vmps --timeout 0.5\nStart-Sleep 60\n")
+    exc = result.error_in_exec
+    assert isinstance(exc, hvmagics.SessionLostError)
+    assert str(exc) == (
+        "the pipeline ran past the 0.5 s timeout and the pipeline could not be stopped cleanly; "
+        "session 'demo' is broken — reconnect with %vmconnect")
+    assert "still usable" not in captured.stdout
+
+    def interrupt_then_broken(script: str, params: dict[str, Any], emit: Any) -> Any:
+        session.broken = True
+        raise KeyboardInterrupt
+
+    session.behaviour = interrupt_then_broken
+    result, captured = run_cell(ip, "%%vmps\nStart-Sleep 60\n")
+    exc = result.error_in_exec
+    assert isinstance(exc, hvmagics.SessionLostError)
+    assert "the kernel was interrupted and the pipeline could not be stopped" in str(exc)
+    assert "still usable" not in captured.stdout
+
+    def copy_interrupted(local: str, remote: str, **kw: Any) -> Any:
+        session.broken = True
+        raise KeyboardInterrupt
+
+    session.copy_to = copy_interrupted  # type: ignore[method-assign]
+    with capture_output() as captured, pytest.raises(hvmagics.SessionLostError,
+                                                     match="interrupted during the copy"):
+        ip.run_line_magic("vmcopy", "a.txt VM:C:\\a.txt")
+    assert "still usable" not in captured.stdout
+
+
+def test_timeout_whose_stop_is_ignored_reports_a_broken_session(
+        ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hvmagic import session as hvsession
+    from hvmagic.testing import FakeGuest
+
+    class SignalLost:
+        """A link that loses every Signal line: the guest never hears of the stop."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.description = inner.description
+
+        def send(self, data: bytes) -> None:
+            kept = b"".join(line for line in data.splitlines(keepends=True)
+                            if not line.startswith(b"<Signal"))
+            if kept:
+                self.inner.send(kept)
+
+        def recv(self) -> bytes:
+            return self.inner.recv()  # type: ignore[no-any-return]
+
+        def close(self) -> None:
+            self.inner.close()
+
+    monkeypatch.setattr(hvsession, "STOP_TIMEOUT", 0.3)
+    with FakeGuest(demo=False) as guest:
+        @guest.handle("Stubborn")
+        def stubborn(ctx: Any) -> None:
+            time.sleep(1)
+
+        sess = hvsession.open_session(SignalLost(guest.transport()), name="st", timeout=10)
+        ip.user_ns["stubborn_session"] = sess
+        with capture_output():
+            ip.run_line_magic("vmconnect", "st --session stubborn_session")
+        result, captured = run_cell(ip, "%%vmps --timeout 0.2\nStubborn\n")
+        exc = result.error_in_exec
+        assert isinstance(exc, hvmagics.SessionLostError)
+        assert "session 'st' is broken" in str(exc)
+        assert "still usable" not in captured.stdout + str(exc)
+        assert sess.broken
+        with capture_output():
+            ip.run_line_magic("vmclose", "st")
+
+
 def test_sessions_use_close(ip: InteractiveShell, session: FakeSession) -> None:
     other = FakeSession("web01")
     ip.user_ns["other"] = other
