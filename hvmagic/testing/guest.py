@@ -1432,7 +1432,7 @@ class FakeGuest:
             connection.error = exc
             connection.report_error(str(exc))
         except PipelineStoppedError:
-            pass  # the client went away while we were answering
+            connection.error = None  # the client went away while we were answering: not a fault
         finally:
             connection.kill()
             with self._lock:
