@@ -531,27 +531,10 @@ class ExpressionEvaluator:
         if kind == "sym" and text == "-":
             return _arith("*", -1, self._postfix())
         if kind == "sym" and text == "(":
-            start = self._pos
-            depth = 1
-            while depth:
-                token = self._take()
-                if token == ("sym", "("):
-                    depth += 1
-                elif token == ("sym", ")"):
-                    depth -= 1
-            inner = self._inner_text(start)
-            return self._nested(inner)
+            return self._nested(self._balanced("(", ")"))
         if kind == "sym" and text == "@":
             if self._accept("sym", "("):
-                start = self._pos
-                depth = 1
-                while depth:
-                    token = self._take()
-                    if token == ("sym", "("):
-                        depth += 1
-                    elif token == ("sym", ")"):
-                        depth -= 1
-                inner = self._inner_text(start)
+                inner = self._balanced("(", ")")
                 if not inner.strip():
                     return []
                 value = self._nested(inner)
@@ -559,15 +542,7 @@ class ExpressionEvaluator:
             if self._accept("sym", "{"):
                 # ``@{ Key = value; ... }`` in an expression, e.g. ``[pscustomobject]@{...}``:
                 # a dict, which the guest writes as a PSCustomObject.
-                start = self._pos
-                depth = 1
-                while depth:
-                    token = self._take()
-                    if token == ("sym", "{"):
-                        depth += 1
-                    elif token == ("sym", "}"):
-                        depth -= 1
-                return parse_hashtable(self._inner_text(start), self._nested)
+                return parse_hashtable(self._balanced("{", "}"), self._nested)
             raise PSSyntaxError("'@' must be followed by '(' or '{' in an expression.")
         if kind == "type":
             type_name = text[1:-1].lower()
@@ -583,6 +558,19 @@ class ExpressionEvaluator:
                 return lowered == "true"
             return text
         raise PSSyntaxError(f"Unexpected token '{text}' in expression.")
+
+    def _balanced(self, opener: str, closer: str) -> str:
+        """Consume tokens up to the ``closer`` matching an ``opener`` just taken; return the
+        original text between them."""
+        start = self._pos
+        depth = 1
+        while depth:
+            token = self._take()
+            if token == ("sym", opener):
+                depth += 1
+            elif token == ("sym", closer):
+                depth -= 1
+        return self._inner_text(start)
 
     def _nested(self, text: str) -> Any:
         saved = self._in_arguments
