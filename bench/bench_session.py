@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,29 @@ def _server_lines(server: psrpcore.ServerRunspacePool, guid: uuid.UUID | None) -
 
 def record(path: Path, n: int) -> None:
     """Write the server side of (pool open, one N-object pipeline, closes) to ``path``."""
+    _record_stream(path, (service(i) for i in range(n)))
+
+
+def record_serializer(path: Path, n: int, batch: int = 500) -> None:
+    """The rejected alternative: the guest ships ``[PSSerializer]::Serialize`` strings.
+
+    Same objects, but each PIPELINE_OUTPUT is one string holding a CLIXML document of
+    ``batch`` objects (type names shared by ``<TNRef>`` within the batch), the way a wrapper
+    doing ``[PSSerializer]::Serialize($chunk)`` would send them.
+    """
+    _record_stream(
+        path,
+        (
+            psrpcore.types.serialize_clixml(
+                [service(i) for i in range(first, min(first + batch, n))], None
+            )
+            for first in range(0, n, batch)
+        ),
+    )
+
+
+def _record_stream(path: Path, outputs: Iterable[Any]) -> None:
+    """Let psrpcore's server write each of ``outputs`` to one pipeline; save its lines."""
     client = psrpcore.ClientRunspacePool()
     server = psrpcore.ServerRunspacePool()
     client.open()
@@ -147,52 +171,12 @@ def record(path: Path, n: int) -> None:
         pass
     pipeline.start()
     pipeline_lines = [control_packet(PacketKind.DATA_ACK, PIPELINE_ID)]
-    for i in range(n):
-        pipeline.write_output(service(i))
+    for value in outputs:
+        pipeline.write_output(value)
         pipeline_lines += _server_lines(server, PIPELINE_ID)
     pipeline.complete()
     pipeline_lines += _server_lines(server, PIPELINE_ID)
 
-    with path.open("wb") as out:
-        out.write(b"# open\n")
-        out.writelines(open_lines)
-        out.write(b"# command\n")
-        out.write(control_packet(PacketKind.COMMAND_ACK, PIPELINE_ID))
-        out.write(b"# pipeline\n")
-        out.writelines(pipeline_lines)
-
-
-def record_serializer(path: Path, n: int, batch: int = 500) -> None:
-    """The rejected alternative: the guest ships ``[PSSerializer]::Serialize`` strings.
-
-    Same objects, but each PIPELINE_OUTPUT is one string holding a CLIXML document of
-    ``batch`` objects (type names shared by ``<TNRef>`` within the batch), the way a wrapper
-    doing ``[PSSerializer]::Serialize($chunk)`` would send them.
-    """
-    client = psrpcore.ClientRunspacePool()
-    server = psrpcore.ServerRunspacePool()
-    client.open()
-    while (payload := client.data_to_send()) is not None:
-        server.receive_data(payload)
-    while server.next_event() is not None:
-        pass
-    open_lines = [*_server_lines(server, None), control_packet(PacketKind.DATA_ACK, NIL_GUID)]
-    ps = psrpcore.ClientPowerShell(client, pipeline_id=PIPELINE_ID)
-    ps.add_script("Get-Service")
-    ps.start()
-    pipeline = psrpcore.ServerPipeline(server, PIPELINE_ID)
-    while (payload := client.data_to_send()) is not None:
-        server.receive_data(payload)
-    while server.next_event() is not None:
-        pass
-    pipeline.start()
-    pipeline_lines = [control_packet(PacketKind.DATA_ACK, PIPELINE_ID)]
-    for first in range(0, n, batch):
-        chunk = [service(i) for i in range(first, min(first + batch, n))]
-        pipeline.write_output(psrpcore.types.serialize_clixml(chunk, None))
-        pipeline_lines += _server_lines(server, PIPELINE_ID)
-    pipeline.complete()
-    pipeline_lines += _server_lines(server, PIPELINE_ID)
     with path.open("wb") as out:
         out.write(b"# open\n")
         out.writelines(open_lines)

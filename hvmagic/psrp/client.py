@@ -24,9 +24,10 @@ reassembled here (:mod:`hvmagic.psrp.messages`) and every message is routed by i
 
 The alternative — serializing in the guest with ``[PSSerializer]::Serialize(objects, depth)``
 in batches and shipping strings — was measured (``bench/bench_session.py``, 20 000
-Get-Service-shaped objects) and not chosen: on the client it is no faster (~21k vs ~23k
-objects/s to a DataFrame: the same decoder still runs once per object, after the strings
-themselves were decoded), it adds a serialization pass in the guest, and it changes what the
+Get-Service-shaped objects) and not chosen: on the client it is within about 10 % of the
+direct path either way (runs measured 21k vs 23k and 31k vs 29k objects/s to a DataFrame: the
+same decoder still runs once per object, after the strings themselves were decoded), it adds a
+serialization pass in the guest, whose CPU is the scarcer one, and it changes what the
 user gets — objects at the chosen ``-Depth`` instead of the remoting serializer's per-type depth,
 and a wrapper that must enumerate output itself. Its one gain is ~25 % fewer bytes on the wire
 (type names shared across a batch), which does not matter on a local Hyper-V socket. Decoding
