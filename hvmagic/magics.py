@@ -299,6 +299,13 @@ class CopyEndpoint:
         return self.session_ref is not None
 
 
+def _lost(entry: SessionEntry, exc: BaseException) -> SessionLostError:
+    return SessionLostError(
+        f"session {entry.alias!r} lost its connection ({_first_line(exc)}); "
+        "reconnect with %vmconnect"
+    )
+
+
 def _unquote(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         return text[1:-1]
@@ -921,10 +928,7 @@ class VmMagics(Magics):
             ) from None
         except (SessionBrokenError, TransportError) as exc:
             live.finish()
-            raise SessionLostError(
-                f"session {entry.alias!r} lost its connection ({_first_line(exc)}); "
-                f"reconnect with %vmconnect"
-            ) from None
+            raise _lost(entry, exc) from None
         except SessionBusyError as exc:
             live.finish()
             raise UsageError(f"session {entry.alias!r} is busy: {_first_line(exc)}") from None
@@ -1053,10 +1057,7 @@ class VmMagics(Magics):
             raise CopyFailedError(_first_line(exc)) from None
         except (SessionBrokenError, TransportError) as exc:
             view.finish()
-            raise SessionLostError(
-                f"session {entry.alias!r} lost its connection ({_first_line(exc)}); "
-                f"reconnect with %vmconnect"
-            ) from None
+            raise _lost(entry, exc) from None
         except RemoteError as exc:
             view.finish()
             if exc.record is not None:

@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hvmagic import __version__
 from hvmagic.clixml import dumps, loads
@@ -204,9 +204,23 @@ def _normalise_script(script: str) -> str:
 
 
 # -- recording --------------------------------------------------------------------------------
-class _CopiesThroughRuns(abc.ABC):
-    """File copies are PowerShell runs (:mod:`hvmagic.filecopy`), so they record and replay
-    like any other run: the copy engine is handed this wrapper, not the session inside it."""
+_Self = TypeVar("_Self", bound="_SessionWrapper")
+
+
+class _SessionWrapper(abc.ABC):
+    """What recording and replay sessions share: the context manager, and file copies as
+    PowerShell runs (:mod:`hvmagic.filecopy`), so copies record and replay like any other run —
+    the copy engine is handed this wrapper, not the session inside it."""
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        """Release the session (a replay only marks itself closed)."""
 
     @abc.abstractmethod
     def run(
@@ -229,7 +243,7 @@ class _CopiesThroughRuns(abc.ABC):
         return filecopy.copy_from(self, remote, local, **options)
 
 
-class RecordingSession(_CopiesThroughRuns):
+class RecordingSession(_SessionWrapper):
     """Wraps a live session; every :meth:`run` is appended to ``path`` as it finishes."""
 
     def __init__(self, session: Session, path: str | Path) -> None:
@@ -262,12 +276,6 @@ class RecordingSession(_CopiesThroughRuns):
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self._session, item)
-
-    def __enter__(self) -> RecordingSession:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<RecordingSession {self.name!r} → {self.path}>"
@@ -359,7 +367,7 @@ def load_recording(path: str | Path) -> dict[str, Any]:
     return document
 
 
-class ReplaySession(_CopiesThroughRuns):
+class ReplaySession(_SessionWrapper):
     """Serves a recording back: same ``run``/``Result``/``on_event`` contract as a Session.
 
     ``pace=True`` reproduces the recorded timing between records (for demos); by default records
@@ -389,12 +397,6 @@ class ReplaySession(_CopiesThroughRuns):
         self._last_for_script: dict[str, int] = {}
         self.closed = False
         self.broken = False
-
-    def __enter__(self) -> ReplaySession:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<ReplaySession {self.name!r} {self._next}/{len(self._runs)} runs from {self.path}>"

@@ -391,14 +391,7 @@ def dumps(
 ) -> str:
     """Serialize one value to a CLIXML element (see the module docstring for the mapping)."""
     encoder = _Encoder(secure_string_encryptor, allow_plaintext_secure_string)
-    try:
-        encoder.write(value)
-    except EncodeError:
-        raise
-    except RecursionError as exc:
-        raise EncodeError("value nests too deeply to serialize") from exc
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise EncodeError(f"cannot serialize value: {exc}") from exc
+    _write_all(encoder, (value,))
     return "".join(encoder.parts)
 
 
@@ -411,6 +404,13 @@ def dumps_document(
     """Serialize values as an ``<Objs>`` document (``Export-Clixml`` layout, shared RefIds)."""
     encoder = _Encoder(secure_string_encryptor, allow_plaintext_secure_string)
     encoder.parts.append(f'<Objs Version="1.1.0.1" xmlns="{_NAMESPACE}">')
+    _write_all(encoder, values)
+    encoder.parts.append("</Objs>")
+    return "".join(encoder.parts)
+
+
+def _write_all(encoder: _Encoder, values: Iterable[Any]) -> None:
+    """Write ``values``; Python's own failures become :class:`EncodeError` here, once."""
     try:
         for value in values:
             encoder.write(value)
@@ -420,5 +420,3 @@ def dumps_document(
         raise EncodeError("value nests too deeply to serialize") from exc
     except (ValueError, TypeError, OverflowError) as exc:
         raise EncodeError(f"cannot serialize value: {exc}") from exc
-    encoder.parts.append("</Objs>")
-    return "".join(encoder.parts)

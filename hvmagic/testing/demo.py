@@ -94,6 +94,7 @@ from hvmagic.testing.guest import (
     unknown_command_error,
 )
 from hvmagic.testing.psmini import (
+    COMPARISON_OPERATORS,
     ExpandableString,
     ExpressionEvaluator,
     HashLiteral,
@@ -709,7 +710,10 @@ class DemoShell:
         prop = inv.get("property") or (inv.positional[0] if inv.positional else None)
         if prop is None:
             raise PSSyntaxError("Where-Object needs a script block or a property.")
-        ops = [k for k in inv.named if k.lstrip("c").lstrip("i") in _OPERATORS or k in _OPERATORS]
+        ops = [
+            k for k in inv.named
+            if k in COMPARISON_OPERATORS or k.lstrip("c").lstrip("i") in COMPARISON_OPERATORS
+        ]
         if not ops:
             return [v for v in values if truthy(get_member(v, str(prop)))]
         op = ops[0]
@@ -2427,24 +2431,6 @@ _FILTERS = {
     "convertto-csv": "convertto_csv",
     "export-csv": "export_csv",
 }
-
-_OPERATORS = {
-    "eq",
-    "ne",
-    "gt",
-    "ge",
-    "lt",
-    "le",
-    "like",
-    "notlike",
-    "match",
-    "notmatch",
-    "contains",
-    "notcontains",
-    "in",
-    "notin",
-}
-
 
 # --------------------------------------------------------------------------------------------
 # helpers

@@ -731,24 +731,12 @@ def compare(op: str, left: Any, right: Any) -> Any:
     raise PSSyntaxError(f"The operator '{op}' is not understood by the simulated guest.")
 
 
-_BASE_OPS = {
-    "eq",
-    "ne",
-    "gt",
-    "ge",
-    "lt",
-    "le",
-    "like",
-    "notlike",
-    "match",
-    "notmatch",
-    "contains",
-    "notcontains",
-    "in",
-    "notin",
-    "replace",
-    "split",
-}
+#: the comparison operators (without their ``-c``/``-i`` prefixes), as Where-Object takes them
+COMPARISON_OPERATORS = frozenset(
+    ("eq", "ne", "gt", "ge", "lt", "le", "like", "notlike", "match", "notmatch", "contains",
+     "notcontains", "in", "notin")
+)
+_BASE_OPS = COMPARISON_OPERATORS | {"replace", "split"}
 
 
 def _arith(op: str, left: Any, right: Any) -> Any:
