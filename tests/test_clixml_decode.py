@@ -8,9 +8,12 @@ import datetime as dt
 import pickle
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hvmagic.clixml import (
     ErrorRecord,
@@ -157,6 +160,31 @@ def test_escapes_surrogate_pairs_and_literal_underscore() -> None:
     value = one("<S>a_x000D__x000A_b_xD83D__xDE00_c_x005F_x0041_</S>")
     assert value == "a\r\nb\U0001F600c_x0041_"
     assert unescape("_x005F_") == "_" and unescape("no escape_x") == "no escape_x"
+
+
+def _unescape_by_regex_alone(text: str) -> str:
+    """The decoding unescape's line-break shortcut must agree with (the regex scan alone)."""
+    from hvmagic.clixml.decode import _ESCAPE_RE, _SURROGATE_RE, _escape_char
+
+    result = _ESCAPE_RE.sub(_escape_char, text)
+    if _SURROGATE_RE.search(result):
+        result = result.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    return result
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["_x000D_", "_x000A_", "_x", "_", "x", "000A_", "0", "D", "A",
+                                 "_x005F_", "_x0041_", "a"]), max_size=12).map("".join))
+def test_line_break_shortcut_agrees_with_the_regex_scan(text: str) -> None:
+    assert unescape(text) == _unescape_by_regex_alone(text)
+
+
+def test_line_break_escapes_with_shared_underscores() -> None:
+    # each of these has an "_x" the shortcut must not take for a line break
+    for text, expected in [("_x000D__x000A_", "\r\n"), ("_x000D_x000A_", "\rx000A_"),
+                           ("_x000A_x000A_", "\nx000A_"), ("_x005F_x000A_", "_x000A_"),
+                           ("a_x000A__x000D_", "a\n\r")]:
+        assert unescape(text) == expected == _unescape_by_regex_alone(text)
 
 
 def test_property_names_and_type_names_are_unescaped() -> None:
@@ -498,6 +526,75 @@ def test_fast_path_falls_back_to_expat_for_odd_values_of_a_known_shape() -> None
     # a comment makes the textual split unsafe: expat decodes it
     commented = _shape().replace("<Props>", "<Props><!-- c -->")
     assert loads_fragment(commented.encode())["Count"] == 1
+
+
+def _counting_split(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    real = _compiled.FRAGMENT_SPLIT
+    calls = [0]
+
+    class CountingSplit:
+        def split(self, data: bytes) -> list[bytes]:
+            calls[0] += 1
+            return real.split(data)
+
+    monkeypatch.setattr(_compiled, "FRAGMENT_SPLIT", CountingSplit())
+    return calls
+
+
+def test_a_known_shape_is_decoded_by_its_matcher_without_splitting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    splits = _counting_split(monkeypatch)
+    loads_fragment(_shape().encode())  # learns the shape and its matcher
+    assert splits[0] == 1 and sum(map(len, _compiled.FRAGMENTS.matchers.values())) == 1
+    value = loads_fragment(_shape(name="b &amp; c_x000D__x000A_", count=-5, on="false",
+                                  state="Stopped", number=1).encode())
+    assert splits[0] == 1  # served by the matcher
+    assert value["Name"] == "b & c\r\n" and value["Count"] == -5 and value["On"] is False
+    assert value["State"].name == "Stopped" and int(value["State"]) == 1
+    assert value["Alias"] is value["State"] and value.type_names[0] == "Deserialized.My.Type"
+    # other type names, same tags: the regex refuses (type names are literals in it), the
+    # split path's builder serves it with the right names
+    renamed = _shape().replace("Deserialized.My.Type", "Deserialized.Other.Type")
+    other = loads_fragment(renamed.encode())
+    assert splits[0] == 2 and other.type_names[0] == "Deserialized.Other.Type"
+    assert _compiled.same(other, _fragment_expat(renamed.encode(), 64, 1000))
+
+
+_ODD_TEXTS = st.one_of(
+    st.sampled_from(["", " ", "\t\n", "a\r\nb", "x]]>y", "a>b", "&amp;", "&#55;", "&#x0;",
+                     "&bogus;", "&", "&lt;&gt;", "_x000A_", "_x000D_x000A_", "_xD83D_", "\x01",
+                     "ü€😀", "7", "-1", "true", "1", "2024-01-02T03:04:05.1234567+01:00"]),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.sampled_from(["name", "count", "on", "state", "number", "when"]), _ODD_TEXTS,
+       st.sampled_from(["", "Stopped", "x &amp; y_x000A_"]),
+       st.sampled_from(["", " ", "\n\t", "\r\n", "x", "&amp;", "&#32;", "\x01", "é"]))
+def test_a_matcher_agrees_with_expat_whatever_text_a_known_shape_holds(
+    field: str, text: str, name: str, gap: str,
+) -> None:
+    loads_fragment(_shape().encode())  # the shape and its matcher are known
+    # one odd text at a time, the others valid, so each reaches the builder's conversions
+    # (lone surrogates from st.text become invalid UTF-8: expat must reject, so must we)
+    values = {"name": name, field: text}
+    # and a text before a closing tag, which builders ignore (whitespace or not)
+    data = _shape(**values).replace("</Props>", gap + "</Props>").encode("utf-8", "surrogatepass")
+    expected = _outcome(lambda d: _fragment_expat(d, 64, 1000), data)
+    got = _outcome(loads_fragment, data)
+    if isinstance(expected, str):
+        assert got == expected
+    else:
+        assert _compiled.same(got, expected)
+
+
+def _outcome(decode: Callable[[bytes], object], data: bytes) -> object:
+    try:
+        return decode(data)
+    except DecodeError:
+        return "error"
 
 
 def test_document_fast_path_matches_expat_with_refs_across_objects() -> None:

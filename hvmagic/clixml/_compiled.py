@@ -119,7 +119,10 @@ def _entity(match: re.Match[str]) -> str:
 
 def xml_text(raw: bytes) -> str:
     """Element text as an XML parser would report it (entities resolved)."""
-    text = raw.decode("utf-8")
+    return resolve_entities(raw.decode("utf-8"))
+
+
+def resolve_entities(text: str) -> str:
     if "&" in text:
         # The common case, named entities only, by C-level replaces; "&amp;" last so that
         # "&amp;lt;" stays "&lt;". Any other "&" (char refs, errors) takes the strict regex.
@@ -134,6 +137,21 @@ def xml_text(raw: bytes) -> str:
 def ps_text(raw: bytes) -> str:
     """An ``<S>``-like text: XML entities, then PowerShell's ``_xHHHH_`` escapes."""
     text = xml_text(raw)
+    return _decode.unescape(text) if "_x" in text else text
+
+
+def ps_texts(raws: tuple[bytes, ...]) -> list[str]:
+    """:func:`ps_text` of every text, for a matcher: one C-level decode of all of them and one
+    escape check over all of them (most messages have no escape in any string)."""
+    texts = list(map(bytes.decode, raws))
+    joined = "".join(texts)
+    if "&" not in joined and "_x" not in joined:
+        return texts
+    return [text if "&" not in text and "_x" not in text else _ps_str(text) for text in texts]
+
+
+def _ps_str(text: str) -> str:
+    text = resolve_entities(text)
     return _decode.unescape(text) if "_x" in text else text
 
 
@@ -200,9 +218,28 @@ def enum_or_value(names: list[str], to_string_raw: bytes, number_raw: bytes) -> 
     return value
 
 
+def enum_at(
+    site: dict[bytes, tuple[bytes, Any]], names: list[str], to_string_raw: bytes,
+    number_raw: bytes,
+) -> Any:
+    """:func:`enum_or_value` for one place in a matcher's shape (constant type names), keeping
+    the enum by its number with the text it was decoded from: a hit costs one short-bytes hash
+    and one comparison instead of building and hashing a three-item key."""
+    value = enum_or_value(names, to_string_raw, number_raw)
+    if (isinstance(value, PSEnum) and len(site) < _MAX_ENUMS_PER_SITE
+            and len(to_string_raw) + len(number_raw) <= _MAX_CACHED_ENUM_TEXT):
+        site[number_raw] = (to_string_raw, value)
+    return value
+
+
+_MAX_ENUMS_PER_SITE = 64
+
+
 _GLOBALS: dict[str, Any] = {
     "_Fallback": Fallback,
     "_enum": enum_or_value,
+    "_enum_at": enum_at,
+    "_ps_texts": ps_texts,
     "_BOOLS": _BOOLS,
     "_xt": xml_text,
     "_ps": ps_text,
@@ -217,6 +254,16 @@ _GLOBALS: dict[str, Any] = {
 
 _ATTR = re.compile(r"""([A-Za-z_:][\w:.-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _INT_TAGS = frozenset(("I32", "U32", "I64", "U64", "I16", "U16", "By", "SB"))
+#: How a builder turns one cut-out text ``p[i]`` into a value, by kind ("leaf:DT" → "leaf").
+#: The column builder applies the very same conversions to whole columns (_COLUMN).
+_PER_OBJECT = {
+    "str": "({raw}.decode() if b'&' not in {raw} and b'_x' not in {raw} else _ps({raw}))",
+    "bool": "_BOOLS[{raw}]",
+    "int": "int({raw})",
+    "float": "float({raw})",
+    "raw": "{raw}",
+    "leaf": "_LEAF[{tag!r}](_xt({raw}))",
+}
 _LIST_TAGS = frozenset(("LST", "IE", "QUE", "STK"))
 
 
@@ -342,11 +389,11 @@ class _Generator:
             return repr(node.attrs["RefId"])
         return None
 
-    def text(self, node: _Node) -> str | None:
-        if node.text is None:
-            return None
-        self.used_texts.add(node.text)
-        return f"p[{node.text}]"
+    def convert(self, kind: str, index: int) -> str:
+        """The expression for text ``index`` converted as ``kind`` (see :data:`_PER_OBJECT`)."""
+        self.used_texts.add(index)
+        family, _, tag = kind.partition(":")
+        return _PER_OBJECT[family].format(raw=f"p[{index}]", tag=tag)
 
     def value(self, node: _Node, depth: int) -> str:
         self.depth = max(self.depth, depth)
@@ -354,21 +401,18 @@ class _Generator:
         if name in _decode._VALUE_LEAF:
             if node.children:
                 raise Unsupported("leaf with children")
-            raw = self.text(node)
+            index = node.text
+            if index is None:
+                return "''" if name == "S" else f"_LEAF[{name!r}]('')"
             if name == "S":
-                if raw is None:
-                    return "''"
-                return (f"({raw}.decode() if b'&' not in {raw} and b'_x' not in {raw} "
-                        f"else _ps({raw}))")
-            if raw is None:
-                return f"_LEAF[{name!r}]('')"
+                return self.convert("str", index)
             if name == "B":
-                return f"_BOOLS[{raw}]"
+                return self.convert("bool", index)
             if name in _INT_TAGS:
-                return f"int({raw})"
+                return self.convert("int", index)
             if name == "Db" or name == "Sg":
-                return f"float({raw})"
-            return f"_LEAF[{name!r}](_xt({raw}))"
+                return self.convert("float", index)
+            return self.convert(f"leaf:{name}", index)
         if name == "Nil":
             return "None"
         if name == "Ref":
@@ -429,48 +473,62 @@ class _Generator:
             items.append(f"{key!r}: {self.value(child, depth + 1)}")
         return "{" + ", ".join(items) + "}", names
 
+    def type_name_list(self, child: _Node) -> str:
+        """A ``<TN>``'s names as an expression usable where objects are built: a constant when
+        every name is in the key, else guarded by the sample's bytes (a hit costs no hashing)."""
+        pieces = self.type_name_pieces(child)
+        names_var = self.var("t")
+        const = f"_C{names_var}"
+        indexes = [index for _, index in pieces if index is not None]
+        if not indexes:
+            # all type names are in the key: resolved now, once per shape
+            self.constants[const] = type_names(tuple(text for text, _ in pieces))
+            self.lines.append(f"{names_var} = {const}")
+            return names_var
+        key = "(" + "".join(
+            (f"p[{index}]" if index is not None else repr(text)) + ", " for text, index in pieces
+        ) + ")"
+        if len(indexes) == len(pieces):
+            self.constants[const] = type_names(tuple(self.sample[i] for i in indexes))
+            guard = " and ".join(f"p[{i}] == {self.sample[i]!r}" for i in indexes)
+            self.lines.append(f"{names_var} = {const} if {guard} else _tn({key})")
+        else:
+            self.lines.append(f"{names_var} = _tn({key})")
+        return names_var
+
+    def type_name_pieces(self, child: _Node) -> list[tuple[bytes, int | None]]:
+        """(text in the key, None) or (b"", index of a cut-out text) per ``<T>``."""
+        pieces: list[tuple[bytes, int | None]] = []
+        for t in child.children:
+            if t.name != "T" or t.children:
+                raise Unsupported("TN child")
+            if t.const_text is not None:
+                if t.text is not None:
+                    raise Unsupported("T text both constant and cut out")
+                pieces.append((t.const_text.encode("utf-8"), None))
+            else:
+                if t.text is not None:
+                    self.used_texts.add(t.text)
+                pieces.append((b"", t.text))
+        return pieces
+
     def obj(self, node: _Node, depth: int) -> str:
         self.objects += 1
         if set(node.attrs) - {"N", "RefId"}:
             raise Unsupported("Obj attributes")
         names_expr = "[]"
-        to_string = "None"
+        has_to_string = False
+        to_string_index: int | None = None
         props: tuple[str, list[str]] | None = None
         ext: tuple[str, list[str]] | None = None
         value: str | None = None
-        to_string_raw: str | None = None
+        #: an integer leaf holding the object's value: an enum's number if nothing else is there
+        number: _Node | None = None
         collection = False
         for child in node.children:
             tag = child.name
             if tag == "TN":
-                parts = []
-                for t in child.children:
-                    if t.name != "T" or t.children:
-                        raise Unsupported("TN child")
-                    if t.const_text is not None:
-                        if t.text is not None:
-                            raise Unsupported("T text both constant and cut out")
-                        parts.append(repr(t.const_text.encode("utf-8")))
-                    else:
-                        parts.append(self.text(t) or "b''")
-                names_var = self.var("t")
-                key = "(" + "".join(p + ", " for p in parts) + ")"
-                indexes = [int(p[2:-1]) for p in parts if p.startswith("p[")]
-                if not indexes:
-                    # all type names are in the key: resolved now, once per shape
-                    const = f"_C{names_var}"
-                    self.constants[const] = type_names(tuple(
-                        t.const_text.encode("utf-8") if t.const_text is not None else b""
-                        for t in child.children))
-                    self.lines.append(f"{names_var} = {const}")
-                elif len(indexes) == len(parts):
-                    const = f"_C{names_var}"
-                    self.constants[const] = type_names(tuple(self.sample[i] for i in indexes))
-                    guard = " and ".join(f"{p} == {self.sample[i]!r}"
-                                         for p, i in zip(parts, indexes, strict=True))
-                    self.lines.append(f"{names_var} = {const} if {guard} else _tn({key})")
-                else:
-                    self.lines.append(f"{names_var} = _tn({key})")
+                names_var = self.type_name_list(child)
                 refid = self.refid(child)
                 if refid is not None:
                     if self.local_refs:
@@ -492,31 +550,40 @@ class _Generator:
                     self.lines.append(f"{names_var} = tns[{refid}]")
                     names_expr = names_var
             elif tag == "ToString":
-                raw = self.text(child)
-                to_string_raw = raw
-                to_string = "''" if raw is None else (
-                    f"({raw}.decode() if b'&' not in {raw} and b'_x' not in {raw} "
-                    f"else _ps({raw}))")
+                has_to_string = True
+                to_string_index = child.text
             elif tag == "Props":
                 props = self.bag(child, depth + 1)
             elif tag == "MS":
                 ext = self.bag(child, depth + 1)
             elif tag in _LIST_TAGS or tag == "DCT":
-                if value is not None:
+                if value is not None or number is not None:
                     raise Unsupported("two values")
                 value = self.collection(child, depth + 1)
                 collection = True
             elif tag in _decode._STRUCTURAL or tag == "PR":
                 raise Unsupported(f"<{tag}> in Obj")
             else:
-                if value is not None:
+                if value is not None or number is not None:
                     raise Unsupported("two values")
-                value = self.value(child, depth + 1)
+                if tag in _INT_TAGS and child.text is not None and not child.children:
+                    number = child  # decided below: an enum's number or a plain integer
+                else:
+                    value = self.value(child, depth + 1)
         var = self.var("o")
-        if (value is not None and not collection and props is None and ext is None
-                and value.startswith("int(p[") and to_string_raw is not None):
-            self.lines.append(f"{var} = _enum({names_expr}, {to_string_raw}, {value[4:-1]})")
-        elif value is None:
+        if number is not None and props is None and ext is None and to_string_index is not None:
+            self.depth = max(self.depth, depth + 1)  # the leaf's level, as value() counts it
+            assert number.text is not None
+            self.enum(var, names_expr, self.convert("raw", to_string_index),
+                      self.convert("raw", number.text))
+            return self.register(node, var)
+        if number is not None:
+            value = self.value(number, depth + 1)
+        to_string = "None"
+        if has_to_string:
+            to_string = ("''" if to_string_index is None
+                         else self.convert("str", to_string_index))
+        if value is None:
             if props and ext:
                 literal = props[0][:-1] + ", " + ext[0][1:] if ext[1] else props[0]
                 adapted = tuple(dict.fromkeys(props[1]))
@@ -538,6 +605,13 @@ class _Generator:
                 f"{var} = _fin({names_expr}, {to_string}, {adapted_literal}, {ext_literal}, "
                 f"{value})"
             )
+        return self.register(node, var)
+
+    def enum(self, var: str, names_expr: str, to_string_raw: str, number_raw: str) -> None:
+        self.lines.append(f"{var} = _enum({names_expr}, {to_string_raw}, {number_raw})")
+
+    def register(self, node: _Node, var: str) -> str:
+        """Make the object ``var`` reachable by its RefId (for later ``<Ref>``s)."""
         refid = self.refid(node)
         if refid is not None:
             if self.local_refs:
@@ -587,6 +661,114 @@ def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
     return Shape(namespace["build"], gen.depth + 2, gen.objects)
 
 
+# --- matchers: one regex per fragment shape --------------------------------------------------
+#
+# Why: splitting a ~2 KB message into ~150 parts, joining the skeleton into a key and checking
+# the whole body for unsafe XML costs about as much as building its values. Once a shape is
+# known, one ``fullmatch`` of a regex made from the sample's bytes does all three in one C call:
+# the skeleton must be byte for byte the sample's (so it is as safe as the sample was, and the
+# tags are the ones the builder was generated for), type names must equal the sample's (they
+# are literals in the regex, constants in the builder), the whitespace the builder ignores must
+# be whitespace, and each text the builder uses is captured, with no "<", ">" (so no "]]>"),
+# control character or "\r" in it. Whatever does not match takes the split path above, which
+# gives the same values (the matcher's builder is verified against the expat decoder like any
+# other builder).
+
+#: a text a matcher captures: anything an XML parser reads back unchanged except for entities,
+#: which the builders resolve as on the split path
+_CAPTURED_TEXT = rb"([^<>\x00-\x08\x0b-\x1f]*)"
+#: texts a builder ignores (before closing tags): only whitespace, nothing an XML parser resolves
+_IGNORED_TEXT = rb"[ \t\n]*"
+#: candidate matchers tried per "<" count (different shapes with as many elements are rare)
+_MAX_MATCHERS_PER_COUNT = 8
+
+
+class _MatchGenerator(_Generator):
+    """A builder over the texts a matcher captured: ``build(g)``, ``g`` = ``match.groups()``."""
+
+    def __init__(self, sample: list[Any]) -> None:
+        super().__init__(sample, local_refs=True)
+        self.captured: set[int] = set()
+        #: texts converted as strings: all decoded at once (``s``, see :func:`ps_texts`)
+        self.strings: list[int] = []
+        #: type-name texts: part of the regex, constants in the builder
+        self.literal_texts: set[int] = set()
+
+    def convert(self, kind: str, index: int) -> str:
+        self.used_texts.add(index)
+        self.captured.add(index)
+        if kind == "str":
+            self.strings.append(index)
+            return f"s[{len(self.strings) - 1}]"
+        family, _, tag = kind.partition(":")
+        return _PER_OBJECT[family].format(raw=f"g[@{index}@]", tag=tag)
+
+    def enum(self, var: str, names_expr: str, to_string_raw: str, number_raw: str) -> None:
+        site = f"_E{var}"
+        self.constants[site] = {}
+        self.lines.append(f"e = {site}.get({number_raw})")
+        self.lines.append(
+            f"{var} = e[1] if e is not None and e[0] == {to_string_raw} "
+            f"else _enum_at({site}, {names_expr}, {to_string_raw}, {number_raw})"
+        )
+
+    def type_name_list(self, child: _Node) -> str:
+        texts = []
+        for text, index in self.type_name_pieces(child):
+            if index is not None:
+                self.literal_texts.add(index)
+                text = self.sample[index]
+            texts.append(text)
+        const = f"_C{self.var('t')}"
+        self.constants[const] = type_names(tuple(texts))
+        return const
+
+
+class Matcher:
+    __slots__ = ("build", "depth", "match", "objects")
+
+    def __init__(self, match: Callable[[bytes], re.Match[bytes] | None],
+                 build: Callable[[tuple[bytes, ...]], Any], depth: int, objects: int) -> None:
+        self.match = match
+        self.build = build
+        self.depth = depth
+        self.objects = objects
+
+
+def compile_matcher(parts: list[Any]) -> Matcher:
+    """The regex and builder for the fragment shape ``parts`` came from (raises Unsupported)."""
+    root, _ = _parse_skeleton(parts, variable_refids=False)
+    gen = _MatchGenerator(parts)
+    result = gen.value(root, 1)
+    rank = {index: position for position, index in enumerate(sorted(gen.captured))}
+    pattern = [re.escape(parts[0])]
+    for index in range(1, len(parts), 2):
+        if index in gen.literal_texts:
+            text = re.escape(parts[index])
+        elif index in gen.captured:
+            text = _CAPTURED_TEXT
+        else:
+            text = _IGNORED_TEXT
+        pattern += [b">", text, b"</", re.escape(parts[index + 1])]
+    source = "def build(g):\n"
+    if gen.strings:
+        ranks = [rank[index] for index in gen.strings]
+        if len(ranks) == 1:
+            source += f"    s = _ps_texts((g[{ranks[0]}],))\n"
+        else:
+            gen.constants["_STRINGS"] = operator.itemgetter(*ranks)
+            source += "    s = _ps_texts(_STRINGS(g))\n"
+    source += "".join(f"    {line}\n" for line in gen.lines)
+    source += f"    return {result}\n"
+    source = re.sub(r"g\[@(\d+)@\]", lambda m: f"g[{rank[int(m.group(1))]}]", source)
+    namespace: dict[str, Any] = dict(_GLOBALS)
+    namespace.update(gen.constants)
+    # generated from tag/property names, every one passed through repr(), as compile_shape
+    exec(compile(source, "<hvmagic.clixml matcher>", "exec"), namespace)
+    return Matcher(re.compile(b"".join(pattern)).fullmatch, namespace["build"], gen.depth + 2,
+                   gen.objects)
+
+
 # --- verification: the generated builder must reproduce the expat result exactly ---------------
 
 def same(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
@@ -634,11 +816,13 @@ def same(a: Any, b: Any, seen: set[tuple[int, int]] | None = None) -> bool:
 class ShapeCache:
     """Builders by skeleton; ``None`` marks a skeleton that stays on the expat path."""
 
-    __slots__ = ("hits", "key_bytes", "learned", "shapes", "variable_refids")
+    __slots__ = ("hits", "key_bytes", "learned", "matchers", "shapes", "variable_refids")
 
     def __init__(self, variable_refids: bool) -> None:
         self.variable_refids = variable_refids
         self.shapes: dict[bytes, Shape | None] = {}
+        #: fragments only: matchers of the admitted shapes by the body's count of "<"
+        self.matchers: dict[int, list[Matcher]] = {}
         self.hits = 0
         self.learned = 0
         self.key_bytes = 0  # sum of the cached keys' lengths (bounded by _MAX_KEYS_TOTAL)
@@ -657,9 +841,11 @@ class ShapeCache:
         refs: dict[str, Any],
         tns: dict[str, list[str]],
         reference: Callable[[], Any],
+        body: bytes | None = None,
     ) -> Any:
         """Decode one object the reference way and admit a builder for its shape if (and only
-        if) the builder reproduces that value; returns the reference value."""
+        if) the builder reproduces that value; returns the reference value. With ``body`` (a
+        fragment), the shape's matcher is admitted the same way."""
         admit = (len(self.shapes) < _MAX_SHAPES and len(key) <= MAX_KEY_BYTES
                  and self.key_bytes + len(key) <= _MAX_KEYS_TOTAL)
         if not admit:
@@ -686,7 +872,22 @@ class ShapeCache:
                 shape = None
         self.shapes[key] = shape
         self.key_bytes += len(key)
+        if shape is not None and body is not None:
+            self._learn_matcher(body, parts, value)
         return value
+
+    def _learn_matcher(self, body: bytes, parts: list[Any], value: Any) -> None:
+        candidates = self.matchers.setdefault(body.count(b"<"), [])
+        if len(candidates) >= _MAX_MATCHERS_PER_COUNT:
+            return
+        try:
+            matcher = compile_matcher(parts)
+            found = matcher.match(body)
+            if found is None or not same(matcher.build(found.groups()), value):
+                return
+        except Exception:  # the split path's builder serves this shape alone
+            return
+        candidates.append(matcher)
 
 
 _NOTHING: Any = object()

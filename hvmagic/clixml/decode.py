@@ -132,6 +132,12 @@ def unescape(text: str) -> str:
     """Decode PowerShell's ``_xHHHH_`` escapes (surrogate pairs joined; lone ones kept)."""
     if "_x" not in text:
         return text
+    # Line breaks are by far the most common escapes. When replacing them leaves no "_x" at
+    # all, every escape in the text was one of them, and two left-to-right scans for a fixed
+    # pattern (whose replacement adds no "_" or "x") give what the regex scan gives.
+    lines = text.replace("_x000D__x000A_", "\r\n").replace("_x000A_", "\n")
+    if "_x" not in lines:
+        return lines
     result = _ESCAPE_RE.sub(_escape_char, text)
     if _SURROGATE_RE.search(result):
         result = result.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
@@ -1122,11 +1128,23 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
         else:
             raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
     # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
+    cache = compiled.FRAGMENTS
+    candidates = cache.matchers.get(body.count(b"<"))
+    if candidates is not None:
+        for matcher in candidates:
+            found = matcher.match(body)
+            if found is not None:
+                if matcher.depth + 2 <= max_depth and matcher.objects <= max_objects:
+                    cache.hits += 1
+                    try:
+                        return matcher.build(found.groups())
+                    except Exception:
+                        pass  # the split path below decides (and the expat path reports)
+                break
     if not (body[:1] == b"<" or body[:4] == b"\xef\xbb\xbf<") or not compiled.is_safe(body):
         return _fragment_expat(data, max_depth, max_objects)
     # No UTF-8 check of the whole body: tags must equal the verified sample's, every text a
     # builder uses is decoded strictly, and the texts it skips must be ASCII (see _compiled).
-    cache = compiled.FRAGMENTS
     parts = compiled.FRAGMENT_SPLIT.split(body)
     key = b"\x00".join(parts[0::2])
     shape = cache.shapes.get(key, _MISSING)
@@ -1134,7 +1152,7 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
         if not cache.may_learn():
             return _fragment_expat(body, max_depth, max_objects)
         return cache.learn(key, parts, None, {}, {},
-                           lambda: _fragment_expat(body, max_depth, max_objects))
+                           lambda: _fragment_expat(body, max_depth, max_objects), body)
     if shape is not None and shape.depth + 2 <= max_depth and shape.objects <= max_objects:
         cache.hits += 1
         try:
