@@ -196,9 +196,14 @@ def _collect(values: list[Any]) -> list[_Group]:
 
     last_type_names: list[str] | None = None
     last_group: _Group | None = None
+    known = _PSOBJECT_TYPES.get
     for row, value in enumerate(values):
-        if _is_psobject_type(type(value)):
-            props: Any = value.properties
+        is_psobject = known(type(value))
+        if is_psobject is None:
+            is_psobject = _is_psobject_type(type(value))
+        if is_psobject:
+            # (the slot behind .properties: this loop runs once per row of every frame)
+            props: Any = value._props
             inner = value.value
             type_names = value.type_names
             if inner is None and props and type_names is last_type_names:

@@ -618,6 +618,53 @@ def test_document_fast_path_matches_expat_with_refs_across_objects() -> None:
     assert _compiled.same(loads(tricky)[3], _loads_expat(tricky)[3])
 
 
+def _service_document(names: list[str], link: bool = True) -> str:
+    """Objects of one shape after the first (which has the <TN>; the rest a <TNRef>), each
+    referring to the previous object's list, as Export-Clixml writes shared values."""
+    objs = []
+    for i, name in enumerate(names):
+        tn = ("<TN RefId='0'><T>X.Svc</T><T>System.Object</T></TN>" if i == 0
+              else "<TNRef RefId='0' />")
+        ref = (f"<Ref N='Prev' RefId='{2 * i - 1}' />" if link and i
+               else "<Nil N='Prev' />")
+        objs.append(f"<Obj RefId='{2 * i}'>{tn}<ToString>{name}</ToString><MS>"
+                    f"<S N='Name'>{name}</S><Obj N='Deps' RefId='{2 * i + 1}'><LST><S>{name}"
+                    f"</S></LST></Obj>{ref}</MS></Obj>")
+    return f"<Objs Version='1.1.0.1' {NS}>{''.join(objs)}</Objs>".replace("'", '"')
+
+
+def test_document_objects_of_a_known_shape_are_decoded_by_matchers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    splits = _counting_split(monkeypatch)
+    names = [f"svc{i}" for i in range(50)]
+    doc = _service_document(names)
+    values = loads(doc)
+    # object 0 (with <TN>) and object 1 (the first <TNRef> one) teach their shapes; the other
+    # 48 are served by object 1's matcher, RefIds and all
+    assert splits[0] == 2
+    assert all(_compiled.same(a, b) for a, b in zip(values, _loads_expat(doc), strict=True))
+    assert values[7]["Prev"] is values[6]["Deps"] and values[7]["Deps"] == ["svc7"]
+    assert values[49].type_names == ["X.Svc", "System.Object"]
+    assert values[49].type_names is values[1].type_names  # one list, as <TNRef> means
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(_ODD_TEXTS, st.sampled_from(["0", "1", "x", "", "99"]))
+def test_document_matchers_agree_with_expat(text: str, refid: str) -> None:
+    loads(_service_document(["a", "b", "c"]))  # shapes and matchers known
+    # an odd name, and a Ref to an arbitrary (maybe unknown) RefId, in a matched position
+    doc = _service_document(["a", "b", text, "d"]).replace(
+        '<Ref N="Prev" RefId="5" />', f'<Ref N="Prev" RefId="{refid}" />')
+    data = doc.encode("utf-8", "surrogatepass")
+    expected = _outcome(_loads_expat, data)
+    got = _outcome(loads, data)
+    if isinstance(expected, str):
+        assert got == expected
+    else:
+        assert all(_compiled.same(a, b) for a, b in zip(got, expected, strict=True))  # type: ignore[call-overload]
+
+
 def test_fast_paths_keep_limits() -> None:
     doc = f'<Objs {NS}>' + "".join(
         f'<Obj RefId="{i}"><MS><I32 N="a">{i}</I32></MS></Obj>' for i in range(30)) + "</Objs>"

@@ -684,11 +684,15 @@ _MAX_MATCHERS_PER_COUNT = 8
 
 
 class _MatchGenerator(_Generator):
-    """A builder over the texts a matcher captured: ``build(g)``, ``g`` = ``match.groups()``."""
+    """A builder over what a matcher captured: ``build(g, refs, tns)``, ``g`` being
+    ``match.groups()`` (texts, and in documents the RefId values, in document order)."""
 
-    def __init__(self, sample: list[Any]) -> None:
-        super().__init__(sample, local_refs=True)
+    def __init__(self, sample: list[Any], variable_refids: bool) -> None:
+        super().__init__(sample, local_refs=not variable_refids)
+        #: captured texts (by parts index) and RefIds (by number): placeholders until the
+        #: regex fixes the group numbers
         self.captured: set[int] = set()
+        self.captured_refids: set[int] = set()
         #: texts converted as strings: all decoded at once (``s``, see :func:`ps_texts`)
         self.strings: list[int] = []
         #: type-name texts: part of the regex, constants in the builder
@@ -701,7 +705,13 @@ class _MatchGenerator(_Generator):
             self.strings.append(index)
             return f"s[{len(self.strings) - 1}]"
         family, _, tag = kind.partition(":")
-        return _PER_OBJECT[family].format(raw=f"g[@{index}@]", tag=tag)
+        return _PER_OBJECT[family].format(raw=f"g[@t{index}@]", tag=tag)
+
+    def refid(self, node: _Node) -> str | None:
+        if node.refvar is None:
+            return super().refid(node)
+        self.captured_refids.add(node.refvar)
+        return f"g[@r{node.refvar}@].decode('ascii')"
 
     def enum(self, var: str, names_expr: str, to_string_raw: str, number_raw: str) -> None:
         site = f"_E{var}"
@@ -728,31 +738,58 @@ class Matcher:
     __slots__ = ("build", "depth", "match", "objects")
 
     def __init__(self, match: Callable[[bytes], re.Match[bytes] | None],
-                 build: Callable[[tuple[bytes, ...]], Any], depth: int, objects: int) -> None:
+                 build: Callable[..., Any], depth: int, objects: int) -> None:
         self.match = match
+        #: ``build(groups, refs, tns)`` (fragments: refs and tns are unused)
         self.build = build
         self.depth = depth
         self.objects = objects
 
 
-def compile_matcher(parts: list[Any]) -> Matcher:
-    """The regex and builder for the fragment shape ``parts`` came from (raises Unsupported)."""
-    root, _ = _parse_skeleton(parts, variable_refids=False)
-    gen = _MatchGenerator(parts)
+#: a RefId value a document matcher captures (the split path's REFID allows the same)
+_CAPTURED_REFID = rb'([^"<>&]*)'
+
+
+def compile_matcher(parts: list[Any], variable_refids: bool) -> Matcher:
+    """The regex and builder for the shape ``parts`` came from (raises Unsupported): a
+    fragment's, or with ``variable_refids`` one top-level object of a document."""
+    root, refid_count = _parse_skeleton(parts, variable_refids)
+    if variable_refids and len(REFID.findall(b"\x00".join(parts[0::2]))) != refid_count:
+        raise Unsupported("RefId-like text outside the tags' RefId attributes")
+    gen = _MatchGenerator(parts, variable_refids)
     result = gen.value(root, 1)
-    rank = {index: position for position, index in enumerate(sorted(gen.captured))}
-    pattern = [re.escape(parts[0])]
+    slots: list[str] = []  # the captures in document order: "t<index>" / "r<number>"
+    refids = iter(range(refid_count))
+
+    def skeleton(piece: bytes) -> bytes:
+        if not variable_refids:
+            return re.escape(piece)
+        pieces = REFID.split(piece)  # literal, RefId value, literal, …
+        out = [re.escape(pieces[0])]
+        for position in range(1, len(pieces), 2):
+            number = next(refids)
+            if number in gen.captured_refids:
+                slots.append(f"r{number}")
+                value = _CAPTURED_REFID
+            else:
+                value = re.escape(pieces[position])
+            out += [b' RefId="', value, b'"', re.escape(pieces[position + 1])]
+        return b"".join(out)
+
+    pattern = [skeleton(parts[0])]
     for index in range(1, len(parts), 2):
         if index in gen.literal_texts:
             text = re.escape(parts[index])
         elif index in gen.captured:
+            slots.append(f"t{index}")
             text = _CAPTURED_TEXT
         else:
             text = _IGNORED_TEXT
-        pattern += [b">", text, b"</", re.escape(parts[index + 1])]
-    source = "def build(g):\n"
+        pattern += [b">", text, b"</", skeleton(parts[index + 1])]
+    rank = {slot: position for position, slot in enumerate(slots)}
+    source = "def build(g, refs, tns):\n"
     if gen.strings:
-        ranks = [rank[index] for index in gen.strings]
+        ranks = [rank[f"t{index}"] for index in gen.strings]
         if len(ranks) == 1:
             source += f"    s = _ps_texts((g[{ranks[0]}],))\n"
         else:
@@ -760,7 +797,7 @@ def compile_matcher(parts: list[Any]) -> Matcher:
             source += "    s = _ps_texts(_STRINGS(g))\n"
     source += "".join(f"    {line}\n" for line in gen.lines)
     source += f"    return {result}\n"
-    source = re.sub(r"g\[@(\d+)@\]", lambda m: f"g[{rank[int(m.group(1))]}]", source)
+    source = re.sub(r"g\[@([tr]\d+)@\]", lambda m: f"g[{rank[m.group(1)]}]", source)
     namespace: dict[str, Any] = dict(_GLOBALS)
     namespace.update(gen.constants)
     # generated from tag/property names, every one passed through repr(), as compile_shape
@@ -844,50 +881,52 @@ class ShapeCache:
         body: bytes | None = None,
     ) -> Any:
         """Decode one object the reference way and admit a builder for its shape if (and only
-        if) the builder reproduces that value; returns the reference value. With ``body`` (a
-        fragment), the shape's matcher is admitted the same way."""
+        if) the builder reproduces that value; returns the reference value. ``body`` is the
+        object's bytes (a fragment, or one top-level object of a document): the shape's
+        matcher is admitted the same way."""
         admit = (len(self.shapes) < _MAX_SHAPES and len(key) <= MAX_KEY_BYTES
                  and self.key_bytes + len(key) <= _MAX_KEYS_TOTAL)
         if not admit:
             return reference()  # neither compiled nor remembered: nothing to learn from it
         self.learned += 1
-        candidate: Any = _NOTHING
+        # Candidates run before the reference decode registers this object's RefIds, so a
+        # Ref a builder cannot resolve on its own fails here as it would at run time.
         shape: Shape | None = None
+        candidate: Any = _NOTHING
         try:
             shape = compile_shape(parts, self.variable_refids)
-            # run before the reference decode registers this object's RefIds, so a Ref
-            # the builder cannot resolve on its own fails here as it would at run time
             if self.variable_refids:
                 candidate = shape.build(parts, _Overlay(refs), _Overlay(tns), refids)
             else:
                 candidate = shape.build(parts, None, None, None)
         except Exception:  # any failure just means: this shape is decoded by expat
             shape = None
+        matcher: Matcher | None = None
+        matched: Any = _NOTHING
+        bucket = self.matchers.setdefault(body.count(b"<"), []) if body is not None else None
+        if shape is not None and bucket is not None and len(bucket) < _MAX_MATCHERS_PER_COUNT:
+            try:  # (the split path's builder alone serves a shape without a matcher)
+                matcher = compile_matcher(parts, self.variable_refids)
+                found = matcher.match(body)  # type: ignore[arg-type]
+                if found is not None:
+                    matched = matcher.build(found.groups(), _Overlay(refs), _Overlay(tns))
+            except Exception:
+                matcher = None
         value = reference()
-        if shape is not None:
-            try:
-                if candidate is _NOTHING or not same(candidate, value):
-                    shape = None
-            except Exception:  # a comparison that raises (Decimal sNaN) admits nothing
-                shape = None
+        if shape is not None and not _reproduces(candidate, value):
+            shape = None
         self.shapes[key] = shape
         self.key_bytes += len(key)
-        if shape is not None and body is not None:
-            self._learn_matcher(body, parts, value)
+        if shape is not None and matcher is not None and _reproduces(matched, value):
+            bucket.append(matcher)  # type: ignore[union-attr]
         return value
 
-    def _learn_matcher(self, body: bytes, parts: list[Any], value: Any) -> None:
-        candidates = self.matchers.setdefault(body.count(b"<"), [])
-        if len(candidates) >= _MAX_MATCHERS_PER_COUNT:
-            return
-        try:
-            matcher = compile_matcher(parts)
-            found = matcher.match(body)
-            if found is None or not same(matcher.build(found.groups()), value):
-                return
-        except Exception:  # the split path's builder serves this shape alone
-            return
-        candidates.append(matcher)
+
+def _reproduces(candidate: Any, reference: Any) -> bool:
+    try:
+        return candidate is not _NOTHING and same(candidate, reference)
+    except Exception:  # a comparison that raises (Decimal sNaN) admits nothing
+        return False
 
 
 _NOTHING: Any = object()

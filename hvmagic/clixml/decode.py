@@ -984,6 +984,25 @@ def _top_level_pieces(body: bytes, start: int, end: int) -> Iterator[bytes]:
     yield body[position:end]
 
 
+def _match_object(
+    candidates: list[Any], piece: bytes, refs: dict[str, Any], tns: dict[str, list[str]],
+    max_depth: int,
+) -> tuple[Any, int] | None:
+    """(value, objects in it) of one top-level object of a document, decoded by the matcher
+    whose regex it fits; None: the split path decides (and expat reports any error)."""
+    for matcher in candidates:
+        found = matcher.match(piece)
+        if found is None:
+            continue
+        if matcher.depth + 2 > max_depth:
+            return None
+        try:
+            return matcher.build(found.groups(), refs, tns), matcher.objects
+        except Exception:
+            return None
+    return None
+
+
 def _document(
     data: Any, max_bytes: int, max_depth: int, max_objects: int
 ) -> tuple[list[Any], list[str | None]] | None:
@@ -1029,6 +1048,7 @@ def _document(
     split = _compiled.FRAGMENT_SPLIT.split
     split_refids = _compiled.REFID.split
     shapes = cache.shapes
+    matchers = cache.matchers
     refs: dict[str, Any] = {}
     tns: dict[str, list[str]] = {}
     values: list[Any] = []
@@ -1051,6 +1071,16 @@ def _document(
                 pending = []
                 if not piece.startswith(b"<Obj"):
                     return None
+            candidates = matchers.get(piece.count(b"<"))
+            if candidates is not None:
+                matched = _match_object(candidates, piece, refs, tns, max_depth)
+                if matched is not None:
+                    objects += matched[1]
+                    if objects > max_objects:
+                        raise LimitExceededError(f"more than max_objects={max_objects} objects")
+                    values.append(matched[0])
+                    streams.append(None)
+                    continue
             parts = split(piece)
             # RefIds vary from object to object: cut them out of the tags (only the tags, so
             # a text that happens to read RefId="…" cannot shift them)
@@ -1090,7 +1120,7 @@ def _document(
                 return found[0]
 
             if shape is _MISSING and cache.may_learn():
-                values.append(cache.learn(key, parts, refids, refs, tns, reference))
+                values.append(cache.learn(key, parts, refids, refs, tns, reference, piece))
             else:
                 values.append(reference())
     except LimitExceededError:
@@ -1137,7 +1167,7 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
                 if matcher.depth + 2 <= max_depth and matcher.objects <= max_objects:
                     cache.hits += 1
                     try:
-                        return matcher.build(found.groups())
+                        return matcher.build(found.groups(), None, None)
                     except Exception:
                         pass  # the split path below decides (and the expat path reports)
                 break
