@@ -649,6 +649,27 @@ def test_document_objects_of_a_known_shape_are_decoded_by_matchers(
     assert values[49].type_names is values[1].type_names  # one list, as <TNRef> means
 
 
+def test_document_matchers_take_enum_type_names_from_each_document() -> None:
+    # the enum's <TN> is in the first object, the later objects' <TNRef> says which: a
+    # matcher learned on one document must not hand out that document's enum type to another
+    def doc(enum_type: str) -> str:
+        objs = "".join(
+            f"<Obj RefId='{2 * i}'>"
+            + ("<TN RefId='0'><T>X.Row</T></TN>" if i == 0 else "<TNRef RefId='0' />")
+            + f"<MS><Obj N='State' RefId='{2 * i + 1}'>"
+            + (f"<TN RefId='1'><T>{enum_type}</T><T>System.Enum</T></TN>" if i == 0
+               else "<TNRef RefId='1' />")
+            + "<ToString>Running</ToString><I32>4</I32></Obj></MS></Obj>"
+            for i in range(4))
+        return f"<Objs {NS}>{objs}</Objs>".replace("'", '"')
+
+    assert loads(doc("A.State"))[3]["State"].type_names[0] == "A.State"
+    other = loads(doc("B.State"))
+    assert [v["State"].type_names[0] for v in other] == ["B.State"] * 4
+    assert all(_compiled.same(a, b) for a, b in zip(other, _loads_expat(doc("B.State")),
+                                                    strict=True))
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(_ODD_TEXTS, st.sampled_from(["0", "1", "x", "", "99"]))
 def test_document_matchers_agree_with_expat(text: str, refid: str) -> None:

@@ -714,6 +714,11 @@ class _MatchGenerator(_Generator):
         return f"g[@r{node.refvar}@].decode('ascii')"
 
     def enum(self, var: str, names_expr: str, to_string_raw: str, number_raw: str) -> None:
+        if names_expr not in self.constants:
+            # names from a <TNRef> in a document differ from object to object: a per-site
+            # cache keyed by the number alone would hand out another type's enum
+            super().enum(var, names_expr, to_string_raw, number_raw)
+            return
         site = f"_E{var}"
         self.constants[site] = {}
         self.lines.append(f"e = {site}.get({number_raw})")
