@@ -686,6 +686,132 @@ def test_document_matchers_agree_with_expat(text: str, refid: str) -> None:
         assert all(_compiled.same(a, b) for a, b in zip(got, expected, strict=True))  # type: ignore[call-overload]
 
 
+# --- found by an independent review of the fast paths (each: teach, then decode another input)
+
+_HEAD = f'<Objs Version="1.1.0.1" {NS}>'
+
+
+def _same_as_expat(doc: bytes | str) -> None:
+    expected = _outcome(_loads_expat, doc)
+    got = _outcome(loads, doc)
+    if isinstance(expected, str):
+        assert got == expected
+    else:
+        assert all(_compiled.same(a, b) for a, b in zip(got, expected, strict=True))  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("number", ["5", "&#53;"])
+def test_a_builder_failing_part_way_leaves_no_refids_behind(number: str) -> None:
+    # The object's inner <Obj> reuses RefId 1 (PowerShell never does; a hostile peer may).
+    # A builder registers it, then fails on the entity in the number; the object used to be
+    # re-decoded against those half-made registrations (its <Ref> then saw "I", not "A").
+    first = '<Obj RefId="1"><ToString>A</ToString><Props><S N="k">a</S></Props></Obj>'
+
+    def second(n: str) -> str:
+        return ('<Obj RefId="2"><Props><Ref N="r" RefId="1" /><Obj N="inner" RefId="1">'
+                '<ToString>I</ToString><Props><S N="k">i</S></Props></Obj>'
+                f'<I32 N="n">{n}</I32></Props></Obj>')
+
+    teach = _HEAD + first + second("5") + "</Objs>"
+    loads(teach)
+    loads(teach)
+    doc = _HEAD + first + second(number) + "</Objs>"
+    _same_as_expat(doc)
+    assert loads(doc)[1]["r"].to_string == "A"
+
+
+def test_a_list_holding_itself_after_a_refid_reuse_matches_expat() -> None:
+    a = '<Obj RefId="{a}"><MS><S N="n">A</S></MS></Obj>'
+    b = ('<Obj RefId="{b}"><LST><Ref RefId="{r1}" /><Obj RefId="{i}"><MS><S N="n">inner</S>'
+         '</MS></Obj><Ref RefId="{r2}" /></LST></Obj>')
+
+    def doc(**ids: str) -> str:
+        return _HEAD + a.format(**ids) + b.format(**ids) + "</Objs>"
+
+    loads(doc(a="0", b="1", r1="0", i="2", r2="2"))
+    loads(doc(a="0", b="1", r1="0", i="2", r2="2"))
+    _same_as_expat(doc(a="0", b="1", r1="0", i="0", r2="1"))
+
+
+def test_refids_holding_tabs_or_newlines_are_normalised_as_xml_says() -> None:
+    # expat turns tab/LF/CR in attribute values into spaces: "x\ty" and "x y" are one RefId
+    def obj(refid: str, text: str) -> str:
+        return (f'<Obj RefId="{refid}"><ToString>{text}</ToString>'
+                '<Props><S N="k">x</S></Props></Obj>')
+
+    def ref(refid: str, target: str) -> str:
+        return f'<Obj RefId="{refid}"><Props><Ref N="r" RefId="{target}" /></Props></Obj>'
+
+    teach = _HEAD + obj("0", "a") + obj("1", "b") + ref("2", "0") + "</Objs>"
+    loads(teach)
+    loads(teach)
+    doc = _HEAD + obj("x y", "A") + obj("x\ty", "B") + ref("2", "x y") + "</Objs>"
+    _same_as_expat(doc)
+    assert loads(doc)[2]["r"].to_string == "B"
+
+    def typed(refid: str, tn: str, name: str) -> str:
+        return (f'<Obj RefId="{refid}"><TN RefId="{tn}"><T>{name}</T></TN>'
+                '<Props><S N="k">x</S></Props></Obj>')
+
+    def tnref(refid: str, tn: str) -> str:
+        return f'<Obj RefId="{refid}"><TNRef RefId="{tn}" /><Props><S N="k">x</S></Props></Obj>'
+
+    teach = _HEAD + typed("0", "0", "Foo") + typed("1", "1", "Bar") + tnref("2", "0") + "</Objs>"
+    loads(teach)
+    loads(teach)
+    doc = _HEAD + typed("0", "t 1", "Foo") + typed("1", "t\n1", "Bar") + tnref("2", "t 1")
+    _same_as_expat(doc + "</Objs>")
+    assert loads(doc + "</Objs>")[2].type_names == ["Bar"]
+
+
+@pytest.mark.parametrize("char", ["\ufffe", "\uffff"])
+def test_noncharacters_xml_forbids_are_errors_on_every_path(char: str) -> None:
+    # Python decodes U+FFFE/U+FFFF from UTF-8; XML forbids them, so expat rejects the input
+    fragment = '<Obj RefId="0"><MS><S N="a">{}</S></MS></Obj>'
+    for _ in range(2):
+        loads_fragment(fragment.format("x").encode())
+        loads(_HEAD + fragment.format("x") + "</Objs>")
+    for data in (fragment.format(char).encode(), "\ufeff" + fragment.format(char)):
+        with pytest.raises(DecodeError, match="not well-formed"):
+            loads_fragment(data)
+    with pytest.raises(DecodeError, match="not well-formed"):
+        loads(_HEAD + fragment.format(char) + "</Objs>")
+
+
+def test_texts_full_of_greater_than_signs_are_split_in_linear_time() -> None:
+    # ">" is legal in text (PowerShell writes "&gt;"); the split used to rescan from every ">"
+    data = b'<Obj RefId="0"><LST>' + b">" * 80_000 + b"<S>x</S></LST></Obj>"
+    started = time.perf_counter()
+    assert loads_fragment(data) == ["x"]
+    assert loads(_HEAD.encode() + data + b"</Objs>") == [["x"]]
+    assert time.perf_counter() - started < 2.0  # quadratic: 13 s; linear: milliseconds
+
+
+def test_megabyte_type_names_are_not_compiled_into_shapes() -> None:
+    started = time.perf_counter()
+    for i in range(8):
+        name = f"T{i}" * (1 << 19)  # ~1 MiB, a new shape each time
+        value = loads_fragment(f'<Obj RefId="0"><TN RefId="0"><T>{name}</T></TN><MS>'
+                               f'<S N="p{i}">x</S></MS></Obj>')
+        assert value.type_names == [name] and value[f"p{i}"] == "x"
+    assert time.perf_counter() - started < 5.0  # compiled: ~0.65 s per MiB
+    assert all(shape is None for shape in _compiled.FRAGMENTS.shapes.values())
+    assert _compiled.FRAGMENTS.matchers == {} or not any(_compiled.FRAGMENTS.matchers.values())
+    assert _compiled.FRAGMENTS.key_bytes < 4096
+
+
+def test_bytes_subclasses_are_bytes() -> None:
+    class Payload(bytes):
+        pass
+
+    assert loads_fragment(Payload(b'<Obj RefId="0"><MS><S N="a">x</S></MS></Obj>'))["a"] == "x"
+
+
+def test_unescape_joins_surrogate_pairs_whichever_way_it_decodes() -> None:
+    assert unescape("\ud800\udc00_x000A_") == "\U00010000\n"
+    assert unescape("\ud800\udc00_x0041_") == "\U00010000A"
+
+
 def test_fast_paths_keep_limits() -> None:
     doc = f'<Objs {NS}>' + "".join(
         f'<Obj RefId="{i}"><MS><I32 N="a">{i}</I32></MS></Obj>' for i in range(30)) + "</Objs>"
@@ -750,7 +876,11 @@ def test_shape_caches_skip_huge_keys() -> None:
     small = "<Obj RefId='0'><LST><I32>1</I32></LST></Obj>"
     assert loads_fragment(small) == [1]
     assert len(_compiled.FRAGMENTS.shapes) == 1
-    assert _compiled.FRAGMENTS.key_bytes == len(next(iter(_compiled.FRAGMENTS.shapes)))
+    (key, shape), = _compiled.FRAGMENTS.shapes.items()
+    matchers = [m for bucket in _compiled.FRAGMENTS.matchers.values() for m in bucket]
+    assert shape is not None and len(matchers) == 1
+    # the budget counts what the shape holds: its key, embedded type names, its matcher
+    assert _compiled.FRAGMENTS.key_bytes == len(key) + shape.weight + matchers[0].weight
 
 
 @pytest.mark.parametrize(

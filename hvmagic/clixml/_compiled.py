@@ -48,12 +48,18 @@ from hvmagic.clixml.values import (
 # Type-name texts are cut out too (keeping them in the key with a (?!T>) lookahead costs more
 # than it saves); builders compare them with the sample's bytes and use a constant list when
 # they match.
-FRAGMENT_SPLIT = re.compile(rb">([^<]*)</")
+# A text is cut out only if it holds no ">": with "[^<]*" each ">" of a text full of them
+# started a scan to the next "<" (quadratic: 80 KB took 13 s). PowerShell writes ">" as "&gt;";
+# a text holding a raw one stays in the skeleton, its builder cannot reproduce expat's value
+# and the shape is left to expat.
+FRAGMENT_SPLIT = re.compile(rb">([^<>]*)</")
 # The leading space keeps other attributes whose names end in "RefId" (xRefId="…") out; a RefId
 # spelled any other way (single quotes, a tab before it, spaces around "=") is not cut out, and
 # the compiler refuses such shapes (see _add_tag/compile_shape) so both views always agree.
 # (A literal first byte keeps this a fast scan; a (?<=\s) lookbehind costs 6x.)
-REFID = re.compile(rb' RefId="([^"<>&]*)"')
+# No entity and no whitespace but spaces: an XML parser resolves those and turns tab, CR and
+# LF into spaces in attribute values, so such a RefId is left to expat.
+REFID = re.compile(rb' RefId="([^"<>&\t\n\r]*)"')
 _REFID_TEXT = re.compile(REFID.pattern.decode("ascii"))
 # Anything that makes a textual split unsafe sends the input to the expat path.
 UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f]|<[!?]|]]>")
@@ -73,6 +79,19 @@ def is_safe(body: bytes) -> bool:
         and (b"]" not in body or b"]]>" not in body)
     )
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def xml_chars_only(body: bytes) -> bool:
+    """False when the UTF-8 ``body`` holds U+FFFE or U+FFFF: Python decodes them, XML forbids
+    them (expat rejects the input), so only the expat path may decode such a body. Both start
+    with the byte EF, which after a BOM is rare: one memchr (a two-byte search costs ~2 µs on
+    2 KB)."""
+    if body.find(b"\xef", 3 if body.startswith(_BOM) else 0) < 0:
+        return True
+    return b"\xef\xbf\xbe" not in body and b"\xef\xbf\xbf" not in body
+
+
 _MAX_SHAPES = 4096
 _MAX_TYPE_NAME_LISTS = 4096
 #: bytes of one type-name list / one enum's texts worth caching (real ones are ~100 / ~30)
@@ -83,8 +102,14 @@ _MAX_CACHED_ENUM_TEXT = 256
 #: whose generated builder would cost more than the reference decode, and hostile input must not
 #: park megabytes per key in a process-wide cache. (A Get-Service object's key is ~2 KB.)
 MAX_KEY_BYTES = 64 << 10
-#: all keys of one cache together (4096 keys of 64 KiB would otherwise be 256 MiB)
+#: all keys of one cache together (4096 keys of 64 KiB would otherwise be 256 MiB), type-name
+#: bytes and matcher patterns included
 _MAX_KEYS_TOTAL = 32 << 20
+#: type-name bytes one shape may embed (its builder compares them, its matcher's regex holds
+#: them; a Get-Service object has ~1 KB): hostile megabyte type names stay on the expat path
+_MAX_SHAPE_TYPE_NAME_BYTES = 8 << 10
+#: a matcher's pattern is compiled to ~8x its size: only ordinary objects get one
+_MAX_MATCHER_PATTERN_BYTES = 32 << 10
 
 
 class Unsupported(Exception):
@@ -377,6 +402,7 @@ class _Generator:
         self.counter = 0
         self.objects = 0
         self.depth = 0
+        self.type_name_bytes = 0
 
     def var(self, prefix: str) -> str:
         self.counter += 1
@@ -509,7 +535,11 @@ class _Generator:
             else:
                 if t.text is not None:
                     self.used_texts.add(t.text)
+                    self.type_name_bytes += len(self.sample[t.text])
                 pieces.append((b"", t.text))
+        self.type_name_bytes += sum(len(text) for text, _ in pieces)
+        if self.type_name_bytes > _MAX_SHAPE_TYPE_NAME_BYTES:
+            raise Unsupported("type names too long to embed")
         return pieces
 
     def obj(self, node: _Node, depth: int) -> str:
@@ -622,12 +652,14 @@ class _Generator:
 
 
 class Shape:
-    __slots__ = ("build", "depth", "objects")
+    __slots__ = ("build", "depth", "objects", "weight")
 
-    def __init__(self, build: Callable[..., Any], depth: int, objects: int) -> None:
+    def __init__(self, build: Callable[..., Any], depth: int, objects: int, weight: int) -> None:
         self.build = build
         self.depth = depth
         self.objects = objects
+        #: bytes it holds besides its key (embedded type names), counted in the cache budget
+        self.weight = weight
 
 
 def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
@@ -658,7 +690,7 @@ def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
     namespace.update(gen.constants)
     # the source is generated above from tag/property names, every one passed through repr()
     exec(compile(source, "<hvmagic.clixml shape>", "exec"), namespace)
-    return Shape(namespace["build"], gen.depth + 2, gen.objects)
+    return Shape(namespace["build"], gen.depth + 2, gen.objects, gen.type_name_bytes)
 
 
 # --- matchers: one regex per fragment shape --------------------------------------------------
@@ -740,19 +772,21 @@ class _MatchGenerator(_Generator):
 
 
 class Matcher:
-    __slots__ = ("build", "depth", "match", "objects")
+    __slots__ = ("build", "depth", "match", "objects", "weight")
 
     def __init__(self, match: Callable[[bytes], re.Match[bytes] | None],
-                 build: Callable[..., Any], depth: int, objects: int) -> None:
+                 build: Callable[..., Any], depth: int, objects: int, weight: int) -> None:
         self.match = match
         #: ``build(groups, refs, tns)`` (fragments: refs and tns are unused)
         self.build = build
         self.depth = depth
         self.objects = objects
+        #: the pattern's length, counted in the cache budget
+        self.weight = weight
 
 
 #: a RefId value a document matcher captures (the split path's REFID allows the same)
-_CAPTURED_REFID = rb'([^"<>&]*)'
+_CAPTURED_REFID = rb'([^"<>&\t\n\r]*)'
 
 
 def compile_matcher(parts: list[Any], variable_refids: bool) -> Matcher:
@@ -806,9 +840,12 @@ def compile_matcher(parts: list[Any], variable_refids: bool) -> Matcher:
     namespace: dict[str, Any] = dict(_GLOBALS)
     namespace.update(gen.constants)
     # generated from tag/property names, every one passed through repr(), as compile_shape
+    regex = b"".join(pattern)
+    if len(regex) > _MAX_MATCHER_PATTERN_BYTES:
+        raise Unsupported("too large for a matcher")
     exec(compile(source, "<hvmagic.clixml matcher>", "exec"), namespace)
-    return Matcher(re.compile(b"".join(pattern)).fullmatch, namespace["build"], gen.depth + 2,
-                   gen.objects)
+    return Matcher(re.compile(regex).fullmatch, namespace["build"], gen.depth + 2, gen.objects,
+                   len(regex))
 
 
 # --- verification: the generated builder must reproduce the expat result exactly ---------------
@@ -921,9 +958,11 @@ class ShapeCache:
         if shape is not None and not _reproduces(candidate, value):
             shape = None
         self.shapes[key] = shape
-        self.key_bytes += len(key)
-        if shape is not None and matcher is not None and _reproduces(matched, value):
+        self.key_bytes += len(key) + (shape.weight if shape is not None else 0)
+        if (shape is not None and matcher is not None and _reproduces(matched, value)
+                and self.key_bytes + matcher.weight <= _MAX_KEYS_TOTAL):
             bucket.append(matcher)  # type: ignore[union-attr]
+            self.key_bytes += matcher.weight
         return value
 
 

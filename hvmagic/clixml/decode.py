@@ -136,10 +136,9 @@ def unescape(text: str) -> str:
     # all, every escape in the text was one of them, and two left-to-right scans for a fixed
     # pattern (whose replacement adds no "_" or "x") give what the regex scan gives.
     lines = text.replace("_x000D__x000A_", "\r\n").replace("_x000A_", "\n")
-    if "_x" not in lines:
-        return lines
-    result = _ESCAPE_RE.sub(_escape_char, text)
-    if _SURROGATE_RE.search(result):
+    result = lines if "_x" not in lines else _ESCAPE_RE.sub(_escape_char, text)
+    # (an ASCII result cannot hold a surrogate: skip the scan)
+    if not result.isascii() and _SURROGATE_RE.search(result):
         result = result.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
     return result
 
@@ -180,6 +179,8 @@ def _tz(text: str) -> _dt.tzinfo:
 
 
 _FROMISO = PSDateTime.fromisoformat if sys.version_info >= (3, 11) else None
+# the slot's C setter: no property call per value (mypy sees the slot as an instance int)
+_SET_TICKS: Callable[[PSDateTime, int], None] = vars(PSDateTime)["_ticks"].__set__
 
 
 def _to_datetime(text: str) -> PSDateTime:
@@ -192,7 +193,7 @@ def _to_datetime(text: str) -> PSDateTime:
         if n > 26 and text[19] == "." and "0" <= text[26] <= "9" and text[26] != "0" and (
             text[20:26].isdigit()
         ):
-            value.tick_remainder = int(text[26])
+            _SET_TICKS(value, int(text[26]))
         return value
     if n >= 19 and text[10] == "T" and text[4] == "-" and text[13] == ":":
         pos = 19
@@ -984,12 +985,16 @@ def _top_level_pieces(body: bytes, start: int, end: int) -> Iterator[bytes]:
     yield body[position:end]
 
 
+_BUILD_FAILED: Any = object()
+
+
 def _match_object(
     candidates: list[Any], piece: bytes, refs: dict[str, Any], tns: dict[str, list[str]],
     max_depth: int,
-) -> tuple[Any, int] | None:
+) -> Any:
     """(value, objects in it) of one top-level object of a document, decoded by the matcher
-    whose regex it fits; None: the split path decides (and expat reports any error)."""
+    whose regex it fits; None: no matcher applies (the split path decides); _BUILD_FAILED: a
+    builder failed part way, maybe after registering RefIds (see _document)."""
     for matcher in candidates:
         found = matcher.match(piece)
         if found is None:
@@ -999,7 +1004,7 @@ def _match_object(
         try:
             return matcher.build(found.groups(), refs, tns), matcher.objects
         except Exception:
-            return None
+            return _BUILD_FAILED
     return None
 
 
@@ -1044,6 +1049,8 @@ def _document(
             body.decode("utf-8")
         except UnicodeDecodeError:
             return None
+        if not _compiled.xml_chars_only(body):
+            return None
     cache = _compiled.DOCUMENTS
     split = _compiled.FRAGMENT_SPLIT.split
     split_refids = _compiled.REFID.split
@@ -1074,6 +1081,8 @@ def _document(
             candidates = matchers.get(piece.count(b"<"))
             if candidates is not None:
                 matched = _match_object(candidates, piece, refs, tns, max_depth)
+                if matched is _BUILD_FAILED:
+                    return None
                 if matched is not None:
                     objects += matched[1]
                     if objects > max_objects:
@@ -1103,10 +1112,13 @@ def _document(
                     raise LimitExceededError(f"more than max_objects={max_objects} objects")
                 try:
                     values.append(shape.build(parts, refs, tns, refids))
-                    streams.append(None)
-                    continue
                 except Exception:
-                    objects -= shape.objects  # counted again below by the expat decode
+                    # It may have registered some of its RefIds before it failed, and a
+                    # reference decode of this object would resolve against them: expat
+                    # decodes the whole document instead (only odd input gets here).
+                    return None
+                streams.append(None)
+                continue
             objects += piece.count(b"<Obj")
             if objects > max_objects:
                 raise LimitExceededError(f"more than max_objects={max_objects} objects")
@@ -1153,10 +1165,12 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     if type(body) is not bytes:
         if isinstance(body, str):
             body = body.encode("utf-8", "surrogatepass")
-        elif isinstance(body, (bytearray, memoryview)):
+        elif isinstance(body, (bytes, bytearray, memoryview)):
             body = bytes(body)
         else:
             raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
+    if not compiled.xml_chars_only(body):
+        return _fragment_expat(body, max_depth, max_objects)
     # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
     cache = compiled.FRAGMENTS
     candidates = cache.matchers.get(body.count(b"<"))
