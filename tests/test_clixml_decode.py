@@ -528,6 +528,10 @@ def test_fast_path_falls_back_to_expat_for_odd_values_of_a_known_shape() -> None
     assert loads_fragment(commented.encode())["Count"] == 1
 
 
+def _matcher_count(cache: _compiled.ShapeCache) -> int:
+    return sum(len(bucket.members) for bucket in cache.matchers.values())
+
+
 def _counting_split(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real = _compiled.FRAGMENT_SPLIT
     calls = [0]
@@ -546,7 +550,7 @@ def test_a_known_shape_is_decoded_by_its_matcher_without_splitting(
 ) -> None:
     splits = _counting_split(monkeypatch)
     loads_fragment(_shape().encode())  # learns the shape and its matcher
-    assert splits[0] == 1 and sum(map(len, _compiled.FRAGMENTS.matchers.values())) == 1
+    assert splits[0] == 1 and _matcher_count(_compiled.FRAGMENTS) == 1
     value = loads_fragment(_shape(name="b &amp; c_x000D__x000A_", count=-5, on="false",
                                   state="Stopped", number=1).encode())
     assert splits[0] == 1  # served by the matcher
@@ -559,6 +563,30 @@ def test_a_known_shape_is_decoded_by_its_matcher_without_splitting(
     other = loads_fragment(renamed.encode())
     assert splits[0] == 2 and other.type_names[0] == "Deserialized.Other.Type"
     assert _compiled.same(other, _fragment_expat(renamed.encode(), 64, 1000))
+
+
+def test_shapes_with_as_many_elements_share_one_bucket_regex(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two lists whose lengths trade places: same element count, different shapes. Both are
+    # served by one combined regex (the shape named by its marker group), without splitting.
+    def message(first: list[str], second: list[str]) -> bytes:
+        def lst(name: str, items: list[str]) -> str:
+            body = "".join(f"<S>{item}</S>" for item in items)
+            return f'<Obj N="{name}" RefId="{name}"><LST>{body}</LST></Obj>'
+        return ('<Obj RefId="0"><MS><S N="Name">n</S>' + lst("A", first) + lst("B", second)
+                + "</MS></Obj>").encode()
+
+    splits = _counting_split(monkeypatch)
+    for first, second in ((["a"], ["b", "c"]), (["a", "b"], ["c"])):
+        loads_fragment(message(first, second))
+    (bucket,) = _compiled.FRAGMENTS.matchers.values()
+    assert len(bucket.members) == 2 and splits[0] == 2
+    for first, second in ((["x"], ["y", "z"]), (["x", "y"], ["z"]), (["p"], ["q", "r"])):
+        value = loads_fragment(message(first, second))
+        assert value["A"] == first and value["B"] == second
+        assert _compiled.same(value, _fragment_expat(message(first, second), 64, 1000))
+    assert splits[0] == 2  # all three served by the bucket
 
 
 _ODD_TEXTS = st.one_of(
@@ -796,7 +824,7 @@ def test_megabyte_type_names_are_not_compiled_into_shapes() -> None:
         assert value.type_names == [name] and value[f"p{i}"] == "x"
     assert time.perf_counter() - started < 5.0  # compiled: ~0.65 s per MiB
     assert all(shape is None for shape in _compiled.FRAGMENTS.shapes.values())
-    assert _compiled.FRAGMENTS.matchers == {} or not any(_compiled.FRAGMENTS.matchers.values())
+    assert _matcher_count(_compiled.FRAGMENTS) == 0
     assert _compiled.FRAGMENTS.key_bytes < 4096
 
 
@@ -877,7 +905,7 @@ def test_shape_caches_skip_huge_keys() -> None:
     assert loads_fragment(small) == [1]
     assert len(_compiled.FRAGMENTS.shapes) == 1
     (key, shape), = _compiled.FRAGMENTS.shapes.items()
-    matchers = [m for bucket in _compiled.FRAGMENTS.matchers.values() for m in bucket]
+    matchers = [m for bucket in _compiled.FRAGMENTS.matchers.values() for m in bucket.members]
     assert shape is not None and len(matchers) == 1
     # the budget counts what the shape holds: its key, embedded type names, its matcher
     assert _compiled.FRAGMENTS.key_bytes == len(key) + shape.weight + matchers[0].weight

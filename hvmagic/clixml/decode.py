@@ -989,23 +989,21 @@ _BUILD_FAILED: Any = object()
 
 
 def _match_object(
-    candidates: list[Any], piece: bytes, refs: dict[str, Any], tns: dict[str, list[str]],
-    max_depth: int,
+    bucket: Any, piece: bytes, refs: dict[str, Any], tns: dict[str, list[str]], max_depth: int,
 ) -> Any:
     """(value, objects in it) of one top-level object of a document, decoded by the matcher
     whose regex it fits; None: no matcher applies (the split path decides); _BUILD_FAILED: a
     builder failed part way, maybe after registering RefIds (see _document)."""
-    for matcher in candidates:
-        found = matcher.match(piece)
-        if found is None:
-            continue
-        if matcher.depth + 2 > max_depth:
-            return None
-        try:
-            return matcher.build(found.groups(), refs, tns), matcher.objects
-        except Exception:
-            return _BUILD_FAILED
-    return None
+    found = bucket.match(piece)
+    if found is None:
+        return None
+    build, depth, objects = bucket.dispatch[found.lastindex]
+    if depth + 2 > max_depth:
+        return None
+    try:
+        return build(found.groups(), refs, tns), objects
+    except Exception:
+        return _BUILD_FAILED
 
 
 def _document(
@@ -1078,9 +1076,9 @@ def _document(
                 pending = []
                 if not piece.startswith(b"<Obj"):
                     return None
-            candidates = matchers.get(piece.count(b"<"))
-            if candidates is not None:
-                matched = _match_object(candidates, piece, refs, tns, max_depth)
+            bucket = matchers.get(piece.count(b"<"))
+            if bucket is not None:
+                matched = _match_object(bucket, piece, refs, tns, max_depth)
                 if matched is _BUILD_FAILED:
                     return None
                 if matched is not None:
@@ -1173,18 +1171,17 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
         return _fragment_expat(body, max_depth, max_objects)
     # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
     cache = compiled.FRAGMENTS
-    candidates = cache.matchers.get(body.count(b"<"))
-    if candidates is not None:
-        for matcher in candidates:
-            found = matcher.match(body)
-            if found is not None:
-                if matcher.depth + 2 <= max_depth and matcher.objects <= max_objects:
-                    cache.hits += 1
-                    try:
-                        return matcher.build(found.groups(), None, None)
-                    except Exception:
-                        pass  # the split path below decides (and the expat path reports)
-                break
+    bucket = cache.matchers.get(body.count(b"<"))
+    if bucket is not None:
+        found = bucket.match(body)
+        if found is not None:
+            build, depth, objects = bucket.dispatch[found.lastindex]
+            if depth + 2 <= max_depth and objects <= max_objects:
+                cache.hits += 1
+                try:
+                    return build(found.groups(), None, None)
+                except Exception:
+                    pass  # the split path below decides (and the expat path reports)
     if not (body[:1] == b"<" or body[:4] == b"\xef\xbb\xbf<") or not compiled.is_safe(body):
         return _fragment_expat(data, max_depth, max_objects)
     # No UTF-8 check of the whole body: tags must equal the verified sample's, every text a
