@@ -610,19 +610,23 @@ def test_a_matcher_agrees_with_expat_whatever_text_a_known_shape_holds(
     values = {"name": name, field: text}
     # and a text before a closing tag, which builders ignore (whitespace or not)
     data = _shape(**values).replace("</Props>", gap + "</Props>").encode("utf-8", "surrogatepass")
-    expected = _outcome(lambda d: _fragment_expat(d, 64, 1000), data)
-    got = _outcome(loads_fragment, data)
-    if isinstance(expected, str):
-        assert got == expected
-    else:
-        assert _compiled.same(got, expected)
+    _assert_agrees(loads_fragment, lambda d: _fragment_expat(d, 64, 1000), data)
 
 
-def _outcome(decode: Callable[[bytes], object], data: bytes) -> object:
+def _outcome(decode: Callable[[bytes], object], data: bytes | str) -> object:
     try:
-        return decode(data)
+        return decode(data)  # type: ignore[arg-type]
     except DecodeError:
         return "error"
+
+
+def _assert_agrees(
+    fast: Callable[[bytes], object], reference: Callable[[bytes], object], data: bytes | str,
+) -> None:
+    """The same value (strictly: types, type names, aliasing…) or an error from both."""
+    expected = _outcome(reference, data)
+    got = _outcome(fast, data)
+    assert got == expected if isinstance(expected, str) else _compiled.same(got, expected)
 
 
 def test_document_fast_path_matches_expat_with_refs_across_objects() -> None:
@@ -705,13 +709,7 @@ def test_document_matchers_agree_with_expat(text: str, refid: str) -> None:
     # an odd name, and a Ref to an arbitrary (maybe unknown) RefId, in a matched position
     doc = _service_document(["a", "b", text, "d"]).replace(
         '<Ref N="Prev" RefId="5" />', f'<Ref N="Prev" RefId="{refid}" />')
-    data = doc.encode("utf-8", "surrogatepass")
-    expected = _outcome(_loads_expat, data)
-    got = _outcome(loads, data)
-    if isinstance(expected, str):
-        assert got == expected
-    else:
-        assert all(_compiled.same(a, b) for a, b in zip(got, expected, strict=True))  # type: ignore[call-overload]
+    _assert_agrees(loads, _loads_expat, doc.encode("utf-8", "surrogatepass"))
 
 
 # --- found by an independent review of the fast paths (each: teach, then decode another input)
@@ -720,12 +718,7 @@ _HEAD = f'<Objs Version="1.1.0.1" {NS}>'
 
 
 def _same_as_expat(doc: bytes | str) -> None:
-    expected = _outcome(_loads_expat, doc)
-    got = _outcome(loads, doc)
-    if isinstance(expected, str):
-        assert got == expected
-    else:
-        assert all(_compiled.same(a, b) for a, b in zip(got, expected, strict=True))  # type: ignore[call-overload]
+    _assert_agrees(loads, _loads_expat, doc)
 
 
 @pytest.mark.parametrize("number", ["5", "&#53;"])
