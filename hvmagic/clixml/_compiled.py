@@ -842,13 +842,15 @@ class Bucket:
     list's length diverge right after the common part, so a wrong shape costs a few bytes of
     matching instead of a partial match each (~6 % of the time for 12 shapes in 8 buckets)."""
 
-    __slots__ = ("dispatch", "match", "members")
+    __slots__ = ("members", "state")
 
     def __init__(self) -> None:
         self.members: list[Matcher] = []
-        self.match: Callable[[bytes], re.Match[bytes] | None] = _NEVER.fullmatch
-        #: marker group number → (builder, depth, objects)
-        self.dispatch: dict[int, tuple[Callable[..., Any], int, int]] = {}
+        #: (the combined regex's fullmatch, marker group number → (builder, depth, objects)),
+        #: replaced as one value so a decode in another thread never pairs a new regex with
+        #: an old table
+        self.state: tuple[Callable[[bytes], re.Match[bytes] | None],
+                          dict[int, tuple[Callable[..., Any], int, int]]] = (_NEVER.fullmatch, {})
 
     def add(self, matcher: Matcher) -> bool:
         """Combine ``matcher`` with the others; False (nothing changed) unless every member's
@@ -886,7 +888,8 @@ class Bucket:
             if tuple(found.group(rank[slot] + 1) for slot in slots) != alone.groups():
                 return False
             dispatch[marker] = (_finish(member, rank), member.depth, member.objects)
-        self.members, self.match, self.dispatch = members, match, dispatch
+        self.state = (match, dispatch)
+        self.members = members
         return True
 
 

@@ -994,10 +994,11 @@ def _match_object(
     """(value, objects in it) of one top-level object of a document, decoded by the matcher
     whose regex it fits; None: no matcher applies (the split path decides); _BUILD_FAILED: a
     builder failed part way, maybe after registering RefIds (see _document)."""
-    found = bucket.match(piece)
+    match, dispatch = bucket.state
+    found = match(piece)
     if found is None:
         return None
-    build, depth, objects = bucket.dispatch[found.lastindex]
+    build, depth, objects = dispatch[found.lastindex]
     if depth + 2 > max_depth:
         return None
     try:
@@ -1173,9 +1174,10 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     cache = compiled.FRAGMENTS
     bucket = cache.matchers.get(body.count(b"<"))
     if bucket is not None:
-        found = bucket.match(body)
+        match, dispatch = bucket.state
+        found = match(body)
         if found is not None:
-            build, depth, objects = bucket.dispatch[found.lastindex]
+            build, depth, objects = dispatch[found.lastindex]
             if depth + 2 <= max_depth and objects <= max_objects:
                 cache.hits += 1
                 try:
