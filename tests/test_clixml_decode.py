@@ -898,10 +898,14 @@ def test_shape_caches_skip_huge_keys() -> None:
     assert loads_fragment(small) == [1]
     assert len(_compiled.FRAGMENTS.shapes) == 1
     (key, shape), = _compiled.FRAGMENTS.shapes.items()
-    matchers = [m for bucket in _compiled.FRAGMENTS.matchers.values() for m in bucket.members]
-    assert shape is not None and len(matchers) == 1
-    # the budget counts what the shape holds: its key, embedded type names, its matcher
-    assert _compiled.FRAGMENTS.key_bytes == len(key) + shape.weight + matchers[0].weight
+    (bucket,) = _compiled.FRAGMENTS.matchers.values()
+    assert shape is not None and len(bucket.members) == 1
+    # the budget counts what the shape holds: its key, embedded type names and generated code,
+    # its matcher and the bucket's compiled regex
+    assert _compiled.FRAGMENTS.key_bytes == (len(key) + shape.weight + bucket.members[0].weight
+                                             + bucket.weight)
+    # a matcher in a bucket keeps no standalone regex or builder: the bucket's serve it
+    assert bucket.members[0].match is None and bucket.members[0].build is None
 
 
 @pytest.mark.parametrize(

@@ -703,7 +703,9 @@ def compile_shape(parts: list[Any], variable_refids: bool) -> Shape:
     namespace.update(gen.constants)
     # the source is generated above from tag/property names, every one passed through repr()
     exec(compile(source, "<hvmagic.clixml shape>", "exec"), namespace)
-    return Shape(namespace["build"], gen.depth + 2, gen.objects, gen.type_name_bytes)
+    # (generated code costs a few times its source in code objects and constants)
+    return Shape(namespace["build"], gen.depth + 2, gen.objects,
+                 gen.type_name_bytes + 4 * len(source))
 
 
 # --- matchers: one regex per shape (a fragment, or a top-level object of a document) ----------
@@ -785,12 +787,25 @@ class _MatchGenerator(_Generator):
         return const
 
 
+#: A compiled regex takes several times its pattern's length (literals become opcodes).
+_COMPILED_REGEX_FACTOR = 8
+
+
+def _compile_uncached(pattern: bytes) -> re.Pattern[bytes]:
+    """``re.compile`` without ``re``'s module cache: these patterns are large, single-use keys,
+    and 512 of them would stay alive there (and push out other code's regexes)."""
+    compiler: Any = getattr(re, "_compiler", None)  # the module re.compile uses, 3.11+
+    if compiler is None:
+        import sre_compile as compiler  # Python 3.10
+    return compiler.compile(pattern, 0)
+
+
 class Matcher:
     """One shape's regex and builder, standalone (how it was verified) and as parts a
     :class:`Bucket` combines with the other shapes of as many elements."""
 
-    __slots__ = ("build", "constants", "depth", "match", "objects", "sample", "source",
-                 "strings", "tokens", "weight")
+    __slots__ = ("build", "constants", "depth", "match", "objects", "sample", "sample_groups",
+                 "source", "strings", "tokens", "weight")
 
     def __init__(self, tokens: list[tuple[str | None, bytes]], source: str,
                  constants: dict[str, Any], strings: list[str], depth: int, objects: int,
@@ -807,11 +822,15 @@ class Matcher:
         slots = [slot for slot, _ in tokens if slot is not None]
         rank = {slot: position for position, slot in enumerate(slots)}
         regex = b"".join(piece for _, piece in tokens)
-        self.match: Callable[[bytes], re.Match[bytes] | None] = re.compile(regex).fullmatch
+        # standalone, until verified and combined into a bucket (then released)
+        self.match: Callable[[bytes], re.Match[bytes] | None] | None = (
+            _compile_uncached(regex).fullmatch)
         #: ``build(groups, refs, tns)`` (fragments: refs and tns are unused)
-        self.build: Callable[..., Any] = _finish(self, rank)
-        #: bytes it holds (pattern, sample), counted in the cache budget
-        self.weight = 2 * len(regex) + len(sample)
+        self.build: Callable[..., Any] | None = _finish(self, rank)
+        #: what the standalone regex captured from the sample: a bucket re-checks it
+        self.sample_groups: tuple[Any, ...] | None = None
+        #: bytes it keeps once in a bucket (tokens, sample, builder), counted in the budget
+        self.weight = 2 * len(regex) + len(sample) + 4 * len(source)
 
 
 def _finish(matcher: Matcher, rank: dict[str, int]) -> Callable[..., Any]:
@@ -842,10 +861,12 @@ class Bucket:
     list's length diverge right after the common part, so a wrong shape costs a few bytes of
     matching instead of a partial match each (~6 % of the time for 12 shapes in 8 buckets)."""
 
-    __slots__ = ("members", "state")
+    __slots__ = ("members", "state", "weight")
 
     def __init__(self) -> None:
         self.members: list[Matcher] = []
+        #: the compiled combined regex's estimated size, counted in the cache budget
+        self.weight = 0
         #: (the combined regex's fullmatch, marker group number → (builder, depth, objects)),
         #: replaced as one value so a decode in another thread never pairs a new regex with
         #: an old table
@@ -878,18 +899,21 @@ class Bucket:
             ranks.append((rank, groups))
             alternatives.append(b"".join(piece for _, piece in tokens[common:]) + b"()")
         pattern += [b"(?:", b"|".join(alternatives), b")"]
-        match = re.compile(b"".join(pattern)).fullmatch
+        regex = b"".join(pattern)
+        match = _compile_uncached(regex).fullmatch
         dispatch = {}
         for member, (rank, marker) in zip(members, ranks, strict=True):
-            found, alone = match(member.sample), member.match(member.sample)
-            if found is None or alone is None or found.lastindex != marker:
+            found = match(member.sample)
+            if found is None or found.lastindex != marker or member.sample_groups is None:
                 return False
             slots = [slot for slot, _ in member.tokens if slot is not None]
-            if tuple(found.group(rank[slot] + 1) for slot in slots) != alone.groups():
+            if tuple(found.group(rank[slot] + 1) for slot in slots) != member.sample_groups:
                 return False
             dispatch[marker] = (_finish(member, rank), member.depth, member.objects)
         self.state = (match, dispatch)
         self.members = members
+        self.weight = _COMPILED_REGEX_FACTOR * len(regex)
+        matcher.match = matcher.build = None  # the bucket's regex and builder serve it now
         return True
 
 
@@ -1057,9 +1081,11 @@ class ShapeCache:
         ):
             try:  # (the split path's builder alone serves a shape without a matcher)
                 matcher = compile_matcher(parts, self.variable_refids, body)
-                found = matcher.match(body)
+                found = matcher.match(body)  # type: ignore[misc]
                 if found is not None:
-                    matched = matcher.build(found.groups(), _Overlay(refs), _Overlay(tns))
+                    matcher.sample_groups = found.groups()
+                    matched = matcher.build(  # type: ignore[misc]
+                        matcher.sample_groups, _Overlay(refs), _Overlay(tns))
             except Exception:
                 matcher = None
         value = reference()
@@ -1068,11 +1094,13 @@ class ShapeCache:
         self.shapes[key] = shape
         self.key_bytes += len(key) + (shape.weight if shape is not None else 0)
         if (shape is not None and matcher is not None and _reproduces(matched, value)
-                and self.key_bytes + matcher.weight <= _MAX_KEYS_TOTAL):
+                and self.key_bytes + matcher.weight
+                + _COMPILED_REGEX_FACTOR * len(matcher.sample) <= _MAX_KEYS_TOTAL):
             if bucket is None:
                 bucket = self.matchers[body.count(b"<")] = Bucket()  # type: ignore[union-attr]
+            before = bucket.weight
             if bucket.add(matcher):
-                self.key_bytes += matcher.weight
+                self.key_bytes += matcher.weight + bucket.weight - before
         return value
 
 
