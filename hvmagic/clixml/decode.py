@@ -1182,8 +1182,8 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
                 cache.hits += 1
                 try:
                     return build(found.groups(), None, None)
-                except Exception:
-                    pass  # the split path below decides (and the expat path reports)
+                except Exception:  # any surprise: the split path below decides, expat reports
+                    cache.hits -= 1
     if not (body[:1] == b"<" or body[:4] == b"\xef\xbb\xbf<") or not compiled.is_safe(body):
         return _fragment_expat(data, max_depth, max_objects)
     # No UTF-8 check of the whole body: tags must equal the verified sample's, every text a
