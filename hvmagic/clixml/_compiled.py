@@ -1034,7 +1034,8 @@ class ShapeCache:
         self.matchers: dict[int, Bucket] = {}
         self.hits = 0
         self.learned = 0
-        self.key_bytes = 0  # sum of the cached keys' lengths (bounded by _MAX_KEYS_TOTAL)
+        #: what the cache holds, estimated: keys, embedded type names, generated code, regexes
+        self.key_bytes = 0  # (bounded by _MAX_KEYS_TOTAL)
 
     def may_learn(self) -> bool:
         """Compiling a shape costs ~0.6 ms, a hit saves ~20 µs: keep learning only while shapes
