@@ -52,6 +52,7 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validat
 
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
+from hvmagic.completion import install as install_completion
 from hvmagic.credentials import get_password
 from hvmagic.errors import (
     EncodeError,
@@ -591,6 +592,9 @@ class VmMagics(Magics):
     default_timeout = Float(
         None, allow_none=True, help="Seconds before a pipeline is stopped (None = no limit)."
     ).tag(config=True)
+    completion_timeout = Float(
+        2.0, help="Seconds Tab completion and Shift-Tab help may wait for the guest."
+    ).tag(config=True)
     show_streams = List(
         Unicode(),
         default_value=list(hvdisplay.TEXT_STREAMS),
@@ -611,6 +615,7 @@ class VmMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.sessions = SessionRegistry()
         self.cell_mode = PowerShellCellMode()
+        self.uninstall_completion: Callable[[], None] = lambda: None
 
     # ---------------------------------------------------------------------------- connect
     @no_var_expand
@@ -1235,6 +1240,16 @@ def load_ipython_extension(ipython: Any) -> None:
     # "%%vmps" line is handled exactly like one the user typed
     ipython.input_transformers_cleanup.insert(0, magics.cell_mode)
     ipython._hvmagic_magics = magics
+    magics.uninstall_completion = install_completion(
+        ipython,
+        sessions=lambda ref: magics.sessions.get(ref).session,
+        aliases=lambda: [entry.alias for entry in magics.sessions],
+        cell_mode=lambda: magics.cell_mode.enabled,
+        split_line=lambda line: split_leading_options(
+            line, _VMPS_VALUE_OPTIONS, _VMPS_FLAG_OPTIONS
+        ),
+        timeout=lambda: magics.completion_timeout,
+    )
     # close sessions when the kernel exits, so a guest frees its runspace at once instead of
     # waiting for the dead connection to time out
     atexit.register(magics.close_all)
@@ -1246,6 +1261,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     if magics is None:
         return
     magics.close_all()
+    magics.uninstall_completion()
     atexit.unregister(magics.close_all)
     if magics.cell_mode in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.remove(magics.cell_mode)
