@@ -28,6 +28,7 @@ the escape because IPython already has a ``%%python`` magic that runs a *subproc
 from __future__ import annotations
 
 import atexit
+import difflib
 import getpass
 import importlib
 import keyword
@@ -48,6 +49,7 @@ from IPython.core.magic import (
     no_var_expand,
 )
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
 from hvmagic import display as hvdisplay
@@ -242,7 +244,8 @@ def check_identifier(name: str, option: str) -> str:
 
 
 def split_leading_options(
-    line: str, value_options: Sequence[str], flag_options: Sequence[str]
+    line: str, value_options: Sequence[str], flag_options: Sequence[str],
+    *, strict: bool = False,
 ) -> tuple[str, str]:
     """Split a line magic into its leading options and the PowerShell that follows.
 
@@ -250,6 +253,10 @@ def split_leading_options(
     options are read only until the first word that is not one of ours, so PowerShell's own
     ``-Parameters`` are never taken for options. ``--`` ends the options explicitly. The script
     part is returned verbatim (quotes, ``$`` and braces untouched).
+
+    ``strict``: a leading ``--word`` that is not an option is a mistyped option (no PowerShell
+    statement starts that way; ``--$i`` does, and stays script), so it is a :class:`UsageError`
+    naming the closest option instead of being sent to PowerShell as script.
     """
     pos = 0
     taken: list[str] = []
@@ -276,7 +283,14 @@ def split_leading_options(
                 text, pos = value
                 taken.append(text)
             continue
+        if strict and _LONG_OPTION.match(word):
+            raise UsageError(
+                explain_unknown_arguments("vmps", [word], [*value_options, *flag_options])
+            )
         return " ".join(taken), line[match.start(1):].strip()
+
+
+_LONG_OPTION = re.compile(r"--[A-Za-z][\w-]*(=.*)?\Z")
 
 
 def _quoted_or_word(line: str, pos: int) -> tuple[str, int] | None:
@@ -557,6 +571,36 @@ def _first_line(exc: BaseException) -> str:
 
 _VMPS_VALUE_OPTIONS = ("-o", "--out", "--with", "--timeout", "--columns", "--session", "-s")
 _VMPS_FLAG_OPTIONS = ("--raw", "--no-raise")
+_HELP_OPTIONS = ("-h", "--help")
+_VMPS_KNOWN = (*_VMPS_VALUE_OPTIONS, *_VMPS_FLAG_OPTIONS, *_HELP_OPTIONS)
+_UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)$")
+
+
+def strip_magic_comment(line: str) -> str:
+    """Drop a ``# comment`` from a magic line (as pasted from the README): a ``#`` at the start
+    or after whitespace, outside quotes, ends the arguments."""
+    quote: str | None = None
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or line[index - 1].isspace()):
+            return line[:index].rstrip()
+    return line
+
+
+def explain_unknown_arguments(magic: str, words: Sequence[str], options: Sequence[str]) -> str:
+    """One line for argparse's "unrecognized arguments": the first unknown option and the
+    closest real one, or the stray words."""
+    for word in words:
+        if word.startswith("-") and word.split("=")[0] not in options:
+            given = word.split("=")[0]
+            close = difflib.get_close_matches(given, options, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"%{magic}: unknown option {given}{hint}; %{magic} -h lists the options"
+    return f"%{magic}: unexpected argument(s) {' '.join(words)}; %{magic} -h shows the usage"
 
 
 @magics_class
@@ -653,6 +697,8 @@ class VmMagics(Magics):
         logged or written to outputs/history.
         """
         args = self._parse(self.vmconnect, line)
+        if args is None:
+            return
         if args.session:
             self._adopt_session(args)
             return
@@ -665,6 +711,8 @@ class VmMagics(Magics):
         if not name:
             raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
         alias = args.alias or name
+        if via in ("auto", "direct") and name != "sim" and not _replaying(via, args):
+            _refuse_powershell_direct_here(name)  # before any password prompt, not after
         kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI()}
         for option in ("configuration", "record", "replay", "timeout", "wait"):
             value = getattr(args, option)
@@ -765,7 +813,8 @@ class VmMagics(Magics):
     @line_magic
     def vmsessions(self, line: str) -> None:
         """List the open sessions; '*' marks the default one."""
-        self._parse(self.vmsessions, line)
+        if self._parse(self.vmsessions, line) is None:
+            return
         if not len(self.sessions):
             print("No sessions. Connect with %vmconnect NAME (or %vmconnect demo --via sim).")
             return
@@ -791,6 +840,8 @@ class VmMagics(Magics):
     def vmuse(self, line: str) -> None:
         """Make ALIAS the default session for %%vmps and %vmcopy."""
         args = self._parse(self.vmuse, line)
+        if args is None:
+            return
         try:
             entry = self.sessions.use(args.alias)
         except LookupError as exc:
@@ -805,6 +856,8 @@ class VmMagics(Magics):
     def vmclose(self, line: str) -> None:
         """Close a session (the default one unless ALIAS is given), or all of them."""
         args = self._parse(self.vmclose, line)
+        if args is None:
+            return
         if args.all:
             closed = [entry.alias for entry in self.sessions]
             self.close_all()
@@ -859,14 +912,18 @@ class VmMagics(Magics):
         """
         if cell is None:
             options, script = split_leading_options(
-                line, _VMPS_VALUE_OPTIONS, _VMPS_FLAG_OPTIONS
+                line, _VMPS_VALUE_OPTIONS, _VMPS_FLAG_OPTIONS + _HELP_OPTIONS, strict=True
             )
             args = self._parse(self.vmps, options)
+            if args is None:
+                return
             if not script.strip():
                 raise UsageError("%vmps needs a script: %vmps [options] Get-Service  "
                                  "(or use the cell magic %%vmps)")
         else:
-            args = self._parse(self.vmps, line)
+            args = self._parse_cell_line(line)
+            if args is None:
+                return
             script = cell
             if args.target and args.session and args.target != args.session:
                 raise UsageError("give the session either as TARGET or with --session, not both")
@@ -1008,6 +1065,8 @@ class VmMagics(Magics):
         VM:path (the default session) or ALIAS:path (a named session). Existing files are
         kept unless --force. Transfers are chunked, SHA-256 verified and show a progress bar."""
         args = self._parse(self.vmcopy, line)
+        if args is None:
+            return
         # IPython splits magic lines non-POSIX (backslashes survive, quotes stay on the word),
         # so "VM:C:\Program Files\x" arrives quoted: unquote before reading the prefix.
         src = parse_copy_endpoint(_unquote(args.source), self.sessions.__contains__)
@@ -1092,6 +1151,8 @@ class VmMagics(Magics):
         session; a cell whose first line is #py runs as Python, and cells starting with % or !
         run as usual (so %vmps_mode off works)."""
         args = self._parse(self.vmps_mode, line)
+        if args is None:
+            return
         if args.state is None:
             print(f"PowerShell cell mode is {'on' if self.cell_mode.enabled else 'off'}")
             return
@@ -1124,12 +1185,49 @@ class VmMagics(Magics):
         return self.shell
 
     def _parse(self, magic: Callable[..., Any], line: str) -> Any:
+        """``parse_argstring`` with magic manners: ``-h``/``--help`` print the help and return
+        ``None`` (the caller returns); a ``# comment`` ends the line; an unknown option is a
+        one-line :class:`UsageError` naming the closest real one."""
+        line = strip_magic_comment(line)
+        name = magic.__name__
+        parser = magic.parser  # type: ignore[attr-defined]
+        try:
+            words = arg_split(line, posix=True)
+        except ValueError as exc:  # unbalanced quotes
+            raise UsageError(f"%{name}: {_first_line(exc)}") from None
+        if "-h" in words or "--help" in words:
+            print(parser.format_help().rstrip())
+            return None
         try:
             return parse_argstring(magic, line)
         except UsageError as exc:
-            raise UsageError(f"%{magic.__name__}: {_first_line(exc)}") from None
+            message = _first_line(exc)
+            unknown = _UNRECOGNIZED.search(message)
+            if unknown is not None:
+                options = [o for a in parser._actions for o in a.option_strings]
+                raise UsageError(
+                    explain_unknown_arguments(name, unknown.group(1).split(), options)
+                ) from None
+            raise UsageError(f"%{name}: {message}") from None
         except ValueError as exc:  # unbalanced quotes from the splitter
-            raise UsageError(f"%{magic.__name__}: {_first_line(exc)}") from None
+            raise UsageError(f"%{name}: {_first_line(exc)}") from None
+
+    def _parse_cell_line(self, line: str) -> Any:
+        """The ``%%vmps`` line: options only. Words beyond the one TARGET are a script typed
+        on the magic line by mistake, which argparse would only call "unrecognized"."""
+        try:
+            return self._parse(self.vmps, line)
+        except UsageError as exc:
+            words = arg_split(strip_magic_comment(line), posix=True)
+            positional = [w for w in words if not w.startswith("-")]
+            if "unexpected argument" in str(exc) and len(positional) > 1 and not any(
+                w.startswith("--") and w.split("=")[0] not in _VMPS_KNOWN for w in words
+            ):
+                raise UsageError(
+                    f"%%vmps: the script goes in the cell body: put {' '.join(positional)!r} "
+                    "on the line below %%vmps (the magic line takes only a session and options)"
+                ) from None
+            raise
 
     def _user_value(self, name: str, option: str) -> Any:
         check_identifier(name, option)
@@ -1155,6 +1253,16 @@ def _replaying(via: str, args: Any) -> bool:
     from hvmagic.recording import REPLAY_ENV
 
     return bool(os.environ.get(REPLAY_ENV)) and not args.record
+
+
+def _refuse_powershell_direct_here(name: str) -> None:
+    """PowerShell Direct needs a Windows Hyper-V host with CPython 3.12+: say so at once
+    instead of asking for the guest's password and failing afterwards."""
+    from hvmagic.transports.hvsocket import hvsocket_supported, unsupported_platform_message
+
+    if not hvsocket_supported():
+        raise UsageError(f"Cannot reach {name!r} by PowerShell Direct from here: "
+                         + unsupported_platform_message())
 
 
 def _connect(target: str, **kwargs: Any) -> Any:

@@ -552,6 +552,7 @@ def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
         return FakeSession(target)
 
     monkeypatch.setattr(hvmagics, "_connect", fake_connect)
+    on_a_hyperv_host(monkeypatch)
     monkeypatch.setenv("MY_VM_PW", "Sup3r-Secret!")
     with capture_output() as captured:
         ip.run_line_magic("vmconnect", "mgmtvm -u CORP\\admin --password-env MY_VM_PW "
@@ -610,6 +611,69 @@ def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
         ip.run_line_magic("vmconnect", "vm5 -u admin")
 
 
+def on_a_hyperv_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What %vmconnect sees on a Windows Hyper-V host with CPython 3.12+ (AF_HYPERV exists)."""
+    monkeypatch.setattr("hvmagic.transports.hvsocket.hvsocket_supported", lambda: True)
+
+
+def test_vmconnect_explains_powershell_direct_needs_a_hyperv_host_before_any_prompt(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hvmagic.transports.hvsocket.hvsocket_supported", lambda: False)
+    monkeypatch.delenv("HVMAGIC_PASSWORD", raising=False)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": pytest.fail("asked for a password"))
+    monkeypatch.setattr(hvmagics, "_connect", lambda *a, **k: pytest.fail("tried to connect"))
+    for line in ("web01 -u admin", "web01 -u admin --via direct"):
+        with capture_output() as captured, pytest.raises(UsageError) as info:
+            ip.run_line_magic("vmconnect", line)
+        message = str(info.value)
+        assert message.startswith("Cannot reach 'web01' by PowerShell Direct from here:")
+        assert "Windows with Python 3.12" in message and "\n" not in message
+        assert captured.stdout == ""  # said once, in the error
+
+
+def test_magic_options_are_strict_and_help_is_help(
+    ip: InteractiveShell, session: FakeSession
+) -> None:
+    for line in ("--help", "-h"):
+        with capture_output() as captured:
+            ip.run_line_magic("vmps", line)
+        assert captured.stdout.lstrip(": \n").startswith("%vmps [-o VAR]")
+        assert "--timeout" in captured.stdout
+    assert session.runs == []  # help never reaches PowerShell
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("vmps", "--timout 5 Get-Service")
+    assert str(info.value) == (
+        "%vmps: unknown option --timout (did you mean --timeout?); %vmps -h lists the options"
+    )
+    with pytest.raises(UsageError, match=r"unknown option --colums \(did you mean --columns\?\)"):
+        ip.run_cell_magic("vmps", "--colums all", "Get-Service")
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic("vmps", "Get-Service W32Time", "Get-Process")
+    assert str(info.value).startswith(
+        "%%vmps: the script goes in the cell body: put 'Get-Service W32Time' on the line below"
+    )
+    assert session.runs == []
+    # PowerShell that merely starts with a dash stays PowerShell
+    with capture_output():
+        ip.run_line_magic("vmps", "--$i")
+        ip.run_line_magic("vmps", "-not $true")
+    assert [r["script"] for r in session.runs[-2:]] == ["--$i", "-not $true"]
+
+
+def test_a_comment_on_a_magic_line_is_not_an_argument(
+    ip: InteractiveShell, session: FakeSession
+) -> None:
+    with capture_output():
+        ip.run_cell_magic("vmps", "demo -o names   # the names, for later", "Get-Service")
+    assert session.runs[-1]["script"] == "Get-Service"
+    assert "names" in ip.user_ns
+    with capture_output():
+        ip.run_line_magic("vmuse", "demo  # back to the demo")
+    assert hvmagics.strip_magic_comment("x '#not a comment' # comment") == "x '#not a comment'"
+    assert hvmagics.strip_magic_comment("a#b") == "a#b"
+
+
 def test_vmconnect_failure_shows_doctor_advice(ip: InteractiveShell,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from hvmagic import doctor
@@ -618,6 +682,7 @@ def test_vmconnect_failure_shows_doctor_advice(ip: InteractiveShell,
         raise CredentialError("The credential is invalid.")
 
     monkeypatch.setattr(hvmagics, "_connect", refusing)
+    on_a_hyperv_host(monkeypatch)
     monkeypatch.setenv("HVMAGIC_PASSWORD", "pw")
     with capture_output() as captured, pytest.raises(UsageError) as info:
         ip.run_line_magic("vmconnect", "vm -u admin --via direct")

@@ -357,12 +357,15 @@ def hvsocket_supported(platform: str | None = None, version: tuple[int, ...] | N
     return platform == "win32" and version >= _HVSOCKET_MIN_PYTHON and has_af_hyperv
 
 
-def _unsupported_platform_error() -> UnsupportedPlatformError:
-    return UnsupportedPlatformError(
-        UNSUPPORTED_PLATFORM.format(
-            platform=sys.platform, python=".".join(map(str, sys.version_info[:3]))
-        )
+def unsupported_platform_message() -> str:
+    """Why PowerShell Direct cannot run in this interpreter, and what to use instead."""
+    return UNSUPPORTED_PLATFORM.format(
+        platform=sys.platform, python=".".join(map(str, sys.version_info[:3]))
     )
+
+
+def _unsupported_platform_error() -> UnsupportedPlatformError:
+    return UnsupportedPlatformError(unsupported_platform_message())
 
 
 def hyperv_socket_factory(vm_id: str, service_id: str, timeout: float) -> socket.socket:
