@@ -576,6 +576,23 @@ _VMPS_KNOWN = (*_VMPS_VALUE_OPTIONS, *_VMPS_FLAG_OPTIONS, *_HELP_OPTIONS)
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)$")
 
 
+_BRACED_NAME = re.compile(r"(?<![\w$@]){([A-Za-z_]\w*)}")
+
+
+def python_name_hint(
+    script: str, namespace: Mapping[str, Any], passed: Mapping[str, Any]
+) -> str | None:
+    """jupysql and sparkmagic users write ``{name}`` to use a Python variable; in PowerShell
+    that is a script block, and hvmagic never pastes values into script text. One line that
+    says how to pass it, when ``name`` is a Python variable not already passed."""
+    for match in _BRACED_NAME.finditer(script):
+        name = match.group(1)
+        if name in namespace and not name.startswith("_") and name not in passed:
+            return (f"Note: {{{name}}} is a PowerShell script block here, not the Python "
+                    f"variable {name}; to use its value, add --with {name} and write ${name}.")
+    return None
+
+
 def strip_magic_comment(line: str) -> str:
     """Drop a ``# comment`` from a magic line (as pasted from the README): a ``#`` at the start
     or after whitespace, outside quotes, ends the arguments."""
@@ -944,6 +961,9 @@ class VmMagics(Magics):
         if timeout is not None and timeout <= 0:
             raise UsageError(f"--timeout must be positive, not {timeout}")
         raise_on_error = self.raise_on_error and not args.no_raise
+        hint = python_name_hint(script, self._shell.user_ns, parameters)
+        if hint:
+            print(hint)
 
         live = hvdisplay.LiveRenderer(
             show_streams=self.show_streams, progress_style=self.progress_style

@@ -65,6 +65,7 @@ from hvmagic.errors import (
     RemoteError,
     ReplayMismatchError,
 )
+from hvmagic.frame_parameters import prepare_parameters
 from hvmagic.session import Result, Session
 
 FORMAT = "hvmagic-recording"
@@ -185,7 +186,8 @@ INLINE_PARAMETER_LIMIT = 16 * 1024
 
 def _encode_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     encoded: dict[str, Any] = {}
-    for name, value in (parameters or {}).items():
+    # DataFrames are recorded as the objects the guest receives (see Session.run)
+    for name, value in prepare_parameters(parameters or {}).items():
         if _has_secret(value):
             encoded[name] = {"redacted": type(value).__name__}
             continue

@@ -89,6 +89,7 @@ from hvmagic.errors import (
     TransportError,
     UnsupportedPlatformError,
 )
+from hvmagic.frame_parameters import is_dataframe, prepare_parameters
 from hvmagic.host import HostUI, answer_host_call
 from hvmagic.psrp.client import (
     HOST_WRITE_METHODS,
@@ -339,6 +340,8 @@ class Session:
         if not isinstance(script, str):
             raise EncodeError(f"script must be a str, not {type(script).__name__}")
         variables = dict(parameters or {})
+        if any(is_dataframe(value) for value in variables.values()):
+            variables = prepare_parameters(variables)  # one PSCustomObject per row
         for key in variables:
             if not isinstance(key, str) or not _VARIABLE_NAME.match(key):
                 raise EncodeError(

@@ -920,3 +920,20 @@ def test_record_then_replay_shows_identical_output(ip: InteractiveShell, tmp_pat
     assert live[2][1].startswith("PowerShellError(")
     with capture_output():
         ip.run_line_magic("vmclose", "--all")
+
+
+def test_a_braced_python_name_gets_a_hint_about_with(
+    ip: InteractiveShell, session: FakeSession
+) -> None:
+    ip.user_ns["svc"] = "W32Time"
+    with capture_output() as captured:
+        ip.run_line_magic("vmps", "Get-Service {svc}")
+    assert captured.stdout.splitlines()[0] == (
+        "Note: {svc} is a PowerShell script block here, not the Python variable svc; to use "
+        "its value, add --with svc and write $svc."
+    )
+    assert session.runs[-1]["script"] == "Get-Service {svc}"  # never pasted
+    with capture_output() as captured:
+        ip.run_line_magic("vmps", "--with svc Get-Service $svc")
+        ip.run_cell_magic("vmps", "", "Get-Service | Where-Object {$_.Name -eq 'x'} {nosuch}")
+    assert "Note:" not in captured.stdout

@@ -138,6 +138,11 @@ def _format_timespan(value: _dt.timedelta) -> str:
     ticks = (
         (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
     ) * 10 + (getattr(value, "tick_remainder", 0) or 0)
+    return format_timespan_ticks(ticks)
+
+
+def format_timespan_ticks(ticks: int) -> str:
+    """A .NET TimeSpan of ``ticks`` (100 ns) as CLIXML's xs:duration text (``PT1M30S``)."""
     sign = "-" if ticks < 0 else ""
     ticks = abs(ticks)
     seconds, fraction = divmod(ticks, 10_000_000)

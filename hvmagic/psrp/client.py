@@ -94,6 +94,7 @@ from hvmagic.clixml.values import (
     SecureString,
 )
 from hvmagic.errors import DecodeError, EncodeError, HvMagicError, ProtocolError
+from hvmagic.psrp import psrpcore_fixes
 from hvmagic.psrp.messages import (
     DEFAULT_MAX_MESSAGE_BYTES,
     FragmentAssembler,
@@ -108,6 +109,8 @@ from hvmagic.psrp.outofproc import (
     control_packet,
     data_packet,
 )
+
+psrpcore_fixes.apply()
 
 #: PowerShell's own fragment size for client → server data (``DefaultFragmentSize``)
 FRAGMENT_SIZE = 32 << 10
