@@ -122,6 +122,7 @@ $validateResults = @(for ($i = 0; $i -lt $listeners.Count; $i++) {
 
 [Console]::Out.WriteLine((ConvertTo-Json -Compress -Depth 5 -InputObject ([ordered]@{
     life_minutes = $lifeMinutes
+    version = $PSVersionTable.PSVersion.ToString()
     broker = $brokerResults
     server_clients = $serverClientResults
     validate = $validateResults

@@ -37,10 +37,19 @@ from typing import Any
 import pytest
 
 from hvmagic.errors import CredentialError, HandshakeError
-from hvmagic.transports.hvsocket import negotiate_broker, negotiate_server
-from tests._hvsocket_peers import ListeningPeer, v2_broker_responses
+from hvmagic.session import open_session
+from hvmagic.transports.hvsocket import (
+    BROKER_SERVICE_ID,
+    SERVER_SERVICE_ID,
+    connect_vm,
+    negotiate_broker,
+    negotiate_server,
+)
+from hvmagic.transports.vmresolve import VMInfo
+from tests._hvsocket_peers import ListeningPeer, ScriptedPeer, peer_pair, v2_broker_responses
 
 SCRIPT = Path(__file__).with_name("psdirect_handshake.ps1")
+GUEST_SCRIPT = Path(__file__).with_name("psdirect_guest.ps1")
 
 PASSWORD = "pässwörd€\U0001f511"  # Latin-1, BMP and an astral character (a surrogate pair)
 TOKEN = "FakeTokenaaaaaaaaaAAAAAAAAAAAAAAAAAAAAAA0+/="
@@ -458,3 +467,61 @@ def test_validate_token_refuses_an_expired_token(run: Run) -> None:
     assert _ps_outcome(ps).kind == "CredentialError"
     assert hv.kind == "HandshakeError"
     assert "closed the connection" in hv.message and "10 minutes" in hv.message
+
+
+# --- end to end: connect_vm -> token check by PowerShell -> a PSRP session with pwsh -s ----------
+
+
+def test_connect_vm_passes_validatetoken_and_runs_a_session_on_pwsh(pwsh: str, run: Run) -> None:
+    """PowerShell Direct with only AF_HYPERV and the guest's broker replaced.
+
+    The broker is scripted (it is closed-source Windows code); the second connection goes to a
+    pwsh that runs PowerShell's own ValidateToken on it and then, in the same process, the
+    OutOfProc server ``pwsh -s`` runs, on the same socket: what the guest's PowerShell does.
+    """
+    token = "dG9rZW4tZnJvbS10aGUtYnJva2VyLTIwMjY+/="
+    vm = VMInfo(id="6f9e1c2a-52d4-4d3b-9a1e-0c8b7d6e5f40", name="vm01", state="Running")
+    brokers: list[ScriptedPeer] = []
+    guests: list[subprocess.Popen[bytes]] = []
+
+    def hyperv_sockets(vm_id: str, service_id: str, timeout: float) -> socket.socket:
+        assert vm_id == vm.id
+        if service_id == BROKER_SERVICE_ID:
+            client, broker = peer_pair(v2_broker_responses(token=token))
+            brokers.append(broker)
+            return client
+        assert service_id == SERVER_SERVICE_ID
+        client, guest_end = socket.socketpair()
+        guests.append(subprocess.Popen(
+            [pwsh, "-NoLogo", "-NoProfile", "-NonInteractive", "-File", str(GUEST_SCRIPT),
+             "-Token", token],
+            stdin=guest_end.fileno(), stdout=guest_end.fileno(), stderr=subprocess.PIPE,
+        ))
+        guest_end.close()
+        client.settimeout(timeout)
+        return client
+
+    try:
+        transport = connect_vm("vm01", username=".\\Administrator", password=PASSWORD,
+                               socket_factory=hyperv_sockets, resolver=lambda name: vm,
+                               sleep=lambda seconds: None, timeout=120)
+        with open_session(transport, name="vm01", timeout=120) as session:
+            result = session.run("$PSVersionTable.PSVersion.ToString(); $PID")
+    finally:
+        for guest in guests:
+            try:
+                guest.wait(30)
+            except subprocess.TimeoutExpired:
+                guest.kill()
+                guest.wait()
+    assert len(brokers) == 1 and len(guests) == 1  # no token retry was needed
+    sent = brokers[0].finish()
+    assert sent[2] == ".".encode("utf-16-le")  # the domain PowerShell sends for .\user
+    assert sent[-1] == b"PASS"
+    assert guests[0].stderr is not None
+    assert b"token accepted" in guests[0].stderr.read()
+    version, pid = result.output
+    # The session runs in the process that checked the token, and it is the same PowerShell
+    # that answered the handshake cases.
+    assert pid == guests[0].pid
+    assert version == run.ps["version"]
