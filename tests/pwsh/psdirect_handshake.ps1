@@ -120,10 +120,48 @@ $validateResults = @(for ($i = 0; $i -lt $listeners.Count; $i++) {
     }
 })
 
+# The same token checks with PowerShell on both ends: ValidateToken in a second runspace of this
+# process, PowerShell's own client (PerformTransportVersionAndTokenExchange) presenting the token
+# hvmagic presented above. What PowerShell's client makes of each refusal is the reference.
+$psListeners = @(foreach ($case in $cases.validate) {
+    $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0)
+    $listener.Start()
+    $listener
+})
+$guestSide = [powershell]::Create().AddScript({
+    param($listeners, $cases, $validate, $lifeSeconds)
+    for ($i = 0; $i -lt $listeners.Count; $i++) {
+        $sock = $listeners[$i].AcceptSocket()
+        try {
+            $created = [DateTimeOffset]::UtcNow.AddSeconds(-[double]$cases[$i].age_seconds)
+            $null = $validate.Invoke($null, @($sock, $cases[$i].expected, $created, $lifeSeconds))
+        } catch {
+        } finally {
+            $sock.Dispose()
+            $listeners[$i].Stop()
+        }
+    }
+}).AddArgument($psListeners).AddArgument(@($cases.validate)).AddArgument($validate).AddArgument($lifeSeconds)
+$guestRun = $guestSide.BeginInvoke()
+$psClientResults = @(for ($i = 0; $i -lt $psListeners.Count; $i++) {
+    $sock = $null
+    try {
+        $sock = Connect-Loopback $psListeners[$i].LocalEndpoint.Port
+        $null = $present.Invoke($null, @($sock, $cases.validate[$i].presented))
+        [ordered]@{ outcome = 'pass' }
+    } catch {
+        Get-Failure $_
+    } finally {
+        if ($null -ne $sock) { $sock.Dispose() }
+    }
+})
+$null = $guestSide.EndInvoke($guestRun)
+
 [Console]::Out.WriteLine((ConvertTo-Json -Compress -Depth 5 -InputObject ([ordered]@{
     life_minutes = $lifeMinutes
     version = $PSVersionTable.PSVersion.ToString()
     broker = $brokerResults
     server_clients = $serverClientResults
     validate = $validateResults
+    ps_client_validate = $psClientResults
 })))

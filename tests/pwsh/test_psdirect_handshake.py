@@ -301,7 +301,8 @@ def run(pwsh: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             for c, p in zip(SERVER_CLIENT_CASES, server_peers, strict=True)
         ],
         "validate": [
-            {"expected": c.expected, "age_seconds": _age_seconds(c.age)} for c in VALIDATE_CASES
+            {"expected": c.expected, "presented": c.presented, "age_seconds": _age_seconds(c.age)}
+            for c in VALIDATE_CASES
         ],
     }
     encoded = base64.b64encode(json.dumps(spec).encode("utf-8")).decode("ascii")
@@ -443,6 +444,11 @@ def _validate(run: Run, name: str) -> tuple[Outcome, dict[str, Any]]:
     return run.hv_validate[name], run.ps["validate"][index]
 
 
+def _powershells_client_against_validate(run: Run, name: str) -> Outcome:
+    index = [c.name for c in VALIDATE_CASES].index(name)
+    return _ps_outcome(run.ps["ps_client_validate"][index])
+
+
 @pytest.mark.parametrize(
     "name", ["right-token", "right-token-nearly-expired", "right-token-with-trailing-space"]
 )
@@ -450,6 +456,7 @@ def test_validate_token_accepts_hvmagics_client(run: Run, name: str) -> None:
     hv, ps = _validate(run, name)
     assert ps == {"outcome": "pass", "echoed": len(ECHO)}
     assert hv == Outcome("pass", ECHO.decode("ascii"))
+    assert _powershells_client_against_validate(run, name) == Outcome("pass")
 
 
 @pytest.mark.parametrize("name", ["wrong-token", "token-prefix", "token-other-case", "blank-token"])
@@ -458,6 +465,7 @@ def test_validate_token_refuses_a_wrong_token(run: Run, name: str) -> None:
     assert _ps_outcome(ps) == Outcome("CredentialError",
                                                     message="The credential is invalid.")
     assert hv == Outcome("CredentialError", message="The credential is invalid.")
+    assert _powershells_client_against_validate(run, name) == hv
 
 
 def test_validate_token_refuses_an_expired_token(run: Run) -> None:
@@ -465,6 +473,12 @@ def test_validate_token_refuses_an_expired_token(run: Run) -> None:
     # without an answer, so the client can only see the connection close.
     hv, ps = _validate(run, "expired-token")
     assert _ps_outcome(ps).kind == "CredentialError"
+    # PowerShell's own client gets no answer either: a reset (SocketException) or, if the
+    # close arrives as an orderly end, a NullReferenceException on the missing reply; never
+    # a verdict.
+    own_client = _powershells_client_against_validate(run, "expired-token")
+    assert own_client.kind in ("other:System.Net.Sockets.SocketException",
+                               "other:System.NullReferenceException"), own_client
     assert hv.kind == "HandshakeError"
     assert "closed the connection" in hv.message and "10 minutes" in hv.message
 
