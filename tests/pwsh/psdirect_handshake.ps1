@@ -120,6 +120,18 @@ $validateResults = @(for ($i = 0; $i -lt $listeners.Count; $i++) {
     }
 })
 
+# How PowerShell splits user names (PSCredential.GetNetworkCredential(), which the VM transport
+# uses): many names, one answer each.
+$anyPassword = ConvertTo-Secure 'p'
+$splits = @(foreach ($name in $cases.user_names) {
+    try {
+        $network = [pscredential]::new($name, $anyPassword).GetNetworkCredential()
+        [ordered]@{ domain = $network.Domain; user = $network.UserName }
+    } catch {
+        Get-Failure $_
+    }
+})
+
 # The same token checks with PowerShell on both ends: ValidateToken in a second runspace of this
 # process, PowerShell's own client (PerformTransportVersionAndTokenExchange) presenting the token
 # hvmagic presented above. What PowerShell's client makes of each refusal is the reference.
@@ -164,4 +176,5 @@ $null = $guestSide.EndInvoke($guestRun)
     server_clients = $serverClientResults
     validate = $validateResults
     ps_client_validate = $psClientResults
+    splits = $splits
 })))

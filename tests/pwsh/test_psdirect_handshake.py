@@ -25,6 +25,7 @@ One pwsh process serves every case (module-scoped fixture); each case has its ow
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import socket
 import subprocess
@@ -36,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from hvmagic.credentials import split_username
 from hvmagic.errors import CredentialError, HandshakeError
 from hvmagic.session import open_session
 from hvmagic.transports.hvsocket import (
@@ -195,6 +197,14 @@ def _age_seconds(age: str) -> float:
     return {"new": 0.0, "life-30s": life - 30.0, "life+1s": life + 1.0}[age]
 
 
+#: every name of 1 to 4 characters over the characters that matter to the split, and a few more
+USER_NAMES = [
+    "".join(chars)
+    for length in range(1, 5)
+    for chars in itertools.product("a\\@.", repeat=length)
+] + ["CORP\\alice", "alice@corp.example", "dōmain\\usĕr", "usĕr@hōst", " ", "a b@c d", "x@y\\z"]
+
+
 # --- hvmagic's side -------------------------------------------------------------------------------
 
 
@@ -305,6 +315,7 @@ def run(pwsh: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             for c in VALIDATE_CASES
         ],
     }
+    spec["user_names"] = USER_NAMES
     encoded = base64.b64encode(json.dumps(spec).encode("utf-8")).decode("ascii")
     proc = subprocess.Popen(
         [pwsh, "-NoLogo", "-NoProfile", "-NonInteractive", "-File", str(SCRIPT), "-Spec", encoded],
@@ -418,6 +429,22 @@ def test_user_name_split_equals_getnetworkcredential(run: Run, username: str) ->
     sent = run.hv_broker[case.name][1]
     wire_domain = split["domain"] or "localhost"  # PowerShell's substitution for an empty domain
     assert sent[2:4] == [wire_domain.encode("utf-16-le"), split["user"].encode("utf-16-le")]
+
+
+def test_user_name_split_equals_powershells_for_many_names(run: Run) -> None:
+    # Where PowerShell refuses a name (GetNetworkCredential: "The value for UserName is not in
+    # the correct format."), hvmagic refuses it too, before anything is sent.
+    differences = []
+    for name, ps in zip(USER_NAMES, run.ps["splits"], strict=True):
+        try:
+            hv: dict[str, str] | str = dict(zip(("domain", "user"), split_username(name),
+                                                strict=True))
+        except CredentialError:
+            hv = "refused"
+        expected = "refused" if ps.get("outcome") == "error" else ps
+        if hv != expected:
+            differences.append((name, expected, hv))
+    assert differences == []
 
 
 # --- the second connection, host side -------------------------------------------------------------
