@@ -10,10 +10,12 @@ A PowerShell Direct session is two ``AF_HYPERV`` connections to the guest
    speaks OutOfProc PSRP on the same socket — the framing ``pwsh -s`` speaks on stdio.
 
 :func:`negotiate_broker` and :func:`negotiate_server` implement the two conversations over any
-connected stream socket, byte for byte as PowerShell's ``RemoteSessionHyperVSocketClient`` does
-(verified against the conversations in PowerShell's ``test_RemoteHyperV.cs``). :func:`connect_vm`
-adds VM resolution, socket creation, retries and per-VM serialization, and returns a
-:class:`~hvmagic.transports.base.SocketTransport` ready for the session layer.
+connected stream socket, byte for byte as PowerShell's ``RemoteSessionHyperVSocketClient`` does:
+``tests/pwsh/test_psdirect_handshake.py`` runs PowerShell 7.6's own client methods and hvmagic's
+against the same scripted broker and server and compares every byte and outcome, and has
+PowerShell's ``ValidateToken`` (the guest's token check) judge :func:`negotiate_server`.
+:func:`connect_vm` adds VM resolution, socket creation, retries and per-VM serialization, and
+returns a :class:`~hvmagic.transports.base.SocketTransport` ready for the session layer.
 
 Legacy guests and CVE-2025-49734 — the default and the trade-off
 -----------------------------------------------------------------
@@ -222,7 +224,8 @@ def negotiate_broker(
 
     ``sock`` is connected to the broker service (any stream socket works, which is how the
     tests drive it). ``username`` is split as PowerShell splits it (``DOMAIN\\user``,
-    ``user@host``, UPN) unless ``domain`` is given; an empty domain is sent as ``localhost``.
+    ``user@host``, UPN) unless ``domain`` is given; an empty domain is sent as ``localhost``,
+    any other (``.`` from ``.\\Administrator`` included) as it is, as PowerShell sends them.
 
     Returns the token (V2), or ``None`` when
 
