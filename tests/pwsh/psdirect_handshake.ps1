@@ -26,6 +26,13 @@ $serverType = $sma.GetType('System.Management.Automation.Remoting.RemoteSessionH
 $exchange = $clientType.GetMethod('ExchangeCredentialsAndConfiguration', $static)
 $present = $clientType.GetMethod('PerformTransportVersionAndTokenExchange', $static)
 $validate = $serverType.GetMethod('ValidateToken', $static)
+if ($null -eq $exchange -or $null -eq $present -or $null -eq $validate) {
+    # Before the token handshake (PowerShell 7.4.12 / 7.5.3 / 7.6) these methods do not exist.
+    [Console]::Error.WriteLine("PowerShell $($PSVersionTable.PSVersion) has no token handshake " +
+        "(RemoteSessionHyperVSocketClient.ExchangeCredentialsAndConfiguration / ValidateToken); " +
+        "it needs 7.4.12, 7.5.3, 7.6 or later")
+    exit 3
+}
 # What the real server passes as the token's lifetime (RemoteSessionHyperVSocketServer's ctor).
 $lifeMinutes = [int]$serverType.GetField('MAX_TOKEN_LIFE_MINUTES', $static).GetValue($null)
 $lifeSeconds = $lifeMinutes * 60  # (inside @(...) the comma would bind before the '*')
