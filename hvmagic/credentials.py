@@ -61,13 +61,15 @@ def split_username(username: str) -> tuple[str, str]:
 
 
 def broker_domain(domain: str | None) -> str:
-    """The domain string the broker receives: an empty domain (or ``.``) becomes ``localhost``.
+    """The domain string the broker receives: an empty domain becomes ``localhost``.
 
-    PowerShell maps only the empty domain; ``.`` (as in ``.\\admin``) is mapped too because it
-    means "this computer" to every Windows logon UI, and the independent Go client
-    (smnsjas/go-psrp) does the same.
+    Exactly PowerShell's substitution in ``ExchangeCredentialsAndConfiguration``, and nothing
+    more: ``.`` (as in ``.\\Administrator``) is sent as ``.``, because that is what PowerShell's
+    own client sends (checked against PowerShell 7.6 in tests/pwsh/test_psdirect_handshake.py),
+    so the guest's broker sees the same logon request from hvmagic as from
+    ``Invoke-Command -VMName``.
     """
-    if not domain or domain == ".":
+    if not domain:
         return LOCAL_DOMAIN
     return domain
 

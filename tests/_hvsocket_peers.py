@@ -120,3 +120,40 @@ def v2_client_sends(
         sends.append(b"EMPTYCF")
     sends.append(b"PASS")
     return sends
+
+
+class ListeningPeer(threading.Thread):
+    """A :class:`ScriptedPeer` behind a TCP listener on 127.0.0.1 (one connection).
+
+    For clients that open their own socket — PowerShell's handshake methods driven from a pwsh
+    script — where :func:`peer_pair` cannot hand over a connected one. ``port`` is listening as
+    soon as the object exists; ``finish()`` returns every chunk the client sent.
+    """
+
+    def __init__(self, responses: Sequence[bytes], *, accept_timeout: float = 120.0,
+                 **kw: object) -> None:
+        super().__init__(daemon=True, name="listening-peer")
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(accept_timeout)
+        self.port: int = self.listener.getsockname()[1]
+        self.responses = list(responses)
+        self.kw = kw
+        self.peer: ScriptedPeer | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError as exc:
+            self.error = exc
+            return
+        finally:
+            self.listener.close()
+        self.peer = ScriptedPeer(conn, self.responses, **self.kw)  # type: ignore[arg-type]
+        self.peer.run()  # in this thread: one connection, played to its end
+
+    def finish(self, timeout: float = 30.0) -> list[bytes]:
+        self.join(timeout)
+        assert not self.is_alive(), "listening peer did not finish"
+        assert self.peer is not None, f"nobody connected: {self.error!r}"
+        return self.peer.received

@@ -45,7 +45,7 @@ def test_empty_user_part_is_refused_with_powershells_message(username: str) -> N
 
 
 @pytest.mark.parametrize(
-    ("domain", "wire"), [("", "localhost"), (None, "localhost"), (".", "localhost"),
+    ("domain", "wire"), [("", "localhost"), (None, "localhost"), (".", "."),
                          ("CORP", "CORP")]
 )
 def test_broker_domain(domain: str | None, wire: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 import time
 
@@ -104,7 +105,7 @@ def test_v2_broker_exact_utf16le_bytes_for_non_ascii_strings() -> None:
         ("alice@vmhost", "vmhost", "alice"),
         ("alice@corp.example", "localhost", "alice@corp.example"),
         ("alice", "localhost", "alice"),
-        (".\\alice", "localhost", "alice"),
+        (".\\alice", ".", "alice"),  # PowerShell sends the dot as it is
     ],
 )
 def test_v2_broker_splits_the_user_name_like_powershell(
@@ -153,14 +154,44 @@ def test_v2_reply_without_token_prefix_is_a_handshake_error_without_the_reply() 
     assert_no_secret(info.value, "secretvalue123", PASSWORD)
 
 
-def test_v2_empty_token_is_a_handshake_error() -> None:
+@pytest.mark.parametrize("reply", [b"TOKEN \0", b"TOKEN    "])
+def test_v2_empty_token_is_acknowledged_like_powershell_then_a_handshake_error(
+    reply: bytes,
+) -> None:
+    # PowerShell acknowledges any TOKEN reply with PASS (and fails later); the broker sees the
+    # same conversation from hvmagic, which fails at once.
     responses = v2_broker_responses()
-    responses[-1] = b"TOKEN \0"
+    responses[-1] = reply
     client, broker = peer_pair(responses)
     with pytest.raises(HandshakeError, match="invalid Token response"):
         negotiate_broker(client, "u", "p")
     client.close()
+    assert broker.finish()[-1] == b"PASS"
+
+
+def test_v2_token_is_passed_on_untrimmed_like_powershell() -> None:
+    # PowerShell strips only the trailing NULs; the guest's check trims what it receives.
+    responses = v2_broker_responses()
+    responses[-1] = b"TOKEN  abc+/= \0\0"
+    client, broker = peer_pair(responses)
+    assert negotiate_broker(client, "u", "p") == " abc+/= "
+    client.close()
     broker.finish()
+
+
+def test_v2_token_bytes_outside_ascii_become_question_marks_like_dotnet() -> None:
+    # Encoding.ASCII.GetString turns each such byte into '?', and PowerShell presents that.
+    responses = v2_broker_responses()
+    responses[-1] = b"TOKEN t\xe9k\xff+/="
+    client, broker = peer_pair(responses)
+    token = negotiate_broker(client, "u", "p")
+    client.close()
+    broker.finish()
+    assert token == "t?k?+/="
+    client, server = peer_pair([b"VERSION_2", b"PASS", b"PASS"])
+    negotiate_server(client, token)
+    client.close()
+    assert server.finish()[-1] == b"TOKEN t?k?+/="
 
 
 # --- legacy (V1) ------------------------------------------------------------------------------
@@ -285,6 +316,31 @@ def test_broker_closing_mid_handshake_is_a_handshake_error() -> None:
     assert "user name" in str(info.value)
     client.close()
     assert broker.finish() == [b"VERSION", b"VERSION_2", u16(DOMAIN)]
+
+
+def test_server_resetting_the_connection_is_reported_as_closed_with_the_expiry_hint() -> None:
+    # The guest PowerShell refuses an expired token by throwing before it reads anything; its
+    # socket closes with our version request unread, which TCP reports as a reset.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def reset_after_first_chunk() -> None:
+        conn, _ = listener.accept()
+        conn.recv(64)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # linger 0: RST
+
+    thread = threading.Thread(target=reset_after_first_chunk, daemon=True)
+    thread.start()
+    with (socket.create_connection(("127.0.0.1", port), timeout=5) as client,
+          pytest.raises(HandshakeError) as info):
+        negotiate_server(client, TOKEN_256)
+    thread.join(5)
+    listener.close()
+    message = str(info.value)
+    assert "Server closed the connection after the version request" in message
+    assert "token has expired (it is valid for 10 minutes)" in message
+    assert_no_secret(info.value, TOKEN_256)
 
 
 def test_server_closing_before_the_token_verdict_is_a_handshake_error() -> None:

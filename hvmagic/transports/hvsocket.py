@@ -10,10 +10,12 @@ A PowerShell Direct session is two ``AF_HYPERV`` connections to the guest
    speaks OutOfProc PSRP on the same socket — the framing ``pwsh -s`` speaks on stdio.
 
 :func:`negotiate_broker` and :func:`negotiate_server` implement the two conversations over any
-connected stream socket, byte for byte as PowerShell's ``RemoteSessionHyperVSocketClient`` does
-(verified against the conversations in PowerShell's ``test_RemoteHyperV.cs``). :func:`connect_vm`
-adds VM resolution, socket creation, retries and per-VM serialization, and returns a
-:class:`~hvmagic.transports.base.SocketTransport` ready for the session layer.
+connected stream socket, byte for byte as PowerShell's ``RemoteSessionHyperVSocketClient`` does:
+``tests/pwsh/test_psdirect_handshake.py`` runs PowerShell 7.6's own client methods and hvmagic's
+against the same scripted broker and server and compares every byte and outcome, and has
+PowerShell's ``ValidateToken`` (the guest's token check) judge :func:`negotiate_server`.
+:func:`connect_vm` adds VM resolution, socket creation, retries and per-VM serialization, and
+returns a :class:`~hvmagic.transports.base.SocketTransport` ready for the session layer.
 
 Legacy guests and CVE-2025-49734 — the default and the trade-off
 -----------------------------------------------------------------
@@ -101,6 +103,9 @@ _MIN_RECV = 1024
 
 #: used for the handshake when the socket has no timeout of its own, so nothing can hang
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+#: the guest PowerShell refuses a token older than this (``MAX_TOKEN_LIFE_MINUTES`` of
+#: PowerShell's RemoteSessionHyperVSocketServer; the pwsh tests read the real value)
+TOKEN_LIFETIME_MINUTES = 10
 
 # Second-connection retries (§2.5, as smnsjas/go-psrp does): the broker still has to start the
 # guest PowerShell process after handing out the token.
@@ -127,12 +132,25 @@ def _invalid_response(peer: str, what: str) -> str:
     return f"Hyper-V {peer} sent an invalid {what} response during the connection negotiation."
 
 
+def _ascii_like_dotnet(data: bytes) -> str:
+    """``Encoding.ASCII.GetString``: every byte above 0x7F becomes ``?``.
+
+    PowerShell decodes replies this way and sends the token on as it decoded it, so a token
+    byte outside ASCII must become the same ``?`` here, not U+FFFD (3 bytes in UTF-8).
+    """
+    return data.translate(_NON_ASCII_TO_QUESTION_MARK).decode("ascii")
+
+
+_NON_ASCII_TO_QUESTION_MARK = bytes(range(128)) + b"?" * 128
+
+
 class _Conversation:
     """One lock-step handshake on a socket: one send per token, one recv per reply."""
 
-    def __init__(self, sock: socket.socket, peer: str) -> None:
+    def __init__(self, sock: socket.socket, peer: str, closed_hint: str = "") -> None:
         self.sock = sock
         self.peer = peer  # "Broker" / "Server", as in PowerShell's messages
+        self.closed_hint = closed_hint  # appended when the peer hangs up without an answer
         timeout = sock.gettimeout()
         self._restore_timeout: float | None = timeout
         self._changed_timeout = timeout is None
@@ -174,17 +192,24 @@ class _Conversation:
                 "The guest may still be booting, or its PowerShell Direct service (vmicvmsession) "
                 "is hung: restart it inside the guest or restart the VM."
             ) from exc
+        except (ConnectionResetError, ConnectionAbortedError) as exc:
+            # A peer that closes with our request still unread resets the connection: to us
+            # that is the same as closing it.
+            raise self._closed_after(step) from exc
         except OSError as exc:
             raise HandshakeError(
                 f"The Hyper-V {self.peer} connection failed while waiting for the reply to the "
                 f"{step}: {exc.__class__.__name__}"
             ) from exc
         if not data:
-            raise HandshakeError(
-                f"The Hyper-V {self.peer} closed the connection after the {step} "
-                "(no response during the connection negotiation)."
-            )
-        return data.decode("ascii", "replace").rstrip("\0")
+            raise self._closed_after(step)
+        return _ascii_like_dotnet(data).rstrip("\0")
+
+    def _closed_after(self, step: str) -> HandshakeError:
+        return HandshakeError(
+            f"The Hyper-V {self.peer} closed the connection after the {step} "
+            f"(no response during the connection negotiation).{self.closed_hint}"
+        )
 
 
 def negotiate_broker(
@@ -199,7 +224,8 @@ def negotiate_broker(
 
     ``sock`` is connected to the broker service (any stream socket works, which is how the
     tests drive it). ``username`` is split as PowerShell splits it (``DOMAIN\\user``,
-    ``user@host``, UPN) unless ``domain`` is given; an empty domain is sent as ``localhost``.
+    ``user@host``, UPN) unless ``domain`` is given; an empty domain is sent as ``localhost``,
+    any other (``.`` from ``.\\Administrator`` included) as it is, as PowerShell sends them.
 
     Returns the token (V2), or ``None`` when
 
@@ -287,10 +313,16 @@ def negotiate_broker(
         if not reply.startswith(TOKEN_PREFIX):
             # PowerShell appends the reply to this message; it may hold a token, so we do not.
             raise HandshakeError(_invalid_response("Broker", "Token"))
-        token = reply[len(TOKEN_PREFIX) :].strip()
-        if not token:
-            raise HandshakeError(_invalid_response("Broker", "Token"))
+        # Passed on exactly as PowerShell passes it (trailing NULs gone, nothing trimmed): the
+        # guest's check trims what it receives, so the bytes on the second connection are
+        # PowerShell's too.
+        token = reply[len(TOKEN_PREFIX) :]
         talk.send(b"PASS", "token acknowledgement")
+        if not token.strip():
+            # PowerShell acknowledges even an empty token (above, so the broker sees the same
+            # conversation) and only fails on the second connection with "The credential is
+            # invalid."; no guest could accept it, so we say what is wrong here.
+            raise HandshakeError(_invalid_response("Broker", "Token"))
         return token
     finally:
         talk.finish()
@@ -305,7 +337,11 @@ def negotiate_server(sock: socket.socket, token: str) -> None:
     """
     if not token:
         raise CredentialError(INVALID_CREDENTIAL)
-    talk = _Conversation(sock, "Server")
+    talk = _Conversation(sock, "Server", closed_hint=(
+        " The guest PowerShell hangs up without an answer when the broker's token has expired "
+        f"(it is valid for {TOKEN_LIFETIME_MINUTES} minutes) or the process failed; connect "
+        "again for a fresh token."
+    ))
     try:
         talk.send(VERSION_REQUEST, "version request")
         if not talk.receive(_VERSION_REPLY_SIZE, "version request").startswith(VERSION_PREFIX):
