@@ -1019,8 +1019,12 @@ class VmMagics(Magics):
             raise UsageError(f"--with: {_first_line(exc)}") from None
         except HvMagicError as exc:
             # anything else the session reports on purpose (a host prompt the notebook cannot
-            # answer, a protocol error): one line, no traceback
+            # answer, a protocol error, a replay mismatch): one line, no traceback; details
+            # that follow the first line (a diff, the script) are printed above it
             live.finish()
+            details = str(exc).strip().splitlines()[1:]
+            if details:
+                print("\n".join(details))
             raise PowerShellError(_first_line(exc)) from None
 
     def _finish_run(self, result: Any, columns: str | list[str], raw: bool, out_var: str | None,

@@ -458,14 +458,14 @@ class ReplaySession(_SessionWrapper):
             if self._next >= len(self._runs):
                 raise ReplayMismatchError(
                     f"{self.path.name}: the recording holds {len(self._runs)} runs and all were "
-                    f"replayed; this run was not recorded:\n{_preview(script)}"
+                    f"replayed; this run was not recorded: {_headline(script)}\n{_preview(script)}"
                 )
             index = self._next
             recorded = _normalise_script(self._runs[index]["script"])
             if recorded != wanted:
                 raise ReplayMismatchError(
                     f"{self.path.name}: run {index + 1} differs from the recording "
-                    f"(match='sequential'):\n{_diff(recorded, wanted)}"
+                    f"(match='sequential'): {_headline(script)}\n{_diff(recorded, wanted)}"
                 )
             return index
         for index, entry in enumerate(self._runs):
@@ -474,8 +474,8 @@ class ReplaySession(_SessionWrapper):
         if wanted in self._last_for_script:
             return self._last_for_script[wanted]
         raise ReplayMismatchError(
-            f"{self.path.name}: no recorded run has this script (match='script'):\n"
-            f"{_preview(script)}"
+            f"{self.path.name}: no recorded run has this script (match='script'): "
+            f"{_headline(script)}\n{_preview(script)}"
         )
 
     def _check_parameters(
@@ -514,6 +514,12 @@ class ReplaySession(_SessionWrapper):
         if kind == "KeyboardInterrupt":
             raise KeyboardInterrupt
         raise HvMagicError(f"recorded run ended with {kind}: {message}")
+
+
+def _headline(script: str, limit: int = 60) -> str:
+    """The script's first non-blank line, short: a one-line error names the run it is about."""
+    first = next((line.strip() for line in script.splitlines() if line.strip()), "(empty)")
+    return first if len(first) <= limit else first[:limit] + "…"
 
 
 def _preview(script: str, limit: int = 400) -> str:

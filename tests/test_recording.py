@@ -171,8 +171,11 @@ def test_exhausted_and_bad_files_are_clear_errors(tmp_path: Path) -> None:
     replay.run("$echo", {"value": "héllo 🌍", "secret": SecureString("s")})
     with pytest.raises(RemoteError):
         replay.run("throw")
-    with pytest.raises(ReplayMismatchError, match="all were replayed"):
+    with pytest.raises(ReplayMismatchError, match="all were replayed") as info:
         replay.run(SERVICES)
+    # the first line (all a magic shows in its error) names the run, never ends on a colon
+    first = str(info.value).splitlines()[0]
+    assert first.endswith(f"this run was not recorded: {SERVICES.strip().splitlines()[0]}")
 
     with pytest.raises(HvMagicError, match="no recording at"):
         ReplaySession(tmp_path / "missing.json")
