@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -80,6 +81,14 @@ def _kernel_env() -> dict[str, str]:
     return env
 
 
+def _copy_companions(source: Path, output_dir: Path) -> None:
+    """Folders that sit beside a runbook (``dsc/HvmDemoDsc``) and that it reads by relative
+    path, copied into the output folder the runbook runs in."""
+    for child in source.iterdir():
+        if child.is_dir() and not child.name.startswith((".", "_")) and child != output_dir:
+            shutil.copytree(child, output_dir / child.name, dirs_exist_ok=True)
+
+
 def run_notebook(
     notebook: Path,
     output_dir: Path,
@@ -95,11 +104,15 @@ def run_notebook(
 
     nb = nbformat.read(str(notebook), as_version=4)
     output_dir.mkdir(parents=True, exist_ok=True)
+    _copy_companions(notebook.parent, output_dir)
+    # The kernel runs in the output folder: what a runbook writes (a troubleshooting bundle,
+    # CSVs) lands beside its HTML, never beside the source notebook (which may be inside an
+    # installed package); the companion folders it reads (dsc/) were copied there first.
     client = NotebookClient(
         nb,
         timeout=int(timeout),
         kernel_name=kernel_name,
-        resources={"metadata": {"path": str(notebook.parent)}},
+        resources={"metadata": {"path": str(output_dir)}},
     )
     started = time.monotonic()
     errors: list[str] = []

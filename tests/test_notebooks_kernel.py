@@ -433,6 +433,28 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
     assert int(executed.cells[3].outputs[0].data["text/plain"]) > 0
 
 
+def test_hvmagic_demo_runs_runbooks_in_the_output_folder(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """What a runbook writes lands beside its HTML; its companion folders are found."""
+    from hvmagic.__main__ import main
+
+    source_dir = tmp_path / "runbooks"
+    (source_dir / "dsc").mkdir(parents=True)
+    (source_dir / "dsc" / "module.psm1").write_text("# companion", encoding="utf-8")
+    runbook = nbformat.v4.new_notebook()
+    runbook.cells = [nbformat.v4.new_code_cell(
+        "from pathlib import Path\n"
+        "Path('bundle').mkdir()\n"
+        "Path('bundle/summary.txt').write_text(Path('dsc/module.psm1').read_text())"
+    )]
+    nbformat.write(runbook, str(source_dir / "writer.ipynb"))
+    out = tmp_path / "out"
+    assert main(["demo", "--notebook", str(source_dir / "writer.ipynb"), "--output", str(out)]) == 0
+    assert (out / "bundle" / "summary.txt").read_text(encoding="utf-8") == "# companion"
+    assert not (source_dir / "bundle").exists()
+
+
 def test_demo_notebook_search_order(tmp_path: Path) -> None:
     from hvmagic.__main__ import DemoError, find_demo_notebook
 
