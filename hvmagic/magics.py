@@ -53,7 +53,7 @@ from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
 from hvmagic import display as hvdisplay
-from hvmagic.clixml.values import ErrorRecord, ProgressRecord, PSCredential, SecureString
+from hvmagic.clixml.values import ProgressRecord, PSCredential, SecureString
 from hvmagic.completion import install as install_completion
 from hvmagic.credentials import get_password
 from hvmagic.errors import (
@@ -1003,9 +1003,13 @@ class VmMagics(Magics):
             self._show_partial(exc.result, live)
             record = exc.record if exc.record is not None else str(exc)
             live.show_error(record)
-            summary = exc.record.message if isinstance(exc.record, ErrorRecord) else str(exc)
+            # the error block above is the message; the closing line only says the cell failed
+            # (a second copy of the message is noise, and the record stays on .record)
+            others = len(getattr(exc.result, "errors", []) or [])
+            also = f" and {others} other error(s)" if others else ""
             raise PowerShellError(
-                _one_line(summary), record=exc.record, result=exc.result,
+                f"the cell failed with a terminating error{also} (shown above)",
+                record=exc.record, result=exc.result,
                 errors=[*getattr(exc.result, "errors", []), record],
             ) from None
         except (SessionBrokenError, TransportError) as exc:

@@ -405,7 +405,7 @@ def test_terminating_error_timeout_interrupt_and_lost_session(ip: InteractiveShe
     assert "FullyQualifiedErrorId : Boom" in texts[1]
     exc = result.error_in_exec
     assert isinstance(exc, hvmagics.PowerShellError) and exc.record is failing
-    assert str(exc) == "Cannot find path 'C:\\nope' because it does not exist."
+    assert str(exc) == "the cell failed with a terminating error (shown above)"
 
     def slow(script: str, params: dict[str, Any], emit: Any) -> Any:
         raise PipelineTimeoutError("timed out", result=FakeResult([]))

@@ -341,7 +341,9 @@ def test_terminating_error_rendered_like_powershell_and_short_exception(executed
                        "PathNotFound,Microsoft.PowerShell.Commands.GetItemCommand")
     err = executed.error("throw")
     assert (err.ename, err.evalue) == (
-        "PowerShellError", "Cannot find path 'C:\\nope' because it does not exist.")
+        "PowerShellError", "the cell failed with a terminating error (shown above)")
+    # the message appears once: in the PowerShell-style block above, not again in the error
+    assert sum("Cannot find path" in d for d in executed.displays("throw")) == 1
     assert len(err.traceback) == 1
 
 
