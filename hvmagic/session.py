@@ -701,6 +701,8 @@ class Session:
         elif isinstance(event, HostCall):
             self._host_call(event, run)
         elif isinstance(event, PoolBroken):
+            if self._closed and event.state == "Closed":
+                return  # PowerShell reports Closed before its CloseAck when we close the pool
             self._mark_broken(f"the guest's runspace pool is {event.state}: {event.reason}")
             self._fail_current()
         elif isinstance(event, (PoolOpened, PoolClosed, KeyExchanged)):
