@@ -114,7 +114,8 @@ class ScriptedHostUI(HostUI):
     """A host UI with canned answers, for tests and unattended runbooks.
 
     ``lines`` answer ``Read-Host`` in order, with or without a prompt text (a ``Read-Host``
-    whose prompt text ``fields`` names is answered from ``fields`` instead); ``credentials`` answer credential prompts;
+    whose prompt text ``fields`` names is answered from ``fields`` instead); ``credentials``
+    answer credential prompts;
     ``choices`` answer ``PromptForChoice`` (an index, or a label such as ``"&Yes"``);
     ``fields`` answer ``$Host.UI.Prompt`` by field name. Running out of answers falls back to
     the non-interactive error.

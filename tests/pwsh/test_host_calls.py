@@ -28,7 +28,8 @@ from hvmagic.host import HostUI, ScriptedHostUI
 OWN_CLIENT = r"""
 param([string]$Encoded)
 $script = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($Encoded))
-$type = [psobject].Assembly.GetType('System.Management.Automation.Runspaces.NewProcessConnectionInfo')
+$name = 'System.Management.Automation.Runspaces.NewProcessConnectionInfo'
+$type = [psobject].Assembly.GetType($name)
 $ci = [Activator]::CreateInstance($type, [Reflection.BindingFlags]'NonPublic,Instance', $null,
                                   @([pscredential]$null), $null)
 $rs = [runspacefactory]::CreateRunspace($Host, $ci); $rs.Open()
@@ -43,17 +44,22 @@ try {
 """
 
 #: each case: a script whose output is strings, and the answers typed (one per line)
-FIELDS = """
-$n = [System.Management.Automation.Host.FieldDescription]::new('Count'); $n.SetParameterType([int])
-$t = [System.Management.Automation.Host.FieldDescription]::new('Text')
-$fields = [System.Collections.ObjectModel.Collection[System.Management.Automation.Host.FieldDescription]]@($n, $t)
+#: the .NET types a Prompt script needs, under short names
+TYPES = """
+$FD = [System.Management.Automation.Host.FieldDescription]
+$FDs = [System.Collections.ObjectModel.Collection``1].MakeGenericType($FD)
+"""
+FIELDS = TYPES + """
+$n = $FD::new('Count'); $n.SetParameterType([int])
+$t = $FD::new('Text')
+$fields = $FDs::new(); $fields.Add($n); $fields.Add($t)
 $r = $Host.UI.Prompt('Setup', 'Two values', $fields)
 foreach ($k in 'Count', 'Text') { "$k=$($r[$k])|$($r[$k].GetType().FullName)" }
 """
-ONE_FIELD = """
-$f = [System.Management.Automation.Host.FieldDescription]::new('Server')
+ONE_FIELD = TYPES + """
+$f = $FD::new('Server')
 $f.Label = '&Server'; $f.HelpMessage = 'the machine to use'
-$fields = [System.Collections.ObjectModel.Collection[System.Management.Automation.Host.FieldDescription]]@($f)
+$fields = $FDs::new(); $fields.Add($f)
 $r = $Host.UI.Prompt('Target', 'Which server?', $fields)
 "$($r.Server)|$($r.Server.GetType().FullName)"
 """
@@ -179,14 +185,15 @@ def test_get_credential_and_prompt_for_credential_decrypt_inside_powershell(
 def test_prompt_with_secret_and_credential_fields(ui_session: Any) -> None:
     ui = ScriptedHostUI(fields={"Pin": SecureString("0000 ✓"),
                                 "Account": PSCredential("CORP\\svc", "k3y"), "Port": 8443})
-    result = _run_with(ui_session, ui, """
-        $p = [System.Management.Automation.Host.FieldDescription]::new('Pin')
+    result = _run_with(ui_session, ui, TYPES + """
+        $p = $FD::new('Pin')
         $p.SetParameterType([securestring])
-        $a = [System.Management.Automation.Host.FieldDescription]::new('Account')
+        $a = $FD::new('Account')
         $a.SetParameterType([pscredential])
-        $n = [System.Management.Automation.Host.FieldDescription]::new('Port')
+        $n = $FD::new('Port')
         $n.SetParameterType([int])
-        $r = $Host.UI.Prompt('Deploy', 'Values', [System.Collections.ObjectModel.Collection[System.Management.Automation.Host.FieldDescription]]@($p, $a, $n))
+        $fields = $FDs::new(); $fields.Add($p); $fields.Add($a); $fields.Add($n)
+        $r = $Host.UI.Prompt('Deploy', 'Values', $fields)
         [Net.NetworkCredential]::new('', $r.Pin).Password
         $r.Account.UserName; $r.Account.GetNetworkCredential().Password
         "$($r.Port)|$($r.Port.GetType().FullName)"
@@ -221,9 +228,9 @@ def test_default_host_refuses_every_prompt_inside_powershell(ui_session: Any) ->
 RAW_UI = """
 $w = $Host.UI.RawUI.WindowSize; "property: $($null -eq $w)"
 try { $null = $Host.UI.RawUI.get_WindowSize(); 'no error' }
-catch { $_.Exception.InnerException.GetType().FullName + ': ' + $_.Exception.InnerException.Message }
+catch { $e = $_.Exception.InnerException; $e.GetType().FullName + ': ' + $e.Message }
 try { $null = $Host.UI.RawUI.ReadKey(); 'no error' }
-catch { $_.Exception.InnerException.GetType().FullName + ': ' + $_.Exception.InnerException.Message }
+catch { $e = $_.Exception.InnerException; $e.GetType().FullName + ': ' + $e.Message }
 """
 
 
@@ -241,3 +248,24 @@ def test_raw_ui_members_fail_as_for_powershells_own_host_without_a_console(
     assert result.output[2].startswith("System.Management.Automation.Host.HostException: ")
     assert ui.asked == []  # nothing reached the UI, nothing waited on it
     assert result.duration < 30
+
+
+def test_notebook_prompts_from_real_powershell_name_the_guest(ui_session: Any) -> None:
+    # issue 16.7: a guest Read-Host labelled like hvmagic's own password prompt
+    from hvmagic.magics import NotebookHostUI
+
+    asked: list[tuple[str, str]] = []
+    ui = NotebookHostUI(read=lambda p: asked.append(("text", p)) or "plain answer",
+                        read_secret=lambda p: asked.append(("secret", p)) or "hidden answer",
+                        guest="pwsh")
+    result = _run_with(ui_session, ui, """
+        Read-Host 'Password for administrator'
+        $s = Read-Host 'Password for administrator' -AsSecureString
+        [Net.NetworkCredential]::new('', $s).Password
+    """)
+    assert result.output == ["plain answer", "hidden answer"]
+    assert asked == [
+        ("text", "[guest 'pwsh' Read-Host: visible, sent as plain text] WARNING: the guest asks "
+                 "for this as plain text, not a SecureString. Password for administrator: "),
+        ("secret", "[guest 'pwsh' Read-Host: hidden, sent encrypted] Password for administrator: "),
+    ]
