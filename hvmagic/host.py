@@ -28,7 +28,6 @@ serializes them.
 
 from __future__ import annotations
 
-import decimal
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,44 +232,6 @@ def read_host_prompt(caption: str, message: str, fields: list[Field]) -> Field |
     return field
 
 
-#: .NET integer types a prompt field may ask for → their range, so typed text arrives typed
-_INTEGER_RANGES = {
-    "System.Byte": (0, 2**8 - 1), "System.SByte": (-(2**7), 2**7 - 1),
-    "System.Int16": (-(2**15), 2**15 - 1), "System.UInt16": (0, 2**16 - 1),
-    "System.Int32": (-(2**31), 2**31 - 1), "System.UInt32": (0, 2**32 - 1),
-    "System.Int64": (-(2**63), 2**63 - 1), "System.UInt64": (0, 2**64 - 1),
-}
-_FLOAT_TYPES = ("System.Double", "System.Single")
-
-
-def typed_answer(field: Field, value: Any) -> Any:
-    """A text answer for a numeric field, converted as PowerShell's own console host does.
-
-    PowerShell's host converts what the user typed to the field's type before the guest sees
-    it (an ``[int]`` field yields an ``Int32``); a UI reading text would otherwise hand the
-    guest a string. Other types, and values that are not text, pass through unchanged.
-    """
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    try:
-        if field.type_name in _INTEGER_RANGES:
-            low, high = _INTEGER_RANGES[field.type_name]
-            number = int(text[2:], 16) if text.lower().startswith("0x") else int(text)
-            if not low <= number <= high:
-                raise ValueError("out of range")
-            return number
-        if field.type_name in _FLOAT_TYPES:
-            return float(text)
-        if field.type_name == "System.Decimal":
-            return decimal.Decimal(text)
-    except (ValueError, ArithmeticError):
-        raise HostInteractionError(
-            f"{text[:40]!r} is not a valid {field.type_name} for field {field.name[:80]!r}"
-        ) from None
-    return value
-
-
 def _arg(params: list[Any], index: int) -> Any:
     return params[index] if len(params) > index else None
 
@@ -293,12 +254,9 @@ def answer_host_call(ui: HostUI, method: str, params: list[Any]) -> Any:
             if read_host.is_secret:
                 return {read_host.name: ui.read_line_as_secure_string(read_host.name)}
             return {read_host.name: ui.read_line(read_host.name)}
-        answers = ui.prompt(caption, message, fields)
-        if not isinstance(answers, dict):
-            return answers
-        by_name = {f.name: f for f in fields}
-        return {name: typed_answer(by_name[name], value) if name in by_name else value
-                for name, value in answers.items()}
+        # typed fields need no conversion here: PowerShell converts a text answer to the
+        # field's type itself ("42" for an [int] field reaches the script as Int32)
+        return ui.prompt(caption, message, fields)
     if method in ("PromptForCredential1", "PromptForCredential2"):
         username = _arg(params, 2)
         target = _arg(params, 3)

@@ -201,16 +201,6 @@ def test_prompt_with_secret_and_credential_fields(ui_session: Any) -> None:
     assert result.output == ["0000 ✓", "CORP\\svc", "k3y", "8443|System.Int32"]
 
 
-def test_a_typed_field_with_unconvertible_text_fails_clearly_in_powershell(
-    ui_session: Any,
-) -> None:
-    ui = ScriptedHostUI(fields={"Count": "forty-two", "Text": "x"})
-    result = _run_with(ui_session, ui, f"try {{ {FIELDS} }} catch {{ 'caught: ' + $_ }}; 'after'")
-    assert [str(o) for o in result.output] == [
-        "caught: Exception calling \"Prompt\" with \"3\" argument(s): \"'forty-two' is not a "
-        "valid System.Int32 for field 'Count'\"", "after"]
-
-
 def test_default_host_refuses_every_prompt_inside_powershell(ui_session: Any) -> None:
     prompts = ["Read-Host 'Name'", "Read-Host", "Read-Host -AsSecureString", "Get-Credential",
                CHOICE, FIELDS]
