@@ -105,7 +105,7 @@ def test_timeout_while_streaming(stop_session: Any) -> None:
     elapsed = time.monotonic() - started
     result = info.value.result
     assert result.state == "Stopped"
-    assert len(result.output) >= 5
+    assert result.output  # what streamed before the timeout is kept
     _assert_counted_prefix(result.output)
     assert elapsed < 3 + STOP_TIMEOUT
     _assert_usable_with_state(stop_session, result.output[-1])
