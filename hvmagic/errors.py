@@ -71,6 +71,15 @@ class PipelineTimeoutError(HvMagicError, TimeoutError):
         self.result = result
 
 
+class StopNotAcknowledgedError(PipelineTimeoutError, SessionBrokenError):
+    """A stop (after ``timeout=``, :meth:`Session.stop` or Ctrl-C) got no answer from the guest
+    within the stop grace: the session is marked broken. ``result`` keeps what had arrived.
+
+    Both a :class:`PipelineTimeoutError` (the partial result is on it, as for any timeout) and
+    a :class:`SessionBrokenError` (connect again).
+    """
+
+
 class RemoteError(HvMagicError):
     """A PowerShell pipeline failed with a terminating error.
 

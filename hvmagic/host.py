@@ -7,13 +7,21 @@ the client as host calls. :class:`HostUI` is hvmagic's pluggable answer:
   ``$Host.UI.PromptForCredential``, ``PromptForChoice`` and ``Prompt`` fail *in the guest* with
   a clear message (like ``powershell -NonInteractive``), so a notebook never hangs on a prompt
   nobody can see. Scripts should take values as parameters instead.
+* ``Read-Host 'Name'`` does not reach the host as ``ReadLine``: PowerShell (5.1 and 7.x alike)
+  asks ``$Host.UI.Prompt("", "", [one field named 'Name'])`` — a ``SecureString`` field with
+  ``-AsSecureString``/``-MaskInput``. :func:`answer_host_call` recognises that shape and asks
+  :meth:`HostUI.read_line` / :meth:`HostUI.read_line_as_secure_string` with the prompt text, so
+  a UI answers every ``Read-Host`` the same way whether it has a prompt or not.
 * Text the guest writes to the host (``Write-Host``; on PowerShell 5+ an information record
   tagged ``PSHOST``, on older hosts ``WriteLine`` host calls) is kept by the session as ``"host"``
   records and also handed to :meth:`HostUI.write` for a UI that wants to show it itself.
 
 Subclass and override the ``read_*``/``prompt*`` methods to answer interactively (the notebook
 layer does, with non-echoing password widgets), then pass ``host_ui=`` to
-:func:`hvmagic.connect`. Return values are plain Python (``str``, ``int``,
+:func:`hvmagic.connect`. The session asks the UI on a helper thread (unless
+:attr:`HostUI.answer_on_caller_thread`), so a ``timeout=`` or :meth:`Session.stop` ends the run
+even while a prompt waits for an answer; an answer that comes after the pipeline stopped is
+dropped. Return values are plain Python (``str``, ``int``,
 :class:`~hvmagic.SecureString`, :class:`~hvmagic.PSCredential`, ``dict``); the session
 serializes them.
 """
@@ -65,6 +73,10 @@ class HostUI:
 
     #: what ``$Host.Name`` would report to a script asking
     name = "hvmagic"
+    #: ask this UI on the thread that called ``Session.run`` instead of a helper thread. A UI
+    #: whose input belongs to that thread (ipykernel's stdin requests, where Ctrl-C must reach
+    #: the prompt) sets it; the price is that ``timeout=``/``stop()`` wait for its answer.
+    answer_on_caller_thread = False
 
     def write(self, text: str, *, stream: str = "host") -> None:
         """Observe text the guest wrote to the host; the session already records it."""
@@ -100,7 +112,9 @@ class HostUI:
 class ScriptedHostUI(HostUI):
     """A host UI with canned answers, for tests and unattended runbooks.
 
-    ``lines`` answer ``Read-Host`` in order; ``credentials`` answer credential prompts;
+    ``lines`` answer ``Read-Host`` in order, with or without a prompt text (a ``Read-Host``
+    whose prompt text ``fields`` names is answered from ``fields`` instead); ``credentials``
+    answer credential prompts;
     ``choices`` answer ``PromptForChoice`` (an index, or a label such as ``"&Yes"``);
     ``fields`` answer ``$Host.UI.Prompt`` by field name. Running out of answers falls back to
     the non-interactive error.
@@ -128,6 +142,9 @@ class ScriptedHostUI(HostUI):
 
     def read_line(self, prompt: str | None = None) -> str:
         self.asked.append(("ReadLine", prompt or ""))
+        if prompt and prompt in self.fields:
+            value = self.fields[prompt]
+            return value.reveal() if isinstance(value, SecureString) else str(value)
         if not self.lines:
             return super().read_line(prompt)
         line = self.lines.pop(0)
@@ -135,6 +152,9 @@ class ScriptedHostUI(HostUI):
 
     def read_line_as_secure_string(self, prompt: str | None = None) -> SecureString:
         self.asked.append(("ReadLineAsSecureString", prompt or ""))
+        if prompt and prompt in self.fields:
+            value = self.fields[prompt]
+            return value if isinstance(value, SecureString) else SecureString(str(value))
         if not self.lines:
             return super().read_line_as_secure_string(prompt)
         line = self.lines.pop(0)
@@ -193,6 +213,25 @@ def _fields(raw: Any) -> list[Field]:
     return fields
 
 
+#: the field types Read-Host asks for (String; SecureString with -AsSecureString/-MaskInput)
+_READ_HOST_TYPES = ("System.String", "System.Security.SecureString")
+
+
+def read_host_prompt(caption: str, message: str, fields: list[Field]) -> Field | None:
+    """The field when a ``Prompt`` call is ``Read-Host 'text'``, else ``None``.
+
+    PowerShell's ``Read-Host`` with a prompt calls ``Prompt("", "", [field])``: no caption or
+    message, one field named after the prompt text, no label or help, of type String or
+    SecureString. A script calling ``$Host.UI.Prompt`` the same way asks the same question.
+    """
+    if caption or message or len(fields) != 1:
+        return None
+    field = fields[0]
+    if field.label or field.help_message or field.type_name not in _READ_HOST_TYPES:
+        return None
+    return field
+
+
 def _arg(params: list[Any], index: int) -> Any:
     return params[index] if len(params) > index else None
 
@@ -207,7 +246,17 @@ def answer_host_call(ui: HostUI, method: str, params: list[Any]) -> Any:
     if method == "ReadLineAsSecureString":
         return ui.read_line_as_secure_string(None)
     if method == "Prompt":
-        return ui.prompt(_text(_arg(params, 0)), _text(_arg(params, 1)), _fields(_arg(params, 2)))
+        caption, message = _text(_arg(params, 0)), _text(_arg(params, 1))
+        fields = _fields(_arg(params, 2))
+        read_host = read_host_prompt(caption, message, fields)
+        if read_host is not None:
+            # Read-Host 'Name' [-AsSecureString]: answer as the UI answers every Read-Host
+            if read_host.is_secret:
+                return {read_host.name: ui.read_line_as_secure_string(read_host.name)}
+            return {read_host.name: ui.read_line(read_host.name)}
+        # typed fields need no conversion here: PowerShell converts a text answer to the
+        # field's type itself ("42" for an [int] field reaches the script as Int32)
+        return ui.prompt(caption, message, fields)
     if method in ("PromptForCredential1", "PromptForCredential2"):
         username = _arg(params, 2)
         target = _arg(params, 3)

@@ -36,6 +36,7 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -471,17 +472,33 @@ class NotebookHostUI(HostUI):
     both are ipykernel's stdin requests (a password box for secrets), so nothing typed is
     echoed or stored in the notebook. A frontend without stdin (nbclient, papermill) makes the
     prompt fail *in the guest* with a clear message instead of hanging the run.
+
+    The guest is not trusted, and its prompts must not pass for hvmagic's own (``%vmconnect``
+    asks ``%vmconnect VM: Password for USER:``). Every prompt text starts with
+    ``[guest 'VM' <what asks>: <how the answer travels>]``: ``hidden, sent encrypted`` for
+    SecureString/PSCredential answers, ``visible, sent as plain text`` for everything else — a
+    plain-text field whose label asks for a password gets a warning saying so. The guest's own
+    words (labels, captions, choices) are shown on one line, without control or bidirectional
+    formatting characters, and shortened, so they cannot push the marker out of sight.
+
+    The prompts run on the cell's own thread (:attr:`HostUI.answer_on_caller_thread`): ipykernel
+    ties stdin requests to the executing cell, and an interrupt must reach the prompt. A
+    ``--timeout`` therefore waits for a prompt's answer; interrupting the kernel cancels it.
     """
 
     name = "hvmagic (Jupyter)"
+    answer_on_caller_thread = True
 
     def __init__(
         self,
         read: Callable[[str], str] | None = None,
         read_secret: Callable[[str], str] | None = None,
+        guest: str = "the VM",
     ) -> None:
         self._read = read
         self._read_secret = read_secret
+        #: the VM name shown in every prompt the guest asks
+        self.guest = _guest_text(guest, 60)
 
     def _ask(self, prompt: str, *, secret: bool) -> str:
         # looked up at call time: ipykernel swaps input/getpass in for each execution
@@ -494,45 +511,61 @@ class NotebookHostUI(HostUI):
                 "value with %%vmps --with NAME instead"
             ) from exc
 
+    def _marker(self, what: str, *, secret: bool) -> str:
+        travel = "hidden, sent encrypted" if secret else "visible, sent as plain text"
+        return f"[guest {self.guest!r} {what}: {travel}] "
+
+    def _ask_guest(self, what: str, label: str, *, secret: bool) -> str:
+        text = _guest_text(label)
+        warning = ""
+        if not secret and _LOOKS_SECRET.search(text):
+            warning = "WARNING: the guest asks for this as plain text, not a SecureString. "
+        prompt = f"{self._marker(what, secret=secret)}{warning}{text}{': ' if text else ''}"
+        return self._ask(prompt, secret=secret)
+
+    def _show(self, what: str, caption: str, message: str) -> None:
+        lines = [_guest_text(t) for t in (caption, message) if t]
+        if lines:
+            print(f"[guest {self.guest!r} {what}] " + " — ".join(lines))
+
     def read_line(self, prompt: str | None = None) -> str:
-        return self._ask(f"{prompt}: " if prompt else "", secret=False)
+        return self._ask_guest("Read-Host", prompt or "", secret=False)
 
     def read_line_as_secure_string(self, prompt: str | None = None) -> SecureString:
-        return SecureString(self._ask(f"{prompt}: " if prompt else "", secret=True))
+        return SecureString(self._ask_guest("Read-Host", prompt or "", secret=True))
 
     def prompt(self, caption: str, message: str, fields: list[Field]) -> dict[str, Any]:
-        if caption or message:
-            print("\n".join(t for t in (caption, message) if t))
+        self._show("prompt", caption, message)
         answers: dict[str, Any] = {}
         for field in fields:
             label = field.label or field.name
             if field.type_name.endswith("PSCredential"):
                 answers[field.name] = self.prompt_for_credential(caption, message, None, None)
             elif field.is_secret:
-                answers[field.name] = SecureString(self._ask(f"{label}: ", secret=True))
+                answers[field.name] = SecureString(self._ask_guest("prompt", label, secret=True))
             else:
-                answers[field.name] = self._ask(f"{label}: ", secret=False)
+                answers[field.name] = self._ask_guest("prompt", label, secret=False)
         return answers
 
     def prompt_for_credential(
         self, caption: str, message: str, username: str | None, target_name: str | None
     ) -> PSCredential:
-        if caption or message:
-            print("\n".join(t for t in (caption, message) if t))
-        user = username or self._ask("User: ", secret=False)
-        return PSCredential(user, SecureString(self._ask(f"Password for {user}: ", secret=True)))
+        self._show("credential request", caption, message)
+        user = username or self._ask_guest("credential request", "User", secret=False)
+        password = self._ask_guest("credential request", f"Password for {user}", secret=True)
+        return PSCredential(user, SecureString(password))
 
     def prompt_for_choice(
         self, caption: str, message: str, choices: list[Choice], default: int
     ) -> int:
-        if caption or message:
-            print("\n".join(t for t in (caption, message) if t))
+        self._show("choice", caption, message)
+        labels = [_guest_text(c.label.replace("&", ""), 60) for c in choices]
         menu = "  ".join(
-            f"[{c.hot_key or i}] {c.label.replace('&', '')}" for i, c in enumerate(choices)
+            f"[{_guest_text(c.hot_key or '', 1) or i}] {labels[i]}" for i, c in enumerate(choices)
         )
-        hint = f" (default {choices[default].label.replace('&', '')})" if 0 <= default < len(
-            choices) else ""
-        answer = self._ask(f"{menu}{hint}: ", secret=False).strip()
+        hint = f" (default {labels[default]})" if 0 <= default < len(choices) else ""
+        prompt = f"{self._marker('choice', secret=False)}{menu}{hint}: "
+        answer = self._ask(prompt, secret=False).strip()
         if not answer and 0 <= default < len(choices):
             return default
         for index, choice in enumerate(choices):
@@ -541,6 +574,23 @@ class NotebookHostUI(HostUI):
             ).lower() or answer == str(index):
                 return index
         raise HostInteractionError(f"{answer!r} is not one of the choices")
+
+
+#: labels that ask for something secret; such a plain-text field gets a warning
+_LOOKS_SECRET = re.compile(
+    r"pass(word|phrase|wd)?\b|kennwort|passwort|mot de passe|contraseña|secret|\bpin\b|"
+    r"token|api.?key|private.?key|credential",
+    re.IGNORECASE,
+)
+
+
+def _guest_text(text: str, limit: int = 200) -> str:
+    """The guest's words for a prompt: one line, no control or bidi characters, bounded."""
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in str(text)
+    )
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------------------------
@@ -730,7 +780,7 @@ class VmMagics(Magics):
         alias = args.alias or name
         if via in ("auto", "direct") and name != "sim" and not _replaying(via, args):
             _refuse_powershell_direct_here(name)  # before any password prompt, not after
-        kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI()}
+        kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI(guest=name)}
         for option in ("configuration", "record", "replay", "timeout", "wait"):
             value = getattr(args, option)
             if value is not None:
@@ -777,14 +827,22 @@ class VmMagics(Magics):
                                  "is not set")
             password = SecureString(env_value)
         else:
-            password = self._password_from_sources(args.username)
+            password = self._password_from_sources(args.username, args.name)
         return {"username": args.username, "password": password}
 
     @staticmethod
-    def _password_from_sources(username: str) -> SecureString:
-        """HVMAGIC_PASSWORD, keyring, else the frontend's password box (hvmagic.credentials)."""
+    def _password_from_sources(username: str, target: str | None = None) -> SecureString:
+        """HVMAGIC_PASSWORD, keyring, else the frontend's password box (hvmagic.credentials).
+
+        The box says it is ``%vmconnect``'s own, so it never looks like a guest's prompt (those
+        start with ``[guest 'VM' …]``, see :class:`NotebookHostUI`)."""
+
+        def ask(text: str) -> str:
+            # getpass looked up at call time: ipykernel swaps its own in for each execution
+            return getpass.getpass(f"%vmconnect {_guest_text(target or '', 60)}: {text}")
+
         try:
-            return get_password(username)
+            return get_password(username, prompt=ask)
         except StdinNotImplementedError as exc:
             # ipykernel raises this when the frontend cannot prompt
             # (nbclient, papermill): say how to give the password instead

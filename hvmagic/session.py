@@ -42,7 +42,17 @@ Threads and failure rules
   parallel work. :meth:`Session.stop` may be called from any thread.
 * ``timeout`` → the pipeline is stopped (``Signal``) and :class:`PipelineTimeoutError` carries
   the partial :class:`Result`; Ctrl-C (KeyboardInterrupt) stops the pipeline the same way and
-  re-raises; either way the session stays usable.
+  re-raises; :meth:`Session.stop` from another thread makes ``run`` return the ``Stopped``
+  result. Either way the session stays usable.
+* A stop is bounded: the guest gets :data:`STOP_TIMEOUT` seconds (the *stop grace*, 5 s) to
+  acknowledge it and release the pipeline. A guest that does not is not answering at all, so
+  the session is marked broken and :class:`StopNotAcknowledgedError` (a
+  :class:`PipelineTimeoutError` *and* a :class:`SessionBrokenError`) carries the partial result
+  ("stop was not acknowledged; the session is broken"). ``run(timeout=T)`` therefore returns
+  within ``T`` + the grace, whatever the guest does.
+* Guest prompts (``Read-Host``, ``Get-Credential`` …) are answered by the host UI on a helper
+  thread, so the run keeps watching its timeout and :meth:`stop` while a prompt is open; an
+  answer given after the pipeline stopped is dropped.
 * A terminating error (pipeline ``Failed``) raises :class:`RemoteError` with the ErrorRecord
   and the partial result; non-terminating errors only land in :attr:`Result.errors`.
 * A dead transport or a protocol violation marks the session :attr:`~Session.broken` and raises
@@ -53,6 +63,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import datetime as _dt
 import importlib
 import os
@@ -86,6 +97,7 @@ from hvmagic.errors import (
     RemoteError,
     SessionBrokenError,
     SessionBusyError,
+    StopNotAcknowledgedError,
     TransportError,
     UnsupportedPlatformError,
 )
@@ -133,9 +145,14 @@ Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_name -Er
 _VARIABLE_NAME = re.compile(r"[^\W\d]\w*\Z")
 _RESERVED_PREFIX = "__hvmagic"
 
-#: how long to wait for the pool to open, a stop to be acknowledged, a close to finish
+#: how long to wait for the pool to open, a stop to be acknowledged, a close to finish.
+#: STOP_TIMEOUT is the *stop grace*: after a timeout, stop() or Ctrl-C the guest has this long
+#: to report the pipeline stopped and release it, else the session is declared broken. PowerShell
+#: stops a pipeline as soon as the running command checks for it (Start-Sleep, the pipeline
+#: between objects: milliseconds); a command blocked in one long .NET call can take longer —
+#: raise it (``hvmagic.session.STOP_TIMEOUT = 30``) for such guests.
 OPEN_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 10.0
 _POLL = 0.25  # bounded waits keep Ctrl-C responsive on Windows, where lock waits are not
 _BATCH = 256  # received chunks handled per lock round (and per send of the replies)
@@ -229,9 +246,15 @@ class _Run:
     started: float
     finished: bool = False
     closed: bool = False
+    #: when a stop() from another thread stops counting as acknowledged (None: no stop asked)
+    stop_deadline: float | None = None
     #: host texts not yet matched by their twin from the other source (see _host_text)
     host_from_calls: list[str] = field(default_factory=list)
     host_from_records: list[str] = field(default_factory=list)
+
+
+def _overdue(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 class _Broken(Exception):
@@ -388,7 +411,7 @@ class Session:
         try:
             with self._lock:
                 self._flush()  # a Ctrl-C raised right after sending must stop the pipeline too
-            finished = self._wait(lambda: run.finished, deadline)
+            finished = self._wait(lambda: run.finished or _overdue(run.stop_deadline), deadline)
         except SessionBrokenError:
             run.result.duration = time.monotonic() - started
             raise
@@ -399,40 +422,70 @@ class Session:
             self._abort(run)
             raise
         if not finished:
-            self._abort(run)
+            if not self._abort(run):
+                raise self._stop_failed(run, f"the pipeline ran longer than {timeout:g} s")
             raise PipelineTimeoutError(
                 f"the pipeline ran longer than {timeout:g} s and was stopped", result=run.result
             )
-        self._release(run)
+        if not run.finished:  # stop() from another thread went unanswered
+            self._mark_broken(f"the guest did not acknowledge a stop within {STOP_TIMEOUT:g} s")
+            self._fail_current()
+            raise self._stop_failed(run, "stop() was requested")
+        try:
+            self._release(run, time.monotonic() + STOP_TIMEOUT if run.stop_deadline else None)
+        except SessionBrokenError as exc:
+            if run.stop_deadline is None:
+                run.result.duration = time.monotonic() - started
+                raise
+            raise self._stop_failed(run, "stop() was requested") from exc
         if run.result.state == "Failed":
             record = run.result.terminating_error
             message = record.message if record is not None else "the pipeline failed"
             raise RemoteError(message, record=record, result=run.result)
         return run.result
 
+    def _stop_failed(self, run: _Run, what: str) -> StopNotAcknowledgedError:
+        run.result.duration = time.monotonic() - run.started
+        return StopNotAcknowledgedError(
+            f"{what}; stop was not acknowledged; the session is broken ({self._broken}); "
+            "connect again",
+            result=run.result,
+        )
+
     def stop(self) -> None:
         """Stop the running pipeline (``Signal``), from any thread; a no-op when idle."""
         run = self._current
         if run is None or run.finished or self.broken or self._closed:
             return
+        if run.stop_deadline is None:  # the run gives the guest the stop grace from now
+            run.stop_deadline = time.monotonic() + STOP_TIMEOUT
         with self._lock:
             self._client.stop_pipeline(run.pipeline_id)
             self._flush()
 
-    def _abort(self, run: _Run) -> None:
+    def _abort(self, run: _Run) -> bool:
+        """Stop ``run`` and release it within the stop grace; False (and the session marked
+        broken) when the guest did not acknowledge in time."""
         if self.broken:
-            return
+            return False
+        deadline = time.monotonic() + STOP_TIMEOUT  # one grace for the stop and the release
+        if run.stop_deadline is None:
+            run.stop_deadline = deadline  # a prompt answered from now on comes too late
         try:
             if not run.finished:
                 with self._lock:
                     self._client.stop_pipeline(run.pipeline_id)
                     self._flush()
-                if not self._wait(lambda: run.finished, time.monotonic() + STOP_TIMEOUT):
-                    self._mark_broken("the guest did not stop the pipeline")
-                    return
-            self._release(run)
+                if not self._wait(lambda: run.finished, deadline):
+                    self._mark_broken(
+                        f"the guest did not acknowledge a stop within {STOP_TIMEOUT:g} s"
+                    )
+                    self._fail_current()  # not "Stopped": nobody knows what the guest did
+                    return False
+            self._release(run, deadline)
+            return True
         except HvMagicError:
-            return  # already marked broken; the original exception is what the user sees
+            return False  # marked broken; the original exception is what the user sees
         except BaseException:
             self._mark_broken("interrupted while stopping a pipeline")
             raise
@@ -441,11 +494,13 @@ class Session:
                 run.result.state = "Stopped"
             run.result.duration = time.monotonic() - run.started
 
-    def _release(self, run: _Run) -> None:
+    def _release(self, run: _Run, deadline: float | None = None) -> None:
         with self._lock:
             self._client.close_pipeline(run.pipeline_id)
             self._flush()
-        if not self._wait(lambda: run.closed, time.monotonic() + CLOSE_TIMEOUT):
+        if deadline is None:
+            deadline = time.monotonic() + CLOSE_TIMEOUT
+        if not self._wait(lambda: run.closed, deadline):
             self._mark_broken("the guest did not release a pipeline")
             raise SessionBrokenError(f"{self.description}: no CloseAck for a finished pipeline")
 
@@ -461,7 +516,8 @@ class Session:
         if self._current is not None and self._run_thread == threading.get_ident():
             idle = False  # close() from inside on_event: the run cannot finish first
         else:
-            idle = self._run_lock.acquire(timeout=STOP_TIMEOUT)
+            # the run ends within the stop grace (then it is stopped or the session broken)
+            idle = self._run_lock.acquire(timeout=STOP_TIMEOUT + CLOSE_TIMEOUT)
         self._closed = True
         try:
             if not idle:
@@ -648,6 +704,8 @@ class Session:
         elif isinstance(event, HostCall):
             self._host_call(event, run)
         elif isinstance(event, PoolBroken):
+            if self._closed and event.state == "Closed":
+                return  # PowerShell reports Closed before its CloseAck when we close the pool
             self._mark_broken(f"the guest's runspace pool is {event.state}: {event.reason}")
             self._fail_current()
         elif isinstance(event, (PoolOpened, PoolClosed, KeyExchanged)):
@@ -684,22 +742,51 @@ class Session:
             return
         if not call.needs_response:
             return  # void calls (SetShouldExit, WriteProgress, …) need no answer
+        if run is None or getattr(self.host_ui, "answer_on_caller_thread", False):
+            self._answer(call, run, on_caller=True)
+            return
+        # A prompt may wait for a person: ask on a helper thread so this thread keeps reading
+        # the guest and watching the timeout and stop(). Context variables go along (a
+        # kernel's notion of the executing cell lives there).
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(self._answer_quietly, call, run), daemon=True,
+            name=f"hvmagic-host-ui-{self.name}",
+        ).start()
+
+    def _answer_quietly(self, call: HostCall, run: _Run) -> None:
+        with contextlib.suppress(BaseException):  # the run thread reports a broken session
+            self._answer(call, run, on_caller=False)
+
+    def _answer(self, call: HostCall, run: _Run | None, *, on_caller: bool) -> None:
         try:
             value = answer_host_call(self.host_ui, call.method, call.parameters)
         except HostInteractionError as exc:
-            self._respond(call, None, str(exc))
+            self._respond(call, None, str(exc), run)
             return
         except Exception as exc:  # a custom UI failing: the guest gets the reason, not a hang
-            self._respond(call, None, f"the host UI failed: {type(exc).__name__}: {exc}")
+            self._respond(call, None, f"the host UI failed: {type(exc).__name__}: {exc}", run)
+            return
+        except KeyboardInterrupt:
+            if on_caller:
+                raise  # Ctrl-C at a prompt on the caller's thread: the run stops the pipeline
+            self._respond(call, None, "the prompt was cancelled", run)
             return
         if _contains_secret(value) and not self._client.key_exchanged:
             self._respond(call, None, "the session key has not been exchanged yet; "
-                                      "pass secrets as parameters instead")
+                                      "pass secrets as parameters instead", run)
             return
-        self._respond(call, value, None)
+        self._respond(call, value, None, run)
 
-    def _respond(self, call: HostCall, value: Any, error: str | None) -> None:
+    def _respond(
+        self, call: HostCall, value: Any, error: str | None, run: _Run | None = None
+    ) -> None:
         with self._lock:
+            if run is not None and (
+                run.finished or run.stop_deadline is not None or self._current is not run
+                or self._broken is not None or self._closed
+            ):
+                return  # answered too late: the pipeline stopped meanwhile
             try:
                 self._client.host_response(call, value, error_message=error)
             except EncodeError as exc:

@@ -735,7 +735,7 @@ def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None
 
     def read(prompt: str) -> str:
         asked.append(prompt)
-        return "alice" if prompt == "" else "Y"
+        return "alice" if "Read-Host" in prompt else "Y"
 
     def read_secret(prompt: str) -> str:
         asked.append("secret:" + prompt)
@@ -752,11 +752,15 @@ def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None
         ctx.output(f"{name}|{type(secret).__name__}|{secret.decrypt() == 's3cret'}|{choice}")
 
     with guest:
-        ui = hvmagics.NotebookHostUI(read=read, read_secret=read_secret)
+        ui = hvmagics.NotebookHostUI(read=read, read_secret=read_secret, guest="web01")
         with guest.connect(host_ui=ui) as session:
             result = session.run("Ask-Things")
             assert result.output == ["alice|PSSecureString|True|0"]
-            assert asked == ["", "secret:", "[Y] Yes  [N] No (default No): "]
+            assert asked == [
+                "[guest 'web01' Read-Host: visible, sent as plain text] ",
+                "secret:[guest 'web01' Read-Host: hidden, sent encrypted] ",
+                "[guest 'web01' choice: visible, sent as plain text] "
+                "[Y] Yes  [N] No (default No): "]
 
         from IPython.core.error import StdinNotImplementedError
 
@@ -783,7 +787,8 @@ def test_notebook_host_ui_choices_and_credentials(capsys: pytest.CaptureFixture[
     ui = hvmagics.NotebookHostUI(read=read, read_secret=lambda prompt: "pw")
     choices = [Choice("&Yes"), Choice("&No"), Choice("&Suspend")]
     assert ui.prompt_for_choice("Reboot", "Reboot now?", choices, 1) == 1  # empty → default
-    assert asked[0] == "[Y] Yes  [N] No  [S] Suspend (default No): "
+    assert asked[0] == ("[guest 'the VM' choice: visible, sent as plain text] "
+                        "[Y] Yes  [N] No  [S] Suspend (default No): ")
     assert ui.prompt_for_choice("", "", choices, -1) == 1  # hot key
     assert ui.prompt_for_choice("", "", choices, -1) == 2  # index
     with pytest.raises(HostInteractionError, match="'maybe' is not one of the choices"):
@@ -792,7 +797,7 @@ def test_notebook_host_ui_choices_and_credentials(capsys: pytest.CaptureFixture[
     assert cred.username == "bob" and cred.password.reveal() == "pw"
     values = ui.prompt("", "", [Field("Pin", "System.Security.SecureString")])
     assert isinstance(values["Pin"], SecureString)
-    assert "Reboot\nReboot now?" in capsys.readouterr().out
+    assert "[guest 'the VM' choice] Reboot — Reboot now?" in capsys.readouterr().out
 
 
 def test_unload_closes_sessions_and_removes_everything() -> None:

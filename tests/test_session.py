@@ -669,7 +669,8 @@ def test_scripted_host_answers_prompt_fields_and_secure_lines(guest: FakeGuest) 
     with guest.connect(host_ui=ui) as sess:
         assert sess.run("read-host-prompt").output == ["dc01"]
         assert sess.run("read-host-secure").output == [True]
-    assert ui.asked == [("Prompt", ""), ("ReadLineAsSecureString", "")]
+    # Read-Host 'Server name' reaches the host as a one-field Prompt; the UI sees a Read-Host
+    assert ui.asked == [("ReadLine", "Server name"), ("ReadLineAsSecureString", "")]
 
 
 def test_default_host_refuses_prompts_and_credentials(session: Session) -> None:

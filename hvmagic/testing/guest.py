@@ -422,6 +422,16 @@ class HandlerContext:
         if self._pipeline.stop_event.wait(max(0.0, seconds)):
             raise PipelineStoppedError("The pipeline has been stopped.")
 
+    def stall(self, until: threading.Event, timeout: float = 60.0) -> None:
+        """Fault: the guest stops answering altogether until ``until`` is set (or ``timeout``).
+
+        The whole connection is held, not just this pipeline: a ``Signal`` is neither
+        acknowledged nor acted on, no state or output is sent — a hung guest, which real
+        PowerShell cannot be made to be on demand.
+        """
+        with self._connection._lock:
+            until.wait(timeout)
+
     def input(self, timeout: float | None = None) -> Iterator[Any]:
         """The pipeline input the client sends (``$input``), until end of input."""
         while True:
