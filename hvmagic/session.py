@@ -92,6 +92,7 @@ from hvmagic.errors import (
     EncodeError,
     HostInteractionError,
     HvMagicError,
+    LegacyGuestRefusedError,
     PipelineTimeoutError,
     ProtocolError,
     RemoteError,
@@ -954,7 +955,10 @@ def _retry_while_unreachable(
         try:
             return attempt()
         except (ConnectionError, TimeoutError) as exc:  # TransportError is a ConnectionError
-            if isinstance(exc, (CredentialError, UnsupportedPlatformError)):
+            # only "unreachable" is worth waiting for: a guest that refuses (credentials, the
+            # legacy handshake) or a platform that cannot connect answers the same next time
+            if isinstance(exc, (CredentialError, UnsupportedPlatformError,
+                                LegacyGuestRefusedError)):
                 raise
             remaining = deadline - time.monotonic()
             if remaining <= 0:

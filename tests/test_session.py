@@ -41,6 +41,7 @@ from hvmagic.clixml.values import (
 from hvmagic.errors import (
     CredentialError,
     EncodeError,
+    LegacyGuestRefusedError,
     PipelineTimeoutError,
     ProtocolError,
     RemoteError,
@@ -992,6 +993,14 @@ def test_wait_never_retries_rejected_credentials() -> None:
     with pytest.raises(CredentialError):
         _retry_while_unreachable(rejected, 60, sleep=sleeps.append)
     assert calls == [1] and sleeps == []
+
+    def legacy() -> Any:
+        calls.append(3)
+        raise LegacyGuestRefusedError("only the legacy handshake")
+
+    with pytest.raises(LegacyGuestRefusedError):
+        _retry_while_unreachable(legacy, 600, sleep=sleeps.append)
+    assert calls.count(3) == 1 and sleeps == []  # refused at once, not retried for 10 minutes
 
     def refused() -> Any:
         calls.append(2)
