@@ -6,18 +6,22 @@
 Rows
     A list among the values is enumerated one level, as PowerShell's formatter does with a
     collection written as one output object. A :class:`~hvmagic.clixml.values.PSObject` with
-    properties, or a ``dict`` (a Hashtable, taken like a PSCustomObject so a list of them
-    becomes a table), is an *object* row. Everything else is a *scalar* row whose value goes to
-    the ``Value`` column: strings, numbers, enums, dates, nested lists, a primitive that carries
-    extra members (its ``.value``), an object without properties (shown by its ``ToString``).
+    properties is an *object* row. A dictionary (Hashtable, ``[ordered]``, ``$PSVersionTable``:
+    a ``dict``, or an object wrapping one) becomes one row per entry, as PowerShell's formatter
+    enumerates it: ``Name`` and ``Value`` by default (``System.Collections.DictionaryEntry``'s
+    view; ``columns="all"`` adds ``Key``, as ``Format-Table *`` does), values unchanged.
+    Everything else is a *scalar* row whose value goes to the ``Value`` column: strings,
+    numbers, enums, dates, nested lists, a primitive that carries extra members (its
+    ``.value``), an object without properties (shown by its ``ToString``).
 
 Columns (``columns=``)
     ``"default"``: per type, the columns of PowerShell's default table view
-    (:func:`hvmagic.views.default_columns`): PSCustomObject/Hashtable → all properties, unknown
-    types → all properties (WMI/CIM plumbing left out). ``"all"``: every property (the union in
-    first-seen order). A list of names: exactly those, missing → NA; a name matches a property
-    case-insensitively, or a calculated header of the type's view (``"WS(K)"``), or ``Value``
-    for scalar rows.
+    (:func:`hvmagic.views.default_columns`, Windows PowerShell 5.1's views unless
+    ``ps_version`` says 6 or later): PSCustomObject and ``Select-Object`` output → all
+    properties in order, unknown types → all properties (WMI/CIM plumbing left out).
+    ``"all"``: every property (the union in first-seen order). A list of names: exactly those,
+    missing → NA; a name matches a property case-insensitively, or a calculated header of the
+    type's view (``"WS(K)"``), or ``Value`` for scalar rows.
 
 Mixed output (several types, or objects and scalars)
     Like ``Format-Table`` fed several types, each type keeps its own columns; the frame's
@@ -178,8 +182,41 @@ def _scalar_chain(value: Any) -> list[str]:
     return []
 
 
-def _collect(values: list[Any]) -> list[_Group]:
-    """One pass over the values: group rows by type-name chain, first appearance first."""
+def _is_dictionary(value: Any) -> bool:
+    """A Hashtable/ordered dictionary: a plain mapping, or an object wrapping one."""
+    if _is_psobject_type(type(value)):
+        return isinstance(value.value, Mapping)
+    return isinstance(value, Mapping)
+
+
+#: the chain of the rows a dictionary becomes (one list shared: the fast path keys on its id)
+_ENTRY_CHAIN = ["System.Collections.DictionaryEntry", "System.ValueType", "System.Object"]
+
+
+def _dictionary_entries(values: list[Any]) -> list[Any]:
+    """Each dictionary replaced by its entries, as PowerShell's formatter enumerates an
+    IDictionary: one ``Name``/``Key``/``Value`` row per entry (``Format-Table *`` shows those
+    three), in the dictionary's order; other values unchanged."""
+    rows: list[Any] = []
+    for value in values:
+        if not _is_dictionary(value):
+            rows.append(value)
+            continue
+        mapping = value.value if _is_psobject_type(type(value)) else value
+        rows.extend(
+            PSObject({"Name": key, "Key": key, "Value": item}, _ENTRY_CHAIN,
+                     to_string="System.Collections.DictionaryEntry")
+            for key, item in mapping.items()
+        )
+    return rows
+
+
+def _collect(values: list[Any]) -> list[_Group] | None:
+    """One pass over the values: group rows by type-name chain, first appearance first.
+
+    ``None`` when a dictionary is among them: its entries are the rows (see
+    :func:`_dictionary_entries`), so the caller expands and collects again. Dictionaries are
+    rare in bulk output, so the common path pays nothing for them."""
     groups: dict[tuple[str, ...], _Group] = {}
     by_list_id: dict[int, _Group] = {}  # objects decoded with <TNRef> share one list
 
@@ -211,16 +248,16 @@ def _collect(values: list[Any]) -> list[_Group]:
                 last_group.rows.append(row)  # type: ignore[union-attr]
                 last_group.props.append(props)  # type: ignore[union-attr]
                 continue
-            if inner is not None and not isinstance(inner, Mapping):
+            if inner is not None:
+                if isinstance(inner, Mapping):
+                    return None  # a dictionary (perhaps with extra members): rows per entry
                 # a primitive with extra members (Get-Content lines carry PSPath…) shows as
                 # the primitive, as in PowerShell
                 add_scalar(row, inner, list(value.type_names))
                 continue
-            if not props:
-                if inner is None:  # nothing but a ToString: show that
-                    add_scalar(row, NestedObject(value), list(value.type_names))
-                    continue
-                props = inner
+            if not props:  # nothing but a ToString: show that
+                add_scalar(row, NestedObject(value), list(value.type_names))
+                continue
             group = by_list_id.get(id(type_names))
             if group is None:
                 chain = list(type_names) or ["System.Management.Automation.PSCustomObject",
@@ -231,13 +268,7 @@ def _collect(values: list[Any]) -> list[_Group]:
             group.props.append(props)
             last_type_names, last_group = type_names, group
         elif isinstance(value, Mapping):
-            props = value
-            if not all(isinstance(k, str) for k in props):
-                props = {str(k): v for k, v in props.items()}
-            chain = ["System.Collections.Hashtable", "System.Object"]
-            group = group_for(tuple(chain), chain, False)
-            group.rows.append(row)
-            group.props.append(props)
+            return None  # a Hashtable/ordered dictionary: rows per entry
         else:
             add_scalar(row, value, _scalar_chain(value))
     return list(groups.values())
@@ -261,7 +292,7 @@ def _property_names(props_list: Sequence[Mapping[str, Any]]) -> list[str]:
 # Column selection per group
 
 
-def _group_columns(group: _Group, columns: Any) -> list[Column]:
+def _group_columns(group: _Group, columns: Any, ps_version: Any = None) -> list[Column]:
     if group.scalar:
         if columns == "default" or columns == "all":
             return [Column(VALUE_COLUMN, compute=_identity)]
@@ -270,19 +301,19 @@ def _group_columns(group: _Group, columns: Any) -> list[Column]:
             for name in columns
         ]
     if columns == "default":
-        view = find_view(group.chain)
+        view = find_view(group.chain, ps_version)
         if view is not None:
             # the first object tells which aliases this type carries (objects of one type
             # agree); the union over all objects is only needed when there is no view
             present = {n.lower(): n for n in group.props[0]}
             return [_bind(c, present) for c in view.columns]
         names = _property_names(group.props)
-        return default_columns(group.chain, names)
+        return default_columns(group.chain, names, ps_version)
     names = _property_names(group.props)
     if columns == "all":
         return [Column(n, (n,)) for n in names]
     present = {n.lower(): n for n in names}
-    view = find_view(group.chain)
+    view = find_view(group.chain, ps_version)
     calculated = {c.header: c for c in view.columns} if view is not None else {}
     result = []
     for name in columns:
@@ -556,12 +587,15 @@ def _check_columns(columns: Any) -> Any:
     return names
 
 
-def to_dataframe(values: Any, columns: str | Sequence[str] = "default") -> pd.DataFrame:
+def to_dataframe(values: Any, columns: str | Sequence[str] = "default", *,
+                 ps_version: Any = None) -> pd.DataFrame:
     """Turn PowerShell output into a DataFrame: one row per object (rules: module docstring).
 
     ``values`` is what :func:`hvmagic.clixml.loads` or ``Result.output`` gives (a list); a
     single object is taken as one row. ``columns`` is ``"default"`` (what PowerShell shows),
-    ``"all"`` (every property) or a list of names.
+    ``"all"`` (every property) or a list of names. ``ps_version`` is the PowerShell that
+    produced them (:attr:`hvmagic.Session.ps_version`): it picks between Windows PowerShell
+    5.1's and PowerShell 7's default views; ``None`` means 5.1.
     """
     selected = _check_columns(columns)
     # Building columns allocates many small containers while tens of thousands of objects are
@@ -570,13 +604,13 @@ def to_dataframe(values: Any, columns: str | Sequence[str] = "default") -> pd.Da
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _to_dataframe(values, selected)
+        return _to_dataframe(values, selected, ps_version)
     finally:
         if collecting:
             gc.enable()
 
 
-def _to_dataframe(values: Any, selected: Any) -> pd.DataFrame:
+def _to_dataframe(values: Any, selected: Any, ps_version: Any) -> pd.DataFrame:
     import pandas as pd
 
     if values is None:
@@ -590,12 +624,16 @@ def _to_dataframe(values: Any, selected: Any) -> pd.DataFrame:
             # (``Write-Output -NoEnumerate``, ``,$list``, a List`1 from Export-Clixml): one level
             rows = [item for v in rows for item in (v if isinstance(v, list) else (v,))]
     groups = _collect(rows)
+    if groups is None:
+        rows = _dictionary_entries(rows)
+        groups = _collect(rows)
+        assert groups is not None  # entries are objects, never dictionaries
     n = len(rows)
 
     headers: dict[str, None] = {}
     per_group: list[tuple[_Group, list[str], list[Sequence[Any]]]] = []
     for group in groups:
-        cols = _group_columns(group, selected)
+        cols = _group_columns(group, selected, ps_version)
         group_headers = [c.header for c in cols]
         headers.update(dict.fromkeys(group_headers))
         per_group.append((group, group_headers, _extract(group, cols)))

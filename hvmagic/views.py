@@ -4,9 +4,16 @@ PowerShell decides what a table of objects shows from its formatting files
 (``DotNetTypes.format.ps1xml``, ``FileSystem.format.ps1xml``, the Hyper-V, Storage, NetAdapter,
 ScheduledTasks … module ``*.format.ps1xml``) and, where no view exists, from a type's
 ``DefaultDisplayPropertySet`` (``types.ps1xml``). Neither travels with serialized objects, so
-hvmagic ships the views a Hyper-V admin meets daily here, written after Windows PowerShell 5.1
-(what guests run): headers exactly as PowerShell prints them, calculated columns computed the way
-the view's script block computes them.
+hvmagic ships the views a Hyper-V admin meets daily here: headers exactly as PowerShell prints
+them, calculated columns computed the way the view's script block computes them.
+
+Two generations: Windows PowerShell 5.1 (what a Windows guest runs out of the box) and
+PowerShell 7.x, whose format files differ for a few types (Process: ``NPM(K) PM(M) WS(M)``
+without ``Handles``; Get-Module: ``PreRelease``, and ``PSEdition`` for ``-ListAvailable``;
+certificates: ``EnhancedKeyUsageList``). The session reads the guest's version once, from the
+``$PSVersionTable`` a PowerShell server sends when the runspace pool opens, and lookups pass it
+(``find_view(chain, ps_version)``); unknown means 5.1. ``tests/pwsh/test_views.py`` checks every
+view PowerShell 7.6 has against its own ``Format-Table``.
 
 Two deliberate departures, both so the frame stays analysable:
 
@@ -20,10 +27,12 @@ Two deliberate departures, both so the frame stays analysable:
   their columns; the grouping property is one ``columns="all"`` away.
 
 Lookup goes through an object's type-name chain, most derived first, ``Deserialized.`` prefixes
-removed, case-insensitively (PowerShell matches type names that way). A name carrying a WMI/CIM
-class (``System.Management.ManagementObject#root\\cimv2\\Win32_Processor``,
+removed, case-insensitively (PowerShell matches type names that way). A WMI/CIM object's name
+(``System.Management.ManagementObject#root\\cimv2\\Win32_Processor``,
 ``Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetAdapter``) also
 matches by its class name alone, so ``Get-WmiObject`` and ``Get-CimInstance`` output share a view.
+``Select-Object`` output (``Selected.…``) never takes a view, as in PowerShell: it shows the
+selected properties in their order.
 """
 
 from __future__ import annotations
@@ -100,6 +109,18 @@ def _scaled(divisor: int, *names: str) -> Callable[[Props], Any]:
     return compute
 
 
+def _megabytes(*names: str) -> Callable[[Props], Any]:
+    """``$_.X / 1MB`` as a float (the view prints it ``"{0:N2}"``)."""
+
+    def compute(props: Props) -> Any:
+        value = _first(props, *names)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return value / 2**20
+
+    return compute
+
+
 # FileSystem.format.ps1xml (5.1) shows ``Mode`` from a CodeProperty; serialized files carry it,
 # but objects built elsewhere may only have ``Attributes`` (FileAttributes flags).
 _MODE_FLAGS = (("d", 0x10), ("a", 0x20), ("r", 0x1), ("h", 0x2), ("s", 0x4), ("l", 0x400))
@@ -136,6 +157,52 @@ def feature_display_name(props: Props) -> Any:
     return f"{indent}{mark} {name}"
 
 
+def _keys(name: str) -> Callable[[Props], Any]:
+    """``$_.X.Keys``: the names of a dictionary (``ExportedCommands``), in its order."""
+
+    def compute(props: Props) -> Any:
+        value = props.get(name)
+        if isinstance(value, Mapping):
+            return [str(key) for key in value]
+        return value
+
+    return compute
+
+
+def command_name(props: Props) -> Any:
+    """``Name`` of Get-Command's view: an alias shows as ``dir -> Get-ChildItem``."""
+    if str(props.get("CommandType")) == "Alias" and props.get("DisplayName") is not None:
+        return props["DisplayName"]
+    return props.get("Name")
+
+
+def module_prerelease(props: Props) -> Any:
+    """``PreRelease`` (7.x): ``$_.PrivateData.PSData.PreRelease`` when the manifest has one."""
+    private = props.get("PrivateData")
+    data = private.get("PSData") if isinstance(private, Mapping) else None
+    return data.get("PreRelease") if isinstance(data, Mapping) else None
+
+
+def module_editions(props: Props) -> Any:
+    """``PSEdition`` of ``Get-Module -ListAvailable`` (7.x): each of ``CompatiblePSEditions``
+    cut to four letters, sorted, comma-joined; a manifest naming none is ``Desk``."""
+    editions = props.get("CompatiblePSEditions")
+    if isinstance(editions, str):
+        editions = [editions]
+    if not isinstance(editions, list) or not editions:
+        editions = ["Desktop"]
+    return ",".join(sorted(str(e)[:4] for e in editions))
+
+
+def certificate_usages(props: Props) -> Any:
+    """``EnhancedKeyUsageList`` (7.x): ``$_.EnhancedKeyUsageList.FriendlyName``."""
+    usages = props.get("EnhancedKeyUsageList")
+    if not isinstance(usages, list):
+        return None
+    names = [u.get("FriendlyName") for u in usages if isinstance(u, Mapping)]
+    return [n for n in names if n is not None]
+
+
 def _col(spec: str | tuple[str, str | Callable[[Props], Any]] | Column) -> Column:
     if isinstance(spec, Column):
         return spec
@@ -152,13 +219,24 @@ def _alias(header: str, *names: str) -> Column:
 
 
 _VIEWS: list[View] = []
+_VIEWS_7: list[View] = []
 
 
 def _view(type_names: str | Sequence[str], source: str, *columns: Any) -> None:
+    _register(_VIEWS, type_names, source, columns)
+
+
+def _view7(type_names: str | Sequence[str], source: str, *columns: Any) -> None:
+    """A view PowerShell 7.x defines differently from Windows PowerShell 5.1."""
+    _register(_VIEWS_7, type_names, source, columns)
+
+
+def _register(into: list[View], type_names: str | Sequence[str], source: str,
+              columns: Sequence[Any]) -> None:
     names = (type_names,) if isinstance(type_names, str) else tuple(type_names)
     cols = tuple(_col(c) for c in columns)
     for name in names:
-        _VIEWS.append(View(name, cols, source))
+        into.append(View(name, cols, source))
 
 
 # --- .NET types (DotNetTypes.format.ps1xml, Windows PowerShell 5.1) -------------------------
@@ -169,6 +247,19 @@ _view(
     ("NPM(K)", _scaled(1024, "NPM", "NonpagedSystemMemorySize64", "NonpagedSystemMemorySize")),
     ("PM(K)", _scaled(1024, "PM", "PagedMemorySize64", "PagedMemorySize")),
     ("WS(K)", _scaled(1024, "WS", "WorkingSet64", "WorkingSet")),
+    _alias("CPU(s)", "CPU"),
+    "Id",
+    _alias("SI", "SI", "SessionId"),
+    _alias("ProcessName", "ProcessName", "Name"),
+)
+# 7.x dropped Handles and shows paged memory and working set in megabytes ("{0:N2}" of
+# [float]($_.PM / 1MB)): kept as the unrounded float of megabytes, like CPU(s).
+_view7(
+    "System.Diagnostics.Process",
+    "DotNetTypes.format.ps1xml (7.x table view 'process')",
+    ("NPM(K)", _scaled(1024, "NPM", "NonpagedSystemMemorySize64", "NonpagedSystemMemorySize")),
+    ("PM(M)", _megabytes("PM", "PagedMemorySize64", "PagedMemorySize")),
+    ("WS(M)", _megabytes("WS", "WorkingSet64", "WorkingSet")),
     _alias("CPU(s)", "CPU"),
     "Id",
     _alias("SI", "SI", "SessionId"),
@@ -205,6 +296,9 @@ _view("System.Diagnostics.ProcessModule", "DotNetTypes.format.ps1xml",
       ("Size(K)", "Size"), "ModuleName", "FileName")
 _view("System.Security.Cryptography.X509Certificates.X509Certificate2",
       "Certificate.format.ps1xml", "Thumbprint", "Subject")
+_view7("System.Security.Cryptography.X509Certificates.X509Certificate2",
+       "Certificate.format.ps1xml (7.x 'ThumbprintTable')",
+       "Thumbprint", "Subject", ("EnhancedKeyUsageList", certificate_usages))
 
 # --- files (FileSystem.format.ps1xml, 5.1; grouped by PSParentPath) -------------------------
 _view(
@@ -227,12 +321,23 @@ _view("System.Diagnostics.Eventing.Reader.ProviderMetadata", "Event.format.ps1xm
 
 # --- PowerShell's own objects (PowerShellCore.format.ps1xml) --------------------------------
 _view("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (5.1)",
-      "ModuleType", "Version", "Name", "ExportedCommands")
-_view(("System.Management.Automation.CommandInfo", "System.Management.Automation.CmdletInfo",
-       "System.Management.Automation.FunctionInfo", "System.Management.Automation.AliasInfo",
-       "System.Management.Automation.ApplicationInfo"),
-      "PowerShellCore.format.ps1xml (5.1)",
-      "CommandType", "Name", "Version", "Source")
+      "ModuleType", "Version", "Name", ("ExportedCommands", _keys("ExportedCommands")))
+_view7("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (7.x)",
+       "ModuleType", "Version", ("PreRelease", module_prerelease), "Name",
+       ("ExportedCommands", _keys("ExportedCommands")))
+# Get-Module -ListAvailable output (grouped by the module's folder) adds PSEdition in 7.x
+_view7("ModuleInfoGrouping", "PowerShellCore.format.ps1xml (7.x)",
+       "ModuleType", "Version", ("PreRelease", module_prerelease), "Name",
+       ("PSEdition", module_editions), ("ExportedCommands", _keys("ExportedCommands")))
+# CommandInfo itself has a two-column view; its subclasses (what Get-Command returns) share one
+_view("System.Management.Automation.CommandInfo", "PowerShellCore.format.ps1xml",
+      "CommandType", "Name")
+_view(("System.Management.Automation.CmdletInfo", "System.Management.Automation.FunctionInfo",
+       "System.Management.Automation.AliasInfo", "System.Management.Automation.ApplicationInfo",
+       "System.Management.Automation.ExternalScriptInfo", "System.Management.Automation.FilterInfo",
+       "System.Management.Automation.ScriptInfo"),
+      "PowerShellCore.format.ps1xml",
+      "CommandType", ("Name", command_name), "Version", "Source")
 _view(
     "System.Management.Automation.PSDriveInfo",
     "PowerShellCore.format.ps1xml 'drive' (GB kept unrounded)",
@@ -387,8 +492,13 @@ _WIN32_TABLES: dict[str, tuple[str, ...]] = {
 for _class, _columns in _WIN32_TABLES.items():
     _view(_class, "DotNetTypes.format.ps1xml CIM table view / types.ps1xml", *_columns)
 
-#: every shipped view by lower-cased type or class name
+#: every shipped view by lower-cased type or class name (Windows PowerShell 5.1's)
 VIEWS: dict[str, View] = {v.type_name.lower(): v for v in _VIEWS}
+#: the views PowerShell 7.x defines differently; the others are the same in both
+VIEWS_7: dict[str, View] = {v.type_name.lower(): v for v in _VIEWS_7}
+
+#: PowerShell 6 and later ("Core") ship the 7.x format files
+_FIRST_CORE_MAJOR = 6
 
 #: the type names whose objects PowerShell shows by all their properties (no view needed)
 PROPERTY_BAG_TYPES = frozenset(
@@ -421,22 +531,60 @@ def is_cim_plumbing(name: str) -> bool:
     return name.startswith("__") or name in _CIM_PLUMBING
 
 
-def find_view(type_names: Sequence[str]) -> View | None:
-    """The view for the first type in the chain that has one, else ``None``."""
+def powershell_major(ps_version: Any) -> int | None:
+    """The major version of a guest's PowerShell (``PSVersion``, ``"7.6.9"``, ``(5, 1)``,
+    ``5``), or ``None`` when it is unknown or unreadable."""
+    if ps_version is None or isinstance(ps_version, bool):
+        return None
+    if isinstance(ps_version, int):
+        return ps_version
+    if isinstance(ps_version, tuple) and ps_version and isinstance(ps_version[0], int):
+        return ps_version[0]
+    match = _MAJOR.match(str(ps_version))
+    return int(match.group(1)) if match else None
+
+
+_MAJOR = re.compile(r"\s*(\d{1,4})(?:\.|\s*$)")
+_CIM_BASES = frozenset(
+    {"system.management.managementobject", "microsoft.management.infrastructure.ciminstance",
+     "system.management.managementbaseobject"}
+)
+
+
+def find_view(type_names: Sequence[str], ps_version: Any = None) -> View | None:
+    """The view for the first type in the chain that has one, else ``None``.
+
+    ``ps_version`` is the guest's PowerShell version (:attr:`hvmagic.Session.ps_version`):
+    6 and later take the 7.x views where they differ; unknown means Windows PowerShell 5.1,
+    what a Windows guest runs out of the box.
+
+    A name matches exactly (``Deserialized.`` removed, any case), as in PowerShell. The one
+    widening: the class after ``#`` of a WMI/CIM object's name, so ``Get-WmiObject`` and
+    ``Get-CimInstance`` output share a view. ``Select-Object`` output
+    (``Selected.Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_…``,
+    ``Selected.System.Diagnostics.Process``) is not that object any more: like PowerShell,
+    no view matches it and it shows the selected properties in their order.
+    """
+    major = powershell_major(ps_version)
+    tables = (VIEWS_7, VIEWS) if major is not None and major >= _FIRST_CORE_MAJOR else (VIEWS,)
     for raw in type_names:
         name = strip_deserialized(raw).lower()
-        view = VIEWS.get(name)
-        if view is not None:
-            return view
-        if "#" in name:
-            cim_class = _CLASS_SEPARATOR.split(name.rsplit("#", 1)[1])[-1]
-            view = VIEWS.get(cim_class)
+        for table in tables:
+            view = table.get(name)
             if view is not None:
                 return view
+        base, hash_sign, path = name.partition("#")
+        if hash_sign and base in _CIM_BASES:
+            cim_class = _CLASS_SEPARATOR.split(path)[-1]
+            for table in tables:
+                view = table.get(cim_class)
+                if view is not None:
+                    return view
     return None
 
 
-def default_columns(type_names: Sequence[str], property_names: Sequence[str]) -> list[Column]:
+def default_columns(type_names: Sequence[str], property_names: Sequence[str],
+                    ps_version: Any = None) -> list[Column]:
     """The columns ``to_dataframe(columns="default")`` shows for objects of this type.
 
     A known view gives its columns. Otherwise (documented fallback): every property, in the
@@ -444,7 +592,7 @@ def default_columns(type_names: Sequence[str], property_names: Sequence[str]) ->
     PowerShell itself shows a table of all properties when there are at most four and a list of
     them otherwise; a frame is always a table, so it takes all of them either way.
     """
-    view = find_view(type_names)
+    view = find_view(type_names, ps_version)
     if view is not None:
         return list(view.columns)
     if is_cim_type(type_names):

@@ -328,11 +328,38 @@ def test_mixed_types_union_columns_in_order_of_appearance() -> None:
     assert df.attrs["type_index"] == [0, 1, 2, 3]
 
 
-def test_dicts_are_rows() -> None:
+ENTRY = ["System.Collections.DictionaryEntry", "System.ValueType", "System.Object"]
+
+
+def test_dictionaries_are_name_value_rows_like_powershell() -> None:
+    # was: one row per dictionary with a column per key ($PSVersionTable: one wide row)
     df = to_dataframe([{"Name": "a", "Size": 1}, {"Name": "b", 2: "two"}])
-    assert list(df.columns) == ["Name", "Size", "2"]
-    assert df["2"].tolist()[1] == "two"
-    assert df.attrs["type_names"] == [["System.Collections.Hashtable", "System.Object"]]
+    assert list(df.columns) == ["Name", "Value"]
+    assert df["Name"].tolist() == ["Name", "Size", "Name", 2]
+    assert df["Value"].tolist() == ["a", 1, "b", "two"]
+    assert df.attrs["type_names"] == [ENTRY]
+    everything = to_dataframe({"b": 1, "a": None}, columns="all")
+    assert list(everything.columns) == ["Name", "Key", "Value"]  # Format-Table * order
+    assert everything["Key"].tolist() == ["b", "a"]
+
+
+def test_dictionary_values_keep_their_types_and_order() -> None:
+    table = {"PSVersion": PSVersion(7, 6, 9), "PSEdition": "Core", "Count": 3}
+    df = to_dataframe([table])
+    assert df["Name"].tolist() == ["PSVersion", "PSEdition", "Count"]
+    assert df["Value"].tolist() == [PSVersion(7, 6, 9), "Core", 3]
+    assert [str(v) for v in df["Value"]] == ["7.6.9", "Core", "3"]
+    ints = to_dataframe({"a": 1, "b": 2})
+    assert str(ints["Value"].dtype) == "Int64"
+
+
+def test_dictionary_objects_with_members_and_mixed_output() -> None:
+    wrapped = PSObject({"Extra": 5}, ["System.Collections.Hashtable", "System.Object"],
+                       value={"k": "v"})
+    df = to_dataframe(["text", wrapped, custom(Name="n", Value=1)])
+    assert df["Value"].tolist() == ["text", "v", 1]
+    assert df["Name"].tolist()[1:] == ["k", "n"]
+    assert df.attrs["type_index"] == [0, 1, 2]
 
 
 def test_primitive_with_members_and_tostring_only_objects_are_values() -> None:
