@@ -19,6 +19,14 @@ Columns (``columns=``)
     (:func:`hvmagic.views.default_columns`, Windows PowerShell 5.1's views unless
     ``ps_version`` says 6 or later): PSCustomObject and ``Select-Object`` output → all
     properties in order, unknown types → all properties (WMI/CIM plumbing left out).
+    A view's columns come in its order, each under the name of the **property** it shows,
+    with that property's own value: ``WorkingSet``-style calculated columns are unscaled
+    (Process on 7.x: ``NPM PM WS CPU Id SI ProcessName``, bytes and seconds, not
+    ``NPM(K) PM(M) WS(M) CPU(s)``), so ``df.sort_values("CPU")`` works. A column PowerShell
+    derives from several properties (``PSEdition``, ``PreRelease`` of a module) keeps its
+    header and value. ``df.attrs["hvmagic_labels"]`` maps each renamed column to PowerShell's
+    header (``{"WS": "WS(M)"}``). ``labels=True`` gives the table as PowerShell shows it
+    instead — headers and calculated values of the view (what the notebook displays).
     ``"all"``: every property (the union in first-seen order). A list of names: exactly those,
     missing → NA; a name matches a property case-insensitively, or a calculated header of the
     type's view (``"WS(K)"``), or ``Value`` for scalar rows.
@@ -54,8 +62,9 @@ Dtypes (per column, from the values present; ``None`` = NA)
     * no value at all (every row ``$null``) → ``object`` holding ``None``.
 
 ``df.attrs``
-    ``"type_names"``: the distinct type-name chains of the rows (each a list, most derived
-    first, exactly as sent, ``Deserialized.`` included; a scalar's chain is its .NET type, e.g.
+    ``"hvmagic_labels"`` (only when a column was renamed, see above). ``"type_names"``: the
+    distinct type-name chains of the rows (each a list, most derived first, exactly as sent,
+    ``Deserialized.`` included; a scalar's chain is its .NET type, e.g.
     ``["System.String", "System.Object"]``) in order of first appearance. When rows have more
     than one chain, ``"type_index"`` gives each row's index into ``"type_names"``. Kept small on
     purpose: pandas deep-copies ``attrs`` on every derived frame.
@@ -81,6 +90,8 @@ if TYPE_CHECKING:  # pragma: no cover - pandas is imported lazily (``import hvma
 __all__ = ["NestedObject", "to_dataframe"]
 
 VALUE_COLUMN = "Value"
+#: ``df.attrs`` key: column name → PowerShell's header, where they differ (``{"WS": "WS(M)"}``)
+LABELS_ATTR = "hvmagic_labels"
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
@@ -292,7 +303,8 @@ def _property_names(props_list: Sequence[Mapping[str, Any]]) -> list[str]:
 # Column selection per group
 
 
-def _group_columns(group: _Group, columns: Any, ps_version: Any = None) -> list[Column]:
+def _group_columns(group: _Group, columns: Any, ps_version: Any = None, labels: bool = True,
+                   label_map: dict[str, str] | None = None) -> list[Column]:
     if group.scalar:
         if columns == "default" or columns == "all":
             return [Column(VALUE_COLUMN, compute=_identity)]
@@ -306,7 +318,9 @@ def _group_columns(group: _Group, columns: Any, ps_version: Any = None) -> list[
             # the first object tells which aliases this type carries (objects of one type
             # agree); the union over all objects is only needed when there is no view
             present = {n.lower(): n for n in group.props[0]}
-            return [_bind(c, present) for c in view.columns]
+            if labels:
+                return [_bind(c, present) for c in view.columns]
+            return _data_columns(view.columns, present, label_map)
         names = _property_names(group.props)
         return default_columns(group.chain, names, ps_version)
     names = _property_names(group.props)
@@ -322,6 +336,42 @@ def _group_columns(group: _Group, columns: Any, ps_version: Any = None) -> list[
         else:
             result.append(_bind(calculated[name], present))
     return result
+
+
+def _data_columns(view_columns: Sequence[Column], present: Mapping[str, str],
+                  label_map: dict[str, str] | None) -> list[Column]:
+    """The view's columns for analysis: each under the name of the property it presents (as
+    the objects spell it), with that property's own value (``WS`` in bytes for ``WS(M)``,
+    ``CPU`` in seconds for ``CPU(s)``); a column derived from several properties
+    (``PSEdition``) keeps its header and computed value. ``label_map`` collects
+    name → PowerShell's header where they differ."""
+    result: list[Column] = []
+    taken: set[str] = set()
+    for column in view_columns:
+        sources = column.sources
+        spelled = next((present[n.lower()] for n in sources if n.lower() in present), None)
+        if spelled is not None and spelled not in taken:
+            data = Column(spelled, (spelled,))
+        elif sources and spelled is None and sources[0] not in taken:
+            # the first object has none of them: take each object's own first one
+            data = Column(sources[0], compute=_first_present(sources))
+        else:
+            data = _bind(column, present)
+        taken.add(data.header)
+        if label_map is not None and data.header != column.header:
+            label_map.setdefault(data.header, column.header)
+        result.append(data)
+    return result
+
+
+def _first_present(names: Sequence[str]) -> Any:
+    def value(props: Mapping[str, Any]) -> Any:
+        for name in names:
+            if name in props:
+                return props[name]
+        return None
+
+    return value
 
 
 def _bind(column: Column, present: Mapping[str, str]) -> Column:
@@ -588,14 +638,16 @@ def _check_columns(columns: Any) -> Any:
 
 
 def to_dataframe(values: Any, columns: str | Sequence[str] = "default", *,
-                 ps_version: Any = None) -> pd.DataFrame:
+                 ps_version: Any = None, labels: bool = False) -> pd.DataFrame:
     """Turn PowerShell output into a DataFrame: one row per object (rules: module docstring).
 
     ``values`` is what :func:`hvmagic.clixml.loads` or ``Result.output`` gives (a list); a
     single object is taken as one row. ``columns`` is ``"default"`` (what PowerShell shows),
     ``"all"`` (every property) or a list of names. ``ps_version`` is the PowerShell that
     produced them (:attr:`hvmagic.Session.ps_version`): it picks between Windows PowerShell
-    5.1's and PowerShell 7's default views; ``None`` means 5.1.
+    5.1's and PowerShell 7's default views; ``None`` means 5.1. ``labels=True`` gives the
+    table as PowerShell shows it (``WS(M)`` in megabytes, ``CPU(s)``); the default is the
+    frame for analysis (``WS`` in bytes, ``CPU`` in seconds; module docstring).
     """
     selected = _check_columns(columns)
     # Building columns allocates many small containers while tens of thousands of objects are
@@ -604,13 +656,13 @@ def to_dataframe(values: Any, columns: str | Sequence[str] = "default", *,
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _to_dataframe(values, selected, ps_version)
+        return _to_dataframe(values, selected, ps_version, labels)
     finally:
         if collecting:
             gc.enable()
 
 
-def _to_dataframe(values: Any, selected: Any, ps_version: Any) -> pd.DataFrame:
+def _to_dataframe(values: Any, selected: Any, ps_version: Any, labels: bool) -> pd.DataFrame:
     import pandas as pd
 
     if values is None:
@@ -631,9 +683,10 @@ def _to_dataframe(values: Any, selected: Any, ps_version: Any) -> pd.DataFrame:
     n = len(rows)
 
     headers: dict[str, None] = {}
+    label_map: dict[str, str] = {}
     per_group: list[tuple[_Group, list[str], list[Sequence[Any]]]] = []
     for group in groups:
-        cols = _group_columns(group, selected, ps_version)
+        cols = _group_columns(group, selected, ps_version, labels, label_map)
         group_headers = [c.header for c in cols]
         headers.update(dict.fromkeys(group_headers))
         per_group.append((group, group_headers, _extract(group, cols)))
@@ -658,6 +711,8 @@ def _to_dataframe(values: Any, selected: Any, ps_version: Any) -> pd.DataFrame:
 
     frame = pd.DataFrame(data, index=pd.RangeIndex(n), columns=list(headers))
     frame.attrs["type_names"] = [list(g.chain) for g in groups]
+    if label_map:
+        frame.attrs[LABELS_ATTR] = label_map
     if len(groups) > 1:
         type_index = [0] * n
         for group in groups:

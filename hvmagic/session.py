@@ -200,11 +200,12 @@ class Result:
     def had_errors(self) -> bool:
         return bool(self.errors) or self.state == "Failed"
 
-    def frame(self, columns: str | list[str] = "default") -> pd.DataFrame:
-        """:attr:`output` as a DataFrame (see :func:`hvmagic.to_dataframe`)."""
+    def frame(self, columns: str | list[str] = "default", *, labels: bool = False) -> pd.DataFrame:
+        """:attr:`output` as a DataFrame (see :func:`hvmagic.to_dataframe`): property names
+        and unscaled values for analysis; ``labels=True`` for PowerShell's headers."""
         from hvmagic.frames import to_dataframe
 
-        return to_dataframe(self.output, columns, ps_version=self.ps_version)
+        return to_dataframe(self.output, columns, ps_version=self.ps_version, labels=labels)
 
     def __repr__(self) -> str:
         counts = ", ".join(

@@ -59,6 +59,15 @@ class Column:
     header: str
     properties: tuple[str, ...] = ()
     compute: Callable[[Props], Any] | None = None
+    #: the properties a calculated column presents (``WS`` for ``WS(K)``): the analysis frame
+    #: shows the first one the object has, unscaled, under its own name
+    data: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The property names behind this column, for the analysis frame (empty: the column
+        is derived from several properties and keeps its header and computed value)."""
+        return self.data or self.properties
 
     def value(self, props: Props) -> Any:
         if self.compute is not None:
@@ -94,7 +103,15 @@ def _first(props: Props, *names: str) -> Any:
     return None
 
 
-def _scaled(divisor: int, *names: str) -> Callable[[Props], Any]:
+@dataclass(frozen=True)
+class _Presents:
+    """A calculated column's script block and the properties whose value it presents."""
+
+    compute: Callable[[Props], Any]
+    data: tuple[str, ...]
+
+
+def _scaled(divisor: int, *names: str) -> _Presents:
     """``[long]($_.X / divisor)``: a .NET cast rounds half to even, as :func:`round` does."""
 
     def compute(props: Props) -> Any:
@@ -106,10 +123,10 @@ def _scaled(divisor: int, *names: str) -> Callable[[Props], Any]:
         except (TypeError, ValueError, OverflowError):  # a non-number, NaN, ±infinity
             return None
 
-    return compute
+    return _Presents(compute, names)
 
 
-def _megabytes(*names: str) -> Callable[[Props], Any]:
+def _megabytes(*names: str) -> _Presents:
     """``$_.X / 1MB`` as a float (the view prints it ``"{0:N2}"``)."""
 
     def compute(props: Props) -> Any:
@@ -118,7 +135,12 @@ def _megabytes(*names: str) -> Callable[[Props], Any]:
             return None
         return value / 2**20
 
-    return compute
+    return _Presents(compute, names)
+
+
+def _gigabytes(name: str) -> _Presents:
+    """``$_.X / 1GB`` (PSDrive sizes; the view prints ``"{0:###0.00}"``)."""
+    return _Presents(lambda p: p[name] / 2**30 if isinstance(p.get(name), int) else None, (name,))
 
 
 # FileSystem.format.ps1xml (5.1) shows ``Mode`` from a CodeProperty; serialized files carry it,
@@ -157,7 +179,7 @@ def feature_display_name(props: Props) -> Any:
     return f"{indent}{mark} {name}"
 
 
-def _keys(name: str) -> Callable[[Props], Any]:
+def _keys(name: str) -> _Presents:
     """``$_.X.Keys``: the names of a dictionary (``ExportedCommands``), in its order."""
 
     def compute(props: Props) -> Any:
@@ -166,7 +188,7 @@ def _keys(name: str) -> Callable[[Props], Any]:
             return [str(key) for key in value]
         return value
 
-    return compute
+    return _Presents(compute, (name,))
 
 
 def command_name(props: Props) -> Any:
@@ -203,12 +225,14 @@ def certificate_usages(props: Props) -> Any:
     return [n for n in names if n is not None]
 
 
-def _col(spec: str | tuple[str, str | Callable[[Props], Any]] | Column) -> Column:
+def _col(spec: str | tuple[str, str | Callable[[Props], Any] | _Presents] | Column) -> Column:
     if isinstance(spec, Column):
         return spec
     if isinstance(spec, str):
         return Column(spec, (spec,))
     header, source = spec
+    if isinstance(source, _Presents):
+        return Column(header, (), source.compute, source.data)
     if callable(source):
         return Column(header, (), source)
     return Column(header, (source,))
@@ -280,7 +304,9 @@ _view(
     "System.Diagnostics.EventLog",
     "DotNetTypes.format.ps1xml",
     ("Max(K)", "MaximumKilobytes"), ("Retain", "MinimumRetentionDays"), "OverflowAction",
-    ("Entries", lambda p: len(p["Entries"]) if isinstance(p.get("Entries"), list) else None),
+    ("Entries", _Presents(
+        lambda p: len(p["Entries"]) if isinstance(p.get("Entries"), list) else None,
+        ("Entries",))),
     "Log",
 )
 _view("System.Diagnostics.FileVersionInfo", "DotNetTypes.format.ps1xml",
@@ -298,7 +324,8 @@ _view("System.Security.Cryptography.X509Certificates.X509Certificate2",
       "Certificate.format.ps1xml", "Thumbprint", "Subject")
 _view7("System.Security.Cryptography.X509Certificates.X509Certificate2",
        "Certificate.format.ps1xml (7.x 'ThumbprintTable')",
-       "Thumbprint", "Subject", ("EnhancedKeyUsageList", certificate_usages))
+       "Thumbprint", "Subject",
+       ("EnhancedKeyUsageList", _Presents(certificate_usages, ("EnhancedKeyUsageList",))))
 
 # --- files (FileSystem.format.ps1xml, 5.1; grouped by PSParentPath) -------------------------
 _view(
@@ -337,13 +364,13 @@ _view(("System.Management.Automation.CmdletInfo", "System.Management.Automation.
        "System.Management.Automation.ExternalScriptInfo", "System.Management.Automation.FilterInfo",
        "System.Management.Automation.ScriptInfo"),
       "PowerShellCore.format.ps1xml",
-      "CommandType", ("Name", command_name), "Version", "Source")
+      "CommandType", ("Name", _Presents(command_name, ("Name",))), "Version", "Source")
 _view(
     "System.Management.Automation.PSDriveInfo",
     "PowerShellCore.format.ps1xml 'drive' (GB kept unrounded)",
     "Name",
-    ("Used (GB)", lambda p: p["Used"] / 2**30 if isinstance(p.get("Used"), int) else None),
-    ("Free (GB)", lambda p: p["Free"] / 2**30 if isinstance(p.get("Free"), int) else None),
+    ("Used (GB)", _gigabytes("Used")),
+    ("Free (GB)", _gigabytes("Free")),
     "Provider", "Root", "CurrentLocation",
 )
 
@@ -359,7 +386,8 @@ _view("Microsoft.PowerShell.Commands.LocalPrincipal", "LocalAccounts.format.ps1x
 _view(
     "Microsoft.Windows.ServerManager.Commands.Feature",
     "ServerManager Feature.format.ps1xml",
-    ("Display Name", feature_display_name), "Name", ("Install State", "InstallState"),
+    ("Display Name", _Presents(feature_display_name, ("DisplayName",))), "Name",
+    ("Install State", "InstallState"),
 )
 
 # --- Hyper-V (Microsoft.HyperV.PowerShell, Hyper-V.Format.ps1xml) ---------------------------

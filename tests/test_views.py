@@ -220,7 +220,7 @@ def test_to_dataframe_survives_nan_and_infinite_process_memory() -> None:
             PSObject({"WS": float("inf"), "Id": 2, "ProcessName": "b"},
                      ["System.Diagnostics.Process"]),
             PSObject({"WS": 8192, "Id": 3, "ProcessName": "c"}, ["System.Diagnostics.Process"])]
-    frame = to_dataframe(rows)
+    frame = to_dataframe(rows, labels=True)
     column = frame["WS(K)"].tolist()
     assert column[2] == 8 and all(pandas.isna(value) for value in column[:2])
     assert frame["ProcessName"].tolist() == ["a", "b", "c"]
@@ -357,4 +357,4 @@ def test_a_windows_powershell_guest_gets_the_51_views() -> None:
         assert session.ps_version == PSVersion.parse(PS_VERSION_TABLE["PSVersion"])
         result = session.run("procs")
         assert result.ps_version == session.ps_version
-        assert list(result.frame().columns) == PROCESS_51
+        assert list(result.frame(labels=True).columns) == PROCESS_51

@@ -11,6 +11,7 @@ same way, with values where hvmagic keeps PowerShell's text.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,7 @@ def test_default_columns_are_powershells_format_table_headers(
         theirs = table_headers(verdict["Text"])
         # each object alone, through the same Result.frame() a user calls
         one = Result(output=[sent], ps_version=result.ps_version)
-        ours = list(one.frame().columns)
+        ours = list(one.frame(labels=True).columns)
         if len(ours) != len(theirs) or not all(map(same_header, ours, theirs)):
             mismatches[name] = (ours, theirs)
     assert mismatches == {}
@@ -167,7 +168,7 @@ def test_process_columns_and_values_are_powershell_7s(shared_pwsh_session: Any) 
     session = shared_pwsh_session
     result = session.run("$global:viewsProcess = Get-Process -Id $PID; $viewsProcess")
     text = session.run("$viewsProcess | Format-Table | Out-String -Width 500").output[0]
-    frame = result.frame()
+    frame = result.frame(labels=True)
     assert list(frame.columns) == table_headers(text)
     assert list(frame.columns)[:3] == ["NPM(K)", "PM(M)", "WS(M)"]
     row = dict(zip(table_headers(text), table_rows(text)[0], strict=True))
@@ -185,7 +186,7 @@ def test_module_columns_are_powershell_7s(shared_pwsh_session: Any) -> None:
     for script in ("Get-Module Microsoft.PowerShell.Utility",
                    "Get-Module -ListAvailable Microsoft.PowerShell.Archive, "
                    "Microsoft.PowerShell.Utility"):
-        frame = session.run(script).frame()
+        frame = session.run(script).frame(labels=True)
         text = session.run(f"{script} | Format-Table | Out-String -Width 500").output[0]
         headers = table_headers(text)
         assert list(frame.columns) == headers
@@ -201,7 +202,7 @@ def test_module_columns_are_powershell_7s(shared_pwsh_session: Any) -> None:
 def test_command_columns_and_alias_names(shared_pwsh_session: Any) -> None:
     session = shared_pwsh_session
     script = "Get-Command Get-Item, gci, prompt"
-    frame = session.run(script).frame()
+    frame = session.run(script).frame(labels=True)
     text = session.run(f"{script} | Format-Table | Out-String -Width 500").output[0]
     assert list(frame.columns) == table_headers(text)
     # an alias shows as "gci -> Get-ChildItem", as the view's script block writes it
@@ -292,5 +293,49 @@ def test_replay_shows_the_recorded_guests_columns(pwsh_session: Any, tmp_path: P
     live = recording.run("Get-Process -Id $PID")
     replayed = ReplaySession(path).run("Get-Process -Id $PID")
     assert replayed.ps_version == pwsh_session.ps_version
-    assert list(replayed.frame().columns) == list(live.frame().columns)
-    assert replayed.frame().to_html() == live.frame().to_html()
+    assert list(replayed.frame(labels=True).columns) == list(live.frame(labels=True).columns)
+    assert replayed.frame(labels=True).to_html() == live.frame(labels=True).to_html()
+    assert replayed.frame().attrs == live.frame().attrs
+
+
+def test_bound_frame_has_property_names_and_raw_values(shared_pwsh_session: Any) -> None:
+    # was: -o procs bound WS(K)/CPU(s) columns; procs.sort_values("CPU") raised KeyError
+    session = shared_pwsh_session
+    result = session.run("$global:viewsRaw = Get-Process -Id $PID; $viewsRaw")
+    theirs = session.run("$viewsRaw | Select-Object NPM, PM, WS, CPU, Id, SI, ProcessName"
+                         " | ConvertTo-Json -Compress").output[0]
+    text = session.run("$viewsRaw | Format-Table | Out-String -Width 500").output[0]
+    frame = result.frame()
+    expected = json.loads(theirs)
+    # the default view's order, each column under the property its script block reads
+    assert list(frame.columns) == list(expected)
+    row = frame.iloc[0]
+    for name in ("NPM", "PM", "WS", "Id", "SI", "ProcessName"):
+        assert row[name] == expected[name], name
+    assert 0 <= row["CPU"] <= expected["CPU"]  # seconds, read before PowerShell's second look
+    # PowerShell's headers stay reachable, in the same order
+    labels = frame.attrs["hvmagic_labels"]
+    assert [labels.get(c, c) for c in frame.columns] == table_headers(text)
+    assert frame.sort_values("CPU")["Id"].tolist() == [row["Id"]]
+
+
+def test_notebook_binds_names_and_shows_powershells_headers(shared_pwsh_session: Any) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("hvmagic")
+    try:
+        shell.user_ns["viewsSession"] = shared_pwsh_session
+        with capture_output() as captured:
+            shell.run_line_magic("vmconnect", "viewsjudge --session viewsSession")
+            shell.run_line_magic("vmps", "-o procs Get-Process -Id $PID")
+        procs = shell.user_ns["procs"]
+        assert list(procs.columns)[:4] == ["NPM", "PM", "WS", "CPU"]
+        shown = "".join(o.data.get("text/html", "") for o in captured.outputs)
+        for header in ("NPM(K)", "PM(M)", "WS(M)", "CPU(s)"):
+            assert f"<th>{header}</th>" in shown
+        assert "<th>WS</th>" not in shown
+    finally:
+        shell.extension_manager.unload_extension("hvmagic")
+        shell.user_ns.pop("procs", None)
