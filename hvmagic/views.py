@@ -15,14 +15,19 @@ certificates: ``EnhancedKeyUsageList``). The session reads the guest's version o
 (``find_view(chain, ps_version)``); unknown means 5.1. ``tests/pwsh/test_views.py`` checks every
 view PowerShell 7.6 has against its own ``Format-Table``.
 
-Two deliberate departures, both so the frame stays analysable:
+A view's columns say two things: the header and value PowerShell shows (``Column.value``,
+what the notebook displays: ``to_dataframe(labels=True)``), and the property that value presents
+(``Column.sources``: the analysis frame, ``to_dataframe()``, shows ``WS`` in bytes where the
+view shows ``WS(M)``). Two deliberate departures in what is shown, both so it stays a table of
+numbers:
 
-* Columns PowerShell formats as text for the console keep their number: ``CPU(s)`` is the float
-  of seconds (PowerShell prints ``"{0:N}"``), ``SizeRemaining``/``Size`` of a volume are bytes
-  (PowerShell prints ``"12.5 GB"``), ``LastWriteTime``/``TimeGenerated`` stay datetimes.
-  Where the view's header names a unit (``WS(K)``, ``MemoryAssigned(M)``) the value is converted
-  to that unit the way the script block does (``[long]($_.WS / 1024)``: .NET rounds half to even,
-  as Python's :func:`round` does).
+* Columns PowerShell formats as text keep a number: ``CPU(s)``, ``PM(M)``, ``WS(M)`` are the
+  number ``"{0:N2}"`` prints (two decimals, rounded as that PowerShell's .NET rounds, after
+  the view's ``[float]`` cast where it has one), without the thousands separator;
+  ``SizeRemaining``/``Size`` of a volume are bytes (PowerShell prints ``"12.5 GB"``),
+  ``LastWriteTime``/``TimeGenerated`` stay datetimes. Where the header names a unit
+  (``WS(K)``, ``MemoryAssigned(M)``) the value is converted the way the script block does
+  (``[long]($_.WS / 1024)``: .NET rounds half to even, as Python's :func:`round` does).
 * Views grouped by a property (files by ``PSParentPath``, events by ``ProviderName``) show only
   their columns; the grouping property is one ``columns="all"`` away.
 
@@ -37,7 +42,10 @@ selected properties in their order.
 
 from __future__ import annotations
 
+import decimal
+import math
 import re
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,21 +134,52 @@ def _scaled(divisor: int, *names: str) -> _Presents:
     return _Presents(compute, names)
 
 
-def _megabytes(*names: str) -> _Presents:
-    """``$_.X / 1MB`` as a float (the view prints it ``"{0:N2}"``)."""
+_HUNDREDTH = decimal.Decimal("0.01")
 
-    def compute(props: Props) -> Any:
-        value = _first(props, *names)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+
+def _n2(value: Any, single: bool = False, framework: bool = False) -> float | None:
+    """The number ``"{0:N2}"`` prints, of the value or (``single``) of the view's ``[float]``
+    cast of it. .NET (PowerShell 7) rounds the exact binary value, ties to even
+    (``0.125`` → ``0.12``); .NET Framework (``framework``: Windows PowerShell 5.1) first keeps
+    15 significant digits, then rounds ties away from zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = struct.unpack("f", struct.pack("f", value))[0] if single else float(value)
+        if not math.isfinite(number):
             return None
-        return value / 2**20
+        if framework:
+            exact = decimal.Decimal(f"{number:.15g}")
+            return float(exact.quantize(_HUNDREDTH, decimal.ROUND_HALF_UP))
+        return float(decimal.Decimal(number).quantize(_HUNDREDTH, decimal.ROUND_HALF_EVEN))
+    except (OverflowError, decimal.InvalidOperation):  # beyond a single, NaN, ±infinity
+        return None
 
-    return _Presents(compute, names)
+
+def _megabytes(*names: str) -> _Presents:
+    """``"{0:N2}" -f [float]($_.X / 1MB)``."""
+    return _Presents(lambda p: _n2(_number(_first(p, *names), 2**20), single=True), names)
+
+
+def _number(value: Any, divisor: int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value / divisor
+
+
+def _cpu(single: bool) -> _Presents:
+    """``CPU(s)``: 5.1 prints ``$_.CPU.ToString("N")``, 7.x ``"{0:N2}" -f [float]($_.CPU)``."""
+    return _Presents(lambda p: _n2(p.get("CPU"), single, framework=not single), ("CPU",))
 
 
 def _gigabytes(name: str) -> _Presents:
-    """``$_.X / 1GB`` (PSDrive sizes; the view prints ``"{0:###0.00}"``)."""
-    return _Presents(lambda p: p[name] / 2**30 if isinstance(p.get(name), int) else None, (name,))
+    """``"{0:###0.00}" -f ($_.X / 1GB)`` (PSDrive sizes)."""
+    def compute(props: Props) -> Any:
+        if not (props.get("Used") or props.get("Free")):  # the view's if(): blank
+            return None
+        return _n2(_number(props.get(name), 2**30))
+
+    return _Presents(compute, (name,))
 
 
 # FileSystem.format.ps1xml (5.1) shows ``Mode`` from a CodeProperty; serialized files carry it,
@@ -271,20 +310,20 @@ _view(
     ("NPM(K)", _scaled(1024, "NPM", "NonpagedSystemMemorySize64", "NonpagedSystemMemorySize")),
     ("PM(K)", _scaled(1024, "PM", "PagedMemorySize64", "PagedMemorySize")),
     ("WS(K)", _scaled(1024, "WS", "WorkingSet64", "WorkingSet")),
-    _alias("CPU(s)", "CPU"),
+    ("CPU(s)", _cpu(single=False)),
     "Id",
     _alias("SI", "SI", "SessionId"),
     _alias("ProcessName", "ProcessName", "Name"),
 )
 # 7.x dropped Handles and shows paged memory and working set in megabytes ("{0:N2}" of
-# [float]($_.PM / 1MB)): kept as the unrounded float of megabytes, like CPU(s).
+# [float]($_.PM / 1MB)).
 _view7(
     "System.Diagnostics.Process",
     "DotNetTypes.format.ps1xml (7.x table view 'process')",
     ("NPM(K)", _scaled(1024, "NPM", "NonpagedSystemMemorySize64", "NonpagedSystemMemorySize")),
     ("PM(M)", _megabytes("PM", "PagedMemorySize64", "PagedMemorySize")),
     ("WS(M)", _megabytes("WS", "WorkingSet64", "WorkingSet")),
-    _alias("CPU(s)", "CPU"),
+    ("CPU(s)", _cpu(single=True)),
     "Id",
     _alias("SI", "SI", "SessionId"),
     _alias("ProcessName", "ProcessName", "Name"),
@@ -367,7 +406,7 @@ _view(("System.Management.Automation.CmdletInfo", "System.Management.Automation.
       "CommandType", ("Name", _Presents(command_name, ("Name",))), "Version", "Source")
 _view(
     "System.Management.Automation.PSDriveInfo",
-    "PowerShellCore.format.ps1xml 'drive' (GB kept unrounded)",
+    "PowerShellCore.format.ps1xml 'drive'",
     "Name",
     ("Used (GB)", _gigabytes("Used")),
     ("Free (GB)", _gigabytes("Free")),

@@ -129,7 +129,7 @@ def test_process_columns_compute_like_the_script_blocks() -> None:
     values = {c.header: c.value(props) for c in view.columns}
     # [long](x / 1024): .NET rounds half to even (22.5 → 22), 9216.50… → 9217, 2.5 → 2
     assert values == {
-        "Handles": 247, "NPM(K)": 22, "PM(K)": 9217, "WS(K)": 2, "CPU(s)": 1.453125,
+        "Handles": 247, "NPM(K)": 22, "PM(K)": 9217, "WS(K)": 2, "CPU(s)": 1.45,
         "Id": 11060, "SI": 1, "ProcessName": "python",
     }
     # the long names that a Process without the 5.1 alias properties carries
@@ -252,8 +252,18 @@ def test_powershell_7_process_memory_is_megabytes() -> None:
              "SI": 0, "ProcessName": "x"}
     values = {c.header: c.value(props) for c in view.columns}
     assert values["NPM(K)"] == 22 and values["WS(M)"] == 1.5
-    assert values["PM(M)"] == pytest.approx(9.5367431640625)
+    assert values["PM(M)"] == 9.54 and values["CPU(s)"] == 1.5
     assert view.columns[1].value({"PM": "12"}) is None
+    # what "{0:N2}" prints on .NET (PowerShell 7.6 says so): exact ties to even
+    assert view.columns[2].value({"WS": 2**17}) == 0.12  # 0.125 MB
+    assert view.columns[2].value({"WS": 3 * 2**17}) == 0.38  # 0.375 MB
+    assert view.columns[3].value({"CPU": 2.675}) == 2.67  # [float]2.675 is 2.67499995…
+    # .NET Framework (5.1): 15 significant digits, then ties away from zero
+    five = VIEWS["system.diagnostics.process"].columns[4]
+    assert five.header == "CPU(s)"
+    assert five.value({"CPU": 0.125}) == 0.13 and five.value({"CPU": 1.005}) == 1.01
+    assert view.columns[3].value({"CPU": float("nan")}) is None
+    assert view.columns[3].value({"CPU": 1e300}) is None  # beyond a single
 
 
 def test_module_views_per_version() -> None:

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from hvmagic.clixml.values import PSVersion
@@ -176,8 +175,8 @@ def test_process_columns_and_values_are_powershell_7s(shared_pwsh_session: Any) 
     for header in ("Id", "SI", "ProcessName", "NPM(K)"):
         assert same_header(str(ours[header]), row[header]), header
     for header in ("PM(M)", "WS(M)"):
-        # the view prints "{0:N2}" -f [float]($_.WS / 1MB): the same single, the same digits
-        assert f"{float(np.float32(ours[header])):,.2f}" == row[header]
+        # the view prints "{0:N2}" -f [float]($_.WS / 1MB): the shown number has its digits
+        assert f"{ours[header]:,.2f}" == row[header]
 
 
 def test_module_columns_are_powershell_7s(shared_pwsh_session: Any) -> None:
@@ -339,3 +338,30 @@ def test_notebook_binds_names_and_shows_powershells_headers(shared_pwsh_session:
     finally:
         shell.extension_manager.unload_extension("hvmagic")
         shell.user_ns.pop("procs", None)
+
+
+ROUNDING_SCRIPT = r"""
+$global:viewsRounding = foreach ($i in 0..7) {
+    $o = [pscustomobject]@{ NPM = 512 * (2 * $i + 1); PM = 131072 * (2 * $i + 1);
+        WS = 4096 * (37 * $i + 1)
+        CPU = @(0.125, 0.375, 2.675, 1.005, 0.625, 1e-9, 12345.675, 0)[$i]
+        Id = $i; SI = 1; ProcessName = "p$i" }
+    $o.PSTypeNames.Clear()
+    'Deserialized.System.Diagnostics.Process', 'Deserialized.System.Object' |
+        ForEach-Object { $o.PSTypeNames.Add($_) }
+    $o
+}
+$global:viewsRounding
+"""
+
+
+def test_shown_numbers_are_the_digits_powershell_prints(shared_pwsh_session: Any) -> None:
+    # ties (0.125 MB, 0.375 MB, 2.5 KB) and singles ([float]2.675 is 2.67499995…)
+    session = shared_pwsh_session
+    frame = session.run(ROUNDING_SCRIPT).frame(labels=True)
+    text = session.run("$viewsRounding | Format-Table | Out-String -Width 500").output[0]
+    headers, rows = parse_table(text)
+    assert list(frame.columns) == headers
+    for ours, theirs in zip(frame.itertuples(index=False), rows, strict=True):
+        shown = [f"{v:,.2f}" if isinstance(v, float) else str(v) for v in ours]
+        assert shown == theirs
