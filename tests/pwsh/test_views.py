@@ -318,14 +318,15 @@ def test_bound_frame_has_property_names_and_raw_values(shared_pwsh_session: Any)
     assert frame.sort_values("CPU")["Id"].tolist() == [row["Id"]]
 
 
-def test_notebook_binds_names_and_shows_powershells_headers(shared_pwsh_session: Any) -> None:
+def test_notebook_binds_names_and_shows_powershells_headers(pwsh_session: Any) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
     shell = InteractiveShell.instance()
     shell.extension_manager.load_extension("hvmagic")
     try:
-        shell.user_ns["viewsSession"] = shared_pwsh_session
+        # its own session: unloading the extension closes every session it knows
+        shell.user_ns["viewsSession"] = pwsh_session
         with capture_output() as captured:
             shell.run_line_magic("vmconnect", "viewsjudge --session viewsSession")
             shell.run_line_magic("vmps", "-o procs Get-Process -Id $PID")
@@ -337,7 +338,8 @@ def test_notebook_binds_names_and_shows_powershells_headers(shared_pwsh_session:
         assert "<th>WS</th>" not in shown
     finally:
         shell.extension_manager.unload_extension("hvmagic")
-        shell.user_ns.pop("procs", None)
+        for name in ("procs", "viewsSession", "_vmps_result"):
+            shell.user_ns.pop(name, None)
 
 
 ROUNDING_SCRIPT = r"""
