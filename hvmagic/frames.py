@@ -54,7 +54,8 @@ Dtypes (per column, from the values present; ``None`` = NA)
       Microseconds, not nanoseconds, because .NET dates span years 1–9999
       (``DateTime.MinValue`` is common in WMI/AD data).
     * ``timedelta`` → ``timedelta64[us]``.
-    * ``PSVersion`` → ``string`` like .NET's ``ToString`` (``10.0.17763.1``).
+    * ``PSVersion`` → ``string`` like .NET's ``ToString`` (``10.0.17763.1``); also in an
+      ``object`` column and inside lists (pandas would print a version as a tuple).
     * ``Decimal`` (kept exact), ``UUID``, ``bytes``, ``dict``, SecureString … → ``object``
       holding the values unchanged; lists → ``object`` holding lists.
     * nested objects → ``object`` holding :class:`NestedObject`: displayed by the object's
@@ -579,12 +580,13 @@ def _objects(values: Sequence[Any], types: set[type]) -> Any:
     import numpy as np
 
     n = len(values)
-    if any(_is_psobject_type(t) for t in types):
+    if PSVersion in types or any(_is_psobject_type(t) for t in types):
         return np.fromiter(map(_cell, values), dtype=object, count=n)
     if list in types:
         # one C-level pass over every element says whether any list holds objects to wrap
         elements = itertools.chain.from_iterable(v for v in values if type(v) is list)
-        if any(_is_psobject_type(t) for t in set(map(type, elements))):
+        element_types = set(map(type, elements))
+        if PSVersion in element_types or any(_is_psobject_type(t) for t in element_types):
             return np.fromiter(map(_list_cell, values), dtype=object, count=n)
     return np.fromiter(values, dtype=object, count=n)
 
@@ -603,12 +605,18 @@ def _is_psobject_type(cls: type) -> bool:
 def _cell(value: Any) -> Any:
     if _is_psobject_type(type(value)):
         return NestedObject(value)
+    if type(value) is PSVersion:
+        # a tuple to pandas, which would print (5, 1, 20348, 2849): the .NET text instead,
+        # as a column of versions gets
+        return str(value)
     return _list_cell(value)
 
 
 def _list_cell(value: Any) -> Any:
-    if value and type(value) is list and any(_is_psobject_type(type(v)) for v in value):
-        return [NestedObject(v) if _is_psobject_type(type(v)) else v for v in value]
+    if value and type(value) is list and any(
+            _is_psobject_type(type(v)) or type(v) is PSVersion for v in value):
+        return [_cell(v) if _is_psobject_type(type(v)) or type(v) is PSVersion else v
+                for v in value]
     return value
 
 

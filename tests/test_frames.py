@@ -376,10 +376,12 @@ def test_dictionaries_are_name_value_rows_like_powershell() -> None:
 
 def test_dictionary_values_keep_their_types_and_order() -> None:
     table = {"PSVersion": PSVersion(7, 6, 9), "PSEdition": "Core", "Count": 3}
+    table["PSCompatibleVersions"] = [PSVersion(5, 0), PSVersion(5, 1, 20348, 2849)]
     df = to_dataframe([table])
-    assert df["Name"].tolist() == ["PSVersion", "PSEdition", "Count"]
-    assert df["Value"].tolist() == [PSVersion(7, 6, 9), "Core", 3]
-    assert [str(v) for v in df["Value"]] == ["7.6.9", "Core", "3"]
+    assert df["Name"].tolist() == ["PSVersion", "PSEdition", "Count", "PSCompatibleVersions"]
+    # versions as .NET prints them (pandas printed a version as the tuple (7, 6, 9))
+    assert df["Value"].tolist() == ["7.6.9", "Core", 3, ["5.0", "5.1.20348.2849"]]
+    assert "(7, 6, 9)" not in df.to_string() and "7.6.9" in df.to_string()
     ints = to_dataframe({"a": 1, "b": 2})
     assert str(ints["Value"].dtype) == "Int64"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pandas.io.formats.printing import pprint_thing
 
 from hvmagic.clixml.values import PSVersion
 from hvmagic.recording import RecordingSession, ReplaySession
@@ -262,7 +263,8 @@ def test_dictionaries_are_name_value_rows(shared_pwsh_session: Any) -> None:
     for script, text in zip(DICTIONARIES, texts, strict=True):
         frame = session.run(script).frame()
         assert list(frame.columns) == table_headers(text) == ["Name", "Value"]
-        ours = [(name, "" if value is None else str(value))
+        # each cell as the table prints it (pandas' own cell formatting)
+        ours = [(name, "" if value is None else pprint_thing(value))
                 for name, value in zip(frame["Name"], frame["Value"], strict=True)]
         theirs = [(name, value) for name, value in table_rows(text)]
         if "[ordered]" not in script:
@@ -273,22 +275,25 @@ def test_dictionaries_are_name_value_rows(shared_pwsh_session: Any) -> None:
         for (name, value), (_, text_value) in zip(ours, theirs, strict=True):
             if text_value.startswith("{"):  # a collection: PowerShell lists the first items
                 first = frame["Value"][frame["Name"].tolist().index(name)][0]
-                assert text_value.startswith("{" + str(first)), name
+                assert text_value.startswith("{" + pprint_thing(first)), name
             else:
                 assert value == text_value, name
 
 
-def test_session_reads_the_guests_version_without_asking(pwsh_session: Any) -> None:
-    theirs = pwsh_session.run("$PSVersionTable.PSVersion.ToString()").output[0]
-    assert str(pwsh_session.ps_version) == theirs
-    result = pwsh_session.run("1")
-    assert result.ps_version == pwsh_session.ps_version == PSVersion.parse(theirs)
+def test_session_reads_the_guests_version_without_asking(shared_pwsh_session: Any) -> None:
+    session = shared_pwsh_session
+    theirs = session.run("$PSVersionTable.PSVersion.ToString()").output[0]
+    assert str(session.ps_version) == theirs
+    result = session.run("1")
+    assert result.ps_version == session.ps_version == PSVersion.parse(theirs)
 
 
-def test_replay_shows_the_recorded_guests_columns(pwsh_session: Any, tmp_path: Path) -> None:
+def test_replay_shows_the_recorded_guests_columns(shared_pwsh_session: Any,
+                                                 tmp_path: Path) -> None:
     # was: a replay had no version, so a 7.6 recording replayed with 5.1's columns
+    pwsh_session = shared_pwsh_session
     path = tmp_path / "procs.hvrec.json"
-    recording = RecordingSession(pwsh_session, path)
+    recording = RecordingSession(pwsh_session, path)  # not closed: the session is shared
     live = recording.run("Get-Process -Id $PID")
     replayed = ReplaySession(path).run("Get-Process -Id $PID")
     assert replayed.ps_version == pwsh_session.ps_version
