@@ -79,7 +79,7 @@ import gc
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hvmagic.clixml.values import PSEnum, PSObject, PSVersion, SecureString
 from hvmagic.errors import FrameError
@@ -539,7 +539,8 @@ def _datetime_index(values: Sequence[Any]) -> Any:
     import pandas as pd
 
     try:
-        return pd.DatetimeIndex(values).as_unit("us")
+        # (a list of datetimes/None; pandas-stubs want a narrower sequence type)
+        return pd.DatetimeIndex(cast(Any, values)).as_unit("us")
     except (pd.errors.OutOfBoundsDatetime, OverflowError):
         return pd.DatetimeIndex(np.array(values, dtype="M8[us]"))
 
