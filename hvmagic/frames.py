@@ -6,18 +6,30 @@
 Rows
     A list among the values is enumerated one level, as PowerShell's formatter does with a
     collection written as one output object. A :class:`~hvmagic.clixml.values.PSObject` with
-    properties, or a ``dict`` (a Hashtable, taken like a PSCustomObject so a list of them
-    becomes a table), is an *object* row. Everything else is a *scalar* row whose value goes to
-    the ``Value`` column: strings, numbers, enums, dates, nested lists, a primitive that carries
-    extra members (its ``.value``), an object without properties (shown by its ``ToString``).
+    properties is an *object* row. A dictionary (Hashtable, ``[ordered]``, ``$PSVersionTable``:
+    a ``dict``, or an object wrapping one) becomes one row per entry, as PowerShell's formatter
+    enumerates it: ``Name`` and ``Value`` by default (``System.Collections.DictionaryEntry``'s
+    view; ``columns="all"`` adds ``Key``, as ``Format-Table *`` does), values unchanged.
+    Everything else is a *scalar* row whose value goes to the ``Value`` column: strings,
+    numbers, enums, dates, nested lists, a primitive that carries extra members (its
+    ``.value``), an object without properties (shown by its ``ToString``).
 
 Columns (``columns=``)
     ``"default"``: per type, the columns of PowerShell's default table view
-    (:func:`hvmagic.views.default_columns`): PSCustomObject/Hashtable → all properties, unknown
-    types → all properties (WMI/CIM plumbing left out). ``"all"``: every property (the union in
-    first-seen order). A list of names: exactly those, missing → NA; a name matches a property
-    case-insensitively, or a calculated header of the type's view (``"WS(K)"``), or ``Value``
-    for scalar rows.
+    (:func:`hvmagic.views.default_columns`, Windows PowerShell 5.1's views unless
+    ``ps_version`` says 6 or later): PSCustomObject and ``Select-Object`` output → all
+    properties in order, unknown types → all properties (WMI/CIM plumbing left out).
+    A view's columns come in its order, each under the name of the **property** it shows,
+    with that property's own value: ``WorkingSet``-style calculated columns are unscaled
+    (Process on 7.x: ``NPM PM WS CPU Id SI ProcessName``, bytes and seconds, not
+    ``NPM(K) PM(M) WS(M) CPU(s)``), so ``df.sort_values("CPU")`` works. A column PowerShell
+    derives from several properties (``PSEdition``, ``PreRelease`` of a module) keeps its
+    header and value. ``df.attrs["hvmagic_labels"]`` maps each renamed column to PowerShell's
+    header (``{"WS": "WS(M)"}``). ``labels=True`` gives the table as PowerShell shows it
+    instead — headers and calculated values of the view (what the notebook displays).
+    ``"all"``: every property (the union in first-seen order). A list of names: exactly those,
+    missing → NA; a name matches a property case-insensitively, or a calculated header of the
+    type's view (``"WS(K)"``), or ``Value`` for scalar rows.
 
 Mixed output (several types, or objects and scalars)
     Like ``Format-Table`` fed several types, each type keeps its own columns; the frame's
@@ -42,7 +54,8 @@ Dtypes (per column, from the values present; ``None`` = NA)
       Microseconds, not nanoseconds, because .NET dates span years 1–9999
       (``DateTime.MinValue`` is common in WMI/AD data).
     * ``timedelta`` → ``timedelta64[us]``.
-    * ``PSVersion`` → ``string`` like .NET's ``ToString`` (``10.0.17763.1``).
+    * ``PSVersion`` → ``string`` like .NET's ``ToString`` (``10.0.17763.1``); also in an
+      ``object`` column and inside lists (pandas would print a version as a tuple).
     * ``Decimal`` (kept exact), ``UUID``, ``bytes``, ``dict``, SecureString … → ``object``
       holding the values unchanged; lists → ``object`` holding lists.
     * nested objects → ``object`` holding :class:`NestedObject`: displayed by the object's
@@ -50,8 +63,9 @@ Dtypes (per column, from the values present; ``None`` = NA)
     * no value at all (every row ``$null``) → ``object`` holding ``None``.
 
 ``df.attrs``
-    ``"type_names"``: the distinct type-name chains of the rows (each a list, most derived
-    first, exactly as sent, ``Deserialized.`` included; a scalar's chain is its .NET type, e.g.
+    ``"hvmagic_labels"`` (only when a column was renamed, see above). ``"type_names"``: the
+    distinct type-name chains of the rows (each a list, most derived first, exactly as sent,
+    ``Deserialized.`` included; a scalar's chain is its .NET type, e.g.
     ``["System.String", "System.Object"]``) in order of first appearance. When rows have more
     than one chain, ``"type_index"`` gives each row's index into ``"type_names"``. Kept small on
     purpose: pandas deep-copies ``attrs`` on every derived frame.
@@ -65,7 +79,7 @@ import gc
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hvmagic.clixml.values import PSEnum, PSObject, PSVersion, SecureString
 from hvmagic.errors import FrameError
@@ -77,6 +91,8 @@ if TYPE_CHECKING:  # pragma: no cover - pandas is imported lazily (``import hvma
 __all__ = ["NestedObject", "to_dataframe"]
 
 VALUE_COLUMN = "Value"
+#: ``df.attrs`` key: column name → PowerShell's header, where they differ (``{"WS": "WS(M)"}``)
+LABELS_ATTR = "hvmagic_labels"
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
@@ -178,8 +194,41 @@ def _scalar_chain(value: Any) -> list[str]:
     return []
 
 
-def _collect(values: list[Any]) -> list[_Group]:
-    """One pass over the values: group rows by type-name chain, first appearance first."""
+def _is_dictionary(value: Any) -> bool:
+    """A Hashtable/ordered dictionary: a plain mapping, or an object wrapping one."""
+    if _is_psobject_type(type(value)):
+        return isinstance(value.value, Mapping)
+    return isinstance(value, Mapping)
+
+
+#: the chain of the rows a dictionary becomes (one list shared: the fast path keys on its id)
+_ENTRY_CHAIN = ["System.Collections.DictionaryEntry", "System.ValueType", "System.Object"]
+
+
+def _dictionary_entries(values: list[Any]) -> list[Any]:
+    """Each dictionary replaced by its entries, as PowerShell's formatter enumerates an
+    IDictionary: one ``Name``/``Key``/``Value`` row per entry (``Format-Table *`` shows those
+    three), in the dictionary's order; other values unchanged."""
+    rows: list[Any] = []
+    for value in values:
+        if not _is_dictionary(value):
+            rows.append(value)
+            continue
+        mapping = value.value if _is_psobject_type(type(value)) else value
+        rows.extend(
+            PSObject({"Name": key, "Key": key, "Value": item}, _ENTRY_CHAIN,
+                     to_string="System.Collections.DictionaryEntry")
+            for key, item in mapping.items()
+        )
+    return rows
+
+
+def _collect(values: list[Any]) -> list[_Group] | None:
+    """One pass over the values: group rows by type-name chain, first appearance first.
+
+    ``None`` when a dictionary is among them: its entries are the rows (see
+    :func:`_dictionary_entries`), so the caller expands and collects again. Dictionaries are
+    rare in bulk output, so the common path pays nothing for them."""
     groups: dict[tuple[str, ...], _Group] = {}
     by_list_id: dict[int, _Group] = {}  # objects decoded with <TNRef> share one list
 
@@ -211,16 +260,16 @@ def _collect(values: list[Any]) -> list[_Group]:
                 last_group.rows.append(row)  # type: ignore[union-attr]
                 last_group.props.append(props)  # type: ignore[union-attr]
                 continue
-            if inner is not None and not isinstance(inner, Mapping):
+            if inner is not None:
+                if isinstance(inner, Mapping):
+                    return None  # a dictionary (perhaps with extra members): rows per entry
                 # a primitive with extra members (Get-Content lines carry PSPath…) shows as
                 # the primitive, as in PowerShell
                 add_scalar(row, inner, list(value.type_names))
                 continue
-            if not props:
-                if inner is None:  # nothing but a ToString: show that
-                    add_scalar(row, NestedObject(value), list(value.type_names))
-                    continue
-                props = inner
+            if not props:  # nothing but a ToString: show that
+                add_scalar(row, NestedObject(value), list(value.type_names))
+                continue
             group = by_list_id.get(id(type_names))
             if group is None:
                 chain = list(type_names) or ["System.Management.Automation.PSCustomObject",
@@ -231,13 +280,7 @@ def _collect(values: list[Any]) -> list[_Group]:
             group.props.append(props)
             last_type_names, last_group = type_names, group
         elif isinstance(value, Mapping):
-            props = value
-            if not all(isinstance(k, str) for k in props):
-                props = {str(k): v for k, v in props.items()}
-            chain = ["System.Collections.Hashtable", "System.Object"]
-            group = group_for(tuple(chain), chain, False)
-            group.rows.append(row)
-            group.props.append(props)
+            return None  # a Hashtable/ordered dictionary: rows per entry
         else:
             add_scalar(row, value, _scalar_chain(value))
     return list(groups.values())
@@ -261,7 +304,8 @@ def _property_names(props_list: Sequence[Mapping[str, Any]]) -> list[str]:
 # Column selection per group
 
 
-def _group_columns(group: _Group, columns: Any) -> list[Column]:
+def _group_columns(group: _Group, columns: Any, ps_version: Any = None, labels: bool = True,
+                   label_map: dict[str, str] | None = None) -> list[Column]:
     if group.scalar:
         if columns == "default" or columns == "all":
             return [Column(VALUE_COLUMN, compute=_identity)]
@@ -270,19 +314,21 @@ def _group_columns(group: _Group, columns: Any) -> list[Column]:
             for name in columns
         ]
     if columns == "default":
-        view = find_view(group.chain)
+        view = find_view(group.chain, ps_version)
         if view is not None:
             # the first object tells which aliases this type carries (objects of one type
             # agree); the union over all objects is only needed when there is no view
             present = {n.lower(): n for n in group.props[0]}
-            return [_bind(c, present) for c in view.columns]
+            if labels:
+                return [_bind(c, present) for c in view.columns]
+            return _data_columns(view.columns, present, label_map)
         names = _property_names(group.props)
-        return default_columns(group.chain, names)
+        return default_columns(group.chain, names, ps_version)
     names = _property_names(group.props)
     if columns == "all":
         return [Column(n, (n,)) for n in names]
     present = {n.lower(): n for n in names}
-    view = find_view(group.chain)
+    view = find_view(group.chain, ps_version)
     calculated = {c.header: c for c in view.columns} if view is not None else {}
     result = []
     for name in columns:
@@ -291,6 +337,42 @@ def _group_columns(group: _Group, columns: Any) -> list[Column]:
         else:
             result.append(_bind(calculated[name], present))
     return result
+
+
+def _data_columns(view_columns: Sequence[Column], present: Mapping[str, str],
+                  label_map: dict[str, str] | None) -> list[Column]:
+    """The view's columns for analysis: each under the name of the property it presents (as
+    the objects spell it), with that property's own value (``WS`` in bytes for ``WS(M)``,
+    ``CPU`` in seconds for ``CPU(s)``); a column derived from several properties
+    (``PSEdition``) keeps its header and computed value. ``label_map`` collects
+    name → PowerShell's header where they differ."""
+    result: list[Column] = []
+    taken: set[str] = set()
+    for column in view_columns:
+        sources = column.sources
+        spelled = next((present[n.lower()] for n in sources if n.lower() in present), None)
+        if spelled is not None and spelled not in taken:
+            data = Column(spelled, (spelled,))
+        elif sources and spelled is None and sources[0] not in taken:
+            # the first object has none of them: take each object's own first one
+            data = Column(sources[0], compute=_first_present(sources))
+        else:
+            data = _bind(column, present)
+        taken.add(data.header)
+        if label_map is not None and data.header != column.header:
+            label_map.setdefault(data.header, column.header)
+        result.append(data)
+    return result
+
+
+def _first_present(names: Sequence[str]) -> Any:
+    def value(props: Mapping[str, Any]) -> Any:
+        for name in names:
+            if name in props:
+                return props[name]
+        return None
+
+    return value
 
 
 def _bind(column: Column, present: Mapping[str, str]) -> Column:
@@ -457,7 +539,8 @@ def _datetime_index(values: Sequence[Any]) -> Any:
     import pandas as pd
 
     try:
-        return pd.DatetimeIndex(values).as_unit("us")
+        # (a list of datetimes/None; pandas-stubs want a narrower sequence type)
+        return pd.DatetimeIndex(cast(Any, values)).as_unit("us")
     except (pd.errors.OutOfBoundsDatetime, OverflowError):
         return pd.DatetimeIndex(np.array(values, dtype="M8[us]"))
 
@@ -498,12 +581,13 @@ def _objects(values: Sequence[Any], types: set[type]) -> Any:
     import numpy as np
 
     n = len(values)
-    if any(_is_psobject_type(t) for t in types):
+    if PSVersion in types or any(_is_psobject_type(t) for t in types):
         return np.fromiter(map(_cell, values), dtype=object, count=n)
     if list in types:
         # one C-level pass over every element says whether any list holds objects to wrap
         elements = itertools.chain.from_iterable(v for v in values if type(v) is list)
-        if any(_is_psobject_type(t) for t in set(map(type, elements))):
+        element_types = set(map(type, elements))
+        if PSVersion in element_types or any(_is_psobject_type(t) for t in element_types):
             return np.fromiter(map(_list_cell, values), dtype=object, count=n)
     return np.fromiter(values, dtype=object, count=n)
 
@@ -522,12 +606,18 @@ def _is_psobject_type(cls: type) -> bool:
 def _cell(value: Any) -> Any:
     if _is_psobject_type(type(value)):
         return NestedObject(value)
+    if type(value) is PSVersion:
+        # a tuple to pandas, which would print (5, 1, 20348, 2849): the .NET text instead,
+        # as a column of versions gets
+        return str(value)
     return _list_cell(value)
 
 
 def _list_cell(value: Any) -> Any:
-    if value and type(value) is list and any(_is_psobject_type(type(v)) for v in value):
-        return [NestedObject(v) if _is_psobject_type(type(v)) else v for v in value]
+    if value and type(value) is list and any(
+            _is_psobject_type(type(v)) or type(v) is PSVersion for v in value):
+        return [_cell(v) if _is_psobject_type(type(v)) or type(v) is PSVersion else v
+                for v in value]
     return value
 
 
@@ -556,12 +646,17 @@ def _check_columns(columns: Any) -> Any:
     return names
 
 
-def to_dataframe(values: Any, columns: str | Sequence[str] = "default") -> pd.DataFrame:
+def to_dataframe(values: Any, columns: str | Sequence[str] = "default", *,
+                 ps_version: Any = None, labels: bool = False) -> pd.DataFrame:
     """Turn PowerShell output into a DataFrame: one row per object (rules: module docstring).
 
     ``values`` is what :func:`hvmagic.clixml.loads` or ``Result.output`` gives (a list); a
     single object is taken as one row. ``columns`` is ``"default"`` (what PowerShell shows),
-    ``"all"`` (every property) or a list of names.
+    ``"all"`` (every property) or a list of names. ``ps_version`` is the PowerShell that
+    produced them (:attr:`hvmagic.Session.ps_version`): it picks between Windows PowerShell
+    5.1's and PowerShell 7's default views; ``None`` means 5.1. ``labels=True`` gives the
+    table as PowerShell shows it (``WS(M)`` in megabytes, ``CPU(s)``); the default is the
+    frame for analysis (``WS`` in bytes, ``CPU`` in seconds; module docstring).
     """
     selected = _check_columns(columns)
     # Building columns allocates many small containers while tens of thousands of objects are
@@ -570,13 +665,13 @@ def to_dataframe(values: Any, columns: str | Sequence[str] = "default") -> pd.Da
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _to_dataframe(values, selected)
+        return _to_dataframe(values, selected, ps_version, labels)
     finally:
         if collecting:
             gc.enable()
 
 
-def _to_dataframe(values: Any, selected: Any) -> pd.DataFrame:
+def _to_dataframe(values: Any, selected: Any, ps_version: Any, labels: bool) -> pd.DataFrame:
     import pandas as pd
 
     if values is None:
@@ -590,12 +685,17 @@ def _to_dataframe(values: Any, selected: Any) -> pd.DataFrame:
             # (``Write-Output -NoEnumerate``, ``,$list``, a List`1 from Export-Clixml): one level
             rows = [item for v in rows for item in (v if isinstance(v, list) else (v,))]
     groups = _collect(rows)
+    if groups is None:
+        rows = _dictionary_entries(rows)
+        groups = _collect(rows)
+        assert groups is not None  # entries are objects, never dictionaries
     n = len(rows)
 
     headers: dict[str, None] = {}
+    label_map: dict[str, str] = {}
     per_group: list[tuple[_Group, list[str], list[Sequence[Any]]]] = []
     for group in groups:
-        cols = _group_columns(group, selected)
+        cols = _group_columns(group, selected, ps_version, labels, label_map)
         group_headers = [c.header for c in cols]
         headers.update(dict.fromkeys(group_headers))
         per_group.append((group, group_headers, _extract(group, cols)))
@@ -620,6 +720,8 @@ def _to_dataframe(values: Any, selected: Any) -> pd.DataFrame:
 
     frame = pd.DataFrame(data, index=pd.RangeIndex(n), columns=list(headers))
     frame.attrs["type_names"] = [list(g.chain) for g in groups]
+    if label_map:
+        frame.attrs[LABELS_ATTR] = label_map
     if len(groups) > 1:
         type_index = [0] * n
         for group in groups:

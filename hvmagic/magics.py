@@ -1128,11 +1128,14 @@ class VmMagics(Magics):
             return values
         try:
             frame = result.frame(columns)
+            # bound: property names and unscaled values; shown: PowerShell's headers (WS(M))
+            shown = result.frame(columns, labels=True) if "hvmagic_labels" in frame.attrs \
+                else frame
         except (KeyError, ValueError) as exc:
             raise UsageError(f"--columns: {_first_line(exc)}") from None
         # the notice names where the hidden rows are: the -o variable, else the last Result
         where = out_var or f"{LAST_RESULT_VAR}.frame()"
-        hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit, bound_to=where))
+        hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
         return values if raw else frame
 
     # ---------------------------------------------------------------------------- vmcopy

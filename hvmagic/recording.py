@@ -57,6 +57,7 @@ from hvmagic.clixml.values import (
     ProgressRecord,
     PSCredential,
     PSObject,
+    PSVersion,
     SecureString,
 )
 from hvmagic.errors import (
@@ -261,6 +262,9 @@ class RecordingSession(_SessionWrapper):
                 "description": session.description,
                 "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "hvmagic": __version__,
+                # picks the default columns of a replayed frame, as it did live
+                "ps_version": None if getattr(session, "ps_version", None) is None
+                else str(session.ps_version),
             },
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -369,6 +373,14 @@ def load_recording(path: str | Path) -> dict[str, Any]:
     return document
 
 
+def _recorded_version(text: Any) -> PSVersion | None:
+    """The guest's PowerShell version a recording names (absent in older recordings)."""
+    try:
+        return PSVersion.parse(text) if isinstance(text, str) and len(text) < 64 else None
+    except ValueError:
+        return None
+
+
 class ReplaySession(_SessionWrapper):
     """Serves a recording back: same ``run``/``Result``/``on_event`` contract as a Session.
 
@@ -392,6 +404,7 @@ class ReplaySession(_SessionWrapper):
         recorded = self._document.get("session", {})
         self.name = name or str(recorded.get("name", self.path.stem))
         self.description = f"replay of {self.path.name} ({recorded.get('description', '?')})"
+        self.ps_version = _recorded_version(recorded.get("ps_version"))
         self.match = match
         self.pace = pace
         self._next = 0
@@ -431,7 +444,7 @@ class ReplaySession(_SessionWrapper):
             self._next = index + 1
         self._used.add(index)
         self._last_for_script[_normalise_script(script)] = index
-        result = Result()
+        result = Result(ps_version=self.ps_version)
         for stream, record in self._events(entry):
             getattr(result, _RESULT_LISTS[stream]).append(record)
             if on_event is not None:

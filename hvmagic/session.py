@@ -85,6 +85,7 @@ from hvmagic.clixml.values import (
     ProgressRecord,
     PSCredential,
     PSObject,
+    PSVersion,
     SecureString,
 )
 from hvmagic.errors import (
@@ -210,16 +211,20 @@ class Result:
     duration: float = 0.0
     #: the terminating error of a ``Failed`` pipeline
     terminating_error: ErrorRecord | None = None
+    #: the guest's PowerShell version (:attr:`Session.ps_version`): :meth:`frame` picks the
+    #: default columns of that PowerShell's views
+    ps_version: PSVersion | None = field(default=None, repr=False, compare=False)
 
     @property
     def had_errors(self) -> bool:
         return bool(self.errors) or self.state == "Failed"
 
-    def frame(self, columns: str | list[str] = "default") -> pd.DataFrame:
-        """:attr:`output` as a DataFrame (see :func:`hvmagic.to_dataframe`)."""
+    def frame(self, columns: str | list[str] = "default", *, labels: bool = False) -> pd.DataFrame:
+        """:attr:`output` as a DataFrame (see :func:`hvmagic.to_dataframe`): property names
+        and unscaled values for analysis; ``labels=True`` for PowerShell's headers."""
         from hvmagic.frames import to_dataframe
 
-        return to_dataframe(self.output, columns)
+        return to_dataframe(self.output, columns, ps_version=self.ps_version, labels=labels)
 
     def __repr__(self) -> str:
         counts = ", ".join(
@@ -276,6 +281,19 @@ def _contains_secret(value: Any, depth: int = 0) -> bool:
     return False
 
 
+_VERSION_TEXT = re.compile(r"(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?")
+
+
+def _private_ps_version(private_data: Any) -> PSVersion | None:
+    """``PSVersionTable.PSVersion`` of APPLICATION_PRIVATE_DATA, whatever the guest sent."""
+    table = private_data.get("PSVersionTable") if isinstance(private_data, Mapping) else None
+    version = table.get("PSVersion") if isinstance(table, Mapping) else None
+    match = _VERSION_TEXT.fullmatch(str(version)[:64]) if version is not None else None
+    if match is None:
+        return None
+    return PSVersion(*(int(part) for part in match.groups() if part is not None))
+
+
 class Session:
     """One PowerShell session in a guest; create with :func:`connect` or :func:`open_session`."""
 
@@ -306,6 +324,8 @@ class Session:
         self._run_thread: int | None = None
         self._broken: str | None = None
         self._closed = False
+        self._ps_version: PSVersion | None = None
+        self._ps_version_read = False
         self._reader = threading.Thread(
             target=self._read_loop, name=f"hvmagic-reader-{name}", daemon=True
         )
@@ -324,6 +344,15 @@ class Session:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "broken" if self._broken else "open"
         return f"<Session {self.name!r} {state} via {self.description}>"
+
+    @property
+    def ps_version(self) -> PSVersion | None:
+        """The guest's ``$PSVersionTable.PSVersion`` (``5.1.20348.2849``, ``7.6.9``), from the
+        data a PowerShell server sends when the pool opens (no round trip); ``None`` if absent."""
+        if not self._ps_version_read and self._client.opened:
+            self._ps_version = _private_ps_version(self._client.pool.application_private_data)
+            self._ps_version_read = True
+        return self._ps_version
 
     def __enter__(self) -> Session:
         return self
@@ -406,7 +435,7 @@ class Session:
             except ProtocolError as exc:
                 self._mark_broken(str(exc))
                 raise SessionBrokenError(f"{self.description}: {exc}") from exc
-            run = _Run(pid, Result(), on_event, started)
+            run = _Run(pid, Result(ps_version=self.ps_version), on_event, started)
             self._current = run
         deadline = None if timeout is None else started + timeout
         try:

@@ -4,31 +4,48 @@ PowerShell decides what a table of objects shows from its formatting files
 (``DotNetTypes.format.ps1xml``, ``FileSystem.format.ps1xml``, the Hyper-V, Storage, NetAdapter,
 ScheduledTasks … module ``*.format.ps1xml``) and, where no view exists, from a type's
 ``DefaultDisplayPropertySet`` (``types.ps1xml``). Neither travels with serialized objects, so
-hvmagic ships the views a Hyper-V admin meets daily here, written after Windows PowerShell 5.1
-(what guests run): headers exactly as PowerShell prints them, calculated columns computed the way
-the view's script block computes them.
+hvmagic ships the views a Hyper-V admin meets daily here: headers exactly as PowerShell prints
+them, calculated columns computed the way the view's script block computes them.
 
-Two deliberate departures, both so the frame stays analysable:
+Two generations: Windows PowerShell 5.1 (what a Windows guest runs out of the box) and
+PowerShell 7.x, whose format files differ for a few types (Process: ``NPM(K) PM(M) WS(M)``
+without ``Handles``; Get-Module: ``PreRelease``, and ``PSEdition`` for ``-ListAvailable``;
+certificates: ``EnhancedKeyUsageList``). The session reads the guest's version once, from the
+``$PSVersionTable`` a PowerShell server sends when the runspace pool opens, and lookups pass it
+(``find_view(chain, ps_version)``); unknown means 5.1. ``tests/pwsh/test_views.py`` checks every
+view PowerShell 7.6 has against its own ``Format-Table``.
 
-* Columns PowerShell formats as text for the console keep their number: ``CPU(s)`` is the float
-  of seconds (PowerShell prints ``"{0:N}"``), ``SizeRemaining``/``Size`` of a volume are bytes
-  (PowerShell prints ``"12.5 GB"``), ``LastWriteTime``/``TimeGenerated`` stay datetimes.
-  Where the view's header names a unit (``WS(K)``, ``MemoryAssigned(M)``) the value is converted
-  to that unit the way the script block does (``[long]($_.WS / 1024)``: .NET rounds half to even,
-  as Python's :func:`round` does).
+A view's columns say two things: the header and value PowerShell shows (``Column.value``,
+what the notebook displays: ``to_dataframe(labels=True)``), and the property that value presents
+(``Column.sources``: the analysis frame, ``to_dataframe()``, shows ``WS`` in bytes where the
+view shows ``WS(M)``). Two deliberate departures in what is shown, both so it stays a table of
+numbers:
+
+* Columns PowerShell formats as text keep a number: ``CPU(s)``, ``PM(M)``, ``WS(M)`` are the
+  number ``"{0:N2}"`` prints (two decimals, rounded as that PowerShell's .NET rounds, after
+  the view's ``[float]`` cast where it has one), without the thousands separator;
+  ``SizeRemaining``/``Size`` of a volume are bytes (PowerShell prints ``"12.5 GB"``),
+  ``LastWriteTime``/``TimeGenerated`` stay datetimes. Where the header names a unit
+  (``WS(K)``, ``MemoryAssigned(M)``) the value is converted the way the script block does
+  (``[long]($_.WS / 1024)``: .NET rounds half to even, as Python's :func:`round` does).
 * Views grouped by a property (files by ``PSParentPath``, events by ``ProviderName``) show only
   their columns; the grouping property is one ``columns="all"`` away.
 
 Lookup goes through an object's type-name chain, most derived first, ``Deserialized.`` prefixes
-removed, case-insensitively (PowerShell matches type names that way). A name carrying a WMI/CIM
-class (``System.Management.ManagementObject#root\\cimv2\\Win32_Processor``,
+removed, case-insensitively (PowerShell matches type names that way). A WMI/CIM object's name
+(``System.Management.ManagementObject#root\\cimv2\\Win32_Processor``,
 ``Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetAdapter``) also
 matches by its class name alone, so ``Get-WmiObject`` and ``Get-CimInstance`` output share a view.
+``Select-Object`` output (``Selected.…``) never takes a view, as in PowerShell: it shows the
+selected properties in their order.
 """
 
 from __future__ import annotations
 
+import decimal
+import math
 import re
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +67,15 @@ class Column:
     header: str
     properties: tuple[str, ...] = ()
     compute: Callable[[Props], Any] | None = None
+    #: the properties a calculated column presents (``WS`` for ``WS(K)``): the analysis frame
+    #: shows the first one the object has, unscaled, under its own name
+    data: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The property names behind this column, for the analysis frame (empty: the column
+        is derived from several properties and keeps its header and computed value)."""
+        return self.data or self.properties
 
     def value(self, props: Props) -> Any:
         if self.compute is not None:
@@ -85,7 +111,15 @@ def _first(props: Props, *names: str) -> Any:
     return None
 
 
-def _scaled(divisor: int, *names: str) -> Callable[[Props], Any]:
+@dataclass(frozen=True)
+class _Presents:
+    """A calculated column's script block and the properties whose value it presents."""
+
+    compute: Callable[[Props], Any]
+    data: tuple[str, ...]
+
+
+def _scaled(divisor: int, *names: str) -> _Presents:
     """``[long]($_.X / divisor)``: a .NET cast rounds half to even, as :func:`round` does."""
 
     def compute(props: Props) -> Any:
@@ -97,7 +131,55 @@ def _scaled(divisor: int, *names: str) -> Callable[[Props], Any]:
         except (TypeError, ValueError, OverflowError):  # a non-number, NaN, ±infinity
             return None
 
-    return compute
+    return _Presents(compute, names)
+
+
+_HUNDREDTH = decimal.Decimal("0.01")
+
+
+def _n2(value: Any, single: bool = False, framework: bool = False) -> float | None:
+    """The number ``"{0:N2}"`` prints, of the value or (``single``) of the view's ``[float]``
+    cast of it. .NET (PowerShell 7) rounds the exact binary value, ties to even
+    (``0.125`` → ``0.12``); .NET Framework (``framework``: Windows PowerShell 5.1) first keeps
+    15 significant digits, then rounds ties away from zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = struct.unpack("f", struct.pack("f", value))[0] if single else float(value)
+        if not math.isfinite(number):
+            return None
+        if framework:
+            exact = decimal.Decimal(f"{number:.15g}")
+            return float(exact.quantize(_HUNDREDTH, decimal.ROUND_HALF_UP))
+        return float(decimal.Decimal(number).quantize(_HUNDREDTH, decimal.ROUND_HALF_EVEN))
+    except (OverflowError, decimal.InvalidOperation):  # beyond a single, NaN, ±infinity
+        return None
+
+
+def _megabytes(*names: str) -> _Presents:
+    """``"{0:N2}" -f [float]($_.X / 1MB)``."""
+    return _Presents(lambda p: _n2(_number(_first(p, *names), 2**20), single=True), names)
+
+
+def _number(value: Any, divisor: int) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value / divisor
+
+
+def _cpu(single: bool) -> _Presents:
+    """``CPU(s)``: 5.1 prints ``$_.CPU.ToString("N")``, 7.x ``"{0:N2}" -f [float]($_.CPU)``."""
+    return _Presents(lambda p: _n2(p.get("CPU"), single, framework=not single), ("CPU",))
+
+
+def _gigabytes(name: str) -> _Presents:
+    """``"{0:###0.00}" -f ($_.X / 1GB)`` (PSDrive sizes)."""
+    def compute(props: Props) -> Any:
+        if not (props.get("Used") or props.get("Free")):  # the view's if(): blank
+            return None
+        return _n2(_number(props.get(name), 2**30))
+
+    return _Presents(compute, (name,))
 
 
 # FileSystem.format.ps1xml (5.1) shows ``Mode`` from a CodeProperty; serialized files carry it,
@@ -136,12 +218,60 @@ def feature_display_name(props: Props) -> Any:
     return f"{indent}{mark} {name}"
 
 
-def _col(spec: str | tuple[str, str | Callable[[Props], Any]] | Column) -> Column:
+def _keys(name: str) -> _Presents:
+    """``$_.X.Keys``: the names of a dictionary (``ExportedCommands``), in its order."""
+
+    def compute(props: Props) -> Any:
+        value = props.get(name)
+        if isinstance(value, Mapping):
+            return [str(key) for key in value]
+        return value
+
+    return _Presents(compute, (name,))
+
+
+def command_name(props: Props) -> Any:
+    """``Name`` of Get-Command's view: an alias shows as ``dir -> Get-ChildItem``."""
+    if str(props.get("CommandType")) == "Alias" and props.get("DisplayName") is not None:
+        return props["DisplayName"]
+    return props.get("Name")
+
+
+def module_prerelease(props: Props) -> Any:
+    """``PreRelease`` (7.x): ``$_.PrivateData.PSData.PreRelease`` when the manifest has one."""
+    private = props.get("PrivateData")
+    data = private.get("PSData") if isinstance(private, Mapping) else None
+    return data.get("PreRelease") if isinstance(data, Mapping) else None
+
+
+def module_editions(props: Props) -> Any:
+    """``PSEdition`` of ``Get-Module -ListAvailable`` (7.x): each of ``CompatiblePSEditions``
+    cut to four letters, sorted, comma-joined; a manifest naming none is ``Desk``."""
+    editions = props.get("CompatiblePSEditions")
+    if isinstance(editions, str):
+        editions = [editions]
+    if not isinstance(editions, list) or not editions:
+        editions = ["Desktop"]
+    return ",".join(sorted(str(e)[:4] for e in editions))
+
+
+def certificate_usages(props: Props) -> Any:
+    """``EnhancedKeyUsageList`` (7.x): ``$_.EnhancedKeyUsageList.FriendlyName``."""
+    usages = props.get("EnhancedKeyUsageList")
+    if not isinstance(usages, list):
+        return None
+    names = [u.get("FriendlyName") for u in usages if isinstance(u, Mapping)]
+    return [n for n in names if n is not None]
+
+
+def _col(spec: str | tuple[str, str | Callable[[Props], Any] | _Presents] | Column) -> Column:
     if isinstance(spec, Column):
         return spec
     if isinstance(spec, str):
         return Column(spec, (spec,))
     header, source = spec
+    if isinstance(source, _Presents):
+        return Column(header, (), source.compute, source.data)
     if callable(source):
         return Column(header, (), source)
     return Column(header, (source,))
@@ -152,13 +282,24 @@ def _alias(header: str, *names: str) -> Column:
 
 
 _VIEWS: list[View] = []
+_VIEWS_7: list[View] = []
 
 
 def _view(type_names: str | Sequence[str], source: str, *columns: Any) -> None:
+    _register(_VIEWS, type_names, source, columns)
+
+
+def _view7(type_names: str | Sequence[str], source: str, *columns: Any) -> None:
+    """A view PowerShell 7.x defines differently from Windows PowerShell 5.1."""
+    _register(_VIEWS_7, type_names, source, columns)
+
+
+def _register(into: list[View], type_names: str | Sequence[str], source: str,
+              columns: Sequence[Any]) -> None:
     names = (type_names,) if isinstance(type_names, str) else tuple(type_names)
     cols = tuple(_col(c) for c in columns)
     for name in names:
-        _VIEWS.append(View(name, cols, source))
+        into.append(View(name, cols, source))
 
 
 # --- .NET types (DotNetTypes.format.ps1xml, Windows PowerShell 5.1) -------------------------
@@ -169,7 +310,20 @@ _view(
     ("NPM(K)", _scaled(1024, "NPM", "NonpagedSystemMemorySize64", "NonpagedSystemMemorySize")),
     ("PM(K)", _scaled(1024, "PM", "PagedMemorySize64", "PagedMemorySize")),
     ("WS(K)", _scaled(1024, "WS", "WorkingSet64", "WorkingSet")),
-    _alias("CPU(s)", "CPU"),
+    ("CPU(s)", _cpu(single=False)),
+    "Id",
+    _alias("SI", "SI", "SessionId"),
+    _alias("ProcessName", "ProcessName", "Name"),
+)
+# 7.x dropped Handles and shows paged memory and working set in megabytes ("{0:N2}" of
+# [float]($_.PM / 1MB)).
+_view7(
+    "System.Diagnostics.Process",
+    "DotNetTypes.format.ps1xml (7.x table view 'process')",
+    ("NPM(K)", _scaled(1024, "NPM", "NonpagedSystemMemorySize64", "NonpagedSystemMemorySize")),
+    ("PM(M)", _megabytes("PM", "PagedMemorySize64", "PagedMemorySize")),
+    ("WS(M)", _megabytes("WS", "WorkingSet64", "WorkingSet")),
+    ("CPU(s)", _cpu(single=True)),
     "Id",
     _alias("SI", "SI", "SessionId"),
     _alias("ProcessName", "ProcessName", "Name"),
@@ -189,7 +343,9 @@ _view(
     "System.Diagnostics.EventLog",
     "DotNetTypes.format.ps1xml",
     ("Max(K)", "MaximumKilobytes"), ("Retain", "MinimumRetentionDays"), "OverflowAction",
-    ("Entries", lambda p: len(p["Entries"]) if isinstance(p.get("Entries"), list) else None),
+    ("Entries", _Presents(
+        lambda p: len(p["Entries"]) if isinstance(p.get("Entries"), list) else None,
+        ("Entries",))),
     "Log",
 )
 _view("System.Diagnostics.FileVersionInfo", "DotNetTypes.format.ps1xml",
@@ -205,6 +361,10 @@ _view("System.Diagnostics.ProcessModule", "DotNetTypes.format.ps1xml",
       ("Size(K)", "Size"), "ModuleName", "FileName")
 _view("System.Security.Cryptography.X509Certificates.X509Certificate2",
       "Certificate.format.ps1xml", "Thumbprint", "Subject")
+_view7("System.Security.Cryptography.X509Certificates.X509Certificate2",
+       "Certificate.format.ps1xml (7.x 'ThumbprintTable')",
+       "Thumbprint", "Subject",
+       ("EnhancedKeyUsageList", _Presents(certificate_usages, ("EnhancedKeyUsageList",))))
 
 # --- files (FileSystem.format.ps1xml, 5.1; grouped by PSParentPath) -------------------------
 _view(
@@ -227,18 +387,29 @@ _view("System.Diagnostics.Eventing.Reader.ProviderMetadata", "Event.format.ps1xm
 
 # --- PowerShell's own objects (PowerShellCore.format.ps1xml) --------------------------------
 _view("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (5.1)",
-      "ModuleType", "Version", "Name", "ExportedCommands")
-_view(("System.Management.Automation.CommandInfo", "System.Management.Automation.CmdletInfo",
-       "System.Management.Automation.FunctionInfo", "System.Management.Automation.AliasInfo",
-       "System.Management.Automation.ApplicationInfo"),
-      "PowerShellCore.format.ps1xml (5.1)",
-      "CommandType", "Name", "Version", "Source")
+      "ModuleType", "Version", "Name", ("ExportedCommands", _keys("ExportedCommands")))
+_view7("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (7.x)",
+       "ModuleType", "Version", ("PreRelease", module_prerelease), "Name",
+       ("ExportedCommands", _keys("ExportedCommands")))
+# Get-Module -ListAvailable output (grouped by the module's folder) adds PSEdition in 7.x
+_view7("ModuleInfoGrouping", "PowerShellCore.format.ps1xml (7.x)",
+       "ModuleType", "Version", ("PreRelease", module_prerelease), "Name",
+       ("PSEdition", module_editions), ("ExportedCommands", _keys("ExportedCommands")))
+# CommandInfo itself has a two-column view; its subclasses (what Get-Command returns) share one
+_view("System.Management.Automation.CommandInfo", "PowerShellCore.format.ps1xml",
+      "CommandType", "Name")
+_view(("System.Management.Automation.CmdletInfo", "System.Management.Automation.FunctionInfo",
+       "System.Management.Automation.AliasInfo", "System.Management.Automation.ApplicationInfo",
+       "System.Management.Automation.ExternalScriptInfo", "System.Management.Automation.FilterInfo",
+       "System.Management.Automation.ScriptInfo"),
+      "PowerShellCore.format.ps1xml",
+      "CommandType", ("Name", _Presents(command_name, ("Name",))), "Version", "Source")
 _view(
     "System.Management.Automation.PSDriveInfo",
-    "PowerShellCore.format.ps1xml 'drive' (GB kept unrounded)",
+    "PowerShellCore.format.ps1xml 'drive'",
     "Name",
-    ("Used (GB)", lambda p: p["Used"] / 2**30 if isinstance(p.get("Used"), int) else None),
-    ("Free (GB)", lambda p: p["Free"] / 2**30 if isinstance(p.get("Free"), int) else None),
+    ("Used (GB)", _gigabytes("Used")),
+    ("Free (GB)", _gigabytes("Free")),
     "Provider", "Root", "CurrentLocation",
 )
 
@@ -254,7 +425,8 @@ _view("Microsoft.PowerShell.Commands.LocalPrincipal", "LocalAccounts.format.ps1x
 _view(
     "Microsoft.Windows.ServerManager.Commands.Feature",
     "ServerManager Feature.format.ps1xml",
-    ("Display Name", feature_display_name), "Name", ("Install State", "InstallState"),
+    ("Display Name", _Presents(feature_display_name, ("DisplayName",))), "Name",
+    ("Install State", "InstallState"),
 )
 
 # --- Hyper-V (Microsoft.HyperV.PowerShell, Hyper-V.Format.ps1xml) ---------------------------
@@ -387,8 +559,13 @@ _WIN32_TABLES: dict[str, tuple[str, ...]] = {
 for _class, _columns in _WIN32_TABLES.items():
     _view(_class, "DotNetTypes.format.ps1xml CIM table view / types.ps1xml", *_columns)
 
-#: every shipped view by lower-cased type or class name
+#: every shipped view by lower-cased type or class name (Windows PowerShell 5.1's)
 VIEWS: dict[str, View] = {v.type_name.lower(): v for v in _VIEWS}
+#: the views PowerShell 7.x defines differently; the others are the same in both
+VIEWS_7: dict[str, View] = {v.type_name.lower(): v for v in _VIEWS_7}
+
+#: PowerShell 6 and later ("Core") ship the 7.x format files
+_FIRST_CORE_MAJOR = 6
 
 #: the type names whose objects PowerShell shows by all their properties (no view needed)
 PROPERTY_BAG_TYPES = frozenset(
@@ -421,22 +598,60 @@ def is_cim_plumbing(name: str) -> bool:
     return name.startswith("__") or name in _CIM_PLUMBING
 
 
-def find_view(type_names: Sequence[str]) -> View | None:
-    """The view for the first type in the chain that has one, else ``None``."""
+def powershell_major(ps_version: Any) -> int | None:
+    """The major version of a guest's PowerShell (``PSVersion``, ``"7.6.9"``, ``(5, 1)``,
+    ``5``), or ``None`` when it is unknown or unreadable."""
+    if ps_version is None or isinstance(ps_version, bool):
+        return None
+    if isinstance(ps_version, int):
+        return ps_version
+    if isinstance(ps_version, tuple) and ps_version and isinstance(ps_version[0], int):
+        return ps_version[0]
+    match = _MAJOR.match(str(ps_version))
+    return int(match.group(1)) if match else None
+
+
+_MAJOR = re.compile(r"\s*(\d{1,4})(?:\.|\s*$)")
+_CIM_BASES = frozenset(
+    {"system.management.managementobject", "microsoft.management.infrastructure.ciminstance",
+     "system.management.managementbaseobject"}
+)
+
+
+def find_view(type_names: Sequence[str], ps_version: Any = None) -> View | None:
+    """The view for the first type in the chain that has one, else ``None``.
+
+    ``ps_version`` is the guest's PowerShell version (:attr:`hvmagic.Session.ps_version`):
+    6 and later take the 7.x views where they differ; unknown means Windows PowerShell 5.1,
+    what a Windows guest runs out of the box.
+
+    A name matches exactly (``Deserialized.`` removed, any case), as in PowerShell. The one
+    widening: the class after ``#`` of a WMI/CIM object's name, so ``Get-WmiObject`` and
+    ``Get-CimInstance`` output share a view. ``Select-Object`` output
+    (``Selected.Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_…``,
+    ``Selected.System.Diagnostics.Process``) is not that object any more: like PowerShell,
+    no view matches it and it shows the selected properties in their order.
+    """
+    major = powershell_major(ps_version)
+    tables = (VIEWS_7, VIEWS) if major is not None and major >= _FIRST_CORE_MAJOR else (VIEWS,)
     for raw in type_names:
         name = strip_deserialized(raw).lower()
-        view = VIEWS.get(name)
-        if view is not None:
-            return view
-        if "#" in name:
-            cim_class = _CLASS_SEPARATOR.split(name.rsplit("#", 1)[1])[-1]
-            view = VIEWS.get(cim_class)
+        for table in tables:
+            view = table.get(name)
             if view is not None:
                 return view
+        base, hash_sign, path = name.partition("#")
+        if hash_sign and base in _CIM_BASES:
+            cim_class = _CLASS_SEPARATOR.split(path)[-1]
+            for table in tables:
+                view = table.get(cim_class)
+                if view is not None:
+                    return view
     return None
 
 
-def default_columns(type_names: Sequence[str], property_names: Sequence[str]) -> list[Column]:
+def default_columns(type_names: Sequence[str], property_names: Sequence[str],
+                    ps_version: Any = None) -> list[Column]:
     """The columns ``to_dataframe(columns="default")`` shows for objects of this type.
 
     A known view gives its columns. Otherwise (documented fallback): every property, in the
@@ -444,7 +659,7 @@ def default_columns(type_names: Sequence[str], property_names: Sequence[str]) ->
     PowerShell itself shows a table of all properties when there are at most four and a list of
     them otherwise; a frame is always a table, so it takes all of them either way.
     """
-    view = find_view(type_names)
+    view = find_view(type_names, ps_version)
     if view is not None:
         return list(view.columns)
     if is_cim_type(type_names):

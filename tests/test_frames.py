@@ -74,13 +74,37 @@ def test_process_default_columns_are_calculated() -> None:
         {"Name": "Idle", "Handles": 0, "NPM": 0, "PM": 61440, "WS": 8192, "CPU": None,
          "Id": 0, "SI": 0, "ProcessName": "Idle", "Path": None},
         PROC)
-    df = to_dataframe([proc, idle])
+    df = to_dataframe([proc, idle], labels=True)
     assert list(df.columns) == ["Handles", "NPM(K)", "PM(K)", "WS(K)", "CPU(s)", "Id", "SI",
                                 "ProcessName"]
     assert df.iloc[0].tolist() == [812, 40, 9766, 29297, 12.5, 4242, 0, "vmwp"]
     assert str(df["WS(K)"].dtype) == "Int64"
     assert df["CPU(s)"].dtype == np.float64
     assert np.isnan(df["CPU(s)"][1])  # System Idle has no CPU time: NaN, not 0
+
+
+def test_process_frame_for_analysis_has_property_names_and_raw_values() -> None:
+    # was: the bound frame had WS(K)/CPU(s): procs.sort_values("CPU") raised KeyError
+    procs = [
+        PSObject({"Handles": 812, "NPM": 40 * 1024, "PM": 10_000_000, "WS": 30_000_000,
+                  "CPU": 12.5, "Id": 4242, "SI": 0, "ProcessName": "vmwp"}, PROC),
+        PSObject({"Handles": 9, "NPM": 0, "PM": 61440, "WS": 8192, "CPU": 99.25,
+                  "Id": 8, "SI": 0, "ProcessName": "svchost"}, PROC),
+    ]
+    df = to_dataframe(procs)
+    assert list(df.columns) == ["Handles", "NPM", "PM", "WS", "CPU", "Id", "SI", "ProcessName"]
+    assert df["WS"].tolist() == [30_000_000, 8192] and df["CPU"].tolist() == [12.5, 99.25]
+    assert df.sort_values("CPU", ascending=False)["ProcessName"].tolist() == ["svchost", "vmwp"]
+    assert df.attrs["hvmagic_labels"] == {"NPM": "NPM(K)", "PM": "PM(K)", "WS": "WS(K)",
+                                          "CPU": "CPU(s)"}
+    seven = to_dataframe(procs, ps_version="7.6.9")
+    assert list(seven.columns) == ["NPM", "PM", "WS", "CPU", "Id", "SI", "ProcessName"]
+    assert seven.attrs["hvmagic_labels"]["WS"] == "WS(M)"
+    # the long names a Process without the alias properties carries, as the object spells them
+    raw = PSObject({"HandleCount": 5, "WorkingSet64": 1 << 20, "Id": 4, "SessionId": 0,
+                    "Name": "System"}, PROC)
+    assert list(to_dataframe([raw]).columns) == [
+        "HandleCount", "NPM", "PM", "WorkingSet64", "CPU", "Id", "SessionId", "Name"]
 
 
 def test_files_and_directories_share_one_table() -> None:
@@ -106,8 +130,9 @@ def test_wmi_hotfix_view_from_real_type_names() -> None:
          "InstalledOn": PSDateTime(2024, 1, 10), "Caption": "http://support.microsoft.com"},
         ["Deserialized.System.Management.ManagementObject#root\\cimv2\\Win32_QuickFixEngineering",
          "Deserialized.System.Management.ManagementObject", "Deserialized.System.Object"])
-    df = to_dataframe([hotfix])
+    df = to_dataframe([hotfix], labels=True)
     assert list(df.columns) == ["Source", "Description", "HotFixID", "InstalledBy", "InstalledOn"]
+    assert to_dataframe([hotfix]).columns[0] == "__SERVER"
     assert df.iloc[0].tolist()[:4] == ["HV01", "Security Update", "KB5034439",
                                        "NT AUTHORITY\\SYSTEM"]
     assert df["InstalledOn"][0] == pd.Timestamp("2024-01-10")
@@ -124,10 +149,13 @@ def test_windows_feature_display_name_column() -> None:
         PSObject({"DisplayName": "Hyper-V Management Tools", "Name": "RSAT-Hyper-V-Tools",
                   "Installed": False, "Depth": 2, "InstallState": PSEnum(0, "Available")}, tn),
     ]
-    df = to_dataframe(feats)
+    df = to_dataframe(feats, labels=True)
     assert list(df.columns) == ["Display Name", "Name", "Install State"]
     assert list(df["Display Name"]) == ["[X] Hyper-V", "    [ ] Hyper-V Management Tools"]
     assert list(df["Install State"].astype(str)) == ["Installed", "Available"]
+    data = to_dataframe(feats)
+    assert list(data.columns) == ["DisplayName", "Name", "InstallState"]
+    assert list(data["DisplayName"]) == ["Hyper-V", "Hyper-V Management Tools"]
 
 
 def test_cim_instance_view_by_class_name() -> None:
@@ -315,8 +343,11 @@ def test_mixed_types_union_columns_in_order_of_appearance() -> None:
                      "CPU": 0.5, "SI": 0}, PROC)
     values = [service("vmms", "Running"), proc, "done", 42]
     df = to_dataframe(values)
-    assert list(df.columns) == ["Status", "Name", "DisplayName", "Handles", "NPM(K)", "PM(K)",
-                                "WS(K)", "CPU(s)", "Id", "SI", "ProcessName", "Value"]
+    assert list(df.columns) == ["Status", "Name", "DisplayName", "Handles", "NPM", "PM",
+                                "WS", "CPU", "Id", "SI", "ProcessName", "Value"]
+    assert list(to_dataframe(values, labels=True).columns) == [
+        "Status", "Name", "DisplayName", "Handles", "NPM(K)", "PM(K)", "WS(K)", "CPU(s)", "Id",
+        "SI", "ProcessName", "Value"]
     assert df["Name"].tolist()[:1] == ["vmms"] and df["Name"].isna().tolist() == [
         False, True, True, True]
     assert df["Id"].tolist()[1] == 7 and str(df["Id"].dtype) == "Int64"
@@ -328,11 +359,40 @@ def test_mixed_types_union_columns_in_order_of_appearance() -> None:
     assert df.attrs["type_index"] == [0, 1, 2, 3]
 
 
-def test_dicts_are_rows() -> None:
+ENTRY = ["System.Collections.DictionaryEntry", "System.ValueType", "System.Object"]
+
+
+def test_dictionaries_are_name_value_rows_like_powershell() -> None:
+    # was: one row per dictionary with a column per key ($PSVersionTable: one wide row)
     df = to_dataframe([{"Name": "a", "Size": 1}, {"Name": "b", 2: "two"}])
-    assert list(df.columns) == ["Name", "Size", "2"]
-    assert df["2"].tolist()[1] == "two"
-    assert df.attrs["type_names"] == [["System.Collections.Hashtable", "System.Object"]]
+    assert list(df.columns) == ["Name", "Value"]
+    assert df["Name"].tolist() == ["Name", "Size", "Name", 2]
+    assert df["Value"].tolist() == ["a", 1, "b", "two"]
+    assert df.attrs["type_names"] == [ENTRY]
+    everything = to_dataframe({"b": 1, "a": None}, columns="all")
+    assert list(everything.columns) == ["Name", "Key", "Value"]  # Format-Table * order
+    assert everything["Key"].tolist() == ["b", "a"]
+
+
+def test_dictionary_values_keep_their_types_and_order() -> None:
+    table = {"PSVersion": PSVersion(7, 6, 9), "PSEdition": "Core", "Count": 3}
+    table["PSCompatibleVersions"] = [PSVersion(5, 0), PSVersion(5, 1, 20348, 2849)]
+    df = to_dataframe([table])
+    assert df["Name"].tolist() == ["PSVersion", "PSEdition", "Count", "PSCompatibleVersions"]
+    # versions as .NET prints them (pandas printed a version as the tuple (7, 6, 9))
+    assert df["Value"].tolist() == ["7.6.9", "Core", 3, ["5.0", "5.1.20348.2849"]]
+    assert "(7, 6, 9)" not in df.to_string() and "7.6.9" in df.to_string()
+    ints = to_dataframe({"a": 1, "b": 2})
+    assert str(ints["Value"].dtype) == "Int64"
+
+
+def test_dictionary_objects_with_members_and_mixed_output() -> None:
+    wrapped = PSObject({"Extra": 5}, ["System.Collections.Hashtable", "System.Object"],
+                       value={"k": "v"})
+    df = to_dataframe(["text", wrapped, custom(Name="n", Value=1)])
+    assert df["Value"].tolist() == ["text", "v", 1]
+    assert df["Name"].tolist()[1:] == ["k", "n"]
+    assert df.attrs["type_index"] == [0, 1, 2]
 
 
 def test_primitive_with_members_and_tostring_only_objects_are_values() -> None:

@@ -3,9 +3,11 @@ calculated columns, checked against the headers and script blocks of PowerShell'
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from hvmagic.clixml.values import PSEnum
+from hvmagic.clixml.values import PSEnum, PSVersion
 from hvmagic.views import (
     VIEWS,
     Column,
@@ -15,6 +17,7 @@ from hvmagic.views import (
     find_view,
     is_cim_plumbing,
     is_cim_type,
+    module_editions,
 )
 
 
@@ -126,7 +129,7 @@ def test_process_columns_compute_like_the_script_blocks() -> None:
     values = {c.header: c.value(props) for c in view.columns}
     # [long](x / 1024): .NET rounds half to even (22.5 → 22), 9216.50… → 9217, 2.5 → 2
     assert values == {
-        "Handles": 247, "NPM(K)": 22, "PM(K)": 9217, "WS(K)": 2, "CPU(s)": 1.453125,
+        "Handles": 247, "NPM(K)": 22, "PM(K)": 9217, "WS(K)": 2, "CPU(s)": 1.45,
         "Id": 11060, "SI": 1, "ProcessName": "python",
     }
     # the long names that a Process without the 5.1 alias properties carries
@@ -217,7 +220,151 @@ def test_to_dataframe_survives_nan_and_infinite_process_memory() -> None:
             PSObject({"WS": float("inf"), "Id": 2, "ProcessName": "b"},
                      ["System.Diagnostics.Process"]),
             PSObject({"WS": 8192, "Id": 3, "ProcessName": "c"}, ["System.Diagnostics.Process"])]
-    frame = to_dataframe(rows)
+    frame = to_dataframe(rows, labels=True)
     column = frame["WS(K)"].tolist()
     assert column[2] == 8 and all(pandas.isna(value) for value in column[:2])
     assert frame["ProcessName"].tolist() == ["a", "b", "c"]
+
+
+# --- the guest's PowerShell version picks the view -------------------------------------------
+
+PROCESS_51 = ["Handles", "NPM(K)", "PM(K)", "WS(K)", "CPU(s)", "Id", "SI", "ProcessName"]
+PROCESS_7 = ["NPM(K)", "PM(M)", "WS(M)", "CPU(s)", "Id", "SI", "ProcessName"]
+
+
+@pytest.mark.parametrize(
+    ("ps_version", "headers"),
+    [(None, PROCESS_51), ("5.1.20348.2849", PROCESS_51), (PSVersion(5, 1), PROCESS_51),
+     ("7.6.9", PROCESS_7), (PSVersion(7, 4, 1), PROCESS_7), (6, PROCESS_7),
+     ("garbage", PROCESS_51)],
+)
+def test_process_view_follows_the_guests_powershell(ps_version: object,
+                                                    headers: list[str]) -> None:
+    chain = ["Deserialized.System.Diagnostics.Process", "Deserialized.System.Object"]
+    view = find_view(chain, ps_version)
+    assert view is not None and list(view.headers) == headers
+
+
+def test_powershell_7_process_memory_is_megabytes() -> None:
+    view = find_view(["System.Diagnostics.Process"], "7.6.9")
+    assert view is not None
+    props = {"NPM": 22 * 1024 + 512, "PM": 10_000_000, "WS": 3 * 2**19, "CPU": 1.5, "Id": 4,
+             "SI": 0, "ProcessName": "x"}
+    values = {c.header: c.value(props) for c in view.columns}
+    assert values["NPM(K)"] == 22 and values["WS(M)"] == 1.5
+    assert values["PM(M)"] == 9.54 and values["CPU(s)"] == 1.5
+    assert view.columns[1].value({"PM": "12"}) is None
+    # what "{0:N2}" prints on .NET (PowerShell 7.6 says so): exact ties to even
+    assert view.columns[2].value({"WS": 2**17}) == 0.12  # 0.125 MB
+    assert view.columns[2].value({"WS": 3 * 2**17}) == 0.38  # 0.375 MB
+    assert view.columns[3].value({"CPU": 2.675}) == 2.67  # [float]2.675 is 2.67499995…
+    # .NET Framework (5.1): 15 significant digits, then ties away from zero
+    five = VIEWS["system.diagnostics.process"].columns[4]
+    assert five.header == "CPU(s)"
+    assert five.value({"CPU": 0.125}) == 0.13 and five.value({"CPU": 1.005}) == 1.01
+    assert view.columns[3].value({"CPU": float("nan")}) is None
+    assert view.columns[3].value({"CPU": 1e300}) is None  # beyond a single
+
+
+def test_module_views_per_version() -> None:
+    listed = ["ModuleInfoGrouping", "System.Management.Automation.PSModuleInfo", "System.Object"]
+    assert find_view(listed).headers == ("ModuleType", "Version", "Name", "ExportedCommands")
+    assert find_view(listed, "7.6.9").headers == (
+        "ModuleType", "Version", "PreRelease", "Name", "PSEdition", "ExportedCommands")
+    loaded = find_view(listed[1:], "7.6.9")
+    assert loaded is not None and loaded.headers == (
+        "ModuleType", "Version", "PreRelease", "Name", "ExportedCommands")
+    module = {"Name": "Az", "ExportedCommands": {"Get-AzVM": "Get-AzVM", "New-AzVM": "x"},
+              "PrivateData": {"PSData": {"PreRelease": "preview1"}},
+              "CompatiblePSEditions": ["Desktop", "Core"]}
+    values = {c.header: c.value(module) for c in find_view(listed, "7").columns}
+    assert values["PreRelease"] == "preview1"
+    assert values["PSEdition"] == "Core,Desk"
+    assert values["ExportedCommands"] == ["Get-AzVM", "New-AzVM"]
+    assert module_editions({"CompatiblePSEditions": []}) == "Desk"
+
+
+def test_alias_names_show_their_target() -> None:
+    view = find_view(["System.Management.Automation.AliasInfo"])
+    assert view is not None
+    name = next(c for c in view.columns if c.header == "Name")
+    assert name.value({"CommandType": "Alias", "Name": "gci",
+                       "DisplayName": "gci -> Get-ChildItem"}) == "gci -> Get-ChildItem"
+    assert name.value({"CommandType": "Cmdlet", "Name": "Get-Item",
+                       "DisplayName": "Get-Item"}) == "Get-Item"
+
+
+# --- Select-Object output: never the class's view --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "Selected.Microsoft.Management.Infrastructure.CimInstance#root/cimv2/Win32_OperatingSystem",
+        "Deserialized.Selected.Microsoft.Management.Infrastructure.CimInstance"
+        "#root/cimv2/Win32_OperatingSystem",
+        "Selected.System.Management.ManagementObject#root\\cimv2\\Win32_Volume",
+        "Selected.System.Diagnostics.Process",
+        "Contoso.Thing#root/cimv2/Win32_OperatingSystem",
+    ],
+)
+def test_selected_objects_take_no_view(first: str) -> None:
+    # was: the class after '#' matched even in a Selected.* name (eight columns of None)
+    chain = [first, "System.Management.Automation.PSCustomObject", "System.Object"]
+    assert find_view(chain) is None
+    columns = default_columns(chain, ["Caption", "FreeGB", "LastBootUpTime"])
+    assert [c.header for c in columns] == ["Caption", "FreeGB", "LastBootUpTime"]
+
+
+def test_selected_cim_frame_shows_the_selected_properties_in_order() -> None:
+    from hvmagic.clixml.values import PSObject
+    from hvmagic.frames import to_dataframe
+
+    chain = ["Selected.Microsoft.Management.Infrastructure.CimInstance"
+             "#root/cimv2/Win32_OperatingSystem",
+             "System.Management.Automation.PSCustomObject", "System.Object"]
+    row = PSObject({"Caption": "Windows Server 2022", "Version": "10.0.20348",
+                    "LastBootUpTime": None}, chain)
+    assert list(to_dataframe([row]).columns) == ["Caption", "Version", "LastBootUpTime"]
+
+
+# --- the session reads the version once, from what the server sent at pool open --------------
+
+
+@pytest.mark.parametrize(
+    ("private_data", "expected"),
+    [
+        ({"PSVersionTable": {"PSVersion": "5.1.20348.2849"}}, PSVersion(5, 1, 20348, 2849)),
+        ({"PSVersionTable": {"PSVersion": PSVersion(7, 6, 9)}}, PSVersion(7, 6, 9)),
+        ({"PSVersionTable": {"PSVersion": "7.6.0-preview.4"}}, None),
+        ({"PSVersionTable": {"PSVersion": "9" * 100_000}}, None),
+        ({"PSVersionTable": "not a table"}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_private_data_version_is_read_defensively(private_data: object,
+                                                  expected: object) -> None:
+    from hvmagic.session import _private_ps_version
+
+    assert _private_ps_version(private_data) == expected
+
+
+def test_a_windows_powershell_guest_gets_the_51_views() -> None:
+    from hvmagic.testing import FakeGuest
+    from hvmagic.testing.demo import DemoObject
+    from hvmagic.testing.guest import PS_VERSION_TABLE
+
+    guest = FakeGuest(demo=False)
+
+    @guest.handle("procs")
+    def procs(ctx: Any) -> None:
+        ctx.output(DemoObject(["System.Diagnostics.Process", "System.Object"],
+                              {"Handles": 5, "NPM": 1024, "PM": 2048, "WS": 4096, "Id": 1,
+                               "ProcessName": "x"}))
+
+    with guest, guest.connect() as session:
+        assert session.ps_version == PSVersion.parse(PS_VERSION_TABLE["PSVersion"])
+        result = session.run("procs")
+        assert result.ps_version == session.ps_version
+        assert list(result.frame(labels=True).columns) == PROCESS_51
