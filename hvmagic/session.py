@@ -254,6 +254,9 @@ def _contains_secret(value: Any, depth: int = 0) -> bool:
 class Session:
     """One PowerShell session in a guest; create with :func:`connect` or :func:`open_session`."""
 
+    #: the fixed script every run sends (a hop through a Hyper-V host relays it: hvmagic.hop)
+    wrapper_script: str = WRAPPER_SCRIPT
+
     def __init__(
         self,
         transport: Transport,
@@ -372,7 +375,7 @@ class Session:
         with self._lock:
             try:
                 pid = self._client.start_script(
-                    WRAPPER_SCRIPT,
+                    self.wrapper_script,
                     {"__hvmagic_script": script, "__hvmagic_parameters": variables},
                     use_local_scope=False,
                 )
@@ -732,7 +735,7 @@ def open_session(
     return session
 
 
-_VIA = ("auto", "direct", "process", "sim", "replay")
+_VIA = ("auto", "direct", "process", "sim", "replay", "ssh", "winrm")
 
 
 def connect(
@@ -751,6 +754,11 @@ def connect(
     timeout: float | None = None,
     wait: float | None = None,
     booted_after: _dt.datetime | None = None,
+    host: str | None = None,
+    host_username: str | None = None,
+    host_password: str | SecureString | None = None,
+    host_credential: PSCredential | None = None,
+    host_options: Mapping[str, Any] | None = None,
 ) -> Session | RecordingSession | ReplaySession:
     """Connect to ``target`` and open a PowerShell session.
 
@@ -759,6 +767,14 @@ def connect(
     ``"direct"`` — PowerShell Direct to the VM named ``target`` (Windows Hyper-V host,
     CPython ≥ 3.12); ``"auto"`` — ``sim`` for target ``"sim"``, else ``direct`` where it works;
     ``"replay"`` — serve runs from a recording (``replay=FILE``).
+
+    ``host="hv01"`` reaches the VM through its Hyper-V host (:mod:`hvmagic.hop`): ``via`` is then
+    ``"ssh"`` (default), ``"winrm"`` or ``"process"`` (this machine is the host), the host
+    account is ``host_username``/``host_password``/``host_credential`` and ``host_options``
+    holds ``port``, ``identity_file``, ``ssh_options``, ``ssh_config``, ``vm_id``, ``winrm``.
+    ``via="ssh"``/``"winrm"`` without ``host`` opens a session in ``target``'s own PowerShell.
+    On a Windows host whose Python is < 3.12, ``via="auto"`` hops through a local
+    ``powershell.exe -s``.
 
     ``record=FILE`` wraps the live session in a :class:`~hvmagic.recording.RecordingSession`;
     ``replay=FILE`` returns a :class:`~hvmagic.recording.ReplaySession` without connecting.
@@ -791,7 +807,7 @@ def connect(
         )
     if replay is not None:
         return recording.ReplaySession(replay, name=None if target == "sim" else target)
-    if wait and via in ("direct", "auto") and target != "sim":
+    if wait and (via in ("direct", "auto") or host is not None) and target != "sim":
         from hvmagic.credentials import get_password
 
         if credential is not None:
@@ -801,11 +817,22 @@ def connect(
         if username:  # ask once, not at every attempt
             password = get_password(username, password)
     def attempt() -> Session:
-        live = _connect_live(
-            target, via=via, username=username, password=password, credential=credential,
-            configuration=configuration, executable=executable, allow_legacy=allow_legacy,
-            host_ui=host_ui, timeout=timeout,
-        )
+        from hvmagic import hop  # remote hosts: imported on demand
+
+        if host is not None or via in ("ssh", "winrm") or hop.local_hop_applies(target, via):
+            live = hop.connect_remote(
+                target, host=host, via=via, username=username, password=password,
+                credential=credential, configuration=configuration, executable=executable,
+                host_username=host_username, host_password=host_password,
+                host_credential=host_credential, host_ui=host_ui, timeout=timeout,
+                **dict(host_options or {}),
+            )
+        else:
+            live = _connect_live(
+                target, via=via, username=username, password=password, credential=credential,
+                configuration=configuration, executable=executable, allow_legacy=allow_legacy,
+                host_ui=host_ui, timeout=timeout,
+            )
         if booted_after is not None:
             try:
                 booted = last_boot_time(live)
