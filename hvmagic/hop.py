@@ -35,6 +35,7 @@ session key), is splatted into ``New-PSSession`` and removed from the host runsp
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -66,6 +67,8 @@ __all__ = [
 
 #: how the notebook reaches the Hyper-V host
 HOP_VIAS = ("ssh", "winrm", "process")
+#: the environment variable for the Hyper-V host's password (WinRM with NTLM/CredSSP/Basic)
+HOST_PASSWORD_ENV = "HVMAGIC_HOST_PASSWORD"
 #: host names that mean "this machine" for via="process"
 LOCAL_HOSTS = ("localhost", ".", "127.0.0.1", "::1")
 
@@ -252,6 +255,14 @@ def open_host_transport(
             raise ValueError("via='winrm' needs host=")
         from hvmagic.transports.winrm import WinRMTransport
 
+        if host_username and host_password is None:
+            # NTLM/CredSSP/Basic need the host password (Kerberos with a ticket needs none:
+            # leave host_username unset): HVMAGIC_HOST_PASSWORD, keyring, else a prompt
+            from hvmagic.credentials import PASSWORD_ENV_VAR, get_password
+
+            from_env = os.environ.get(HOST_PASSWORD_ENV)
+            env = {PASSWORD_ENV_VAR: from_env} if from_env is not None else {}
+            host_password = get_password(host_username, None, env=env)
         return WinRMTransport(
             host, username=host_username, password=host_password, port=port,
             connect_timeout=timeout, **dict(winrm or {}),
@@ -435,7 +446,12 @@ def connect_remote(
         host_username = host_username or options.pop("username", None)
         if host_password is None:
             host_password = options.pop("password", None)
-        for unused in ("username", "password", "configuration"):
+        configuration = options.pop("configuration", None)
+        if configuration and via == "winrm":  # the endpoint (JEA) on the host itself
+            options["winrm"] = {**dict(options.get("winrm") or {}), "configuration": configuration}
+        elif configuration:
+            raise ValueError("configuration= needs WinRM (SSH has no session configurations)")
+        for unused in ("username", "password"):
             if options.pop(unused, None) is not None:
                 raise ValueError(f"{unused}= has no meaning for a session without a VM hop")
         if host_credential is not None:

@@ -317,3 +317,46 @@ def test_local_hop_through_a_powershell_process(
         assert "local PowerShell process" in session.description
     finally:
         session.close()
+
+
+# -- doctor for a remote host ----------------------------------------------------------------
+
+
+def test_doctor_over_ssh_reaches_logs_on_and_asks_the_host(ssh_server: LocalSSHServer) -> None:
+    report = hvmagic.doctor(VM, host="127.0.0.1", via="ssh", host_username=ssh_server.user,
+                            host_options=ssh_server.host_options, timeout=90)
+    status = {check.name: check.status for check in report.checks}
+    assert status["SSH endpoint"] == "ok" and status["Host logon"] == "ok"
+    # the "host" is PowerShell on Linux: truthfully no Hyper-V module and no Hyper-V admin
+    assert status["Hyper-V module"] == "fail" and status["Hyper-V admin rights"] == "fail"
+    assert status["VM found"] == "skipped" and not report.ok
+    fixes = {check.name: check.fix for check in report.checks}
+    assert "Hyper-V-PowerShell" in fixes["Hyper-V module"]
+
+
+def test_doctor_explains_a_rejected_key(ssh_server: LocalSSHServer, tmp_path: Path) -> None:
+    import subprocess
+
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True, capture_output=True)
+    report = hvmagic.doctor(VM, host="127.0.0.1", via="ssh", host_username=ssh_server.user,
+                            host_options={**ssh_server.host_options,
+                                          "identity_file": str(stranger)}, timeout=30)
+    logon = next(check for check in report.checks if check.name == "Host logon")
+    assert logon.status == "fail" and "Permission denied" in logon.explanation
+    assert "ssh-agent" in logon.fix
+    assert {c.name: c.status for c in report.checks}["Hyper-V module"] == "skipped"
+
+
+def test_doctor_explains_an_unreachable_host() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    report = hvmagic.doctor(VM, host="127.0.0.1", via="ssh", host_options={"port": port})
+    endpoint = next(check for check in report.checks if check.name == "SSH endpoint")
+    assert endpoint.status == "fail" and f"127.0.0.1:{port}" in endpoint.explanation
+    assert "sshd" in endpoint.fix
+    assert {c.name: c.status for c in report.checks}["Host logon"] == "skipped"
