@@ -212,6 +212,7 @@ class WinRMTransport:
         self._commands_started: set[uuid.UUID] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._deleting = False
         self._receive_thread = threading.Thread(
             target=self._receive_loop, name=f"hvmagic-winrm-{host}", daemon=True
         )
@@ -269,6 +270,8 @@ class WinRMTransport:
                 self._reply(PacketKind.CLOSE_ACK, guid)
             elif kind is PacketKind.CLOSE:
                 if self._selectors is not None:
+                    # a Receive still waiting on the shell fails when it goes: expected now
+                    self._deleting = True
                     self._control.delete(self.resource_uri, selector_set=self._selectors)
                     self._selectors = None
                 self._reply(PacketKind.CLOSE_ACK, guid)
@@ -353,7 +356,7 @@ class WinRMTransport:
             try:
                 self._receive_until_done(task)
             except _WSMAN_FAILURES as exc:
-                if self._closed:
+                if self._closed or self._deleting:
                     return
                 if task.command_id is not None and task.command_id not in self._commands_started:
                     continue  # released (Terminate) while receiving: its receive just ends
