@@ -98,6 +98,8 @@ try {
         # the VM's pipeline failed (not by throw, which Invoke-Command rethrows): fail here too
         throw $__hvmagic_errors[-1]
     }
+} catch {
+    throw  # a statement-terminating error (inner session broken) must fail the run too
 } finally {
     Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_errors `
         -ErrorAction Ignore
@@ -109,8 +111,14 @@ HOP_OPEN_SCRIPT = """\
 try {
     $global:__hvmagic_guest_wrapper = [scriptblock]::Create($hvmagic_guest_wrapper)
     $global:__hvmagic_hop = New-PSSession @hvmagic_target -ErrorAction Stop
+    if ($null -eq $global:__hvmagic_hop) { throw 'New-PSSession returned no session' }
     $global:__hvmagic_hop | Select-Object -Property ComputerName, ComputerType, State,
         ConfigurationName, Availability
+} catch {
+    # New-PSSession -VMName raises statement-terminating errors (no Hyper-V module, VM not
+    # found): uncaught, they would only end the statement and the script would complete
+    # without a session. Rethrown here, they fail the run.
+    throw
 } finally {
     Remove-Variable -Name hvmagic_target, hvmagic_guest_wrapper -ErrorAction Ignore
 }
@@ -395,8 +403,11 @@ def _hop_open_error(vm: str, host: str, exc: RemoteError) -> HvMagicError:
     where = f"on the Hyper-V host {host!r}, opening a PowerShell Direct session to {vm!r}"
     if "credential" in text or "logon failure" in text or "password" in text:
         return CredentialError(f"{where}: the guest rejected the credentials: {reason}")
-    if "not recognized" in text and "new-pssession" not in text:
-        return UnsupportedPlatformError(f"{where}: {reason}")
+    if "hyper-v module" in text or ("not recognized" in text and "new-pssession" not in text):
+        return UnsupportedPlatformError(
+            f"{where}: {reason} (PowerShell Direct needs the Hyper-V host that runs the VM, "
+            "with the Hyper-V PowerShell module)"
+        )
     return RemoteError(f"{where}: {reason}", record=record, result=exc.result)
 
 

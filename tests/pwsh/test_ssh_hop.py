@@ -27,7 +27,12 @@ from typing import Any
 import pytest
 
 import hvmagic
-from hvmagic.errors import CredentialError, PipelineTimeoutError, RemoteError
+from hvmagic.errors import (
+    CredentialError,
+    PipelineTimeoutError,
+    RemoteError,
+    UnsupportedPlatformError,
+)
 from hvmagic.hop import HopSession, connect_hop, open_remote_session
 from hvmagic.host import Field, HostUI
 from hvmagic.testing.sshd import LocalSSHServer, find_sshd
@@ -263,6 +268,26 @@ def test_hop_stop_from_another_thread(hop: HopSession) -> None:
     assert time.monotonic() - started < 30
 
 
+def test_hop_ctrl_c_stops_the_vm_pipeline_and_keeps_the_session(
+    hop: HopSession, tmp_path: Path
+) -> None:
+    import _thread
+
+    ticks = tmp_path / "ticks"
+    timer = threading.Timer(3.0, _thread.interrupt_main)  # the notebook's interrupt
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            hop.run("1..600 | ForEach-Object { Add-Content -Path $file -Value $_;"
+                    " Start-Sleep -Milliseconds 50 }", {"file": str(ticks)})
+    finally:
+        timer.cancel()
+    count = len(ticks.read_text().split())
+    time.sleep(1.0)
+    assert len(ticks.read_text().split()) == count < 600
+    assert hop.run("'after Ctrl-C'").output == ["after Ctrl-C"]
+
+
 def test_hop_copy_both_ways(hop: HopSession, tmp_path: Path) -> None:
     payload = os.urandom(300_000) + b"end"
     source = tmp_path / "source.bin"
@@ -315,6 +340,11 @@ def test_local_hop_through_a_powershell_process(
         assert session.run("$x = 5").state == "Completed"
         assert session.run("$x * 2").output == [10]
         assert "local PowerShell process" in session.description
+        # the VM's session gone (VM reset, host restarted the service): runs fail, not
+        # "complete" with the error as a mere record
+        session.run_on_host("Remove-PSSession -Session $global:__hvmagic_hop")
+        with pytest.raises(RemoteError, match=VM):
+            session.run("'unreachable'")
     finally:
         session.close()
 
@@ -360,3 +390,18 @@ def test_doctor_explains_an_unreachable_host() -> None:
     assert endpoint.status == "fail" and f"127.0.0.1:{port}" in endpoint.explanation
     assert "sshd" in endpoint.fix
     assert {c.name: c.status for c in report.checks}["Host logon"] == "skipped"
+
+
+def test_vmname_line_as_shipped_fails_typed_on_a_host_without_hyper_v(pwsh: str) -> None:
+    """The real ``New-PSSession -VMName … -Credential …`` line, run by real PowerShell on a host
+    without Hyper-V: it raises a statement-terminating error, which inside the open script's
+    try/finally alone only ended the statement (the hop "opened" with no session: the defect
+    this guards) — the hop must fail, typed, and never show the guest password."""
+    started = time.monotonic()
+    with pytest.raises(UnsupportedPlatformError) as caught:
+        connect_hop(VM, host="localhost", via="process", executable=pwsh, timeout=120,
+                    username="CORP\\admin", password="Pa55-w0rd-not-shown")
+    message = str(caught.value)
+    assert "Hyper-V Module for PowerShell is not available" in message and VM in message
+    assert "Pa55-w0rd-not-shown" not in message + repr(caught.value)
+    assert time.monotonic() - started < 120
