@@ -959,5 +959,6 @@ def _auto_via(target: str) -> str:
         f"PowerShell Direct to {target!r} needs a Windows Hyper-V host with CPython 3.12+ "
         f"(this is {sys.platform}, Python {sys.version_info.major}.{sys.version_info.minor}). "
         "Alternatives: via='process' for a local pwsh, or hvmagic.connect('sim') for the "
-        "simulated guest."
+        "simulated guest; from a workstation, host='HV01' reaches the VM through its Hyper-V "
+        "host (via='winrm' or 'ssh')."
     )
