@@ -66,11 +66,13 @@ $ErrorActionPreference = 'Stop'
 $r = [ordered]@{ PSVersion = $PSVersionTable.PSVersion.ToString(); IsAdmin = $false;
                  IsHyperVAdmin = $false; HyperVModule = $false; VMs = $null; VMsError = $null;
                  Integration = @(); IntegrationError = $null }
-$principal = New-Object Security.Principal.WindowsPrincipal(
-    [Security.Principal.WindowsIdentity]::GetCurrent())
-$r.IsAdmin = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
-$r.IsHyperVAdmin = $principal.IsInRole(
-    (New-Object Security.Principal.SecurityIdentifier('S-1-5-32-578')))
+try {  # a remote "host" may be no Windows at all: then it is simply no Hyper-V admin
+  $principal = New-Object Security.Principal.WindowsPrincipal(
+      [Security.Principal.WindowsIdentity]::GetCurrent())
+  $r.IsAdmin = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+  $r.IsHyperVAdmin = $principal.IsInRole(
+      (New-Object Security.Principal.SecurityIdentifier('S-1-5-32-578')))
+} catch { $r.IsAdmin = $false }
 $r.HyperVModule = [bool](Get-Module -ListAvailable -Name Hyper-V)
 if ($r.HyperVModule) {
   try {
@@ -458,6 +460,88 @@ def _legacy_check(error: BaseException | None) -> Check:
                  "unless allow_legacy=True.")
 
 
+_DEFAULT_PORTS = {"ssh": 22, "winrm": 5985}
+_HOST_AUTH_ADVICE = {
+    "ssh": "The SSH server accepted none of the offered keys. Load the key into ssh-agent "
+           "(ssh-add), pass host_options={'identity_file': ...}, or set IdentityFile in "
+           "~/.ssh/config; check the account's authorized_keys on the host "
+           "(administrators: C:\\ProgramData\\ssh\\administrators_authorized_keys).",
+    "winrm": "The host rejected the account. Kerberos: kinit / a domain logon and the host's "
+             "FQDN; NTLM: host_username and HVMAGIC_HOST_PASSWORD; the account must be allowed "
+             "to use WinRM (Administrators or Remote Management Users).",
+}
+_REACH_ADVICE = {
+    "ssh": "Check the host name and port, that sshd runs on the host (Get-Service sshd) and "
+           "that the firewall allows it; the host also needs 'Subsystem powershell' in "
+           "sshd_config.",
+    "winrm": "Check the host name and port (5985 HTTP, 5986 HTTPS), that WinRM runs "
+             "(Enable-PSRemoting on the host) and that the firewall allows it.",
+}
+
+
+def _reachability_check(host: str, via: str, port: int | None, timeout: float) -> Check:
+    target = port or _DEFAULT_PORTS.get(via, 0)
+    name = f"{via.upper()} endpoint"
+    try:
+        with socket.create_connection((host, target), timeout=min(timeout, 10.0)):
+            pass
+    except OSError as exc:
+        return Check(name, "fail", f"{host}:{target} cannot be reached: {exc}",
+                     _REACH_ADVICE.get(via, ""))
+    return Check(name, "ok", f"{host}:{target} accepts connections.")
+
+
+def _remote_host_checks(
+    vm: str | None, host: str, via: str, host_username: str | None,
+    host_options: dict[str, Any], timeout: float,
+) -> list[Check]:
+    """Reach the host, log on, then the same Hyper-V checks as on the host, run there."""
+    checks = [Check("Python version", "skipped",
+                    "PowerShell Direct runs on the Hyper-V host, not here."),
+              Check("Platform", "skipped", f"Any platform: the host {host!r} is reached via "
+                                           f"{via}.")]
+    reach = _reachability_check(host, via, host_options.get("port"), timeout)
+    checks.append(reach)
+    later = ["Host logon", "Hyper-V module", "Hyper-V admin rights"]
+    if vm is not None:
+        later += ["VM found"]
+    if reach.status == "fail":
+        return checks + [Check(name, "skipped", "The host cannot be reached.") for name in later]
+    from hvmagic.hop import plain_remote_session  # sessions are above this module
+
+    try:
+        session = plain_remote_session(host, via=via, host_username=host_username,
+                                       timeout=timeout, **host_options)
+    except HvMagicError as exc:
+        advice = (_HOST_AUTH_ADVICE.get(via, "") if isinstance(exc, CredentialError)
+                  else _REACH_ADVICE.get(via, ""))
+        checks.append(Check("Host logon", "fail", str(exc), advice))
+        return checks + [Check(name, "skipped", "No session on the host.")
+                         for name in later[1:]]
+    try:
+        who = host_username or "the default account"
+        checks.append(Check("Host logon", "ok",
+                            f"{who} has a PowerShell session on {host} ({session.description})."))
+        try:
+            output = session.run(HOST_PROBE_SCRIPT, timeout=timeout).output
+            facts = json.loads(str(output[-1]).lstrip("\ufeff")) if output else {}
+        except (HvMagicError, json.JSONDecodeError, IndexError) as exc:
+            checks.append(Check("Hyper-V module", "fail", f"The host probe failed: {exc}",
+                                "Run the probe by hand on the host to see why."))
+            return checks
+        host_checks, vms = _host_checks(facts if isinstance(facts, dict) else {})
+        checks += host_checks
+        if vm is not None:
+            if vms is None:
+                checks.append(Check("VM found", "skipped",
+                                    f"VMs could not be listed on {host} (see above)."))
+            else:
+                checks += _vm_checks(vm, vms, facts)
+    finally:
+        session.close()
+    return checks
+
+
 def doctor(
     vm: str | None = None,
     *,
@@ -466,14 +550,32 @@ def doctor(
     platform_info: PlatformInfo | None = None,
     error: BaseException | None = None,
     timeout: float = DEFAULT_RUNNER_TIMEOUT,
+    host: str | None = None,
+    via: str = "winrm",
+    host_username: str | None = None,
+    host_options: dict[str, Any] | None = None,
 ) -> DoctorReport:
     """Run the preflight for ``vm`` (name or id; ``None`` checks only the host).
 
     ``error`` is the exception a connection attempt raised, if any: its lesson is added as a
     check. ``runner`` and ``platform_info`` are injectable (tests, unusual hosts).
+
+    ``host="hv01"`` checks the VM behind a remote Hyper-V host instead: the host's ``via``
+    (``"winrm"`` or ``"ssh"``) endpoint is reachable, the host account logs on
+    (``host_username``, ``host_options`` as for :func:`hvmagic.connect`), it is a Hyper-V
+    administrator there, then the VM checks — each run on the host.
     """
-    info = PlatformInfo.current() if platform_info is None else platform_info
     report = DoctorReport(vm=vm)
+    if host is not None:
+        if via not in _DEFAULT_PORTS:
+            raise ValueError(f"via must be 'winrm' or 'ssh' for a remote host, not {via!r}")
+        report.checks += _remote_host_checks(vm, host, via, host_username,
+                                             dict(host_options or {}), timeout)
+        report.checks.append(_credential_check(username, error))
+        if error is not None and not isinstance(error, CredentialError):
+            report.checks.append(Check("Connection", "fail", str(error), explain(error)))
+        return report
+    info = PlatformInfo.current() if platform_info is None else platform_info
     report.checks += [_python_check(info), _platform_check(info)]
 
     host_checks: Sequence[str] = ("Hyper-V module", "Hyper-V admin rights")

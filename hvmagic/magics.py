@@ -11,6 +11,8 @@ Syntax (``%vmps?`` etc. print the full help)::
     %vmconnect NAME [-u USER] [--configuration NAME] [--via auto|direct|process|sim|replay]
                [--alias A] [--record FILE] [--replay FILE] [--password-env VAR]
                [--credential VAR] [--session VAR] [--allow-legacy] [--timeout S] [--wait S]
+    %vmconnect NAME --host HV01 [--via winrm|ssh|process] [--host-user U] [--port N]
+               [--identity-file KEY] [-u GUESTUSER] ...   PowerShell Direct from the host
     %vmsessions                       list sessions, '*' marks the default
     %vmuse ALIAS                      make ALIAS the default session
     %vmclose [ALIAS] [--all]          close one session (default: the default one) or all
@@ -737,9 +739,18 @@ class VmMagics(Magics):
     @argument("-u", "--username", default=None,
               help="guest user (DOMAIN\\user, user@domain); the password is asked without echo")
     @argument("--configuration", default=None, help="session configuration name in the guest")
-    @argument("--via", default=None, choices=["auto", "direct", "process", "sim", "replay"],
+    @argument("--via", default=None,
+              choices=["auto", "direct", "process", "sim", "replay", "ssh", "winrm"],
               help="direct = PowerShell Direct over hvsocket; process = local powershell.exe -s "
-                   "then -VMName; sim = the built-in simulated guest; replay = a recording")
+                   "then -VMName; sim = the built-in simulated guest; replay = a recording; "
+                   "with --host: winrm (default) or ssh to the Hyper-V host, then -VMName")
+    @argument("--host", default=None, metavar="HV01",
+              help="the VM's Hyper-V host: PowerShell Direct from there (hvmagic.hop)")
+    @argument("--host-user", default=None, metavar="U",
+              help="the account on the Hyper-V host (SSH: keys/agent; WinRM: Kerberos or the "
+                   "password from HVMAGIC_HOST_PASSWORD, keyring or a prompt)")
+    @argument("--port", type=int, default=None, help="the host's SSH/WinRM port")
+    @argument("--identity-file", default=None, metavar="FILE", help="SSH private key")
     @argument("--alias", default=None, help="name for this session (default: NAME)")
     @argument("--record", default=None, metavar="FILE", help="record every run into FILE")
     @argument("--replay", default=None, metavar="FILE", help="serve runs from a recording")
@@ -778,7 +789,8 @@ class VmMagics(Magics):
         if not name:
             raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
         alias = args.alias or name
-        if via in ("auto", "direct") and name != "sim" and not _replaying(via, args):
+        if (via in ("auto", "direct") and name != "sim" and not args.host
+                and not _replaying(via, args)):
             _refuse_powershell_direct_here(name)  # before any password prompt, not after
         kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI(guest=name)}
         for option in ("configuration", "record", "replay", "timeout", "wait"):
@@ -787,6 +799,8 @@ class VmMagics(Magics):
                 kwargs[option] = value
         if args.allow_legacy:
             kwargs["allow_legacy"] = True
+        if args.host:
+            kwargs.update(_host_arguments(args))
         # A recording, and the simulated guest "sim" that runbooks default to, answer without
         # logging on: asking for a password would only stop a CI run (no stdin) of a runbook
         # written with -u USER. Another name with --via sim -u USER rehearses the real prompt.
@@ -1351,7 +1365,15 @@ def _refuse_powershell_direct_here(name: str) -> None:
 
     if not hvsocket_supported():
         raise UsageError(f"Cannot reach {name!r} by PowerShell Direct from here: "
-                         + unsupported_platform_message())
+                         + unsupported_platform_message()
+                         + f" In a notebook: %vmconnect {name} --host HV01 [--via ssh].")
+
+
+def _host_arguments(args: Any) -> dict[str, Any]:
+    """``--host`` and its options as ``connect(host=..., host_options=...)`` arguments."""
+    options = {name: getattr(args, name) for name in ("port", "identity_file")
+               if getattr(args, name) is not None}
+    return {"host": args.host, "host_username": args.host_user, "host_options": options}
 
 
 def _connect(target: str, **kwargs: Any) -> Any:

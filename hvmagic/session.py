@@ -297,6 +297,9 @@ def _private_ps_version(private_data: Any) -> PSVersion | None:
 class Session:
     """One PowerShell session in a guest; create with :func:`connect` or :func:`open_session`."""
 
+    #: the fixed script every run sends (a hop through a Hyper-V host relays it: hvmagic.hop)
+    wrapper_script: str = WRAPPER_SCRIPT
+
     def __init__(
         self,
         transport: Transport,
@@ -428,7 +431,7 @@ class Session:
         with self._lock:
             try:
                 pid = self._client.start_script(
-                    WRAPPER_SCRIPT,
+                    self.wrapper_script,
                     {"__hvmagic_script": script, "__hvmagic_parameters": variables},
                     use_local_scope=False,
                 )
@@ -852,7 +855,7 @@ def open_session(
     return session
 
 
-_VIA = ("auto", "direct", "process", "sim", "replay")
+_VIA = ("auto", "direct", "process", "sim", "replay", "ssh", "winrm")
 
 
 def connect(
@@ -871,6 +874,11 @@ def connect(
     timeout: float | None = None,
     wait: float | None = None,
     booted_after: _dt.datetime | None = None,
+    host: str | None = None,
+    host_username: str | None = None,
+    host_password: str | SecureString | None = None,
+    host_credential: PSCredential | None = None,
+    host_options: Mapping[str, Any] | None = None,
 ) -> Session | RecordingSession | ReplaySession:
     """Connect to ``target`` and open a PowerShell session.
 
@@ -879,6 +887,14 @@ def connect(
     ``"direct"`` — PowerShell Direct to the VM named ``target`` (Windows Hyper-V host,
     CPython ≥ 3.12); ``"auto"`` — ``sim`` for target ``"sim"``, else ``direct`` where it works;
     ``"replay"`` — serve runs from a recording (``replay=FILE``).
+
+    ``host="hv01"`` reaches the VM through its Hyper-V host (:mod:`hvmagic.hop`): ``via`` is then
+    ``"ssh"`` (default), ``"winrm"`` or ``"process"`` (this machine is the host), the host
+    account is ``host_username``/``host_password``/``host_credential`` and ``host_options``
+    holds ``port``, ``identity_file``, ``ssh_options``, ``ssh_config``, ``vm_id``, ``winrm``.
+    ``via="ssh"``/``"winrm"`` without ``host`` opens a session in ``target``'s own PowerShell.
+    On a Windows host whose Python is < 3.12, ``via="auto"`` hops through a local
+    ``powershell.exe -s``.
 
     ``record=FILE`` wraps the live session in a :class:`~hvmagic.recording.RecordingSession`;
     ``replay=FILE`` returns a :class:`~hvmagic.recording.ReplaySession` without connecting.
@@ -911,7 +927,7 @@ def connect(
         )
     if replay is not None:
         return recording.ReplaySession(replay, name=None if target == "sim" else target)
-    if wait and via in ("direct", "auto") and target != "sim":
+    if wait and (via in ("direct", "auto") or host is not None) and target != "sim":
         from hvmagic.credentials import get_password
 
         if credential is not None:
@@ -921,11 +937,22 @@ def connect(
         if username:  # ask once, not at every attempt
             password = get_password(username, password)
     def attempt() -> Session:
-        live = _connect_live(
-            target, via=via, username=username, password=password, credential=credential,
-            configuration=configuration, executable=executable, allow_legacy=allow_legacy,
-            host_ui=host_ui, timeout=timeout,
-        )
+        from hvmagic import hop  # remote hosts: imported on demand
+
+        if host is not None or via in ("ssh", "winrm") or hop.local_hop_applies(target, via):
+            live = hop.connect_remote(
+                target, host=host, via=via, username=username, password=password,
+                credential=credential, configuration=configuration, executable=executable,
+                host_username=host_username, host_password=host_password,
+                host_credential=host_credential, host_ui=host_ui, timeout=timeout,
+                **dict(host_options or {}),
+            )
+        else:
+            live = _connect_live(
+                target, via=via, username=username, password=password, credential=credential,
+                configuration=configuration, executable=executable, allow_legacy=allow_legacy,
+                host_ui=host_ui, timeout=timeout,
+            )
         if booted_after is not None:
             try:
                 booted = last_boot_time(live)
@@ -1055,5 +1082,6 @@ def _auto_via(target: str) -> str:
         f"PowerShell Direct to {target!r} needs a Windows Hyper-V host with CPython 3.12+ "
         f"(this is {sys.platform}, Python {sys.version_info.major}.{sys.version_info.minor}). "
         "Alternatives: via='process' for a local pwsh, or hvmagic.connect('sim') for the "
-        "simulated guest."
+        "simulated guest; from a workstation, host='HV01' reaches the VM through its Hyper-V "
+        "host (via='winrm' or 'ssh')."
     )

@@ -298,7 +298,7 @@ def test_usage_errors_are_one_line(ip: InteractiveShell) -> None:
             ip.run_line_magic(line_magic, line)
         assert "\n" not in str(info.value), line_magic
     with pytest.raises(UsageError, match="%vmconnect: argument --via: invalid choice"):
-        ip.run_line_magic("vmconnect", "x --via ssh")
+        ip.run_line_magic("vmconnect", "x --via telnet")
 
 
 def test_vmps_verbatim_script_parameters_and_output(ip: InteractiveShell,

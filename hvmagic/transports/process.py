@@ -69,6 +69,7 @@ class ProcessTransport:
         env: Mapping[str, str] | None = None,
         exit_timeout: float = 5.0,
         description: str | None = None,
+        new_session: bool = False,
     ) -> None:
         if command is None:
             exe = str(executable) if executable is not None else find_powershell()
@@ -91,6 +92,9 @@ class ProcessTransport:
                 bufsize=0,
                 env=dict(env) if env is not None else None,
                 creationflags=flags,
+                # ssh, like PowerShell starts it, must not die of the notebook's Ctrl-C: the
+                # interrupt is PSRP's to handle (stop the pipeline), not the connection's
+                start_new_session=new_session and sys.platform != "win32",
             )
         except OSError as exc:
             raise TransportError(f"cannot start {self.command[0]!r}: {exc}") from exc
