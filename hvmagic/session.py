@@ -113,19 +113,27 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["WRAPPER_SCRIPT", "Result", "Session", "connect", "open_session"]
 
 #: The fixed script every run sends; the user's script and values are its parameters.
-#: Dot-sourced (``UseLocalScope=false``) so it runs in the runspace's scope; the helper variables
-#: are removed before the user's script runs so they never shadow or leak into it.
-WRAPPER_SCRIPT = """\
-param($__hvmagic_script, $__hvmagic_parameters)
-if ($null -ne $__hvmagic_parameters) {
-    foreach ($__hvmagic_name in @($__hvmagic_parameters.Keys)) {
-        Set-Variable -Name $__hvmagic_name -Value $__hvmagic_parameters[$__hvmagic_name]
-    }
-}
-$__hvmagic_block = [scriptblock]::Create($__hvmagic_script)
-Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_name -ErrorAction Ignore
-. $__hvmagic_block
-"""
+#: Dot-sourced (``UseLocalScope=false``) so it runs in the runspace's scope. Why it is built so:
+#:
+#: * the user's block is created and the helper variables removed inside ``$( … )``, the
+#:   argument of ``.``: the block never lives in a variable, so no ``__hvmagic*`` name is visible
+#:   to the user's script (``Get-Variable``), not even the block itself;
+#: * one line: the wrapper's frame in ``ScriptStackTrace`` reads ``line 1``, exactly as when a
+#:   user dot-sources ``[scriptblock]::Create($text)`` on the first line of a script;
+#: * ``get_Keys()``, not ``.Keys``: a parameter *named* ``Keys`` must not replace the key list;
+#: * a parse error is rethrown as PowerShell's own ``ParseException`` (FQID and positions of the
+#:   user's text), as PowerShell's client reports a script that does not parse.
+WRAPPER_SCRIPT = (
+    "param($__hvmagic_script, $__hvmagic_parameters) . $("
+    " if ($null -ne $__hvmagic_parameters) {"
+    " foreach ($__hvmagic_name in @($__hvmagic_parameters.get_Keys())) {"
+    " Set-Variable -Name $__hvmagic_name -Value $__hvmagic_parameters[$__hvmagic_name] } };"
+    " try { [scriptblock]::Create($__hvmagic_script) }"
+    " catch [System.Management.Automation.MethodInvocationException] {"
+    " throw $_.Exception.InnerException }"
+    " finally { Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_name"
+    " -ErrorAction Ignore } )\n"
+)
 
 #: a plain PowerShell variable name (Unicode letters allowed, as in ``$größe``); no scope or
 #: provider prefix (``env:``, ``global:``) and none of the wrapper's own names
