@@ -91,6 +91,7 @@ from hvmagic.errors import (
 )
 from hvmagic.host import HostUI, answer_host_call
 from hvmagic.psrp.client import (
+    HOST_STREAM_METHODS,
     HOST_WRITE_METHODS,
     ClientEvent,
     HostCall,
@@ -239,6 +240,9 @@ class _Run:
     #: host texts not yet matched by their twin from the other source (see _host_text)
     host_from_calls: list[str] = field(default_factory=list)
     host_from_records: list[str] = field(default_factory=list)
+    #: verbose/warning/debug messages whose host-call copy has not arrived yet (see
+    #: HOST_STREAM_METHODS), per stream
+    stream_copies_due: dict[str, list[str]] = field(default_factory=dict)
 
 
 class _Broken(Exception):
@@ -639,6 +643,11 @@ class Session:
             ):
                 self._host_text(run, record.message, source="record")
                 return
+            if stream in ("verbose", "warning", "debug"):
+                due = run.stream_copies_due.setdefault(stream, [])
+                due.append(record.message)
+                if len(due) > 1000:  # a server that never sends the copies: stay bounded
+                    del due[0]
             if run.on_event is not None:
                 run.on_event(stream, record)
         elif isinstance(event, PipelineFinished):
@@ -679,6 +688,10 @@ class Session:
             self.host_ui.write(text)
 
     def _host_call(self, call: HostCall, run: _Run | None) -> None:
+        stream = HOST_STREAM_METHODS.get(call.method)
+        if stream is not None and run is not None:
+            self._stream_copy(call, run, stream)
+            return
         text_index = HOST_WRITE_METHODS.get(call.method, -1)
         if call.method in HOST_WRITE_METHODS:
             params = call.parameters
@@ -702,6 +715,22 @@ class Session:
                                       "pass secrets as parameters instead")
             return
         self._respond(call, value, None)
+
+    def _stream_copy(self, call: HostCall, run: _Run, stream: str) -> None:
+        """A ``Write{Verbose,Warning,Debug}Line`` host call: the host copy of a record that
+        already arrived is dropped; a call without a record (``$Host.UI.WriteVerboseLine``)
+        is delivered as a record of its stream, so the line still appears once."""
+        text = str(call.parameters[0]) if call.parameters else ""
+        due = run.stream_copies_due.get(stream, [])
+        if text in due:
+            due.remove(text)
+        else:
+            record = InformationalRecord({"InformationalRecord_Message": text}, [], text)
+            getattr(run.result, _STREAM_LISTS[stream]).append(record)
+            if run.on_event is not None:
+                run.on_event(stream, record)
+        if call.needs_response:
+            self._respond(call, None, None)
 
     def _respond(self, call: HostCall, value: Any, error: str | None) -> None:
         with self._lock:

@@ -657,11 +657,13 @@ def test_host_write_calls_are_kept_as_host_text(guest: FakeGuest) -> None:
     seen: list[tuple[str, Any]] = []
     with guest.connect(host_ui=ui) as sess:
         result = sess.run("host-lines", on_event=lambda s, r: seen.append((s, r)))
-    assert result.host == ["legacy line ✓", "no newline", "host warning"]
+    assert result.host == ["legacy line ✓", "no newline"]
+    # a WriteWarningLine with no record before it ($Host.UI.WriteWarningLine) is a warning
+    assert [w.message for w in result.warnings] == ["host warning"]
     assert result.output == ["done"]
-    assert seen == [("host", "legacy line ✓"), ("host", "no newline"), ("host", "host warning"),
-                    ("output", "done")]
-    assert ui.written == ["legacy line ✓", "no newline", "host warning"]
+    assert seen == [("host", "legacy line ✓"), ("host", "no newline"),
+                    ("warning", result.warnings[0]), ("output", "done")]
+    assert ui.written == ["legacy line ✓", "no newline"]
 
 
 def test_scripted_host_answers_prompt_fields_and_secure_lines(guest: FakeGuest) -> None:
