@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from tests.pwsh.conftest import run_pwsh
 
 _MARK = "==HVMAGIC-JSON=="
@@ -24,8 +26,10 @@ $ci = [Activator]::CreateInstance(
     [psobject].Assembly.GetType('System.Management.Automation.Runspaces.NewProcessConnectionInfo'),
     [Reflection.BindingFlags]'NonPublic,Instance', $null, @([pscredential]$null), $null)
 $rs = [runspacefactory]::CreateRunspace($Host, $ci); $rs.Open()
+foreach ($encoded in @(SCRIPTS)) {
+'MARK'
 $ps = [powershell]::Create(); $ps.Runspace = $rs
-$null = $ps.AddScript([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('SCRIPT')))
+$null = $ps.AddScript([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($encoded)))
 $failed = $null
 try { $out = @($ps.Invoke()) }
 catch { $out = @(); $failed = $_.Exception.InnerException.ErrorRecord }
@@ -45,19 +49,45 @@ $streams = [ordered]@{
     error = @($ps.Streams.Error | ForEach-Object { [ordered]@{
         message = "$_"; fqid = $_.FullyQualifiedErrorId } })
     failed = if ($failed) { $failed.FullyQualifiedErrorId } else { $null }
+    details = @(@($ps.Streams.Error) + @($failed) | Where-Object { $_ } | ForEach-Object {
+        [ordered]@{ fqid = $_.FullyQualifiedErrorId; category = "$($_.CategoryInfo.Category)"
+            category_info = $_.CategoryInfo.GetMessage(); target = "$($_.TargetObject)"
+            position = $_.InvocationInfo.PositionMessage; stack = $_.ScriptStackTrace
+            command = "$($_.InvocationInfo.MyCommand)"; exception = $_.Exception.Message } })
+    rendered = @(@($ps.Streams.Error) + @($failed) | Where-Object { $_ } | ForEach-Object {
+        $ErrorView = 'NormalView'; ($_ | Out-String -Width 1000).TrimEnd() })
 }
-$rs.Close()
 [Console]::Out.Flush()
 'MARK'
 $streams | ConvertTo-Json -Depth 5 -Compress
+}
+$rs.Close()
 """
 
 
-def run_with_own_client(pwsh: str, script: str) -> tuple[list[str], dict[str, Any]]:
-    """(lines PowerShell's host displayed, what landed on each stream)."""
-    encoded = base64.b64encode(script.encode("utf-8")).decode("ascii")
-    driver = _DRIVER.replace("SCRIPT", encoded).replace("MARK", _MARK)
-    out = run_pwsh(pwsh, driver, timeout=180)
-    shown, _, data = out.partition(_MARK)
-    lines = [_ANSI.sub("", line).rstrip("\r") for line in shown.splitlines()]
-    return [line for line in lines if line.strip()], json.loads(data)
+def run_with_own_client(pwsh: str, scripts: list[str]) -> list[tuple[list[str], dict[str, Any]]]:
+    """For each script: (lines PowerShell's host displayed, what landed on each stream)."""
+    encoded = ",".join(
+        "'" + base64.b64encode(script.encode("utf-8")).decode("ascii") + "'" for script in scripts
+    )
+    driver = _DRIVER.replace("SCRIPTS", encoded).replace("MARK", _MARK)
+    out = run_pwsh(pwsh, driver, timeout=300)
+    parts = out.split(_MARK)[1:]
+    answers = []
+    for shown, data in zip(parts[0::2], parts[1::2], strict=True):
+        lines = [_ANSI.sub("", line).rstrip("\r") for line in shown.splitlines()]
+        answers.append(([line for line in lines if line.strip()], json.loads(data)))
+    return answers
+
+
+#: the scripts the conformance modules ask PowerShell's own client about, run in one process
+#: (starting PowerShell twice more per module would cost more than the tests themselves)
+OWN_CLIENT_SCRIPTS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def own_client(pwsh: str) -> dict[str, tuple[list[str], dict[str, Any]]]:
+    """PowerShell's own client's answers for every script in :data:`OWN_CLIENT_SCRIPTS`."""
+    names = list(OWN_CLIENT_SCRIPTS)
+    answers = run_with_own_client(pwsh, [OWN_CLIENT_SCRIPTS[name] for name in names])
+    return dict(zip(names, answers, strict=True))

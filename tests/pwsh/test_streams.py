@@ -15,7 +15,7 @@ import pytest
 
 from hvmagic.clixml.values import InformationRecord, ProgressRecord
 from hvmagic.display import stream_message
-from tests.pwsh.ownclient import run_with_own_client
+from tests.pwsh.ownclient import OWN_CLIENT_SCRIPTS, own_client  # noqa: F401
 
 # Every record carries its place in the script's order (the number in its text).
 STREAMS_SCRIPT = r"""Write-Verbose 'v1' -Verbose
@@ -36,9 +36,14 @@ Write-Warning 'w14'; Write-Verbose 'v14' -Verbose; Write-Verbose 'v14' -Verbose
 """
 
 
+OWN_CLIENT_SCRIPTS["streams"] = STREAMS_SCRIPT
+
+
 @pytest.fixture(scope="module")
-def own(pwsh: str) -> tuple[list[str], dict[str, Any]]:
-    return run_with_own_client(pwsh, STREAMS_SCRIPT)
+def own(
+    own_client: dict[str, tuple[list[str], dict[str, Any]]],  # noqa: F811
+) -> tuple[list[str], dict[str, Any]]:
+    return own_client["streams"]
 
 
 @pytest.fixture(scope="module")
