@@ -1,4 +1,4 @@
-"""Values both ways: Python parameters as PowerShell sees them, PowerShell values as Python gets them.
+"""Values both ways: Python parameters as PowerShell sees them, PowerShell values in Python.
 
 Each direction is one run. PowerShell describes every value itself in the same run
 (``GetType().FullName``, ``ToString('o')``, ``Ticks``, ``[int]$enum`` …) and the test compares
@@ -45,10 +45,7 @@ def _ticks(value: dt.datetime | dt.timedelta, remainder: int | None = None) -> i
     """.NET ticks (100 ns) of a Python value, counting hvmagic's sub-microsecond remainder."""
     if remainder is None:
         remainder = getattr(value, "tick_remainder", 0)
-    if isinstance(value, dt.datetime):
-        delta = value.replace(tzinfo=None) - _EPOCH
-    else:
-        delta = value
+    delta = value.replace(tzinfo=None) - _EPOCH if isinstance(value, dt.datetime) else value
     micro = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     return micro * 10 + remainder
 
