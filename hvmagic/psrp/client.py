@@ -377,6 +377,11 @@ def _progress_record(value: Any) -> ProgressRecord:
     )
 
 
+def normalise_record(stream: str, value: Any) -> Any:
+    """``value`` as the record class of ``stream`` (ErrorRecord, InformationRecord …)."""
+    return _normalise(stream, value)
+
+
 def _normalise(stream: str, value: Any) -> Any:
     if stream == "output":
         return value
