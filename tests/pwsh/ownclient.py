@@ -31,8 +31,11 @@ foreach ($encoded in @(SCRIPTS)) {
 $ps = [powershell]::Create(); $ps.Runspace = $rs
 $null = $ps.AddScript([Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($encoded)))
 $failed = $null
-try { $out = @($ps.Invoke()) }
-catch { $out = @(); $failed = $_.Exception.InnerException.ErrorRecord }
+# output into a collection of our own: what came before a terminating error is kept
+$collected = [System.Management.Automation.PSDataCollection[psobject]]::new()
+try { $ps.Invoke([psobject[]]@(), $collected) }
+catch { $failed = $_.Exception.InnerException.ErrorRecord }
+$out = @($collected)
 $streams = [ordered]@{
     output = @($out | ForEach-Object { "$_" })
     verbose = @($ps.Streams.Verbose | ForEach-Object Message)

@@ -109,3 +109,22 @@ def test_error_text_is_what_powershell_prints(
             assert error_text(record) == own_text
         else:
             assert error_text(record) == live["text"]
+
+
+def test_a_terminating_error_raises_remote_error_with_the_partial_result(
+    own_client: dict[str, Any], shared_pwsh_session: Any,  # noqa: F811
+) -> None:
+    _, streams = own_client["errors-throw"]
+    seen: list[Any] = []
+    with pytest.raises(RemoteError) as raised:
+        shared_pwsh_session.run(SCRIPTS["errors-throw"],
+                                on_event=lambda stream, record: seen.append(record))
+    exc = raised.value
+    record = exc.record
+    assert record is not None and record.fully_qualified_error_id == streams["failed"]
+    assert str(exc) == record.message == streams["details"][-1]["exception"]
+    # what ran before the throw is kept, as PowerShell's own client keeps it
+    assert exc.result.state == "Failed" and exc.result.output == streams["output"] == ["before"]
+    assert exc.result.terminating_error is record and exc.result.had_errors
+    assert seen == ["before"]
+    assert shared_pwsh_session.run("'usable'").output == ["usable"]

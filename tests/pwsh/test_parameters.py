@@ -50,6 +50,11 @@ def _ticks(value: dt.datetime | dt.timedelta, remainder: int | None = None) -> i
     return micro * 10 + remainder
 
 
+_TICKED = PSDateTime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)
+_TICKED.tick_remainder = 7  # the 100-ns digit Python's datetime cannot hold
+_TICKED_SPAN = PSTimeSpan(days=2, microseconds=5)
+_TICKED_SPAN.tick_remainder = 3
+
 # name → (Python value, the .NET type hvmagic documents it arrives as)
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "none": (None, "null"),
@@ -75,6 +80,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                "System.DateTime"),
     "day": (dt.date(2024, 2, 29), "System.DateTime"),
     "span": (dt.timedelta(days=1, seconds=2, microseconds=3), "System.TimeSpan"),
+    "ticked": (_TICKED, "System.DateTime"),
+    "tickedspan": (_TICKED_SPAN, "System.TimeSpan"),
     "ver": (PSVersion(1, 2, 3, 4), "System.Version"),
     "items": ([1, "a", None], "System.Collections.ArrayList"),
     "pair": ((1, 2), "System.Collections.ArrayList"),
