@@ -30,7 +30,9 @@ Records arrive live: ``on_event(stream, record)`` is called from the thread that
 ``progress`` ProgressRecords and ``host`` text. ``Write-Host`` text (an information record
 tagged ``PSHOST`` on PowerShell 5+, a ``WriteLine`` host call on older hosts, possibly both for
 the same line) is reported once, as ``host``; its record is still kept in
-:attr:`Result.information`.
+:attr:`Result.information`. ``Write-Verbose``/``Write-Warning``/``Write-Debug`` reach a client with
+a host UI twice (the record, then a ``Write*Line`` host call with the same text); each line is
+reported once, in its stream, as PowerShell's own client files it.
 
 Threads and failure rules
 -------------------------
