@@ -106,6 +106,8 @@ def _command_name(record: ErrorRecord) -> str | None:
     typed, so an alias shows as typed) unless that is empty, ``&`` or ``.``, and then the
     command's own name.
     """
+    if record.invoked_by_wrapper:
+        return None  # the "command" is the cell itself; PowerShell's client names none
     info = record.get("InvocationInfo")
     invocation = record.get("InvocationInfo_InvocationName")
     if invocation is None and isinstance(info, PSObject):
@@ -128,7 +130,7 @@ def _command_name(record: ErrorRecord) -> str | None:
 
 
 def error_text(record: ErrorRecord | BaseException | str) -> str:
-    """An error as Windows PowerShell's console prints it (``$ErrorView = 'NormalView'``)::
+    """An error as PowerShell's console prints it (``$ErrorView = 'NormalView'``)::
 
         Get-Service : Cannot find any service with service name 'nosuch'.
         At line:1 char:1
@@ -138,26 +140,43 @@ def error_text(record: ErrorRecord | BaseException | str) -> str:
             + FullyQualifiedErrorId : NoServiceFoundForGivenName,Microsoft.PowerShell.Comma…
 
     (lines shortened here; the real ones are complete). The ``Command :`` prefix appears when
-    the record names its invocation or command, as in PowerShell's ErrorInstance view.
+    the record names its invocation or command, as in PowerShell's ErrorInstance view. The
+    ``+ CategoryInfo`` block is indented by four spaces as Windows PowerShell 5.1 prints it, and
+    flush left for a record from PowerShell 6+ (whose view dropped the indent).
+    A parse error that names no command shows no position: its message already holds them.
     """
     if not isinstance(record, ErrorRecord):
         return str(record)
     message = record.message
     command = _command_name(record)
     position = record.position_message
+    if position and record.category == "ParserError" and not _has_command(record):
+        position = None  # as the view does: the parser's message already quotes each spot
+    details = record.get("PSMessageDetails")
     lines = [f"{command} : {message}" if command else message]
+    if details:
+        lines[0] += f" : {details}"
     if position:
         lines.extend(position.rstrip("\n").splitlines())
+    indent = "" if record.from_powershell_core else "    "
     category_info = record.category_info
     if category_info:
-        lines.append(f"    + CategoryInfo          : {category_info}")
+        lines.append(f"{indent}+ CategoryInfo          : {category_info}")
     fqid = record.fully_qualified_error_id
     if fqid:
-        lines.append(f"    + FullyQualifiedErrorId : {fqid}")
+        lines.append(f"{indent}+ FullyQualifiedErrorId : {fqid}")
     computer = record.get("PSComputerName")
     if computer:  # errors that crossed a remoting hop name the machine they came from
-        lines.append(f"    + PSComputerName        : {computer}")
+        lines.append(f"{indent}+ PSComputerName        : {computer}")
     return "\n".join(lines)
+
+
+def _has_command(record: ErrorRecord) -> bool:
+    info = record.get("InvocationInfo")
+    command = record.get("InvocationInfo_MyCommand")
+    if command is None and isinstance(info, PSObject):
+        command = info.get("MyCommand")
+    return bool(command)
 
 
 def render_error(record: ErrorRecord | BaseException | str) -> MimeBundle:

@@ -54,6 +54,7 @@ from hvmagic import __version__
 from hvmagic.clixml import dumps, loads
 from hvmagic.clixml.values import (
     ErrorRecord,
+    InformationRecord,
     ProgressRecord,
     PSCredential,
     PSObject,
@@ -67,6 +68,7 @@ from hvmagic.errors import (
     ReplayMismatchError,
 )
 from hvmagic.frame_parameters import prepare_parameters
+from hvmagic.psrp.client import normalise_record
 from hvmagic.session import Result, Session
 
 FORMAT = "hvmagic-recording"
@@ -177,7 +179,34 @@ def _decode_event(event: Mapping[str, Any]) -> tuple[str, Any]:
     values = loads(event["clixml"])
     if len(values) != 1:
         raise HvMagicError(f"a recorded {stream} record holds {len(values)} values, not 1")
-    return stream, values[0]
+    # the record's class by its stream, as the live client gives it (an information record
+    # is an InformationRecord, not a bare PSObject, after a replay too)
+    return stream, normalise_record(stream, values[0])
+
+
+def _with_quiet_records(events: list[dict[str, Any]], result: Result) -> list[dict[str, Any]]:
+    """``events`` plus the information records the session kept without an ``on_event`` (the
+    ``PSHOST`` twins of ``Write-Host`` text), marked ``quiet``, where they were in the run, so
+    a replay's :attr:`Result.information` holds what the live one held."""
+    quiet = [r for r in result.information
+             if isinstance(r, InformationRecord) and r.is_host_output]
+    if not quiet:
+        return events
+    merged: list[dict[str, Any]] = []
+    pending = iter(result.information)
+    for event in events:
+        if event["stream"] == "information":
+            for record in pending:  # the host records before this one
+                if not (isinstance(record, InformationRecord) and record.is_host_output):
+                    break
+                merged.append({**_encode_event("information", record, event["t"]),
+                               "quiet": True})
+        merged.append(event)
+    last = events[-1]["t"] if events else 0.0
+    merged.extend({**_encode_event("information", record, last), "quiet": True}
+                  for record in pending
+                  if isinstance(record, InformationRecord) and record.is_host_output)
+    return merged
 
 
 #: parameters whose CLIXML is larger than this are recorded by digest (file-copy chunks: the
@@ -311,6 +340,8 @@ class RecordingSession(_SessionWrapper):
         except (RemoteError, PipelineTimeoutError, KeyboardInterrupt) as exc:
             partial = getattr(exc, "result", None)
             entry["state"] = partial.state if isinstance(partial, Result) else "Stopped"
+            if isinstance(partial, Result):
+                entry["events"] = _with_quiet_records(events, partial)
             entry["duration"] = round(time.monotonic() - started, 4)
             entry["raised"] = {"type": type(exc).__name__, "message": str(exc)}
             record = getattr(exc, "record", None)
@@ -318,6 +349,7 @@ class RecordingSession(_SessionWrapper):
                 entry["raised"]["record"] = dumps(redact(record))
             self._append(entry)
             raise
+        entry["events"] = _with_quiet_records(events, result)
         entry["state"] = result.state
         entry["duration"] = round(result.duration, 4)
         self._append(entry)
@@ -445,9 +477,9 @@ class ReplaySession(_SessionWrapper):
         self._used.add(index)
         self._last_for_script[_normalise_script(script)] = index
         result = Result(ps_version=self.ps_version)
-        for stream, record in self._events(entry):
+        for stream, record, quiet in self._events(entry):
             getattr(result, _RESULT_LISTS[stream]).append(record)
-            if on_event is not None:
+            if on_event is not None and not quiet:
                 on_event(stream, record)
         result.state = str(entry.get("state", "Completed"))
         result.duration = float(entry.get("duration", 0.0))
@@ -456,14 +488,14 @@ class ReplaySession(_SessionWrapper):
             self._raise(raised, result)
         return result
 
-    def _events(self, entry: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    def _events(self, entry: Mapping[str, Any]) -> Iterator[tuple[str, Any, bool]]:
         started = time.monotonic()
         for event in entry.get("events", []):
             if self.pace:
                 delay = float(event.get("t", 0.0)) - (time.monotonic() - started)
                 if delay > 0:
                     time.sleep(delay)
-            yield _decode_event(event)
+            yield (*_decode_event(event), bool(event.get("quiet")))
 
     def _pick(self, script: str) -> int:
         wanted = _normalise_script(script)

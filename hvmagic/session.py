@@ -30,7 +30,9 @@ Records arrive live: ``on_event(stream, record)`` is called from the thread that
 ``progress`` ProgressRecords and ``host`` text. ``Write-Host`` text (an information record
 tagged ``PSHOST`` on PowerShell 5+, a ``WriteLine`` host call on older hosts, possibly both for
 the same line) is reported once, as ``host``; its record is still kept in
-:attr:`Result.information`.
+:attr:`Result.information`. ``Write-Verbose``/``Write-Warning``/``Write-Debug`` reach a client with
+a host UI twice (the record, then a ``Write*Line`` host call with the same text); each line is
+reported once, in its stream, as PowerShell's own client files it.
 
 Threads and failure rules
 -------------------------
@@ -44,7 +46,7 @@ Threads and failure rules
   the partial :class:`Result`; Ctrl-C (KeyboardInterrupt) stops the pipeline the same way and
   re-raises; :meth:`Session.stop` from another thread makes ``run`` return the ``Stopped``
   result. Either way the session stays usable.
-* A stop is bounded: the guest gets :data:`STOP_TIMEOUT` seconds (the *stop grace*, 5 s) to
+* A stop is bounded: the guest gets :data:`STOP_TIMEOUT` seconds (the *stop grace*, 10 s) to
   acknowledge it and release the pipeline. A guest that does not is not answering at all, so
   the session is marked broken and :class:`StopNotAcknowledgedError` (a
   :class:`PipelineTimeoutError` *and* a :class:`SessionBrokenError`) carries the partial result
@@ -106,6 +108,7 @@ from hvmagic.errors import (
 from hvmagic.frame_parameters import is_dataframe, prepare_parameters
 from hvmagic.host import HostUI, answer_host_call
 from hvmagic.psrp.client import (
+    HOST_STREAM_METHODS,
     HOST_WRITE_METHODS,
     ClientEvent,
     HostCall,
@@ -128,19 +131,27 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["WRAPPER_SCRIPT", "Result", "Session", "connect", "open_session"]
 
 #: The fixed script every run sends; the user's script and values are its parameters.
-#: Dot-sourced (``UseLocalScope=false``) so it runs in the runspace's scope; the helper variables
-#: are removed before the user's script runs so they never shadow or leak into it.
-WRAPPER_SCRIPT = """\
-param($__hvmagic_script, $__hvmagic_parameters)
-if ($null -ne $__hvmagic_parameters) {
-    foreach ($__hvmagic_name in @($__hvmagic_parameters.Keys)) {
-        Set-Variable -Name $__hvmagic_name -Value $__hvmagic_parameters[$__hvmagic_name]
-    }
-}
-$__hvmagic_block = [scriptblock]::Create($__hvmagic_script)
-Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_name -ErrorAction Ignore
-. $__hvmagic_block
-"""
+#: Dot-sourced (``UseLocalScope=false``) so it runs in the runspace's scope. Why it is built so:
+#:
+#: * the user's block is created and the helper variables removed inside ``$( … )``, the
+#:   argument of ``.``: the block never lives in a variable, so no ``__hvmagic*`` name is visible
+#:   to the user's script (``Get-Variable``), not even the block itself;
+#: * one line: the wrapper's frame in ``ScriptStackTrace`` reads ``line 1``, exactly as when a
+#:   user dot-sources ``[scriptblock]::Create($text)`` on the first line of a script;
+#: * ``get_Keys()``, not ``.Keys``: a parameter *named* ``Keys`` must not replace the key list;
+#: * a parse error is rethrown as PowerShell's own ``ParseException`` (FQID and positions of the
+#:   user's text), as PowerShell's client reports a script that does not parse.
+WRAPPER_SCRIPT = (
+    "param($__hvmagic_script, $__hvmagic_parameters) . $("
+    " if ($null -ne $__hvmagic_parameters) {"
+    " foreach ($__hvmagic_name in @($__hvmagic_parameters.get_Keys())) {"
+    " Set-Variable -Name $__hvmagic_name -Value $__hvmagic_parameters[$__hvmagic_name] } };"
+    " try { [scriptblock]::Create($__hvmagic_script) }"
+    " catch [System.Management.Automation.MethodInvocationException] {"
+    " throw $_.Exception.InnerException }"
+    " finally { Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_name"
+    " -ErrorAction Ignore } )\n"
+)
 
 #: a plain PowerShell variable name (Unicode letters allowed, as in ``$größe``); no scope or
 #: provider prefix (``env:``, ``global:``) and none of the wrapper's own names
@@ -151,10 +162,11 @@ _RESERVED_PREFIX = "__hvmagic"
 #: STOP_TIMEOUT is the *stop grace*: after a timeout, stop() or Ctrl-C the guest has this long
 #: to report the pipeline stopped and release it, else the session is declared broken. PowerShell
 #: stops a pipeline as soon as the running command checks for it (Start-Sleep, the pipeline
-#: between objects: milliseconds); a command blocked in one long .NET call can take longer —
-#: raise it (``hvmagic.session.STOP_TIMEOUT = 30``) for such guests.
+#: between objects: milliseconds); 10 s leaves room for a guest (or a test machine) under heavy
+#: load, where 5 s was seen to run out; a command blocked in one long .NET call can take
+#: longer — raise it (``hvmagic.session.STOP_TIMEOUT = 30``) for such guests.
 OPEN_TIMEOUT = 60.0
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 10.0
 _POLL = 0.25  # bounded waits keep Ctrl-C responsive on Windows, where lock waits are not
 _BATCH = 256  # received chunks handled per lock round (and per send of the replies)
@@ -257,6 +269,9 @@ class _Run:
     #: host texts not yet matched by their twin from the other source (see _host_text)
     host_from_calls: list[str] = field(default_factory=list)
     host_from_records: list[str] = field(default_factory=list)
+    #: verbose/warning/debug messages whose host-call copy has not arrived yet (see
+    #: HOST_STREAM_METHODS), per stream
+    stream_copies_due: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _overdue(deadline: float | None) -> bool:
@@ -723,6 +738,11 @@ class Session:
             ):
                 self._host_text(run, record.message, source="record")
                 return
+            if stream in ("verbose", "warning", "debug"):
+                due = run.stream_copies_due.setdefault(stream, [])
+                due.append(record.message)
+                if len(due) > 1000:  # a server that never sends the copies: stay bounded
+                    del due[0]
             if run.on_event is not None:
                 run.on_event(stream, record)
         elif isinstance(event, PipelineFinished):
@@ -765,6 +785,10 @@ class Session:
             self.host_ui.write(text)
 
     def _host_call(self, call: HostCall, run: _Run | None) -> None:
+        stream = HOST_STREAM_METHODS.get(call.method)
+        if stream is not None and run is not None:
+            self._stream_copy(call, run, stream)
+            return
         text_index = HOST_WRITE_METHODS.get(call.method, -1)
         if call.method in HOST_WRITE_METHODS:
             params = call.parameters
@@ -810,6 +834,22 @@ class Session:
                                       "pass secrets as parameters instead", run)
             return
         self._respond(call, value, None, run)
+
+    def _stream_copy(self, call: HostCall, run: _Run, stream: str) -> None:
+        """A ``Write{Verbose,Warning,Debug}Line`` host call: the host copy of a record that
+        already arrived is dropped; a call without a record (``$Host.UI.WriteVerboseLine``)
+        is delivered as a record of its stream, so the line still appears once."""
+        text = str(call.parameters[0]) if call.parameters else ""
+        due = run.stream_copies_due.get(stream, [])
+        if text in due:
+            due.remove(text)
+        else:
+            record = InformationalRecord({"InformationalRecord_Message": text}, [], text)
+            getattr(run.result, _STREAM_LISTS[stream]).append(record)
+            if run.on_event is not None:
+                run.on_event(stream, record)
+        if call.needs_response:
+            self._respond(call, None, None)
 
     def _respond(
         self, call: HostCall, value: Any, error: str | None, run: _Run | None = None

@@ -69,6 +69,17 @@ class PSObject(Mapping[str, Any]):
         """The live property dict (adapted then extended, extended values winning)."""
         return self._props
 
+    def __getattr__(self, name: str) -> Any:
+        # PowerShell's own names read as attributes too (``err.CategoryInfo.Category``), as
+        # in PowerShell; only capitalised names, so Python's protocols (``__reduce__``,
+        # ``_repr_html_``…) and hvmagic's snake_case attributes never land here.
+        if name[:1].isupper():
+            try:
+                return self[name]
+            except KeyError:
+                pass
+        raise AttributeError(f"{type(self).__name__} has no attribute or property {name!r}")
+
     @property
     def type_name(self) -> str | None:
         """The most derived type name without any ``Deserialized.`` prefixes."""
@@ -320,6 +331,40 @@ class PSCredential:
         self.username = username
         self.password = password if isinstance(password, SecureString) else SecureString(password)
 
+    # PowerShell's property names, as on any PSObject (``cred["UserName"]``, ``cred.Password``);
+    # the password stays a masked SecureString. Not a Mapping on purpose: code that walks
+    # mappings (frames, recordings) must keep meeting it as a credential.
+    _NAMES = ("UserName", "Password")
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "UserName":
+            return self.username
+        if key == "Password":
+            return self.password
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._NAMES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+    def keys(self) -> tuple[str, ...]:
+        return self._NAMES
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self._NAMES else default
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return {"UserName": self.username, "Password": self.password}
+
+    UserName = property(lambda self: self.username)
+    Password = property(lambda self: self.password)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PSCredential):
             return NotImplemented
@@ -399,6 +444,48 @@ class ErrorRecord(PSObject):
 
     __slots__ = ()
 
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._props[key]
+        except KeyError:
+            built = self._built(key)
+            if built is None:
+                raise
+            return built
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._props or (isinstance(key, str) and self._built(key) is not None)
+
+    def _built(self, key: str) -> PSObject | None:
+        """PowerShell's ``CategoryInfo`` / ``InvocationInfo`` objects, which remoting sends
+        flattened (``ErrorCategory_*``, ``InvocationInfo_*`` properties), put back together."""
+        if key == "CategoryInfo":
+            if "ErrorCategory_Category" not in self._props:
+                return None
+            category = self._props["ErrorCategory_Category"]
+            if not isinstance(category, PSEnum):
+                category = PSEnum(int(category), _category_name(category),
+                                  ["System.Management.Automation.ErrorCategory"])
+            props: dict[str, Any] = {"Category": category}
+            for name in ("Activity", "Reason", "TargetName", "TargetType"):
+                props[name] = self._props.get(f"ErrorCategory_{name}")
+            return PSObject(props, ["System.Management.Automation.ErrorCategoryInfo"],
+                            self.category_info)
+        if key == "InvocationInfo":
+            flat = {k[15:]: v for k, v in self._props.items() if k.startswith("InvocationInfo_")}
+            if not flat:
+                return None
+            return PSObject(flat, ["System.Management.Automation.InvocationInfo"])
+        return None
+
+    @property
+    def exception_message(self) -> str | None:
+        """``Exception.Message`` (what :attr:`message` shows unless ErrorDetails replace it)."""
+        exc = self._props.get("Exception")
+        if isinstance(exc, PSObject) and exc.get("Message") is not None:
+            return str(exc["Message"])
+        return None
+
     def _get(self, *names: str) -> Any:
         for name in names:
             value = self._props.get(name)
@@ -452,11 +539,25 @@ class ErrorRecord(PSObject):
         category = self.category
         if category is None:
             return None
-        target = self._get("ErrorCategory_TargetName") or ""
-        target_type = self._get("ErrorCategory_TargetType") or ""
+        if "ErrorCategory_Reason" not in self._props and self._get("ErrorCategory_Message"):
+            return str(self._props["ErrorCategory_Message"])
+        # built from the parts as ErrorCategoryInfo.GetMessage does, long parts shortened
+        # with "…" the same way (the serialized ErrorCategory_Message is not: PowerShell's
+        # client never shows that one)
+        target = _ellipsize(self._get("ErrorCategory_TargetName") or "")
+        target_type = _ellipsize(self._get("ErrorCategory_TargetType") or "")
         activity = self._get("ErrorCategory_Activity") or ""
-        reason = self._get("ErrorCategory_Reason") or ""
+        reason = _ellipsize(self._get("ErrorCategory_Reason") or "")
         return f"{category}: ({target}:{target_type}) [{activity}], {reason}"
+
+    @property
+    def invoked_by_wrapper(self) -> bool:
+        """True when the record's InvocationInfo is hvmagic's wrapper (see position_message)."""
+        value = self._get("InvocationInfo_PositionMessage")
+        info = self._props.get("InvocationInfo")
+        if value is None and isinstance(info, PSObject):
+            value = info.get("PositionMessage")
+        return value is not None and _WRAPPER_MARK in str(value)
 
     @property
     def target_object(self) -> Any:
@@ -469,18 +570,36 @@ class ErrorRecord(PSObject):
 
     @property
     def position_message(self) -> str | None:
-        """``At line:1 char:1`` + the offending line, as PowerShell prints it."""
+        """``At line:1 char:1`` + the offending line, as PowerShell prints it.
+
+        ``None`` where the position is that of hvmagic's wrapper (``Write-Error`` at the top
+        of a cell reports its caller, the wrapper's dot-source): PowerShell's own client has
+        no position for a top-level script there either, and the wrapper is not the user's.
+        """
         value = self._get("InvocationInfo_PositionMessage")
-        if value is not None:
-            return str(value)
+        if value is None:
+            info = self._props.get("InvocationInfo")
+            if isinstance(info, PSObject) and info.get("PositionMessage") is not None:
+                value = info["PositionMessage"]
+        if value is None or _WRAPPER_MARK in str(value):
+            return None
+        return str(value)
+
+    @property
+    def from_powershell_core(self) -> bool:
+        """True when the record came from PowerShell 6+ (its InvocationInfo has the
+        ``Statement`` property that Windows PowerShell 5.1 lacks)."""
         info = self._props.get("InvocationInfo")
-        if isinstance(info, PSObject) and info.get("PositionMessage") is not None:
-            return str(info["PositionMessage"])
-        return None
+        if isinstance(info, PSObject):
+            return "Statement" in info
+        return "InvocationInfo_Statement" in self._props
 
     def __repr__(self) -> str:
         return f"<ErrorRecord {self.fully_qualified_error_id}: {self.message!r}>"
 
+
+#: a text only hvmagic's wrapper script holds (hvmagic.session.WRAPPER_SCRIPT)
+_WRAPPER_MARK = "$__hvmagic_parameters"
 
 # MS-PSRP 2.2.3.9 ErrorCategory values, for records that carry the number only.
 _ERROR_CATEGORIES = (
@@ -492,6 +611,12 @@ _ERROR_CATEGORIES = (
     "SecurityError", "ProtocolError", "ConnectionError", "AuthenticationError",
     "LimitsExceeded", "QuotaExceeded", "NotEnabled",
 )
+
+
+def _ellipsize(value: Any) -> str:
+    """PowerShell's ``ErrorCategoryInfo`` shortening: over 40 characters, 19 … 19."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:19]}\u2026{text[-19:]}"
 
 
 def _category_name(value: Any) -> str:

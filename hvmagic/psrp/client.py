@@ -134,6 +134,15 @@ HOST_WRITE_METHODS = {
     "WriteErrorLine": 0, "WriteDebugLine": 0, "WriteVerboseLine": 0, "WriteWarningLine": 0,
 }  # method name → index of the text parameter (None: an empty line)
 
+#: host methods PowerShell calls *beside* writing a stream record: with a host UI offered, a
+#: server's ``Write-Verbose``/``Write-Warning``/``Write-Debug`` sends the record first and then
+#: the same text to the host (``InternalHostUserInterface.Write*Record``). PowerShell's own
+#: client shows the host copy and files the record; hvmagic delivers the record and drops the
+#: copy, so each line appears once, in its stream.
+HOST_STREAM_METHODS = {
+    "WriteVerboseLine": "verbose", "WriteWarningLine": "warning", "WriteDebugLine": "debug",
+}
+
 
 # ------------------------------------------------------------------------------------------
 # Events
@@ -369,6 +378,11 @@ def _progress_record(value: Any) -> ProgressRecord:
         seconds_remaining=number("SecondsRemaining", -1),
         record_type=record_type,
     )
+
+
+def normalise_record(stream: str, value: Any) -> Any:
+    """``value`` as the record class of ``stream`` (ErrorRecord, InformationRecord …)."""
+    return _normalise(stream, value)
 
 
 def _normalise(stream: str, value: Any) -> Any:
