@@ -382,12 +382,17 @@ function Get-HotFix {
     }
 }
 
+# record ids count up in the file's order; the log is read newest first, equal times in file order
+$script:EventRows = @(for ($i = 0; $i -lt $script:Data.Events.Count; $i++) {
+    [pscustomobject] @{ Row = $script:Data.Events[$i]; Ordinal = $i }
+}) | Sort-Object @{ Expression = { [double] $_.Row.HoursAgo } }, Ordinal | ForEach-Object Row
+
 $script:LevelNames = @{ 1 = 'Critical'; 2 = 'Error'; 3 = 'Warning'; 4 = 'Information'; 5 = 'Verbose' }
 
 function Get-DemoEvents {
     # newest first, as Get-WinEvent returns them; dated relative to when the module loaded
     $recordIds = @{ System = 48211; Application = 20377 }
-    $events = foreach ($row in $script:Data.Events) {
+    foreach ($row in $script:EventRows) {
         $recordIds[$row.LogName] += 1
         New-DemoObject 'System.Diagnostics.Eventing.Reader.EventLogRecord', 'System.Diagnostics.Eventing.Reader.EventRecord', 'System.Object' ([ordered]@{
             Message = $row.Message
@@ -410,7 +415,6 @@ function Get-DemoEvents {
             PSComputerName = $script:ComputerName
         })
     }
-    $events | Sort-Object TimeCreated -Descending
 }
 
 function Get-WinEvent {
@@ -430,19 +434,19 @@ function Get-WinEvent {
         foreach ($key in $filter.Keys) { $keys[$key.ToLowerInvariant()] = $filter[$key] }
         $logs = if ($keys.ContainsKey('logname')) { @($keys['logname']) } elseif ($LogName) { $LogName } else { $null }
         $providers = if ($keys.ContainsKey('providername')) { @($keys['providername']) } elseif ($ProviderName) { $ProviderName } else { $null }
-        foreach ($event in $events) {
-            if ($logs -and -not (Test-DemoLike $event.LogName $logs)) { continue }
-            if ($providers -and -not (Test-DemoLike $event.ProviderName $providers)) { continue }
-            if ($keys.ContainsKey('level') -and @($keys['level'] | ForEach-Object { [int] $_ }) -notcontains $event.Level) { continue }
-            if ($keys.ContainsKey('id') -and @($keys['id'] | ForEach-Object { [int] $_ }) -notcontains $event.Id) { continue }
-            if ($keys.ContainsKey('starttime') -and $event.TimeCreated -lt [datetime] $keys['starttime']) { continue }
-            if ($keys.ContainsKey('endtime') -and $event.TimeCreated -gt [datetime] $keys['endtime']) { continue }
-            if (-not $selected.Contains($event)) { $selected.Add($event) }
+        foreach ($record in $events) {
+            if ($logs -and -not (Test-DemoLike $record.LogName $logs)) { continue }
+            if ($providers -and -not (Test-DemoLike $record.ProviderName $providers)) { continue }
+            if ($keys.ContainsKey('level') -and @($keys['level'] | ForEach-Object { [int] $_ }) -notcontains $record.Level) { continue }
+            if ($keys.ContainsKey('id') -and @($keys['id'] | ForEach-Object { [int] $_ }) -notcontains $record.Id) { continue }
+            if ($keys.ContainsKey('starttime') -and $record.TimeCreated -lt [datetime] $keys['starttime']) { continue }
+            if ($keys.ContainsKey('endtime') -and $record.TimeCreated -gt [datetime] $keys['endtime']) { continue }
+            if (-not $selected.Contains($record)) { $selected.Add($record) }
         }
     }
     $result = @($selected)
     if ($Oldest) { [array]::Reverse($result) }
-    if ($MaxEvents -gt 0) { $result = @($result | Select-Object -First $MaxEvents) }
+    if ($MaxEvents -gt 0 -and $result.Count -gt $MaxEvents) { $result = $result[0..($MaxEvents - 1)] }
     if (-not $result) {
         Write-DemoError $PSCmdlet 'No events were found that match the specified selection criteria.' `
             'NoMatchingEventsFound' ObjectNotFound $null
@@ -466,31 +470,34 @@ function Get-EventLog {
         Write-DemoError $PSCmdlet "The event log '$LogName' on computer '.' does not exist." `
             'System.InvalidOperationException' NotSpecified $LogName -Terminating
     }
-    $events | ForEach-Object {
-        $kind = $types[[int] $_.Level]
-        if ($EntryType -and $EntryType -notcontains $kind) { return }
-        if ($Source -and -not (Test-DemoLike $_.ProviderName $Source)) { return }
-        if ($PSBoundParameters.ContainsKey('After') -and $_.TimeCreated -le $After) { return }
-        if ($PSBoundParameters.ContainsKey('Before') -and $_.TimeCreated -ge $Before) { return }
-        New-DemoObject 'System.Diagnostics.EventLogEntry#System/Service Control Manager', 'System.Diagnostics.EventLogEntry', 'System.ComponentModel.Component', 'System.MarshalByRefObject', 'System.Object' ([ordered]@{
-            EventID = $_.Id
+    $count = 0
+    foreach ($record in $events) {
+        if ($count -ge $Newest) { break }
+        $kind = $types[[int] $record.Level]
+        if ($EntryType -and $EntryType -notcontains $kind) { continue }
+        if ($Source -and -not (Test-DemoLike $record.ProviderName $Source)) { continue }
+        if ($PSBoundParameters.ContainsKey('After') -and $record.TimeCreated -le $After) { continue }
+        if ($PSBoundParameters.ContainsKey('Before') -and $record.TimeCreated -ge $Before) { continue }
+        $count += 1
+        New-DemoObject "System.Diagnostics.EventLogEntry#$LogName/$($record.ProviderName)/$($record.Id)", 'System.Diagnostics.EventLogEntry', 'System.ComponentModel.Component', 'System.MarshalByRefObject', 'System.Object' ([ordered]@{
+            EventID = $record.Id
             MachineName = $script:ComputerName
             Data = [byte[]] @()
-            Index = [int] $_.RecordId
+            Index = [int] $record.RecordId
             Category = '(0)'
             CategoryNumber = [int16] 0
             EntryType = [System.Diagnostics.EventLogEntryType] $kind
-            Message = $_.Message
-            Source = $_.ProviderName
+            Message = $record.Message
+            Source = $record.ProviderName
             ReplacementStrings = [string[]] @()
-            InstanceId = [long] $_.Id
-            TimeGenerated = $_.TimeCreated
-            TimeWritten = $_.TimeCreated
+            InstanceId = [long] $record.Id
+            TimeGenerated = $record.TimeCreated
+            TimeWritten = $record.TimeCreated
             UserName = $null
             Site = $null
             Container = $null
         })
-    } | Select-Object -First $Newest
+    }
 }
 
 # ---- computer --------------------------------------------------------------------------------
@@ -810,10 +817,22 @@ function Restart-Computer {
     Save-DemoState
     # Like Windows, the command returns first and the connection drops a moment later: a second
     # PowerShell ends this server process once this pipeline has answered.
+    # (sh where there is one: a second PowerShell can take seconds to start on a busy machine).
+    # Its standard streams are redirected: inherited, they would be this server's protocol pipe.
     $self = [System.Diagnostics.Process]::GetCurrentProcess()
-    $executable = $self.MainModule.FileName
-    $arguments = "-NoLogo -NoProfile -NonInteractive -Command Start-Sleep -Milliseconds 300; Stop-Process -Id $($self.Id) -Force"
-    $null = [System.Diagnostics.Process]::Start($executable, $arguments)
+    if ([System.IO.File]::Exists('/bin/sh')) {
+        $info = [System.Diagnostics.ProcessStartInfo]::new('/bin/sh')
+        $info.ArgumentList.Add('-c')
+        $info.ArgumentList.Add("sleep 0.3; kill -9 $($self.Id)")
+    } else {
+        $info = [System.Diagnostics.ProcessStartInfo]::new($self.MainModule.FileName)
+        $info.Arguments = "-NoLogo -NoProfile -NonInteractive -Command Start-Sleep -Milliseconds 300; Stop-Process -Id $($self.Id) -Force"
+    }
+    $info.UseShellExecute = $false
+    $info.RedirectStandardInput = $true
+    $info.RedirectStandardOutput = $true
+    $info.RedirectStandardError = $true
+    $null = [System.Diagnostics.Process]::Start($info)
 }
 
 # ---- the demo's C: drive -------------------------------------------------------------------
