@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -298,6 +299,11 @@ def test_restart_computer_ends_the_session_and_the_machine_boots_later(pwsh: str
             == "PendingReboot"
         )
         booted = last_boot_time(first)
+        stopped = first.run("Get-Process spoolsv | Stop-Process -PassThru | ForEach-Object Id")
+        assert (
+            stopped.output == [2044]
+            and not first.run("Get-Process spoolsv -ErrorAction Ignore").output
+        )
         first.run("Restart-Computer -Force")
         with pytest.raises((SessionBrokenError, TransportError)):
             for _ in range(100):  # the server process ends a moment after the command returns
@@ -310,11 +316,43 @@ def test_restart_computer_ends_the_session_and_the_machine_boots_later(pwsh: str
                 "(Get-WindowsFeature Web-Server).InstallState"
             ).output
             assert [str(a) for a in answers] == ["Idle", "Running", "Installed"]
+            assert second.run("(Get-Process spoolsv).Id").output == [2044]  # booted: back
         finally:
             second.close()
     finally:
         first.close()
         forget_machine(name)
+
+
+def test_stop_process_never_reaches_the_host_machine(demo: Session) -> None:
+    # PowerShell's own Stop-Process would end the host's process with that id
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        result = demo.run(f"Stop-Process -Id {sleeper.pid} -Force")
+        assert [e.message for e in result.errors] == [
+            f"Cannot find a process with the process identifier {sleeper.pid}."
+        ]
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.parametrize(
+    ("script", "host_text"),
+    [
+        ("Restart-Computer -WhatIf", 'What if: Performing the operation "Restart-Computer"'),
+        ("Stop-Computer -WhatIf", 'What if: Performing the operation "Stop-Computer"'),
+    ],
+)
+def test_restart_and_shutdown_are_the_demos_own(demo: Session, script: str, host_text: str) -> None:
+    assert demo.run("(Get-Command Restart-Computer, Stop-Computer).Source").output == [
+        "HvmagicDemo",
+        "HvmagicDemo",
+    ]
+    result = demo.run(script)
+    assert any(host_text in line for line in result.host), result.host
+    assert demo.run("1").output == [1]  # still connected
 
 
 # -- no PowerShell -----------------------------------------------------------------------------

@@ -12,8 +12,9 @@
         'Get-WmiObject', 'Get-Volume', 'Get-NetIPAddress', 'Get-ScheduledTask',
         'Get-WindowsFeature', 'Install-WindowsFeature', 'Get-DscConfigurationStatus',
         'Test-DscConfiguration', 'Get-DscLocalConfigurationManager', 'Restart-Computer',
-        'hostname', 'whoami')
-    AliasesToExport = @('Add-WindowsFeature')
+        'hostname', 'whoami', 'Stop-Computer', 'Stop-Process', 'Set-Service',
+        'Uninstall-WindowsFeature', 'Start-DscConfiguration')
+    AliasesToExport = @('Add-WindowsFeature', 'Remove-WindowsFeature')
     CmdletsToExport = @()
     VariablesToExport = @()
 }

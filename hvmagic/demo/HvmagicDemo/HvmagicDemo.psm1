@@ -70,6 +70,8 @@ function New-DemoState {
         Services = $services
         Features = $features
         DscLastRun = $null
+        PoweredOff = $false
+        StoppedProcesses = @()
     }
 }
 
@@ -87,6 +89,8 @@ function Read-DemoState {
             Services = $services
             Features = @($json.Features)
             DscLastRun = $json.DscLastRun
+            PoweredOff = [bool] $json.PoweredOff
+            StoppedProcesses = @($json.StoppedProcesses | Where-Object { $null -ne $_ } | ForEach-Object { [int] $_ })
         }
     }
     New-DemoState
@@ -295,7 +299,8 @@ function Get-Process {
     )
     process {
         $boot = Get-DemoBootTime
-        $rows = @($script:Data.Processes)
+        $stopped = @($script:State.StoppedProcesses)
+        $rows = @($script:Data.Processes | Where-Object { $stopped -notcontains $_.Id })
         if ($PSCmdlet.ParameterSetName -eq 'Id') {
             $selected = foreach ($wanted in $Id) {
                 $hit = @($rows | Where-Object Id -EQ $wanted)
@@ -797,17 +802,18 @@ function Get-DscLocalConfigurationManager {
     })
 }
 
-# ---- restart -------------------------------------------------------------------------------
+# ---- restart, shutdown ----------------------------------------------------------------------
+# Shadowed on every platform: PowerShell's own Restart-Computer / Stop-Computer would restart or
+# power off the machine the demo runs on.
 
-function Restart-Computer {
-    [CmdletBinding(SupportsShouldProcess = $true)]
-    param([Parameter(Position = 0)] [string[]] $ComputerName = '.', [switch] $Force, [switch] $Wait)
-    if (-not $PSCmdlet.ShouldProcess("$script:ComputerName (localhost)")) { return }
+function Invoke-DemoBoot {
     # what the machine looks like after booting: a new boot time, services back at their start
-    # types (a manual stop does not survive), no reboot pending
+    # types (a manual stop does not survive), stopped processes back, no reboot pending
     $script:State.BootTime = [datetime]::Now.ToUniversalTime().AddSeconds(1).ToString('o')
     $script:State.BootCount = [int] $script:State.BootCount + 1
     $script:State.PendingReboot = $false
+    $script:State.PoweredOff = $false
+    $script:State.StoppedProcesses = @()
     foreach ($row in (Get-DemoServiceRows)) {
         $state = $script:State.Services[$row.Name]
         if ($null -ne $state) {
@@ -815,10 +821,13 @@ function Restart-Computer {
         }
     }
     Save-DemoState
-    # Like Windows, the command returns first and the connection drops a moment later: a second
-    # PowerShell ends this server process once this pipeline has answered.
-    # (sh where there is one: a second PowerShell can take seconds to start on a busy machine).
-    # Its standard streams are redirected: inherited, they would be this server's protocol pipe.
+}
+
+function Stop-DemoServer {
+    # Like Windows, the command returns first and the connection drops a moment later: another
+    # process ends this server once this pipeline has answered (sh where there is one: a second
+    # PowerShell can take seconds to start on a busy machine). Its standard streams are
+    # redirected: inherited, they would be this server's protocol pipe.
     $self = [System.Diagnostics.Process]::GetCurrentProcess()
     if ([System.IO.File]::Exists('/bin/sh')) {
         $info = [System.Diagnostics.ProcessStartInfo]::new('/bin/sh')
@@ -833,6 +842,136 @@ function Restart-Computer {
     $info.RedirectStandardOutput = $true
     $info.RedirectStandardError = $true
     $null = [System.Diagnostics.Process]::Start($info)
+}
+
+function Restart-Computer {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Position = 0)] [string[]] $ComputerName = '.', [switch] $Force, [switch] $Wait)
+    if (-not $PSCmdlet.ShouldProcess("$script:ComputerName (localhost)")) { return }
+    Invoke-DemoBoot
+    Stop-DemoServer
+}
+
+function Stop-Computer {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param([Parameter(Position = 0)] [string[]] $ComputerName = '.', [switch] $Force)
+    if (-not $PSCmdlet.ShouldProcess("$script:ComputerName (localhost)")) { return }
+    # the next session finds the machine powered on again, booted then
+    $script:State.PoweredOff = $true
+    Save-DemoState
+    Stop-DemoServer
+}
+
+# ---- what would reach the real machine ------------------------------------------------------
+# PowerShell's own Stop-Process would end the HOST's processes with the demo's ids (768, 832 …
+# are real process ids on the machine running the demo); the demo stops its own instead.
+
+function Stop-Process {
+    [CmdletBinding(SupportsShouldProcess = $true, DefaultParameterSetName = 'Id')]
+    param(
+        [Parameter(Mandatory = $true, Position = 0, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Id')]
+        [int[]] $Id,
+        [Parameter(Mandatory = $true, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Name')]
+        [Alias('ProcessName')] [string[]] $Name,
+        [Parameter(Mandatory = $true, Position = 0, ValueFromPipeline = $true, ParameterSetName = 'InputObject')]
+        [object[]] $InputObject,
+        [switch] $PassThru,
+        [switch] $Force
+    )
+    process {
+        $targets = switch ($PSCmdlet.ParameterSetName) {
+            'Id' { Get-Process -Id $Id }
+            'Name' { Get-Process -Name $Name }
+            'InputObject' { Get-Process -Id @($InputObject | ForEach-Object Id) }
+        }
+        foreach ($process in $targets) {
+            if (-not $PSCmdlet.ShouldProcess("$($process.ProcessName) ($($process.Id))")) { continue }
+            if ($process.Id -le 4) {
+                Write-DemoError $PSCmdlet "Cannot stop process `"$($process.ProcessName) ($($process.Id))`" because of the following error: Access is denied." `
+                    'CouldNotStopProcess' CloseError $process
+                continue
+            }
+            $script:State.StoppedProcesses = @($script:State.StoppedProcesses) + $process.Id
+            Save-DemoState
+            if ($PassThru) { $process }
+        }
+    }
+}
+
+function Set-Service {
+    [CmdletBinding(SupportsShouldProcess = $true, DefaultParameterSetName = 'Name')]
+    param(
+        [Parameter(Mandatory = $true, Position = 0, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Name')]
+        [Alias('ServiceName', 'SN')] [string] $Name,
+        [Parameter(ValueFromPipeline = $true, ParameterSetName = 'InputObject')] [object] $InputObject,
+        [ValidateSet('Automatic', 'Manual', 'Disabled', 'AutomaticDelayedStart')]
+        [Alias('StartMode', 'SM', 'ST', 'StartType')] [string] $StartupType,
+        [ValidateSet('Running', 'Stopped', 'Paused')] [string] $Status,
+        [switch] $PassThru,
+        [switch] $Force
+    )
+    process {
+        $serviceName = if ($InputObject) { $InputObject.Name } else { $Name }
+        $service = Get-Service -Name $serviceName -ErrorAction Stop
+        if (-not $PSCmdlet.ShouldProcess("$($service.DisplayName) ($($service.Name))")) { return }
+        $state = $script:State.Services[$service.Name]
+        if ($StartupType) {
+            $state.StartType = $(if ($StartupType -eq 'AutomaticDelayedStart') { 'Automatic' } else { $StartupType })
+        }
+        if ($Status -eq 'Running') { Start-Service -Name $service.Name }
+        if ($Status -eq 'Stopped') { Stop-Service -Name $service.Name }
+        Save-DemoState
+        if ($PassThru) { Get-Service -Name $service.Name }
+    }
+}
+
+function Uninstall-WindowsFeature {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Mandatory = $true, Position = 0, ValueFromPipelineByPropertyName = $true)] [string[]] $Name,
+        [switch] $IncludeManagementTools,
+        [switch] $Restart
+    )
+    process {
+        $removed = @()
+        foreach ($featureName in $Name) {
+            $row = $script:Data.Features | Where-Object Name -EQ $featureName
+            if (-not $row) {
+                Write-DemoError $PSCmdlet "ArgumentNotValid: The role, role service, or feature name is not valid: '$featureName'. The name was not found." `
+                    'NameDoesNotExist' InvalidArgument $featureName -Terminating
+            }
+            if ($script:State.Features -contains $featureName -and $PSCmdlet.ShouldProcess($featureName)) {
+                $script:State.Features = @($script:State.Features | Where-Object { $_ -ne $featureName })
+                $script:State.PendingReboot = $true
+                $removed += $row
+            }
+        }
+        Save-DemoState
+        New-DemoObject 'Microsoft.Windows.ServerManager.Commands.FeatureOperationResult', 'System.Object' ([ordered]@{
+            Success = $true
+            RestartNeeded = [enum]::ToObject($script:RestartState, [int] [bool] $removed)
+            FeatureResult = [string[]] @($removed | ForEach-Object DisplayName)
+            ExitCode = [enum]::ToObject($script:ExitCode, $(if ($removed) { 0 } else { 1003 }))
+        })
+    }
+}
+
+Set-Alias -Name Remove-WindowsFeature -Value Uninstall-WindowsFeature
+
+# On Windows the real Start-DscConfiguration would configure the HOST; the demo has no Local
+# Configuration Manager, so it says so instead (a Configuration needs Windows PowerShell's DSC
+# anyway: the DSC runbook's demo is its recording).
+function Start-DscConfiguration {
+    [CmdletBinding(SupportsShouldProcess = $true)]
+    param(
+        [Parameter(Position = 0)] [string] $Path,
+        [switch] $Wait,
+        [switch] $Force,
+        [switch] $UseExisting
+    )
+    Write-DemoError $PSCmdlet ("The demo guest ($script:ComputerName) has no Local Configuration " +
+        'Manager: it does not apply DSC configurations. Run this against a Windows guest, or replay ' +
+        'the recording of the DSC runbook.') 'DemoGuestHasNoLcm' NotImplemented $Path -Terminating
 }
 
 # ---- the demo's C: drive -------------------------------------------------------------------
@@ -860,9 +999,11 @@ function Initialize-DemoDrive([string] $Root) {
     $null = New-PSDrive -Name C -PSProvider FileSystem -Root $Root -Scope Global
 }
 
+if ($script:State.PoweredOff) { Invoke-DemoBoot }  # after Stop-Computer: switched on again
 Initialize-DemoDrive $DriveRoot
 
-Export-ModuleMember -Alias Add-WindowsFeature -Function @(
+Export-ModuleMember -Alias Add-WindowsFeature, Remove-WindowsFeature -Function @(
+    'Stop-Computer', 'Stop-Process', 'Set-Service', 'Uninstall-WindowsFeature', 'Start-DscConfiguration',
     'Get-Service', 'Start-Service', 'Stop-Service', 'Restart-Service', 'Get-Process',
     'Get-HotFix', 'Get-WinEvent', 'Get-EventLog', 'Get-ComputerInfo', 'Get-CimInstance',
     'Get-WmiObject', 'Get-Volume', 'Get-NetIPAddress', 'Get-ScheduledTask',
