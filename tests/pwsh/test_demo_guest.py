@@ -160,7 +160,7 @@ def test_unknown_service_is_a_non_terminating_error(demo: Session) -> None:
     assert [s["Name"] for s in result.output] == ["W32Time"]
     assert len(result.errors) == 1
     assert result.errors[0].message == "Cannot find any service with service name 'NoSuchService'."
-    assert result.errors[0].fully_qualified_error_id.startswith("NoServiceFoundForGivenName")
+    assert str(result.errors[0].fully_qualified_error_id).startswith("NoServiceFoundForGivenName")
 
 
 # -- ordinary PowerShell against the demo: PowerShell's own answers ----------------------------

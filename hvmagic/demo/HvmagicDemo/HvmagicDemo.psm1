@@ -25,6 +25,9 @@ param(
 )
 
 Set-StrictMode -Off
+# Windows PowerShell 5.1 loads System.ServiceProcess only with its own Get-Service; the enums
+# below need it either way (PowerShell 7 has it loaded already, on every platform)
+Add-Type -AssemblyName System.ServiceProcess -ErrorAction Ignore
 
 $script:Data = [System.IO.File]::ReadAllText((Join-Path $PSScriptRoot 'DemoData.json')) | ConvertFrom-Json
 $script:ComputerName = $script:Data.ComputerName
