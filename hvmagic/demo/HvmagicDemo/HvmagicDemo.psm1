@@ -185,6 +185,10 @@ function New-DemoService($Row) {
 }
 
 function Get-Service {
+    <#
+    .SYNOPSIS
+    Gets the services of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(DefaultParameterSetName = 'Default')]
     param(
         [Parameter(Position = 0, ValueFromPipeline = $true, ValueFromPipelineByPropertyName = $true,
@@ -252,6 +256,10 @@ function Set-DemoServiceState {
 }
 
 function Start-Service {
+    <#
+    .SYNOPSIS
+    Starts a service of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true, DefaultParameterSetName = 'Default')]
     param(
         [Parameter(Position = 0, Mandatory = $true, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Default')]
@@ -264,6 +272,10 @@ function Start-Service {
 }
 
 function Stop-Service {
+    <#
+    .SYNOPSIS
+    Stops a service of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true, DefaultParameterSetName = 'Default')]
     param(
         [Parameter(Position = 0, Mandatory = $true, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Default')]
@@ -278,6 +290,10 @@ function Stop-Service {
 }
 
 function Restart-Service {
+    <#
+    .SYNOPSIS
+    Restarts a service of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true, DefaultParameterSetName = 'Default')]
     param(
         [Parameter(Position = 0, Mandatory = $true, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Default')]
@@ -293,6 +309,10 @@ function Restart-Service {
 # ---- processes ---------------------------------------------------------------------------------
 
 function Get-Process {
+    <#
+    .SYNOPSIS
+    Gets the processes of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(DefaultParameterSetName = 'Name')]
     param(
         [Parameter(Position = 0, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Name')]
@@ -368,6 +388,10 @@ $script:HotFixTypeNames = 'System.Management.ManagementObject#root\cimv2\Win32_Q
     'System.ComponentModel.Component', 'System.MarshalByRefObject', 'System.Object'
 
 function Get-HotFix {
+    <#
+    .SYNOPSIS
+    Gets the installed updates of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param(
         [Parameter(Position = 0)] [Alias('HFID')] [string[]] $Id,
@@ -426,6 +450,10 @@ function Get-DemoEvents {
 }
 
 function Get-WinEvent {
+    <#
+    .SYNOPSIS
+    Gets events from the demo guests System and Application logs. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(DefaultParameterSetName = 'GetLogSet')]
     param(
         [Parameter(Position = 0, ParameterSetName = 'GetLogSet')] [string[]] $LogName,
@@ -463,6 +491,10 @@ function Get-WinEvent {
 }
 
 function Get-EventLog {
+    <#
+    .SYNOPSIS
+    Gets entries of the demo guests classic event logs. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true, Position = 0)] [Alias('LN')] [string] $LogName,
@@ -511,6 +543,10 @@ function Get-EventLog {
 # ---- computer --------------------------------------------------------------------------------
 
 function Get-ComputerInfo {
+    <#
+    .SYNOPSIS
+    Gets the demo guests system and operating system properties. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param([Parameter(Position = 0)] [string[]] $Property)
     $boot = Get-DemoBootTime
@@ -567,6 +603,10 @@ function hostname { $script:ComputerName }
 function whoami { "$($script:ComputerName.ToLowerInvariant())\administrator" }
 
 function Get-CimInstance {
+    <#
+    .SYNOPSIS
+    Gets Win32_OperatingSystem, Win32_QuickFixEngineering or Win32_Service of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(DefaultParameterSetName = 'ClassNameComputerSet')]
     param(
         [Parameter(Mandatory = $true, Position = 0, ParameterSetName = 'ClassNameComputerSet')] [string] $ClassName,
@@ -612,6 +652,10 @@ function Get-CimInstance {
 }
 
 function Get-WmiObject {
+    <#
+    .SYNOPSIS
+    Gets the same classes as the demos Get-CimInstance. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param([Parameter(Mandatory = $true, Position = 0)] [Alias('ClassName')] [string] $Class)
     Get-CimInstance -ClassName $Class
@@ -620,6 +664,10 @@ function Get-WmiObject {
 # ---- storage, network, tasks ----------------------------------------------------------------
 
 function Get-Volume {
+    <#
+    .SYNOPSIS
+    Gets the volumes of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param([Parameter(Position = 0, ValueFromPipelineByPropertyName = $true)] [char[]] $DriveLetter)
     foreach ($row in $script:Data.Volumes) {
@@ -642,6 +690,10 @@ function Get-Volume {
 }
 
 function Get-NetIPAddress {
+    <#
+    .SYNOPSIS
+    Gets the IP addresses of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param(
         [Parameter(Position = 0)] [string[]] $IPAddress,
@@ -673,6 +725,10 @@ function Get-NetIPAddress {
 }
 
 function Get-ScheduledTask {
+    <#
+    .SYNOPSIS
+    Gets the scheduled tasks of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param(
         [Parameter(Position = 0)] [string[]] $TaskName,
@@ -712,6 +768,10 @@ function New-DemoFeature($Row) {
 }
 
 function Get-WindowsFeature {
+    <#
+    .SYNOPSIS
+    Gets the roles and features of the demo guest. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param([Parameter(Position = 0, ValueFromPipelineByPropertyName = $true)] [string[]] $Name)
     process {
@@ -740,6 +800,10 @@ function Install-DemoFeature([string] $Name) {
 }
 
 function Install-WindowsFeature {
+    <#
+    .SYNOPSIS
+    Installs roles and features on the demo guest (a restart is then pending). (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
         [Parameter(Mandatory = $true, Position = 0, ValueFromPipelineByPropertyName = $true)] [string[]] $Name,
@@ -770,6 +834,10 @@ Set-Alias -Name Add-WindowsFeature -Value Install-WindowsFeature
 # ---- DSC status ------------------------------------------------------------------------------
 
 function Get-DscConfigurationStatus {
+    <#
+    .SYNOPSIS
+    Gets the status of the demo guests last DSC run. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param()
     $last = $script:State.DscLastRun
@@ -786,12 +854,20 @@ function Get-DscConfigurationStatus {
 }
 
 function Test-DscConfiguration {
+    <#
+    .SYNOPSIS
+    Tells whether the demo guest is in its desired state. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param()
     ($null -ne $script:State.DscLastRun) -and -not $script:State.PendingReboot
 }
 
 function Get-DscLocalConfigurationManager {
+    <#
+    .SYNOPSIS
+    Gets the demo guests Local Configuration Manager settings. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding()]
     param()
     New-DemoObject 'Microsoft.Management.Infrastructure.CimInstance#root/Microsoft/Windows/DesiredStateConfiguration/MSFT_DSCMetaConfiguration', 'Microsoft.Management.Infrastructure.CimInstance', 'System.Object' ([ordered]@{
@@ -848,6 +924,10 @@ function Stop-DemoServer {
 }
 
 function Restart-Computer {
+    <#
+    .SYNOPSIS
+    Restarts the demo guest: the session ends, a new one finds it booted later. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true)]
     param([Parameter(Position = 0)] [string[]] $ComputerName = '.', [switch] $Force, [switch] $Wait)
     if (-not $PSCmdlet.ShouldProcess("$script:ComputerName (localhost)")) { return }
@@ -856,6 +936,10 @@ function Restart-Computer {
 }
 
 function Stop-Computer {
+    <#
+    .SYNOPSIS
+    Shuts the demo guest down: the session ends; the next one finds it started again. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true)]
     param([Parameter(Position = 0)] [string[]] $ComputerName = '.', [switch] $Force)
     if (-not $PSCmdlet.ShouldProcess("$script:ComputerName (localhost)")) { return }
@@ -870,6 +954,10 @@ function Stop-Computer {
 # are real process ids on the machine running the demo); the demo stops its own instead.
 
 function Stop-Process {
+    <#
+    .SYNOPSIS
+    Stops a process of the demo guest (never one of the machine running the demo). (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true, DefaultParameterSetName = 'Id')]
     param(
         [Parameter(Mandatory = $true, Position = 0, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Id')]
@@ -902,6 +990,10 @@ function Stop-Process {
 }
 
 function Set-Service {
+    <#
+    .SYNOPSIS
+    Changes the start type or status of a demo guest service. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true, DefaultParameterSetName = 'Name')]
     param(
         [Parameter(Mandatory = $true, Position = 0, ValueFromPipelineByPropertyName = $true, ParameterSetName = 'Name')]
@@ -929,6 +1021,10 @@ function Set-Service {
 }
 
 function Uninstall-WindowsFeature {
+    <#
+    .SYNOPSIS
+    Removes roles and features from the demo guest (a restart is then pending). (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
         [Parameter(Mandatory = $true, Position = 0, ValueFromPipelineByPropertyName = $true)] [string[]] $Name,
@@ -965,6 +1061,10 @@ Set-Alias -Name Remove-WindowsFeature -Value Uninstall-WindowsFeature
 # Configuration Manager, so it says so instead (a Configuration needs Windows PowerShell's DSC
 # anyway: the DSC runbook's demo is its recording).
 function Start-DscConfiguration {
+    <#
+    .SYNOPSIS
+    Refuses: the demo guest has no Local Configuration Manager. (hvmagic demo guest: simulated data)
+    #>
     [CmdletBinding(SupportsShouldProcess = $true)]
     param(
         [Parameter(Position = 0)] [string] $Path,
