@@ -1,0 +1,20 @@
+@{
+    # hvmagic's demo guest: real PowerShell answering with SIMULATED Windows data (see the .psm1)
+    RootModule = 'HvmagicDemo.psm1'
+    ModuleVersion = '0.1.0'
+    GUID = '5b0f7f0e-4d53-4a3e-9a43-6f1d2c9a8e51'
+    Author = 'hvmagic'
+    Description = 'Simulated Windows Server inventory for the hvmagic demo guest (invented data).'
+    PowerShellVersion = '5.1'
+    FunctionsToExport = @(
+        'Get-Service', 'Start-Service', 'Stop-Service', 'Restart-Service', 'Get-Process',
+        'Get-HotFix', 'Get-WinEvent', 'Get-EventLog', 'Get-ComputerInfo', 'Get-CimInstance',
+        'Get-WmiObject', 'Get-Volume', 'Get-NetIPAddress', 'Get-ScheduledTask',
+        'Get-WindowsFeature', 'Install-WindowsFeature', 'Get-DscConfigurationStatus',
+        'Test-DscConfiguration', 'Get-DscLocalConfigurationManager', 'Restart-Computer',
+        'hostname', 'whoami', 'Stop-Computer', 'Stop-Process', 'Set-Service',
+        'Uninstall-WindowsFeature', 'Start-DscConfiguration')
+    AliasesToExport = @('Add-WindowsFeature', 'Remove-WindowsFeature')
+    CmdletsToExport = @()
+    VariablesToExport = @()
+}
