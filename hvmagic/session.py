@@ -81,11 +81,13 @@ from hvmagic.errors import (
     EncodeError,
     HostInteractionError,
     HvMagicError,
+    LimitExceededError,
     PipelineTimeoutError,
     ProtocolError,
     RemoteError,
     SessionBrokenError,
     SessionBusyError,
+    SessionLimitExceededError,
     TransportError,
     UnsupportedPlatformError,
 )
@@ -281,6 +283,7 @@ class Session:
         self._run_thread: int | None = None
         self._broken: str | None = None
         self._closed = False
+        self.last_result: Result | None = None
         self._reader = threading.Thread(
             target=self._read_loop, name=f"hvmagic-reader-{name}", daemon=True
         )
@@ -358,7 +361,15 @@ class Session:
         self._run_thread = threading.get_ident()
         try:
             return self._run(script, variables, timeout, on_event)
+        except SessionBrokenError as exc:
+            run = self._current
+            if run is not None and exc.result is None:
+                exc.result = run.result  # what arrived before the break is not lost
+            raise
         finally:
+            if self._current is not None:
+                #: the Result of the latest run, whatever its outcome (a Ctrl-C carries none)
+                self.last_result = self._current.result
             self._current = None
             self._run_lock.release()
 
@@ -559,6 +570,7 @@ class Session:
         leaves the rest for the next call instead of losing it.
         """
         failure: BaseException | None = None
+        violation: SessionBrokenError | None = None  # raised once the records are dispatched
         pending = self._pending
         with self._lock:
             try:
@@ -583,20 +595,43 @@ class Session:
                 self._flush()
             except ProtocolError as exc:
                 self._mark_broken(f"protocol error: {exc}")
-                self._fail_current()
-                raise SessionBrokenError(f"{self.description}: {exc}") from exc
+                violation = SessionBrokenError(f"{self.description}: {exc}")
+                violation.__cause__ = exc
             except TransportError as exc:  # an error line from the server
                 failure = exc
+            except LimitExceededError as exc:
+                self._mark_broken(f"limit exceeded: {exc}")
+                violation = SessionLimitExceededError(
+                    f"{self.description}: {exc} (the session is broken; connect again)"
+                )
+                violation.__cause__ = exc
+            except Exception as exc:
+                # Anything else from parsing the guest's bytes (a bug meeting hostile input)
+                # leaves the client's state unknown: the session cannot go on.
+                self._mark_broken(f"{type(exc).__name__} handling the guest's data: {exc}")
+                violation = SessionBrokenError(
+                    f"{self.description}: {type(exc).__name__}: {exc} "
+                    "(the session is broken; connect again)"
+                )
+                violation.__cause__ = exc
         callback_error: BaseException | None = None
         while (event := self._client.next_event()) is not None:
             # Every event is dispatched even when on_event raised, so a final state that came
-            # in the same batch is not lost; the first error is re-raised afterwards.
+            # in the same batch is not lost; the first error is re-raised afterwards. After a
+            # protocol violation only the records are kept: no host call is answered.
+            if violation is not None and not isinstance(event, PipelineRecord):
+                continue
             try:
                 self._dispatch(event)
+            except ProtocolError as exc:  # answering a host call broke the protocol
+                failure = failure or exc
             except BaseException as exc:
                 callback_error = callback_error or exc
                 if self._current is not None:
                     self._current.on_event = None  # record the rest of the batch, quietly
+        if violation is not None:
+            self._fail_current()
+            raise violation
         if callback_error is not None and failure is None:
             raise callback_error
         if failure is not None:

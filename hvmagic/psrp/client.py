@@ -95,6 +95,7 @@ from hvmagic.clixml.values import (
 )
 from hvmagic.errors import DecodeError, EncodeError, HvMagicError, ProtocolError
 from hvmagic.psrp.messages import (
+    DEFAULT_MAX_INCOMPLETE_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
     FragmentAssembler,
     PSRPMessage,
@@ -124,6 +125,7 @@ FAST_STREAMS: dict[int, str] = {
     PSRPMessageType.ProgressRecord.value: "progress",
 }
 _PIPELINE_STATE = PSRPMessageType.PipelineState.value
+_MARKUP_DECLARATION = b"<!"
 
 #: host methods whose only effect is text on the console: kept as "host" records
 HOST_WRITE_METHODS = {
@@ -346,9 +348,12 @@ def _progress_record(value: Any) -> ProgressRecord:
     def number(name: str, default: int) -> int:
         raw = props.get(name)
         try:
-            return int(raw) if raw is not None else default
-        except (TypeError, ValueError):
+            value = int(raw) if raw is not None else default
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a Double infinity
             return default
+        # the fields are Int32 in .NET; a guest sending 1E+100000 as a Decimal gets the default
+        # rather than a 100 000-digit int that str() refuses to print
+        return value if _I32[0] <= value <= _I32[1] else default
 
     kind = props.get("Type", props.get("RecordType", "Processing"))
     record_type = str(kind)
@@ -409,7 +414,8 @@ class PSRPClient:
     ``host_info``: psrpcore ``HostInfo`` sent with the pool and every pipeline; by default a
     host with a UI and no raw UI, so the server forwards ``Write-Host``/prompts as host calls
     (as to ``Enter-PSSession``) instead of failing them.
-    ``max_message_bytes`` bounds one reassembled PSRP message, ``max_line_bytes`` one OutOfProc
+    ``max_message_bytes`` bounds one reassembled PSRP message, ``max_incomplete_bytes`` all
+    objects still missing fragments together, ``max_line_bytes`` one OutOfProc
     line (see :class:`~hvmagic.psrp.outofproc.PacketReader`). ``pipeline_id_factory`` makes
     pipeline ids deterministic (replaying a recorded server stream needs the recorded ids).
     """
@@ -422,6 +428,7 @@ class PSRPClient:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_line_bytes: int = 64 << 20,
         pipeline_id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
+        max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
     ) -> None:
         self._new_pipeline_id = pipeline_id_factory
         self.host_info = host_info or HostInfo(
@@ -431,7 +438,7 @@ class PSRPClient:
             application_arguments=application_arguments, host=self.host_info
         )
         self._reader = PacketReader(max_line_bytes=max_line_bytes)
-        self._assembler = FragmentAssembler(max_message_bytes)
+        self._assembler = FragmentAssembler(max_message_bytes, max_incomplete_bytes)
         self._events: collections.deque[ClientEvent] = collections.deque()
         self._outgoing: list[bytes] = []
         self._queues: dict[uuid.UUID, _SendQueue] = {}
@@ -600,7 +607,10 @@ class PSRPClient:
             raise
         except psrpcore.PSRPCoreError as exc:
             raise ProtocolError(f"PSRP state error: {exc}") from exc
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except Exception as exc:
+            # psrpcore deserializes what the guest sent: a hostile message can make it raise
+            # anything (RecursionError on deep nesting, OverflowError on an infinite number,
+            # ElementTree's ParseError). Whatever it is, the peer broke the protocol.
             raise ProtocolError(f"PSRP error: {type(exc).__name__}: {exc}") from exc
 
     def _pump(self) -> None:
@@ -693,6 +703,8 @@ class PSRPClient:
                 self.closed = True
                 self._events.append(PoolClosed())
             else:
+                # fragments of an object the pipeline never finished can never complete now
+                self._assembler.discard_pipeline(guid)
                 self._pipelines.pop(guid, None)
                 self._queues.pop(guid, None)
                 self.pool.pipeline_table.pop(guid, None)
@@ -771,11 +783,20 @@ class PSRPClient:
         return None
 
     def _to_psrpcore(self, message: PSRPMessage, error: ErrorRecord | None) -> None:
+        if _MARKUP_DECLARATION in message.raw:
+            # psrpcore parses with ElementTree, which accepts a DTD (and expands its internal
+            # entities). PowerShell's serializer never writes one — "<" in text is "&lt;" —
+            # so "<!" anywhere (DOCTYPE, ENTITY, CDATA, comment) is refused here as hvmagic's
+            # own decoder refuses it on the output path.
+            raise ProtocolError(
+                f"PSRP message type 0x{message.message_type:08X} carries a DTD or other markup "
+                "declaration; refused"
+            )
         payload = psrpcore.PSRPPayload(
             build_fragment(message.object_id, message.raw), psrpcore.StreamType.default,
             message.pipeline_id,
         )
-        self.pool.receive_data(payload)
+        self._guard(lambda: self.pool.receive_data(payload))
         while True:
             event = self._guard(self.pool.next_event)
             if event is None:

@@ -63,6 +63,17 @@ def build_fragment(object_id: int, data: bytes, fragment_id: int = 0, end: bool 
     return FRAGMENT_HEADER.pack(object_id, fragment_id, flags, len(data)) + data
 
 
+#: bytes held for objects whose last fragment has not arrived yet, all objects together.
+#: PowerShell sends one object's fragments back to back (at most one object per stream is in
+#: flight), so a legitimate stream holds about one message; a guest opening thousands of objects
+#: and never finishing them is refused at this total instead of growing without bound.
+DEFAULT_MAX_INCOMPLETE_BYTES = DEFAULT_MAX_MESSAGE_BYTES
+#: objects started and not finished, all together (see above: a handful in practice)
+DEFAULT_MAX_INCOMPLETE_OBJECTS = 1024
+
+_PID_SLICE = slice(24, 40)  # the PID GUID inside a message header (the first fragment's blob)
+
+
 class FragmentAssembler:
     """Turn a stream of PSRP fragments into :class:`PSRPMessage` objects.
 
@@ -70,17 +81,43 @@ class FragmentAssembler:
     per line, but MS-PSRP allows any packing), so a partial fragment is buffered. Fragments of
     different objects may interleave (a pipeline's output and a pool message); each object's
     fragments must arrive in order, starting with the start flag, as PowerShell sends them.
+
+    Cost is linear in the bytes fed, however they are split: a partial fragment is kept as a
+    list of payloads and joined once, when it is complete. ``max_message_bytes`` bounds one
+    message; ``max_incomplete_bytes``/``max_incomplete_objects`` bound everything held for
+    unfinished objects together (:class:`LimitExceededError` beyond them).
     """
 
-    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
+        max_incomplete_objects: int = DEFAULT_MAX_INCOMPLETE_OBJECTS,
+    ) -> None:
         self.max_message_bytes = max_message_bytes
-        self._pending = b""
+        self.max_incomplete_bytes = max_incomplete_bytes
+        self.max_incomplete_objects = max_incomplete_objects
+        # the unparsed tail: payloads kept apart until the fragment they hold is complete
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._pending_needed = 21  # bytes the first pending fragment needs (header first)
         self._partial: dict[int, tuple[int, list[bytes], int]] = {}  # oid → next id, parts, size
+        self._incomplete_bytes = 0  # sum of the sizes in _partial
         self._guids: dict[bytes, uuid.UUID] = {}
 
     def feed(self, payload: bytes) -> list[PSRPMessage]:
         """All messages completed by ``payload`` (usually zero or one)."""
-        data = self._pending + payload if self._pending else payload
+        if self._pending:
+            self._pending.append(payload)
+            self._pending_size += len(payload)
+            if self._pending_size < self._pending_needed:
+                self._check_pending()
+                return []
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+        else:
+            data = payload
         messages: list[PSRPMessage] = []
         offset = 0
         size = len(data)
@@ -104,6 +141,8 @@ class FragmentAssembler:
                     continue
                 self._check_size(object_id, length)
                 self._partial[object_id] = (1, [blob], length)
+                self._incomplete_bytes += length
+                self._check_incomplete()
                 continue
             state = self._partial.get(object_id)
             if state is None:
@@ -115,22 +154,63 @@ class FragmentAssembler:
                 raise ProtocolError(
                     f"PSRP object {object_id}: expected fragment {expected}, got {fragment_id}"
                 )
+            self._check_size(object_id, total + length)
             parts.append(blob)
             total += length
-            self._check_size(object_id, total)
+            self._incomplete_bytes += length
             if flags & FRAGMENT_END:
                 del self._partial[object_id]
+                self._incomplete_bytes -= total
                 messages.append(self._message(object_id, b"".join(parts)))
             else:
                 self._partial[object_id] = (expected + 1, parts, total)
-        self._pending = data[offset:] if offset < size else b""
-        if len(self._pending) > self.max_message_bytes + 21:
-            raise LimitExceededError("PSRP fragment larger than the message limit")
+                self._check_incomplete()
+        if offset < size:
+            tail = data[offset:]
+            self._pending.append(tail)
+            self._pending_size = len(tail)
+            self._pending_needed = 21
+            if len(tail) >= 21:
+                self._pending_needed = 21 + FRAGMENT_HEADER.unpack_from(tail)[3]
+            self._check_pending()
         return messages
+
+    def discard_pipeline(self, pipeline_id: uuid.UUID) -> int:
+        """Forget the incomplete objects of a pipeline that ended; returns how many."""
+        pid = pipeline_id.bytes_le
+        doomed = [
+            oid for oid, (_, parts, _) in self._partial.items()
+            if len(parts[0]) >= 40 and parts[0][_PID_SLICE] == pid
+        ]
+        for oid in doomed:
+            self._incomplete_bytes -= self._partial.pop(oid)[2]
+        return len(doomed)
+
+    def _check_pending(self) -> None:
+        if self._pending_needed > self.max_message_bytes + 21:
+            raise LimitExceededError("PSRP fragment larger than the message limit")
+        if self._pending_size + self._incomplete_bytes > self.max_incomplete_bytes:
+            self._raise_incomplete()
+
+    def _check_incomplete(self) -> None:
+        if len(self._partial) > self.max_incomplete_objects:
+            raise LimitExceededError(
+                f"the guest left more than {self.max_incomplete_objects} PSRP objects incomplete"
+            )
+        if self._incomplete_bytes + self._pending_size > self.max_incomplete_bytes:
+            self._raise_incomplete()
+
+    def _raise_incomplete(self) -> None:
+        raise LimitExceededError(
+            f"incomplete PSRP objects hold more than {self.max_incomplete_bytes} bytes "
+            f"({len(self._partial)} objects started and not finished)"
+        )
 
     def _check_size(self, object_id: int, total: int) -> None:
         if total > self.max_message_bytes:
-            self._partial.pop(object_id, None)
+            dropped = self._partial.pop(object_id, None)
+            if dropped is not None:
+                self._incomplete_bytes -= dropped[2]
             raise LimitExceededError(
                 f"PSRP object {object_id} exceeds the {self.max_message_bytes}-byte message limit"
             )
@@ -161,3 +241,8 @@ class FragmentAssembler:
     @property
     def incomplete_objects(self) -> int:
         return len(self._partial)
+
+    @property
+    def incomplete_bytes(self) -> int:
+        """Bytes held for unfinished objects and an unfinished fragment."""
+        return self._incomplete_bytes + self._pending_size
