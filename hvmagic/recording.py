@@ -64,6 +64,7 @@ from hvmagic.errors import (
     PipelineTimeoutError,
     RemoteError,
     ReplayMismatchError,
+    SessionBrokenError,
 )
 from hvmagic.session import Result, Session
 
@@ -335,7 +336,12 @@ class RecordingSession(_SessionWrapper):
         started = time.monotonic()
 
         def capture(stream: str, record: Any) -> None:
-            events.append(_encode_event(stream, record, time.monotonic() - started))
+            offset = time.monotonic() - started
+            try:
+                events.append(_encode_event(stream, record, offset))
+            except Exception as exc:  # a value the encoder refuses must not stop the run
+                events.append({"t": round(offset, 4), "stream": stream,
+                               "text": f"<not recordable: {type(exc).__name__}: {exc}>"})
             if on_event is not None:
                 on_event(stream, record)
 
@@ -346,7 +352,8 @@ class RecordingSession(_SessionWrapper):
         }
         try:
             result = self._session.run(script, dict(parameters or {}), timeout, capture)
-        except (RemoteError, PipelineTimeoutError, KeyboardInterrupt) as exc:
+        except (RemoteError, PipelineTimeoutError, SessionBrokenError, KeyboardInterrupt) as exc:
+            # a run that broke the session is recorded too, with what arrived before the break
             partial = getattr(exc, "result", None)
             entry["state"] = partial.state if isinstance(partial, Result) else "Stopped"
             entry["duration"] = round(time.monotonic() - started, 4)
@@ -441,6 +448,7 @@ class ReplaySession(_SessionWrapper):
         self._last_for_script: dict[str, int] = {}
         self.closed = False
         self.broken = False
+        self.last_result: Result | None = None
 
     def __repr__(self) -> str:
         return f"<ReplaySession {self.name!r} {self._next}/{len(self._runs)} runs from {self.path}>"
@@ -474,6 +482,7 @@ class ReplaySession(_SessionWrapper):
         self._used.add(index)
         self._last_for_script[_normalise_script(script)] = index
         result = Result()
+        self.last_result = result  # as Session.last_result: whatever the outcome
         for stream, record in self._events(entry):
             getattr(result, _RESULT_LISTS[stream]).append(record)
             if on_event is not None:
@@ -482,6 +491,8 @@ class ReplaySession(_SessionWrapper):
         result.duration = float(entry.get("duration", 0.0))
         raised = entry.get("raised")
         if raised:
+            if str(raised.get("type", "")).startswith("Session"):
+                self.broken = True  # the live session broke here; nothing was recorded after
             self._raise(raised, result)
         return result
 
@@ -555,6 +566,8 @@ class ReplaySession(_SessionWrapper):
             raise PipelineTimeoutError(message, result=result)
         if kind == "KeyboardInterrupt":
             raise KeyboardInterrupt
+        if kind in ("SessionBrokenError", "SessionLimitExceededError"):
+            raise SessionBrokenError(message, result=result)
         raise HvMagicError(f"recorded run ended with {kind}: {message}")
 
 

@@ -127,8 +127,8 @@ def bounded_text(value: Any, limit: int = 40) -> str:
     """``str(value)`` as far as its first ``limit`` characters, for any value the decoder made.
 
     The decoder returns cyclic objects on purpose (a ``<Ref>`` to an object still being built)
-    and shares one object under many ``<Ref>``\ s, so a naive ``str`` recurses forever or, over
-    a chain of shared objects, exponentially. This walk stops at the first ``limit + 1``
+    and shares one object under many ``<Ref>`` elements, so a naive ``str`` recurses forever or,
+    over a chain of shared objects, exponentially. This walk stops at the first ``limit + 1``
     characters, shows an object already being shown, or one deeper than :data:`RENDER_DEPTH`,
     as ``…`` — PowerShell's formatter likewise stops expanding at its depth. Plain values
     render exactly as ``str`` does.
