@@ -810,6 +810,11 @@ def connect(
     reconnect right after ``Restart-Computer`` can reach the guest *before* it shuts down, as
     ``Restart-Computer`` returns first.
     """
+    if isinstance(password, str):
+        # At the API boundary: from here on no frame (this one, the retry closure, the
+        # transport's) holds the plain str, which tracebacks printing locals (IPython's
+        # %xmode Verbose) would show. The transport reveals it only at its own send.
+        password = SecureString(password)
     if via not in _VIA:
         raise ValueError(f"via must be one of {', '.join(_VIA)}, not {via!r}")
     if record is not None and replay is not None:
