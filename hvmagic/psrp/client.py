@@ -721,10 +721,10 @@ class PSRPClient:
             pid = message.pipeline_id
             if pid is None:
                 raise ProtocolError(f"{stream} record without a pipeline id")
-            if message_type == _OUTPUT and len(message.raw) == message.body_offset:
+            if message_type == _OUTPUT and not message.body:
                 value: Any = None  # an empty PIPELINE_OUTPUT is $null
             else:
-                body = message.raw[message.body_offset :]
+                body = message.body
                 try:
                     value = loads_fragment(body)
                 except DecodeError as exc:
@@ -773,7 +773,7 @@ class PSRPClient:
     @staticmethod
     def _state_error(message: PSRPMessage) -> ErrorRecord | None:
         try:
-            state = loads_fragment(message.raw[message.body_offset :])
+            state = loads_fragment(message.body)
         except DecodeError as exc:
             raise ProtocolError(f"undecodable PIPELINE_STATE: {exc}") from exc
         if isinstance(state, PSObject):
@@ -783,7 +783,7 @@ class PSRPClient:
         return None
 
     def _to_psrpcore(self, message: PSRPMessage, error: ErrorRecord | None) -> None:
-        if _MARKUP_DECLARATION in message.raw:
+        if _MARKUP_DECLARATION in message.body:
             # psrpcore parses with ElementTree, which accepts a DTD (and expands its internal
             # entities). PowerShell's serializer never writes one — "<" in text is "&lt;" —
             # so "<!" anywhere (DOCTYPE, ENTITY, CDATA, comment) is refused here as hvmagic's
