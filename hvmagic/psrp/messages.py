@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from hvmagic.errors import LimitExceededError, ProtocolError
 
@@ -133,12 +134,13 @@ class FragmentAssembler:
         offset = 0
         size = len(data)
         unpack_from = FRAGMENT_HEADER.unpack_from
+        view = memoryview(data)  # blobs are sliced without a copy; kept ones become bytes
         while size - offset >= 21:
             object_id, fragment_id, flags, length = unpack_from(data, offset)
             end = offset + 21 + length
             if end > size:
                 break
-            blob = data[offset + 21 : end]
+            blob: Any = view[offset + 21 : end]
             offset = end
             if flags & FRAGMENT_START:
                 if fragment_id != 0:
@@ -151,7 +153,7 @@ class FragmentAssembler:
                     messages.append(self._message(object_id, [blob]))
                     continue
                 self._check_size(object_id, length)
-                self._partial[object_id] = (1, [blob], length)
+                self._partial[object_id] = (1, [bytes(blob)], length)
                 self._incomplete_bytes += length
                 self._check_incomplete()
                 continue
@@ -166,7 +168,7 @@ class FragmentAssembler:
                     f"PSRP object {object_id}: expected fragment {expected}, got {fragment_id}"
                 )
             self._check_size(object_id, total + length)
-            parts.append(blob)
+            parts.append(bytes(blob))
             total += length
             self._incomplete_bytes += length
             if flags & FRAGMENT_END:
@@ -234,17 +236,17 @@ class FragmentAssembler:
                 self._guids[raw] = guid
         return guid
 
-    def _message(self, object_id: int, parts: list[bytes]) -> PSRPMessage:
-        first = parts[0]
+    def _message(self, object_id: int, parts: list[Any]) -> PSRPMessage:
+        first = parts[0]  # bytes, or a memoryview of a message that came in one fragment
         if len(first) < 43 and len(parts) > 1:  # a header split across fragments: rare
             first = b"".join(parts)
             parts = [first]
         if len(first) < 40:
             raise ProtocolError(f"PSRP message {object_id} is shorter than its 40-byte header")
         destination, message_type, rpid, pid = MESSAGE_HEADER.unpack_from(first)
-        body_offset = 43 if first.startswith(_BOM, 40) else 40
+        body_offset = 43 if bytes(first[40:43]) == _BOM else 40
         if len(parts) == 1:
-            body = first[body_offset:]
+            body = bytes(first[body_offset:])
         else:
             body = b"".join([memoryview(first)[body_offset:], *parts[1:]])
             parts.clear()  # the caller's list: let the fragments go before decoding starts
@@ -254,7 +256,7 @@ class FragmentAssembler:
             message_type,
             self._guid(rpid),
             None if pid == _NIL_BYTES else self._guid(pid),
-            first[:body_offset],
+            bytes(first[:body_offset]),
             body,
         )
 
