@@ -50,6 +50,16 @@ def _shared(levels: int) -> str:
     return f'<Obj RefId="0"><TN RefId="0"><T>Hostile.Shared</T></TN><MS>{inner}</MS></Obj>'
 
 
+def _shared_lists(levels: int) -> str:
+    # lists only: pandas prints three levels, then str() of the rest, 2^levels elements
+    inner = "<I32>1</I32>"
+    for level in range(levels, 0, -1):
+        inner = (f'<Obj RefId="{level}"><TN RefId="{level}"><T>System.Object[]</T></TN>'
+                 f'<LST>{inner}</LST></Obj><Ref RefId="{level}" />')
+    return ('<Obj RefId="0"><TN RefId="0"><T>Hostile.Lists</T></TN><MS><Obj N="v" RefId="999">'
+            f'<TN RefId="999"><T>System.Object[]</T></TN><LST>{inner}</LST></Obj></MS></Obj>')
+
+
 HOSTILE = {
     "self": '<Obj RefId="0"><TN RefId="0"><T>Hostile.Loop</T></TN><MS><I32 N="n">1</I32>'
             '<Ref N="self" RefId="0" /></MS></Obj>',
@@ -60,6 +70,7 @@ HOSTILE = {
             '<Ref RefId="0" /></LST></Obj></MS></Obj>',
     "deep240": _deep(240),
     "shared200": _shared(200),
+    "lists200": _shared_lists(200),
 }
 
 
@@ -90,6 +101,17 @@ def test_every_rendering_path_finishes(name: str) -> None:
     assert stream == "output" and isinstance(again, PSObject)
     if name != "list":
         assert "…" in str(value)  # where the walk stopped, as PowerShell's formatter shows
+
+
+def test_only_unprintable_list_cells_are_wrapped() -> None:
+    from hvmagic.frames import NestedValue
+
+    hostile = decoded("lists200")
+    frame = to_dataframe([hostile, PSObject({"v": [1, [2, [3]]]}, ["Hostile.Lists"])])
+    cell, plain = frame["v"].tolist()
+    assert isinstance(cell, NestedValue) and cell.value is hostile["v"]
+    assert len(str(cell)) <= 1000 and str(cell).startswith("[[[[")
+    assert plain == [1, [2, [3]]]  # an ordinary nested list stays a list
 
 
 def test_a_cycle_shows_its_first_level_like_powershell_then_stops() -> None:

@@ -173,7 +173,7 @@ def _render(value: Any, out: list[str], budget: list[int], depth: int, active: s
         try:
             is_dict = isinstance(value, dict)
             _emit("{" if is_dict else "[" if isinstance(value, list) else "(", out, budget)
-            items = value.items() if is_dict else value
+            items: Any = value.items() if isinstance(value, dict) else value
             for index, item in enumerate(items):
                 if budget[0] <= 0:
                     return
