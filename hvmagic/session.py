@@ -46,7 +46,12 @@ Threads and failure rules
 * A terminating error (pipeline ``Failed``) raises :class:`RemoteError` with the ErrorRecord
   and the partial result; non-terminating errors only land in :attr:`Result.errors`.
 * A dead transport or a protocol violation marks the session :attr:`~Session.broken` and raises
-  :class:`SessionBrokenError`; connect again.
+  :class:`SessionBrokenError`, whose ``result`` holds what arrived before; connect again. Any
+  exception while handling the guest's bytes counts as a violation (only typed errors leave
+  ``run``); a guest exceeding a limit (bytes held for unfinished objects) raises
+  :class:`~hvmagic.errors.SessionLimitExceededError`, both a ``LimitExceededError`` and a
+  ``SessionBrokenError``. :attr:`Session.last_result` is the latest run's result whatever its
+  outcome (a Ctrl-C carries none).
 """
 
 from __future__ import annotations
