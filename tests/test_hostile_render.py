@@ -189,7 +189,7 @@ def run_cell(shell: InteractiveShell, code: str) -> tuple[Any, Any, float]:
 
 
 @pytest.mark.parametrize("options", ["", "--columns all", "--raw -o x"])
-@pytest.mark.parametrize("name", ["self", "list", "deep240"])
+@pytest.mark.parametrize("name", ["self", "lists200", "deep240"])
 def test_vmps_shows_cyclic_and_deep_objects(ip: InteractiveShell, options: str,
                                             name: str) -> None:
     # was: the cell recursed until RecursionError
