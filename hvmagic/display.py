@@ -373,6 +373,14 @@ def _bar(percent: int, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+#: how many activities a progress display keeps; lines shown; indentation levels; updates that
+#: skip the throttle per interval (new activities and removals)
+MAX_ACTIVITIES = 256
+MAX_LINES = 20
+MAX_INDENT = 10
+FORCED_UPDATES = 3
+
+
 class ProgressView:
     """Live ``Write-Progress`` display: one line per running activity, children indented.
 
@@ -381,6 +389,12 @@ class ProgressView:
     ``"bar"`` (HTML ``<progress>`` bars plus a text bar), ``"text"`` (text only) or ``"none"``.
     Updates are throttled to ``min_interval`` seconds, except the first one and removals, so a
     loop that writes thousands of records does not flood the frontend.
+
+    A guest is not trusted to be reasonable: a new activity or a removal shows at once only
+    :data:`FORCED_UPDATES` times per interval (a flood of them is throttled like any update),
+    at most :data:`MAX_ACTIVITIES` activities are kept (the oldest go first), nesting is
+    indented at most :data:`MAX_INDENT` levels and at most :data:`MAX_LINES` lines are shown.
+    Rendering is linear in the activities kept, so the cost per record is bounded.
     """
 
     def __init__(
@@ -400,6 +414,7 @@ class ProgressView:
         self._min_interval = min_interval
         self._clock = clock
         self._last_shown: float | None = None
+        self._forced_in_interval = 0
         self._dirty = False
         self._cleared = False
         #: how many times the display was shown/updated (first show included); for diagnostics
@@ -420,6 +435,11 @@ class ProgressView:
         existing = self._activities.get(record.activity_id)
         order = existing.order if existing else self._next_order()
         self._activities[record.activity_id] = _Activity(record, order)
+        if existing is None and len(self._activities) > MAX_ACTIVITIES:
+            # the oldest still running go; a quarter at once, as dropping one at a time from
+            # the front of a dict is quadratic under a flood
+            kept = list(self._activities.items())[-(MAX_ACTIVITIES * 3 // 4):]
+            self._activities = dict(kept)
         self._publish(force=existing is None)
 
     def finish(self) -> None:
@@ -435,61 +455,69 @@ class ProgressView:
         return self._counter
 
     def _remove(self, activity_id: int) -> None:
-        doomed = {activity_id}
-        changed = True
-        while changed:  # children of a finished activity go with it
-            changed = False
-            for aid, act in self._activities.items():
-                if aid not in doomed and act.record.parent_activity_id in doomed:
-                    doomed.add(aid)
-                    changed = True
+        if activity_id not in self._activities:
+            return
+        children: dict[int, list[int]] = {}
+        for aid, act in self._activities.items():
+            children.setdefault(act.record.parent_activity_id, []).append(aid)
+        doomed, stack = set(), [activity_id]
+        while stack:  # children of a finished activity go with it (one linear pass)
+            aid = stack.pop()
+            if aid not in doomed:
+                doomed.add(aid)
+                stack.extend(children.get(aid, ()))
         for aid in doomed:
             self._activities.pop(aid, None)
 
-    def _depth(self, record: ProgressRecord) -> int:
-        depth, seen = 0, {record.activity_id}
-        parent = record.parent_activity_id
-        while parent in self._activities and parent not in seen:
-            depth += 1
-            seen.add(parent)
-            parent = self._activities[parent].record.parent_activity_id
-        return depth
-
-    def _ordered(self) -> list[_Activity]:
+    def _ordered_with_depth(self) -> list[tuple[_Activity, int]]:
+        """Parents before their children, each with its nesting depth; linear, no recursion
+        (a guest may chain thousands of activities), and activities whose parents form a
+        cycle are still shown."""
+        activities = self._activities
         children: dict[int, list[_Activity]] = {}
         roots: list[_Activity] = []
-        for act in sorted(self._activities.values(), key=lambda a: a.order):
+        for act in sorted(activities.values(), key=lambda a: a.order):
             parent = act.record.parent_activity_id
-            if parent in self._activities and parent != act.record.activity_id:
+            if parent in activities and parent != act.record.activity_id:
                 children.setdefault(parent, []).append(act)
             else:
                 roots.append(act)
-        out: list[_Activity] = []
+        out: list[tuple[_Activity, int]] = []
         seen: set[int] = set()
+        leftovers = iter(sorted(activities.values(), key=lambda a: a.order))
+        pending = list(reversed(roots))
+        while True:
+            stack = [(act, 0) for act in pending]
+            while stack:
+                act, depth = stack.pop()
+                if act.record.activity_id in seen:
+                    continue
+                seen.add(act.record.activity_id)
+                out.append((act, depth))
+                stack.extend((child, depth + 1)
+                             for child in reversed(children.get(act.record.activity_id, [])))
+            if len(seen) >= len(activities):
+                return out
+            pending = [next(a for a in leftovers if a.record.activity_id not in seen)]
 
-        def walk(act: _Activity) -> None:
-            if act.record.activity_id in seen:
-                return
-            seen.add(act.record.activity_id)
-            out.append(act)
-            for child in children.get(act.record.activity_id, []):
-                walk(child)
-
-        for root in roots:
-            walk(root)
-        return out
+    def _ordered(self) -> list[_Activity]:
+        return [act for act, _ in self._ordered_with_depth()]
 
     def _publish(self, *, force: bool) -> None:
         if self._sink is None:
             self._sink = DisplayHandleSink()
         now = self._clock()
-        if (
-            not force
-            and self._last_shown is not None
-            and now - self._last_shown < self._min_interval
-        ):
+        within = self._last_shown is not None and now - self._last_shown < self._min_interval
+        if within and force:
+            # new activities and removals show at once, but a guest sending thousands of
+            # them gets the same throttle as any update
+            self._forced_in_interval += 1
+            force = self._forced_in_interval <= FORCED_UPDATES
+        if within and not force:
             self._dirty = True
             return
+        if not within:
+            self._forced_in_interval = 0
         self._last_shown = now
         self._dirty = False
         if not self._activities:
@@ -505,9 +533,10 @@ class ProgressView:
         """The bundle for the current activities."""
         text_lines: list[str] = []
         html_lines: list[str] = []
-        for act in self._ordered():
+        ordered = self._ordered_with_depth()
+        for act, nesting in ordered[:MAX_LINES]:
             rec = act.record
-            depth = self._depth(rec)
+            depth = min(nesting, MAX_INDENT)
             status = rec.status_description or ""
             pct = rec.percent_complete
             line = "  " * depth + f"{rec.activity}: {status}"
@@ -542,6 +571,11 @@ class ProgressView:
                     f"<b>{html.escape(rec.activity)}</b> {html.escape(status)} "
                     f"{bar}{remaining}{operation}</div>"
                 )
+        hidden = len(ordered) - MAX_LINES
+        if hidden > 0:
+            more = f"… and {hidden} more activities"
+            text_lines.append(more)
+            html_lines.append(f'<div class="hvmagic-progress-more">{html.escape(more)}</div>')
         bundle = {"text/plain": "\n".join(text_lines)}
         if self.style == "bar":
             bundle["text/html"] = (

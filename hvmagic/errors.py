@@ -59,7 +59,25 @@ class CredentialError(HvMagicError, PermissionError):
 
 
 class SessionBrokenError(TransportError):
-    """The session can no longer be used (its transport died); connect again."""
+    """The session can no longer be used (its transport died); connect again.
+
+    Raised by a run, ``result`` is the partial :class:`hvmagic.session.Result`: whatever
+    arrived before the guest died or broke the protocol is kept, not lost with the session.
+    """
+
+    def __init__(self, message: str = "", result: Any = None) -> None:
+        super().__init__(message)
+        #: the partial result of the run that broke (``None`` outside a run)
+        self.result = result
+
+
+class SessionLimitExceededError(SessionBrokenError, LimitExceededError):
+    """The guest's stream exceeded a limit of the session (a message too large, too many bytes
+    held for incomplete objects): a :class:`LimitExceededError` that also broke the session."""
+
+    def __init__(self, message: str = "", result: Any = None) -> None:
+        SessionBrokenError.__init__(self, message, result)
+        self.position = None
 
 
 class PipelineTimeoutError(HvMagicError, TimeoutError):

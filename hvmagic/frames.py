@@ -81,7 +81,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from hvmagic.clixml.values import PSEnum, PSObject, PSVersion, SecureString
+from hvmagic.clixml.values import PSEnum, PSObject, PSVersion, SecureString, bounded_text
 from hvmagic.errors import FrameError
 from hvmagic.views import Column, default_columns, find_view
 
@@ -581,6 +581,8 @@ def _objects(values: Sequence[Any], types: set[type]) -> Any:
     import numpy as np
 
     n = len(values)
+    if not types.isdisjoint(_CONTAINER_TYPES):
+        values = [_deep_cell(v) if type(v) in _CONTAINER_TYPES else v for v in values]
     if PSVersion in types or any(_is_psobject_type(t) for t in types):
         return np.fromiter(map(_cell, values), dtype=object, count=n)
     if list in types:
@@ -611,6 +613,57 @@ def _cell(value: Any) -> Any:
         # as a column of versions gets
         return str(value)
     return _list_cell(value)
+
+
+_CONTAINER_TYPES = frozenset((list, tuple, dict))
+#: pandas pretty-prints nested lists this deep (``display.pprint_nest_depth``), then falls back
+#: to ``str``, which has no bound at all over a chain of shared lists
+_PANDAS_NEST_DEPTH = 3
+_CELL_CONTAINER_BUDGET = 1000
+
+
+class NestedValue:
+    """A list or dictionary cell nested too deeply (or shared too often) for pandas to print.
+
+    The decoder resolves ``<Ref>`` to the same list, so a guest can send a chain of lists that
+    each hold the next one twice: 200 levels, a few kilobytes, and 2^200 elements to print.
+    Such a cell shows its text cut at :data:`~hvmagic.clixml.values.RENDER_DEPTH` and 1 000
+    characters; ``cell.value`` is the value itself. Ordinary list cells stay plain lists.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        text = bounded_text(self.value, 1000)
+        return text if len(text) <= 1000 else text[:999] + "…"
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NestedValue):
+            return self.value is other.value
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # wraps a mutable container
+
+
+def _deep_cell(value: Any) -> Any:
+    """``value``, or a :class:`NestedValue` when printing it would have no bound."""
+    stack = [(value, 0)]
+    visits = 0
+    while stack:
+        container, depth = stack.pop()
+        items = container.values() if type(container) is dict else container
+        for item in items:
+            if type(item) in _CONTAINER_TYPES:
+                visits += 1
+                if depth + 1 >= _PANDAS_NEST_DEPTH or visits > _CELL_CONTAINER_BUDGET:
+                    return NestedValue(value)
+                stack.append((item, depth + 1))
+    return value
 
 
 def _list_cell(value: Any) -> Any:

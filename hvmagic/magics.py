@@ -110,6 +110,16 @@ class SessionLostError(_ShortTraceback, SessionBrokenError):
     """The session's connection died while running a cell; reconnect with ``%vmconnect``."""
 
 
+def _partial_result(session: Any, exc: BaseException, earlier: Any) -> Any:
+    """The Result a failed run left: the exception's own, else the session's latest result if
+    this run made one (a Ctrl-C carries none; ``earlier`` tells an older result apart)."""
+    result = getattr(exc, "result", None)
+    if result is not None:
+        return result
+    latest = getattr(session, "last_result", None)
+    return latest if latest is not earlier else None
+
+
 def _raise_if_broken(session: Any, entry: SessionEntry, what: str) -> None:
     """After a timeout or interrupt the session is only "still usable" if stopping worked."""
     if getattr(session, "broken", False):
@@ -1041,22 +1051,51 @@ class VmMagics(Magics):
             show_streams=self.show_streams, progress_style=self.progress_style
         )
         session = entry.session
+        earlier = getattr(session, "last_result", None)
         try:
             result = self._run_with_live_display(session, script, parameters, timeout, live,
                                                  entry)
+        except BaseException as exc:
+            # whatever the outcome, nothing that arrived is lost: _vmps_result and -o get it
+            self._bind_partial(_partial_result(session, exc, earlier), columns, args.raw,
+                               out_var)
+            raise
         finally:
             live.finish()  # whatever happened, no progress bar stays behind
         self._finish_run(result, columns, args.raw, out_var, raise_on_error, live)
 
+    def _bind_partial(self, result: Any, columns: str | list[str], raw: bool,
+                      out_var: str | None) -> None:
+        """Bind the partial result of a run that did not complete (timeout, Ctrl-C, error,
+        broken session) to ``_vmps_result`` and the ``-o`` variable, and say it is partial."""
+        if result is None:
+            return
+        self._shell.user_ns[LAST_RESULT_VAR] = result
+        if not out_var:
+            return
+        output = list(getattr(result, "output", []))
+        value: Any = output
+        if not raw and output and not hvdisplay.is_text_output(output):
+            try:
+                value = result.frame(columns)
+            except Exception:  # the objects themselves are still worth binding
+                value = output
+        self._shell.user_ns[out_var] = value
+        state = getattr(result, "state", "?")
+        print(f"{out_var} holds the {len(output)} object(s) that arrived before the pipeline "
+              f"ended ({state}): a partial result.")
+
     def _run_with_live_display(self, session: Any, script: str, parameters: dict[str, Any],
                                timeout: float | None, live: hvdisplay.LiveRenderer,
                                entry: SessionEntry) -> Any:
+        earlier = getattr(session, "last_result", None)
         try:
             return session.run(
                 script, parameters=parameters or None, timeout=timeout, on_event=live.on_event
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             live.finish()
+            self._show_partial(_partial_result(session, exc, earlier), live)
             _raise_if_broken(session, entry, "the kernel was interrupted")
             print(f"Pipeline stopped (interrupted); session {entry.alias!r} is still usable.")
             raise PipelineStopped("the kernel was interrupted; the remote pipeline was stopped")\

@@ -66,6 +66,7 @@ from hvmagic.errors import (
     PipelineTimeoutError,
     RemoteError,
     ReplayMismatchError,
+    SessionBrokenError,
 )
 from hvmagic.frame_parameters import prepare_parameters
 from hvmagic.psrp.client import normalise_record
@@ -114,9 +115,17 @@ def next_recording_path(mode: str, directory: str | Path, name: str) -> Path:
 
 # -- redaction ------------------------------------------------------------------------------
 def redact(value: Any, _depth: int = 0) -> Any:
-    """A copy of ``value`` with every SecureString/PSCredential replaced (see module doc)."""
-    if _depth > 100:
+    """A copy of ``value`` with every SecureString/PSCredential replaced (see module doc).
+
+    Shared and cyclic objects (the decoder resolves ``<Ref>`` to the same Python object) are
+    walked once each, and copied once each, so the cost is linear in the distinct objects."""
+    secret: dict[int, bool] = {}
+    if not _has_secret(value, 0, secret):
         return value
+    return _redact(value, secret, {})
+
+
+def _redact(value: Any, secret: dict[int, bool], copies: dict[int, Any]) -> Any:
     if isinstance(value, SecureString):
         return REDACTED
     if isinstance(value, PSCredential):
@@ -124,38 +133,74 @@ def redact(value: Any, _depth: int = 0) -> Any:
             {"UserName": value.username, "Password": REDACTED},
             ["System.Management.Automation.PSCustomObject", "System.Object"],
         )
+    if not secret.get(id(value), False):
+        return value  # nothing secret below: shared as it is
+    done = copies.get(id(value))
+    if done is not None:
+        return done
     if isinstance(value, PSObject):
-        if not any(_has_secret(v) for v in value.properties.values()) and not _has_secret(
-            value.value
-        ):
-            return value
-        copy = type(value)(
-            {k: redact(v, _depth + 1) for k, v in value.properties.items()},
-            list(value.type_names), value.to_string, redact(value.value, _depth + 1),
-            value.adapted,
+        copy = type(value)({}, list(value.type_names), value.to_string, None, value.adapted)
+        copies[id(value)] = copy
+        copy.properties.update(
+            {k: _redact(v, secret, copies) for k, v in value.properties.items()}
         )
+        copy.value = _redact(value.value, secret, copies)
         return copy
     if isinstance(value, dict):
-        return {k: redact(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact(v, _depth + 1) for v in value) if _has_secret(value) else value
+        copied: dict[Any, Any] = {}
+        copies[id(value)] = copied
+        copied.update({k: _redact(v, secret, copies) for k, v in value.items()})
+        return copied
+    if isinstance(value, list):
+        items: list[Any] = []
+        copies[id(value)] = items
+        items.extend(_redact(v, secret, copies) for v in value)
+        return items
+    if isinstance(value, tuple):
+        return type(value)(_redact(v, secret, copies) for v in value)
     return value
 
 
-def _has_secret(value: Any, depth: int = 0) -> bool:
-    if depth > 100:
-        return False
+def _children(value: Any) -> Any:
+    if isinstance(value, PSObject):
+        return [*value.properties.values(), value.value]
+    if isinstance(value, Mapping):
+        return value.values()
+    return value
+
+
+def _has_secret(value: Any, depth: int = 0, secret: dict[int, bool] | None = None) -> bool:
+    """True when a SecureString/PSCredential is reachable from ``value``.
+
+    Fills ``secret`` (container id → reaches a secret) for every container reachable. An
+    iterative walk plus a backward pass: shared objects are visited once, cycles end, and an
+    object that reaches a secret only through a cycle is still marked (a recursive walk that
+    answers "no" for an object in progress would leave it unredacted)."""
     if isinstance(value, (SecureString, PSCredential)):
         return True
-    if isinstance(value, PSObject):
-        return any(_has_secret(v, depth + 1) for v in value.properties.values()) or _has_secret(
-            value.value, depth + 1
-        )
-    if isinstance(value, Mapping):
-        return any(_has_secret(v, depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_secret(v, depth + 1) for v in value)
-    return False
+    if not isinstance(value, (PSObject, Mapping, list, tuple)):
+        return False
+    marks = secret if secret is not None else {}
+    parents: dict[int, list[int]] = {}
+    stack = [value]
+    marks[id(value)] = False
+    holders: list[int] = []
+    while stack:
+        node = stack.pop()
+        for child in _children(node):
+            if isinstance(child, (SecureString, PSCredential)):
+                holders.append(id(node))
+            elif isinstance(child, (PSObject, Mapping, list, tuple)):
+                parents.setdefault(id(child), []).append(id(node))
+                if id(child) not in marks:
+                    marks[id(child)] = False
+                    stack.append(child)
+    while holders:  # everything that can reach a holder holds a secret too
+        key = holders.pop()
+        if not marks[key]:
+            marks[key] = True
+            holders.extend(parents.get(key, ()))
+    return marks[id(value)]
 
 
 # -- (de)serializing records ------------------------------------------------------------------
@@ -326,7 +371,12 @@ class RecordingSession(_SessionWrapper):
         started = time.monotonic()
 
         def capture(stream: str, record: Any) -> None:
-            events.append(_encode_event(stream, record, time.monotonic() - started))
+            offset = time.monotonic() - started
+            try:
+                events.append(_encode_event(stream, record, offset))
+            except Exception as exc:  # a value the encoder refuses must not stop the run
+                events.append({"t": round(offset, 4), "stream": stream,
+                               "text": f"<not recordable: {type(exc).__name__}: {exc}>"})
             if on_event is not None:
                 on_event(stream, record)
 
@@ -337,7 +387,8 @@ class RecordingSession(_SessionWrapper):
         }
         try:
             result = self._session.run(script, dict(parameters or {}), timeout, capture)
-        except (RemoteError, PipelineTimeoutError, KeyboardInterrupt) as exc:
+        except (RemoteError, PipelineTimeoutError, SessionBrokenError, KeyboardInterrupt) as exc:
+            # a run that broke the session is recorded too, with what arrived before the break
             partial = getattr(exc, "result", None)
             entry["state"] = partial.state if isinstance(partial, Result) else "Stopped"
             if isinstance(partial, Result):
@@ -444,6 +495,7 @@ class ReplaySession(_SessionWrapper):
         self._last_for_script: dict[str, int] = {}
         self.closed = False
         self.broken = False
+        self.last_result: Result | None = None
 
     def __repr__(self) -> str:
         return f"<ReplaySession {self.name!r} {self._next}/{len(self._runs)} runs from {self.path}>"
@@ -477,6 +529,7 @@ class ReplaySession(_SessionWrapper):
         self._used.add(index)
         self._last_for_script[_normalise_script(script)] = index
         result = Result(ps_version=self.ps_version)
+        self.last_result = result  # as Session.last_result: whatever the outcome
         for stream, record, quiet in self._events(entry):
             getattr(result, _RESULT_LISTS[stream]).append(record)
             if on_event is not None and not quiet:
@@ -485,6 +538,8 @@ class ReplaySession(_SessionWrapper):
         result.duration = float(entry.get("duration", 0.0))
         raised = entry.get("raised")
         if raised:
+            if str(raised.get("type", "")).startswith("Session"):
+                self.broken = True  # the live session broke here; nothing was recorded after
             self._raise(raised, result)
         return result
 
@@ -558,6 +613,8 @@ class ReplaySession(_SessionWrapper):
             raise PipelineTimeoutError(message, result=result)
         if kind == "KeyboardInterrupt":
             raise KeyboardInterrupt
+        if kind in ("SessionBrokenError", "SessionLimitExceededError"):
+            raise SessionBrokenError(message, result=result)
         raise HvMagicError(f"recorded run ended with {kind}: {message}")
 
 

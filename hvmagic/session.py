@@ -58,7 +58,12 @@ Threads and failure rules
 * A terminating error (pipeline ``Failed``) raises :class:`RemoteError` with the ErrorRecord
   and the partial result; non-terminating errors only land in :attr:`Result.errors`.
 * A dead transport or a protocol violation marks the session :attr:`~Session.broken` and raises
-  :class:`SessionBrokenError`; connect again.
+  :class:`SessionBrokenError`, whose ``result`` holds what arrived before; connect again. Any
+  exception while handling the guest's bytes counts as a violation (only typed errors leave
+  ``run``); a guest exceeding a limit (bytes held for unfinished objects) raises
+  :class:`~hvmagic.errors.SessionLimitExceededError`, both a ``LimitExceededError`` and a
+  ``SessionBrokenError``. :attr:`Session.last_result` is the latest run's result whatever its
+  outcome (a Ctrl-C carries none).
 """
 
 from __future__ import annotations
@@ -96,11 +101,13 @@ from hvmagic.errors import (
     HostInteractionError,
     HvMagicError,
     LegacyGuestRefusedError,
+    LimitExceededError,
     PipelineTimeoutError,
     ProtocolError,
     RemoteError,
     SessionBrokenError,
     SessionBusyError,
+    SessionLimitExceededError,
     StopNotAcknowledgedError,
     TransportError,
     UnsupportedPlatformError,
@@ -344,6 +351,7 @@ class Session:
         self._closed = False
         self._ps_version: PSVersion | None = None
         self._ps_version_read = False
+        self.last_result: Result | None = None
         self._reader = threading.Thread(
             target=self._read_loop, name=f"hvmagic-reader-{name}", daemon=True
         )
@@ -432,7 +440,15 @@ class Session:
         self._run_thread = threading.get_ident()
         try:
             return self._run(script, variables, timeout, on_event)
+        except SessionBrokenError as exc:
+            run = self._current
+            if run is not None and exc.result is None:
+                exc.result = run.result  # what arrived before the break is not lost
+            raise
         finally:
+            if self._current is not None:
+                #: the Result of the latest run, whatever its outcome (a Ctrl-C carries none)
+                self.last_result = self._current.result
             self._current = None
             self._run_lock.release()
 
@@ -666,6 +682,7 @@ class Session:
         leaves the rest for the next call instead of losing it.
         """
         failure: BaseException | None = None
+        violation: SessionBrokenError | None = None  # raised once the records are dispatched
         pending = self._pending
         with self._lock:
             try:
@@ -690,20 +707,43 @@ class Session:
                 self._flush()
             except ProtocolError as exc:
                 self._mark_broken(f"protocol error: {exc}")
-                self._fail_current()
-                raise SessionBrokenError(f"{self.description}: {exc}") from exc
+                violation = SessionBrokenError(f"{self.description}: {exc}")
+                violation.__cause__ = exc
             except TransportError as exc:  # an error line from the server
                 failure = exc
+            except LimitExceededError as exc:
+                self._mark_broken(f"limit exceeded: {exc}")
+                violation = SessionLimitExceededError(
+                    f"{self.description}: {exc} (the session is broken; connect again)"
+                )
+                violation.__cause__ = exc
+            except Exception as exc:
+                # Anything else from parsing the guest's bytes (a bug meeting hostile input)
+                # leaves the client's state unknown: the session cannot go on.
+                self._mark_broken(f"{type(exc).__name__} handling the guest's data: {exc}")
+                violation = SessionBrokenError(
+                    f"{self.description}: {type(exc).__name__}: {exc} "
+                    "(the session is broken; connect again)"
+                )
+                violation.__cause__ = exc
         callback_error: BaseException | None = None
         while (event := self._client.next_event()) is not None:
             # Every event is dispatched even when on_event raised, so a final state that came
-            # in the same batch is not lost; the first error is re-raised afterwards.
+            # in the same batch is not lost; the first error is re-raised afterwards. After a
+            # protocol violation only the records are kept: no host call is answered.
+            if violation is not None and not isinstance(event, PipelineRecord):
+                continue
             try:
                 self._dispatch(event)
+            except ProtocolError as exc:  # answering a host call broke the protocol
+                failure = failure or exc
             except BaseException as exc:
                 callback_error = callback_error or exc
                 if self._current is not None:
                     self._current.on_event = None  # record the rest of the batch, quietly
+        if violation is not None:
+            self._fail_current()
+            raise violation
         if callback_error is not None and failure is None:
             raise callback_error
         if failure is not None:
@@ -951,6 +991,11 @@ def connect(
     reconnect right after ``Restart-Computer`` can reach the guest *before* it shuts down, as
     ``Restart-Computer`` returns first.
     """
+    if isinstance(password, str):
+        # At the API boundary: from here on no frame (this one, the retry closure, the
+        # transport's) holds the plain str, which tracebacks printing locals (IPython's
+        # %xmode Verbose) would show. The transport reveals it only at its own send.
+        password = SecureString(password)
     if via not in _VIA:
         raise ValueError(f"via must be one of {', '.join(_VIA)}, not {via!r}")
     if record is not None and replay is not None:

@@ -104,6 +104,8 @@ class PSObject(Mapping[str, Any]):
         if self.to_string is not None:
             return self.to_string
         if self.value is not None:
+            if type(self.value) in (list, tuple, dict) or isinstance(self.value, PSObject):
+                return bounded_text(self.value, _CONTAINER_TEXT_LIMIT)  # may hold this object
             return str(self.value)
         return "@{" + "; ".join(f"{k}={_short(v)}" for k, v in self._props.items()) + "}"
 
@@ -122,8 +124,117 @@ def strip_deserialized(type_name: str) -> str:
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    text = str(value)
+    text = bounded_text(value, limit)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: nested objects shown inside a value's text, at most (PowerShell itself shows one level)
+RENDER_DEPTH = 8
+#: the text of an object wrapping a collection (``<Obj><LST>…``) is cut here
+_CONTAINER_TEXT_LIMIT = 100_000
+
+
+def bounded_text(value: Any, limit: int = 40) -> str:
+    """``str(value)`` as far as its first ``limit`` characters, for any value the decoder made.
+
+    The decoder returns cyclic objects on purpose (a ``<Ref>`` to an object still being built)
+    and shares one object under many ``<Ref>`` elements, so a naive ``str`` recurses forever or,
+    over a chain of shared objects, exponentially. This walk stops at the first ``limit + 1``
+    characters, shows an object already being shown, or one deeper than :data:`RENDER_DEPTH`,
+    as ``…`` — PowerShell's formatter likewise stops expanding at its depth. Plain values
+    render exactly as ``str`` does.
+    """
+    parts: list[str] = []
+    _render(value, parts, [limit + 1], 0, set())
+    return "".join(parts)
+
+
+def _render(value: Any, out: list[str], budget: list[int], depth: int, active: set[int]) -> None:
+    # budget[0]: characters still wanted; every container visited costs at least one, so the
+    # walk is bounded by ``limit`` however the objects are shared.
+    if budget[0] <= 0:
+        return
+    if isinstance(value, PSObject):
+        if value.to_string is not None:
+            _emit(value.to_string, out, budget)
+            return
+        if id(value) in active or depth >= RENDER_DEPTH:
+            _emit("…", out, budget)
+            return
+        active.add(id(value))
+        try:
+            if value.value is not None:
+                _render(value.value, out, budget, depth + 1, active)
+                return
+            _emit("@{", out, budget)
+            for index, (key, item) in enumerate(value.properties.items()):
+                if budget[0] <= 0:
+                    return
+                _emit(f"; {key}=" if index else f"{key}=", out, budget)
+                _render(item, out, budget, depth + 1, active)
+            _emit("}", out, budget)
+        finally:
+            active.discard(id(value))
+        return
+    if isinstance(value, (list, tuple, dict)) and type(value) in (list, tuple, dict):
+        if id(value) in active or depth >= RENDER_DEPTH:
+            _emit("[...]" if isinstance(value, list) else "…", out, budget)
+            return
+        active.add(id(value))
+        try:
+            is_dict = isinstance(value, dict)
+            _emit("{" if is_dict else "[" if isinstance(value, list) else "(", out, budget)
+            items: Any = value.items() if isinstance(value, dict) else value
+            for index, item in enumerate(items):
+                if budget[0] <= 0:
+                    return
+                if index:
+                    _emit(", ", out, budget)
+                if is_dict:
+                    _render_item(item[0], out, budget, depth + 1, active)
+                    _emit(": ", out, budget)
+                    item = item[1]
+                _render_item(item, out, budget, depth + 1, active)
+            if isinstance(value, tuple) and len(value) == 1:
+                _emit(",", out, budget)
+            _emit("}" if is_dict else "]" if isinstance(value, list) else ")", out, budget)
+        finally:
+            active.discard(id(value))
+        return
+    _emit(str(value), out, budget)
+
+
+def _render_item(value: Any, out: list[str], budget: list[int], depth: int,
+                 active: set[int]) -> None:
+    """An element inside a list or dict: shown as ``repr`` shows it, as Python's ``str(list)``
+    does (a PSObject by its ``<Type Prop=…>`` repr, bounded the same way)."""
+    if isinstance(value, PSObject) and type(value).__repr__ is PSObject.__repr__:
+        if id(value) in active or depth >= RENDER_DEPTH:
+            _emit("…", out, budget)
+            return
+        active.add(id(value))
+        try:
+            _emit(f"<{value.type_name or 'PSCustomObject'} ", out, budget)
+            for index, (key, item) in enumerate(list(value.properties.items())[:6]):
+                if budget[0] <= 0:
+                    return
+                _emit(f", {key}=" if index else f"{key}=", out, budget)
+                _render(item, out, budget, depth + 1, active)
+            _emit(", …>" if len(value) > 6 else ">", out, budget)
+        finally:
+            active.discard(id(value))
+        return
+    if type(value) in (list, tuple, dict):
+        _render(value, out, budget, depth, active)
+        return
+    _emit(repr(value), out, budget)  # scalars, and records whose repr is one flat line
+
+
+def _emit(text: str, out: list[str], budget: list[int]) -> None:
+    if len(text) > budget[0]:
+        text = text[: budget[0]]
+    out.append(text)
+    budget[0] -= max(1, len(text))
 
 
 class PSEnum(int):

@@ -96,6 +96,7 @@ from hvmagic.clixml.values import (
 from hvmagic.errors import DecodeError, EncodeError, HvMagicError, ProtocolError
 from hvmagic.psrp import psrpcore_fixes
 from hvmagic.psrp.messages import (
+    DEFAULT_MAX_INCOMPLETE_BYTES,
     DEFAULT_MAX_MESSAGE_BYTES,
     FragmentAssembler,
     PSRPMessage,
@@ -127,6 +128,7 @@ FAST_STREAMS: dict[int, str] = {
     PSRPMessageType.ProgressRecord.value: "progress",
 }
 _PIPELINE_STATE = PSRPMessageType.PipelineState.value
+_MARKUP_DECLARATION = b"<!"
 
 #: host methods whose only effect is text on the console: kept as "host" records
 HOST_WRITE_METHODS = {
@@ -358,9 +360,12 @@ def _progress_record(value: Any) -> ProgressRecord:
     def number(name: str, default: int) -> int:
         raw = props.get(name)
         try:
-            return int(raw) if raw is not None else default
-        except (TypeError, ValueError):
+            value = int(raw) if raw is not None else default
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a Double infinity
             return default
+        # the fields are Int32 in .NET; a guest sending 1E+100000 as a Decimal gets the default
+        # rather than a 100 000-digit int that str() refuses to print
+        return value if _I32[0] <= value <= _I32[1] else default
 
     kind = props.get("Type", props.get("RecordType", "Processing"))
     record_type = str(kind)
@@ -426,7 +431,8 @@ class PSRPClient:
     ``host_info``: psrpcore ``HostInfo`` sent with the pool and every pipeline; by default a
     host with a UI and no raw UI, so the server forwards ``Write-Host``/prompts as host calls
     (as to ``Enter-PSSession``) instead of failing them.
-    ``max_message_bytes`` bounds one reassembled PSRP message, ``max_line_bytes`` one OutOfProc
+    ``max_message_bytes`` bounds one reassembled PSRP message, ``max_incomplete_bytes`` all
+    objects still missing fragments together, ``max_line_bytes`` one OutOfProc
     line (see :class:`~hvmagic.psrp.outofproc.PacketReader`). ``pipeline_id_factory`` makes
     pipeline ids deterministic (replaying a recorded server stream needs the recorded ids).
     """
@@ -439,6 +445,7 @@ class PSRPClient:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_line_bytes: int = 64 << 20,
         pipeline_id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
+        max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
     ) -> None:
         self._new_pipeline_id = pipeline_id_factory
         self.host_info = host_info or HostInfo(
@@ -448,7 +455,7 @@ class PSRPClient:
             application_arguments=application_arguments, host=self.host_info
         )
         self._reader = PacketReader(max_line_bytes=max_line_bytes)
-        self._assembler = FragmentAssembler(max_message_bytes)
+        self._assembler = FragmentAssembler(max_message_bytes, max_incomplete_bytes)
         self._events: collections.deque[ClientEvent] = collections.deque()
         self._outgoing: list[bytes] = []
         self._queues: dict[uuid.UUID, _SendQueue] = {}
@@ -617,7 +624,10 @@ class PSRPClient:
             raise
         except psrpcore.PSRPCoreError as exc:
             raise ProtocolError(f"PSRP state error: {exc}") from exc
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except Exception as exc:
+            # psrpcore deserializes what the guest sent: a hostile message can make it raise
+            # anything (RecursionError on deep nesting, OverflowError on an infinite number,
+            # ElementTree's ParseError). Whatever it is, the peer broke the protocol.
             raise ProtocolError(f"PSRP error: {type(exc).__name__}: {exc}") from exc
 
     def _pump(self) -> None:
@@ -710,6 +720,8 @@ class PSRPClient:
                 self.closed = True
                 self._events.append(PoolClosed())
             else:
+                # fragments of an object the pipeline never finished can never complete now
+                self._assembler.discard_pipeline(guid)
                 self._pipelines.pop(guid, None)
                 self._queues.pop(guid, None)
                 self.pool.pipeline_table.pop(guid, None)
@@ -726,10 +738,10 @@ class PSRPClient:
             pid = message.pipeline_id
             if pid is None:
                 raise ProtocolError(f"{stream} record without a pipeline id")
-            if message_type == _OUTPUT and len(message.raw) == message.body_offset:
+            if message_type == _OUTPUT and not message.body:
                 value: Any = None  # an empty PIPELINE_OUTPUT is $null
             else:
-                body = message.raw[message.body_offset :]
+                body = message.body
                 try:
                     value = loads_fragment(body)
                 except DecodeError as exc:
@@ -778,7 +790,7 @@ class PSRPClient:
     @staticmethod
     def _state_error(message: PSRPMessage) -> ErrorRecord | None:
         try:
-            state = loads_fragment(message.raw[message.body_offset :])
+            state = loads_fragment(message.body)
         except DecodeError as exc:
             raise ProtocolError(f"undecodable PIPELINE_STATE: {exc}") from exc
         if isinstance(state, PSObject):
@@ -788,11 +800,20 @@ class PSRPClient:
         return None
 
     def _to_psrpcore(self, message: PSRPMessage, error: ErrorRecord | None) -> None:
+        if _MARKUP_DECLARATION in message.body:
+            # psrpcore parses with ElementTree, which accepts a DTD (and expands its internal
+            # entities). PowerShell's serializer never writes one — "<" in text is "&lt;" —
+            # so "<!" anywhere (DOCTYPE, ENTITY, CDATA, comment) is refused here as hvmagic's
+            # own decoder refuses it on the output path.
+            raise ProtocolError(
+                f"PSRP message type 0x{message.message_type:08X} carries a DTD or other markup "
+                "declaration; refused"
+            )
         payload = psrpcore.PSRPPayload(
             build_fragment(message.object_id, message.raw), psrpcore.StreamType.default,
             message.pipeline_id,
         )
-        self.pool.receive_data(payload)
+        self._guard(lambda: self.pool.receive_data(payload))
         while True:
             event = self._guard(self.pool.next_event)
             if event is None:
