@@ -84,9 +84,14 @@ def _kernel_env() -> dict[str, str]:
 def _copy_companions(source: Path, output_dir: Path) -> None:
     """Folders that sit beside a runbook (``dsc/HvmDemoDsc``) and that it reads by relative
     path, copied into the output folder the runbook runs in."""
+    target = output_dir.resolve()
     for child in source.iterdir():
-        if child.is_dir() and not child.name.startswith((".", "_")) and child != output_dir:
-            shutil.copytree(child, output_dir / child.name, dirs_exist_ok=True)
+        if not child.is_dir() or child.name.startswith((".", "_")):
+            continue
+        here = child.resolve()
+        if here == target or here in target.parents or (child / "pyvenv.cfg").exists():
+            continue  # the output folder itself (or one holding it), and virtual environments
+        shutil.copytree(child, output_dir / child.name, dirs_exist_ok=True)
 
 
 def run_notebook(

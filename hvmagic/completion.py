@@ -9,7 +9,11 @@ shows its synopsis and syntax from the guest (``Get-Help`` / ``Get-Command -Synt
 Rules that keep the notebook responsive and the session clean:
 
 * every question has a short timeout (:data:`COMPLETION_TIMEOUT`): a slow or busy guest yields
-  no completions, never a frozen notebook; a session that is running a cell is not asked;
+  no completions; a session that is running a cell is not asked. A question that timed out is
+  stopped like any pipeline — a completer stuck in one long .NET call (an argument completer
+  querying AD, say) holds Tab until it returns or the stop grace
+  (``hvmagic.session.STOP_TIMEOUT``) runs out — and that session is then not asked again for
+  :data:`BACKOFF` seconds, so one slow completer costs one wait, not one per keystroke;
 * the question is a normal run with the user's text passed as a parameter, never pasted into
   script text; its two variables are removed again, and no ``$Error`` entry is left behind;
 * only live sessions are asked: a recording session would otherwise record the question into
@@ -23,14 +27,20 @@ a session, usable without IPython.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
+import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 #: seconds a completion or help question may take before the notebook gives up on it
 COMPLETION_TIMEOUT = 2.0
+#: seconds a session is left alone after one of its questions timed out
+BACKOFF = 60.0
+_slow_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 # The user's text and cursor reach TabExpansion2 as parameters. ``& { }`` keeps its locals out of
 # the session's scope; the finally block removes the two parameter variables the wrapper set,
@@ -106,8 +116,10 @@ class CommandHelp:
     def text(self) -> str:
         head = f"{self.name} ({self.command_type}{', ' + self.source if self.source else ''})"
         parts = [head]
-        if self.synopsis and self.synopsis != self.name:
-            parts.append(self.synopsis)
+        # without installed help, Get-Help's synopsis is the syntax again: show it once
+        synopsis = self.synopsis.strip()
+        if synopsis and synopsis != self.name and synopsis not in self.syntax:
+            parts.append(synopsis)
         if self.syntax:
             parts.append("SYNTAX\n" + self.syntax)
         return "\n\n".join(parts)
@@ -162,11 +174,18 @@ def command_help(
 
 
 def _ask(session: Any, script: str, parameters: dict[str, Any], timeout: float) -> list[Any]:
-    from hvmagic.errors import HvMagicError
+    from hvmagic.errors import HvMagicError, PipelineTimeoutError
 
+    with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced
+        if _slow_until.get(session, 0.0) > time.monotonic():
+            return []
     try:
         return list(session.run(script, parameters, timeout=timeout).output)
-    except HvMagicError:  # busy, timed out, broken: no answer this time
+    except PipelineTimeoutError:
+        with contextlib.suppress(TypeError):
+            _slow_until[session] = time.monotonic() + BACKOFF
+        return []
+    except HvMagicError:  # busy, broken: no answer this time
         return []
 
 
@@ -302,7 +321,7 @@ def install(
         offset = sum(len(line) + 1 for line in lines[: context.cursor_line])
         offset += context.cursor_position
         alias_result = _alias_completions(context.line_with_cursor[: context.cursor_position],
-                                          aliases, SimpleCompletion)
+                                          aliases, SimpleCompletion, split_line)
         if alias_result is not None:
             return alias_result
         found = script_at_cursor(
@@ -359,16 +378,36 @@ def install(
     return uninstall
 
 
-_ALIAS_CONTEXT = re.compile(r"^\s*(?:%vmuse|%vmclose|%%?vmps\b.*?(?:-s|--session))\s+(\S*)$")
+_ALIAS_MAGIC = re.compile(r"^\s*%(?:vmuse|vmclose)\s+(\S*)$")
+_ALIAS_CELL_OPTION = re.compile(r"^\s*%%vmps\b(?:.*\s)?(?:-s|--session)\s+(\S*)$")
+_VMPS_LINE_HEAD = re.compile(r"^\s*%vmps\s+(.*?)(\S*)$")
+_ENDS_WITH_SESSION_OPTION = re.compile(r"(?:^|\s)(?:-s|--session)\s+$")
+
+
+def _alias_being_typed(
+    before_cursor: str, split_line: Callable[[str], tuple[str, str]]
+) -> str | None:
+    """The partial session alias at the cursor: after ``%vmuse``/``%vmclose``, or as the value
+    of ``-s``/``--session`` among a magic's options — never a ``-s`` inside the PowerShell of a
+    ``%vmps`` line (``Get-Service -Name win -s…`` is PowerShell's)."""
+    for pattern in (_ALIAS_MAGIC, _ALIAS_CELL_OPTION):
+        match = pattern.match(before_cursor)
+        if match is not None:
+            return match.group(1)
+    line = _VMPS_LINE_HEAD.match(before_cursor)
+    if line is None or not _ENDS_WITH_SESSION_OPTION.search(line.group(1)):
+        return None
+    _, script = split_line(line.group(1) + "x")  # "x" stands for the alias being typed
+    return line.group(2) if not script else None
 
 
 def _alias_completions(
-    before_cursor: str, aliases: Callable[[], Iterable[str]], make: Callable[..., Any]
+    before_cursor: str, aliases: Callable[[], Iterable[str]], make: Callable[..., Any],
+    split_line: Callable[[str], tuple[str, str]],
 ) -> dict[str, Any] | None:
-    match = _ALIAS_CONTEXT.match(before_cursor)
-    if match is None:
+    typed = _alias_being_typed(before_cursor, split_line)
+    if typed is None:
         return None
-    typed = match.group(1)
     names = sorted(a for a in aliases() if a.casefold().startswith(typed.casefold()))
     return {"completions": [make(name, type="session") for name in names],
             "suppress": True, "matched_fragment": typed}

@@ -225,6 +225,22 @@ def vm_pssession_arguments(
     return arguments
 
 
+def winrm_host_password(
+    host_username: str | None, host_password: str | SecureString | None
+) -> str | SecureString | None:
+    """The WinRM host account's password: as given, else ``HVMAGIC_HOST_PASSWORD``, keyring or
+    a prompt. NTLM/CredSSP/Basic need it; Kerberos with a ticket does not (no host_username).
+    :func:`hvmagic.connect` resolves it once before ``wait=`` retries, so a prompt is not
+    repeated at every attempt."""
+    if not host_username or host_password is not None:
+        return host_password
+    from hvmagic.credentials import PASSWORD_ENV_VAR, get_password
+
+    from_env = os.environ.get(HOST_PASSWORD_ENV)
+    env = {PASSWORD_ENV_VAR: from_env} if from_env is not None else {}
+    return get_password(host_username, None, env=env)
+
+
 def local_hop_applies(
     target: str, via: str, *, platform: str = sys.platform,
     version: tuple[int, int] = (sys.version_info.major, sys.version_info.minor),
@@ -263,14 +279,7 @@ def open_host_transport(
             raise ValueError("via='winrm' needs host=")
         from hvmagic.transports.winrm import WinRMTransport
 
-        if host_username and host_password is None:
-            # NTLM/CredSSP/Basic need the host password (Kerberos with a ticket needs none:
-            # leave host_username unset): HVMAGIC_HOST_PASSWORD, keyring, else a prompt
-            from hvmagic.credentials import PASSWORD_ENV_VAR, get_password
-
-            from_env = os.environ.get(HOST_PASSWORD_ENV)
-            env = {PASSWORD_ENV_VAR: from_env} if from_env is not None else {}
-            host_password = get_password(host_username, None, env=env)
+        host_password = winrm_host_password(host_username, host_password)
         return WinRMTransport(
             host, username=host_username, password=host_password, port=port,
             connect_timeout=timeout, **dict(winrm or {}),

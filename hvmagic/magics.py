@@ -1400,9 +1400,11 @@ def _replaying(via: str, args: Any) -> bool:
 def _refuse_powershell_direct_here(name: str) -> None:
     """PowerShell Direct needs a Windows Hyper-V host with CPython 3.12+: say so at once
     instead of asking for the guest's password and failing afterwards."""
+    from hvmagic.hop import local_hop_applies
     from hvmagic.transports.hvsocket import hvsocket_supported, unsupported_platform_message
 
-    if not hvsocket_supported():
+    # a Windows host with an older Python hops through a local powershell.exe instead
+    if not hvsocket_supported() and not local_hop_applies(name, "auto"):
         raise UsageError(f"Cannot reach {name!r} by PowerShell Direct from here: "
                          + unsupported_platform_message()
                          + f" In a notebook: %vmconnect {name} --host HV01 [--via ssh].")

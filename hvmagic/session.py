@@ -348,6 +348,7 @@ class Session:
         self._current: _Run | None = None
         self._run_thread: int | None = None
         self._broken: str | None = None
+        self._closer: threading.Thread | None = None
         self._closed = False
         self._ps_version: PSVersion | None = None
         self._ps_version_read = False
@@ -596,6 +597,8 @@ class Session:
         finally:
             if idle:
                 self._run_lock.release()
+            if self._closer is not None:  # a broken session's transport is closing already
+                self._closer.join(timeout=timeout)
             self._transport.close()
             self._reader.join(timeout=2.0)
             if self._on_close is not None:
@@ -625,6 +628,17 @@ class Session:
     def _mark_broken(self, reason: str) -> None:
         if self._broken is None:
             self._broken = reason
+        # Closing may take a while (a process is given time to exit, WinRM sends a Delete over
+        # HTTP); the caller — often a timeout or stop that just went unanswered — must not wait
+        # for it, or "timeout + stop grace" would not bound the call. close() waits instead.
+        if self._closer is None:
+            self._closer = threading.Thread(
+                target=self._close_transport_quietly, daemon=True,
+                name=f"hvmagic-close-{self.name}",
+            )
+            self._closer.start()
+
+    def _close_transport_quietly(self) -> None:
         with contextlib.suppress(Exception):
             self._transport.close()
 
@@ -969,9 +983,10 @@ def connect(
     ``"replay"`` — serve runs from a recording (``replay=FILE``).
 
     ``host="hv01"`` reaches the VM through its Hyper-V host (:mod:`hvmagic.hop`): ``via`` is then
-    ``"ssh"`` (default), ``"winrm"`` or ``"process"`` (this machine is the host), the host
-    account is ``host_username``/``host_password``/``host_credential`` and ``host_options``
-    holds ``port``, ``identity_file``, ``ssh_options``, ``ssh_config``, ``vm_id``, ``winrm``.
+    ``"winrm"`` (the default, ``"auto"``), ``"ssh"`` or ``"process"`` (this machine is the
+    host), the host account is ``host_username``/``host_password``/``host_credential`` and
+    ``host_options`` holds ``port``, ``identity_file``, ``ssh_options``, ``ssh_config``,
+    ``vm_id``, ``winrm``.
     ``via="ssh"``/``"winrm"`` without ``host`` opens a session in ``target``'s own PowerShell.
     On a Windows host whose Python is < 3.12, ``via="auto"`` hops through a local
     ``powershell.exe -s``.
@@ -1021,6 +1036,10 @@ def connect(
             credential = None
         if username:  # ask once, not at every attempt
             password = get_password(username, password)
+        if host is not None and via in ("auto", "winrm") and host_credential is None:
+            from hvmagic.hop import winrm_host_password
+
+            host_password = winrm_host_password(host_username, host_password)
     def attempt() -> Session:
         from hvmagic import hop  # remote hosts: imported on demand
 

@@ -942,3 +942,17 @@ def test_a_braced_python_name_gets_a_hint_about_with(
         ip.run_line_magic("vmps", "--with svc Get-Service $svc")
         ip.run_cell_magic("vmps", "", "Get-Service | Where-Object {$_.Name -eq 'x'} {nosuch}")
     assert "Note:" not in captured.stdout
+
+
+def test_vmconnect_on_a_hyperv_host_with_older_python_hops_instead_of_refusing(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    monkeypatch.setattr("hvmagic.transports.hvsocket.hvsocket_supported", lambda: False)
+    monkeypatch.setattr("hvmagic.hop.local_hop_applies", lambda target, via, **kw: True)
+    monkeypatch.setattr(hvmagics, "_connect",
+                        lambda target, **kw: seen.append(target) or FakeSession(target))
+    monkeypatch.setenv("HVMAGIC_PASSWORD", "pw")
+    with capture_output():
+        ip.run_line_magic("vmconnect", "web01 -u admin")
+    assert seen == ["web01"]

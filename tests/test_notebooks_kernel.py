@@ -469,3 +469,17 @@ def test_demo_notebook_search_order(tmp_path: Path) -> None:
     assert find_demo_notebook([shipped, checkout]) == shipped / "services-triage.ipynb"
     with pytest.raises(DemoError, match="no demo notebook found"):
         find_demo_notebook([tmp_path / "none"])
+
+
+def test_demo_companions_skip_the_output_folder_and_virtual_environments(tmp_path: Path) -> None:
+    from hvmagic.__main__ import _copy_companions
+
+    source = tmp_path / "runbooks"
+    (source / "dsc").mkdir(parents=True)
+    (source / "dsc" / "m.psm1").write_text("x", encoding="utf-8")
+    (source / "venv").mkdir()
+    (source / "venv" / "pyvenv.cfg").write_text("home = /usr", encoding="utf-8")
+    output = source / "out" / "run1"  # inside a folder beside the notebook
+    output.mkdir(parents=True)
+    _copy_companions(source, output)  # used to copy out/ into itself until RecursionError
+    assert sorted(p.name for p in output.iterdir()) == ["dsc"]

@@ -311,9 +311,12 @@ def to_psrpcore(value: Any, _depth: int = 0) -> Any:
         return {to_psrpcore(k, depth): to_psrpcore(v, depth) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_psrpcore(v, depth) for v in value]
-    item = getattr(value, "item", None)  # numpy/pandas scalars
-    if callable(item) and type(value).__module__.split(".")[0] in {"numpy", "pandas"}:
-        return to_psrpcore(item(), depth)
+    if type(value).__module__.split(".")[0] in {"numpy", "pandas"}:
+        if getattr(value, "ndim", 0) >= 1 and callable(getattr(value, "tolist", None)):
+            return to_psrpcore(value.tolist(), depth)  # an array or Series: a list of values
+        item = getattr(value, "item", None)  # numpy/pandas scalars
+        if callable(item) and getattr(value, "ndim", 0) == 0:
+            return to_psrpcore(item(), depth)
     raise EncodeError(f"cannot send a {type(value).__name__} value to PowerShell")
 
 

@@ -6,7 +6,8 @@ that shows it; everything else of psrpcore is used as it is.
 * **TimeSpan seconds lose their zeros.** psrpcore writes a TimeSpan's seconds as
   ``f"{s:.7f}".rstrip(".0")``, which strips the zeros of whole tens as well: 10 s goes out as
   ``PT1S`` and 90 s as ``PT1M3S``. PowerShell 7.6.9 receives ``timedelta(seconds=90)`` as 63
-  seconds (``tests/pwsh/test_frame_parameters.py`` and ``tests/test_psrpcore_fixes.py``).
+  seconds (``tests/pwsh/test_frame_parameters.py`` and
+  ``tests/pwsh/test_timespan_parameters.py``).
   psrpcore's serializer is pointed at hvmagic's own TimeSpan formatting, which the CLIXML
   encoder already uses.
 """

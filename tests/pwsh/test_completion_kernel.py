@@ -223,3 +223,34 @@ def test_word_at_keeps_powershell_command_names_whole() -> None:
         "Microsoft.PowerShell.Management\\Get-Item"
     )
     assert word_at("   ", 1) is None
+
+
+def test_session_aliases_complete_only_where_a_session_is_named() -> None:
+    from hvmagic.completion import _alias_being_typed
+
+    assert _alias_being_typed("%vmuse pw", _split) == "pw"
+    assert _alias_being_typed("%vmclose ", _split) == ""
+    assert _alias_being_typed("%%vmps web01 --session pw", _split) == "pw"
+    assert _alias_being_typed("%vmps -o x -s pw", _split) == "pw"
+    # -s inside the PowerShell of a %vmps line is PowerShell's
+    assert _alias_being_typed("%vmps Get-Service -Name win -s pw", _split) is None
+    assert _alias_being_typed("%vmps Get-Service -s pw", _split) is None
+
+
+def test_a_session_whose_question_timed_out_is_left_alone_for_a_while(pwsh: str) -> None:
+    import hvmagic
+    from hvmagic import completion
+
+    session = hvmagic.connect("slow", via="process", executable=pwsh, timeout=60)
+    try:
+        session.run("function TabExpansion2 { Start-Sleep -Seconds 300 }")
+        started = time.monotonic()
+        assert completion.complete(session, "$x", 2, timeout=1.0) is None
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert completion.complete(session, "$x", 2, timeout=1.0) is None
+        assert time.monotonic() - started < 0.1 < first  # the second Tab does not wait again
+        assert not session.broken
+        assert session.run("1 + 1").output == [2]
+    finally:
+        session.close()

@@ -74,3 +74,11 @@ def test_frames_that_cannot_become_objects_are_refused_clearly() -> None:
     with pytest.raises(EncodeError, match="duplicate column names"):
         frame_to_objects(duplicated)
     assert [dict(o) for o in frame_to_objects(pd.DataFrame(index=range(2)))] == [{}, {}]
+
+
+def test_series_and_arrays_arrive_as_lists(shared_pwsh_session: Any) -> None:
+    out = shared_pwsh_session.run(
+        "$s.Count; $s[1]; $a.Count; $a[0].GetType().Name; $n.GetType().Name",
+        {"s": pd.Series([1, 2]), "a": np.array([1.5, 2.5]), "n": np.int64(5)},
+    ).output
+    assert out == [2, 2, 2, "Double", "Int32"]

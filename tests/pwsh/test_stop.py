@@ -235,3 +235,25 @@ def test_no_powershell_process_outlives_close_after_stops(pwsh: str) -> None:
     assert not session.broken, session._broken
     assert not _alive(pid)
     assert not [child for child in helpers if _alive(child)]
+
+
+def test_an_unstoppable_call_is_bounded_by_timeout_plus_grace(
+    pwsh: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline blocked in one .NET call cannot be stopped: the call still returns at
+    timeout + stop grace (closing the dead session's process happens off the caller's
+    thread; it used to add the process's 5 s exit wait)."""
+    import hvmagic.session as hvsession
+    from hvmagic.errors import StopNotAcknowledgedError
+
+    monkeypatch.setattr(hvsession, "STOP_TIMEOUT", 2.0)
+    session = hvmagic.connect("pwsh", via="process", executable=pwsh, timeout=60)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StopNotAcknowledgedError):
+            session.run("[Threading.Thread]::Sleep(30000)", timeout=1)
+        assert time.monotonic() - started < 1 + 2.0 + 1.5
+        assert session.broken
+    finally:
+        session.close()
+    assert not _alive(session._transport.pid)  # close() waited for the process to end

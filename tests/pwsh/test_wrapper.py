@@ -145,3 +145,14 @@ def test_a_script_that_does_not_parse_fails_as_powershell_reports_it(
             record.position_message]
     assert seen == own["parse"]
     assert shared_pwsh_session.run("'still usable'").output == ["still usable"]
+
+
+def test_a_cell_that_does_not_parse_never_runs_the_previous_one(pwsh_session: Any) -> None:
+    """The old wrapper kept the previous cell's script block in a variable and dot-sourced it
+    again when the new text failed to parse: a typo re-ran the cell before it."""
+    pwsh_session.run("$n = 0")
+    assert pwsh_session.run("$n++; 'incremented'").output == ["incremented"]
+    with pytest.raises(RemoteError) as info:
+        pwsh_session.run("Get-Service | Where-Object { $_.Status")
+    assert info.value.result.output == []
+    assert pwsh_session.run("$n").output == [1]
