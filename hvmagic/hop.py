@@ -400,7 +400,20 @@ def connect_hop(
         arguments.clear()  # drop our reference to the guest credential
     session.wrapper_script = HOP_WRAPPER
     session.description = f"PowerShell Direct to {vm} via {session.description}"
+    _read_vm_ps_version(session, timeout)
     return session
+
+
+def _read_vm_ps_version(session: HopSession, timeout: float | None) -> None:
+    """Default columns follow the PowerShell that made the objects: the VM's (typically
+    Windows PowerShell 5.1), not the host runspace's (pwsh 7 over SSH) that the pool-open data
+    describes. One round trip at connect time."""
+    try:
+        output = session.run("$PSVersionTable.PSVersion.ToString()",
+                             timeout=timeout or OPEN_TIMEOUT).output
+    except HvMagicError:
+        return  # the views fall back to the host's version; the session itself is fine
+    session.set_ps_version(output[0] if len(output) == 1 else None)
 
 
 def _hop_open_error(vm: str, host: str, exc: RemoteError) -> HvMagicError:

@@ -381,6 +381,16 @@ class Session:
             self._ps_version_read = True
         return self._ps_version
 
+    def set_ps_version(self, text: Any) -> None:
+        """Use ``text`` (``"5.1.20348.2849"``) as the guest's version for default columns, as
+        a hop does with the VM's own version; anything unparsable leaves it unknown."""
+        match = _VERSION_TEXT.fullmatch(str(text)[:64]) if text is not None else None
+        self._ps_version = (
+            PSVersion(*(int(part) for part in match.groups() if part is not None))
+            if match is not None else None
+        )
+        self._ps_version_read = True
+
     def __enter__(self) -> Session:
         return self
 
