@@ -613,10 +613,21 @@ class LiveRenderer:
     """Shows a pipeline's stream records as they arrive; its :meth:`on_event` is the
     ``on_event`` callback of :meth:`hvmagic.session.Session.run`.
 
-    Output values are not shown live (they become one table at the end). Error records are shown
-    at once, in stream order, and remembered so that a record the session also reports in the
-    final result or a terminating exception is not shown twice.
+    Output appears in the order PowerShell produced it, as in a console. Output values are
+    collected into *segments* of one kind — objects (a table) or plain values (lines of text) —
+    and a segment is shown by ``show_output`` when something else must appear after it: a
+    stream record or error that is shown, or output of the other kind (PowerShell's
+    ``Out-Default`` also ends a table when the shape changes). Plain values are also shown at
+    least every :data:`TEXT_FLUSH_SECONDS`, so a long script's text streams live. What is still
+    pending at the end is left to the caller (:meth:`flush_output`, or one table of the whole
+    result when nothing came between). Progress never ends a segment: it is transient.
+
+    Error records are shown at once, in stream order, and remembered so that a record the
+    session also reports in the final result or a terminating exception is not shown twice.
     """
+
+    #: plain output values waiting longer than this are shown before the next one is collected
+    TEXT_FLUSH_SECONDS = 0.5
 
     def __init__(
         self,
@@ -625,19 +636,60 @@ class LiveRenderer:
         progress_style: str = "bar",
         publish_bundle: Callable[[MimeBundle], None] = publish,
         progress_sink: DisplaySink | None = None,
+        show_output: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.show_streams = frozenset(show_streams)
-        self._publish = publish_bundle
+        self._publish_bundle = publish_bundle
         if progress_sink is None and progress_style != "none" and not in_kernel():
             progress_sink = TerminalLineSink()
         self.progress = ProgressView(progress_style, progress_sink)
         self._shown_errors: list[Any] = []
         #: how many records of each stream arrived (shown or not)
         self.counts: dict[str, int] = {}
+        self._show_output = show_output
+        self._pending: list[Any] = []
+        self._pending_text = False
+        self._pending_since = 0.0
+        #: output segments already shown (0: the caller may show the whole result as one)
+        self.segments_shown = 0
+
+    def _publish(self, bundle: MimeBundle) -> None:
+        self.flush_output()  # what the pipeline wrote earlier appears first
+        self._publish_bundle(bundle)
+
+    def _collect(self, value: Any) -> None:
+        text = is_text_output([value])
+        if self._pending and text != self._pending_text:
+            self.flush_output()
+        if not self._pending:
+            self._pending_since = time.monotonic()
+            self._pending_text = text
+        self._pending.append(value)
+        if text and time.monotonic() - self._pending_since >= self.TEXT_FLUSH_SECONDS:
+            self.flush_output()
+
+    @property
+    def pending_output(self) -> list[Any]:
+        """Output values collected but not shown yet."""
+        return list(self._pending)
+
+    def flush_output(self) -> None:
+        """Show the pending segment now (a table, or lines of text)."""
+        if not self._pending or self._show_output is None:
+            return
+        values, self._pending = self._pending, []
+        self.segments_shown += 1
+        self._show_output(values)
+
+    def discard_output(self) -> None:
+        """Forget the pending segment (the caller shows the whole result itself)."""
+        self._pending = []
 
     def on_event(self, stream: str, record: Any) -> None:
         self.counts[stream] = self.counts.get(stream, 0) + 1
         if stream == "output":
+            if self._show_output is not None:
+                self._collect(record)
             return
         if stream == "error":
             self.show_error(record)

@@ -1047,10 +1047,14 @@ class VmMagics(Magics):
         if hint:
             print(hint)
 
-        live = hvdisplay.LiveRenderer(
-            show_streams=self.show_streams, progress_style=self.progress_style
-        )
         session = entry.session
+        where = out_var or f"{LAST_RESULT_VAR}.frame()"
+        live = hvdisplay.LiveRenderer(
+            show_streams=self.show_streams, progress_style=self.progress_style,
+            show_output=lambda values: self._show_segment(
+                values, columns, getattr(session, "ps_version", None), where
+            ),
+        )
         earlier = getattr(session, "last_result", None)
         try:
             result = self._run_with_live_display(session, script, parameters, timeout, live,
@@ -1145,7 +1149,7 @@ class VmMagics(Magics):
     def _finish_run(self, result: Any, columns: str | list[str], raw: bool, out_var: str | None,
                     raise_on_error: bool, live: hvdisplay.LiveRenderer) -> None:
         live.show_missing_errors(list(result.errors))
-        value = self._show_output(result, columns, raw, out_var)
+        value = self._show_output(result, columns, raw, out_var, live)
         if out_var:
             self._shell.user_ns[out_var] = value
         self._shell.user_ns[LAST_RESULT_VAR] = result
@@ -1165,30 +1169,65 @@ class VmMagics(Magics):
         live.show_missing_errors(list(getattr(result, "errors", [])))
         output = list(getattr(result, "output", []))
         if output:
-            self._show_output(result, parse_columns(self.default_columns), False, None)
+            self._show_output(result, parse_columns(self.default_columns), False, None, live)
+
+    def _show_segment(self, values: list[Any], columns: str | list[str], ps_version: Any,
+                      where: str) -> None:
+        """One run of output shown in order among the stream records (LiveRenderer): lines of
+        text, or a table with PowerShell's headers. Called while the pipeline runs, so it
+        never raises: a table that cannot be built is said, not thrown into the run."""
+        if hvdisplay.is_text_output(values):
+            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
+            return
+        if hvdisplay.is_format_output(values):
+            hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
+            return
+        from hvmagic.frames import to_dataframe
+
+        try:
+            shown = to_dataframe(values, columns, ps_version=ps_version, labels=True)
+        except Exception as exc:
+            hvdisplay.publish(hvdisplay.render_notice(
+                f"{len(values)} object(s) could not be tabulated here ({_first_line(exc)}); "
+                f"they are in {where}"
+            ))
+            return
+        hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
 
     def _show_output(self, result: Any, columns: str | list[str], raw: bool,
-                     out_var: str | None) -> Any:
+                     out_var: str | None, live: hvdisplay.LiveRenderer | None = None) -> Any:
         values = list(result.output)
+        # Output already shown in order, among stream records: show only what is left (the
+        # last segment). Otherwise the whole result is one table, as before.
+        in_order = live is not None and live.segments_shown > 0
+        if live is not None:
+            if in_order:
+                live.flush_output()
+            else:
+                live.discard_output()
         if not values:
             return values if raw else _empty_frame()
         if hvdisplay.is_text_output(values):
-            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
+            if not in_order:
+                hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
             return values
         if hvdisplay.is_format_output(values):
             # Format-Table/-List emit layout instructions, not data: a frame of them is noise
-            hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
+            if not in_order:
+                hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
             return values
         try:
             frame = result.frame(columns)
             # bound: property names and unscaled values; shown: PowerShell's headers (WS(M))
-            shown = result.frame(columns, labels=True) if "hvmagic_labels" in frame.attrs \
-                else frame
+            shown = None if in_order else (
+                result.frame(columns, labels=True) if "hvmagic_labels" in frame.attrs else frame
+            )
         except (KeyError, ValueError) as exc:
             raise UsageError(f"--columns: {_first_line(exc)}") from None
-        # the notice names where the hidden rows are: the -o variable, else the last Result
-        where = out_var or f"{LAST_RESULT_VAR}.frame()"
-        hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
+        if shown is not None:
+            # the notice names where the hidden rows are: the -o variable, else the last Result
+            where = out_var or f"{LAST_RESULT_VAR}.frame()"
+            hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
         return values if raw else frame
 
     # ---------------------------------------------------------------------------- vmcopy

@@ -956,3 +956,42 @@ def test_vmconnect_on_a_hyperv_host_with_older_python_hops_instead_of_refusing(
     with capture_output():
         ip.run_line_magic("vmconnect", "web01 -u admin")
     assert seen == ["web01"]
+
+
+def test_output_appears_in_the_order_powershell_produced_it(
+    ip: InteractiveShell, session: FakeSession
+) -> None:
+    """'before'; Write-Warning 'w'; objects; Write-Verbose; object; 'after' — as a console
+    shows it: text, the warning, a table, the verbose line, a second table, text. The bound
+    frame still holds every object."""
+
+    from hvmagic.session import Result
+
+    def mixed(script: str, params: dict[str, Any], emit: Any) -> Any:
+        out: list[Any] = []
+
+        def output(value: Any) -> None:
+            out.append(value)
+            emit("output", value)
+
+        output("before")
+        emit("warning", InformationalRecord({}, [], "w"))
+        output(service("vmms"))
+        output(service("vmcompute"))
+        emit("verbose", InformationalRecord({}, [], "v"))
+        output(service("W32Time"))
+        output("after")
+        return Result(output=out)  # the real Result: its frame() takes mixed output
+
+    session.behaviour = mixed
+    result, captured = run_cell(ip, "%%vmps -o rows\nInvoke-Mixed\n")
+    assert result.error_in_exec is None, result.error_in_exec
+    texts = [o.data.get("text/plain", "") for o in captured.outputs]
+    assert texts[0] == "before"
+    assert texts[1] == "WARNING: w"
+    assert "vmms" in texts[2] and "vmcompute" in texts[2] and "W32Time" not in texts[2]
+    assert texts[3] == "VERBOSE: v"
+    assert "W32Time" in texts[4] and "vmms" not in texts[4]
+    assert texts[5] == "after"
+    assert len(texts) == 6
+    assert len(ip.user_ns["rows"]) == 5  # bound: everything, in order
