@@ -67,7 +67,7 @@ def _to_begin(ctx: HandlerContext) -> str:
     target_text = str(_parameter(ctx, "path"))
     target = ctx.guest.host_path(target_text)
     if target.is_dir():
-        raise _throw(f"{_ERROR_PREFIX}is-directory:{target_text}")
+        raise _throw(f"{_ERROR_PREFIX}target-is-directory:{target_text}")
     if target.exists() and not _parameter(ctx, "overwrite", False):
         raise _throw(f"{_ERROR_PREFIX}exists:{target_text}")
     target.parent.mkdir(parents=True, exist_ok=True)
