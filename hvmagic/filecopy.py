@@ -710,7 +710,7 @@ def _check_plan(destination: Path, plan: _Plan, result: CopyResult) -> None:
         problem = _windows_name_problem(target.name)
         if problem is None:
             continue
-        if os.name == "nt":
+        if _WINDOWS_HOST:
             raise FileCopySourceError(
                 f"guest name {target.name!r} {problem}; Windows cannot store it as a file name"
             )
@@ -727,6 +727,9 @@ def _name_key(path: Path) -> str:
     text = os.path.normcase(os.fspath(path))
     return text.casefold() if sys.platform == "darwin" else text
 
+
+#: whether local names must be storable by Windows (a module value, so tests can pretend)
+_WINDOWS_HOST = os.name == "nt"
 
 #: names Windows reserves for devices, with or without an extension (``NUL.txt`` is ``NUL``)
 _WINDOWS_DEVICES = frozenset(

@@ -24,7 +24,7 @@ from hvmagic.errors import (
     FileCopyPermissionError,
     FileCopySourceError,
 )
-from hvmagic.filecopy import PARTIAL_SUFFIX, FileCopyNameWarning
+from hvmagic.filecopy import PARTIAL_SUFFIX, CopyProgress, FileCopyNameWarning
 
 MIB = 1 << 20
 
@@ -361,3 +361,43 @@ def test_the_session_stays_usable_after_copy_errors(session: Any, dirs: tuple[Pa
     assert session.run("1 + 1").output == [2]
     leaked = session.run("@(Get-Variable -Name hvmagic_copy_* -ErrorAction Ignore).Count").output
     assert leaked == [0]
+
+
+# -------------------------------------------------------------------------------- progress, stop
+
+
+def test_progress_reports_every_chunk_in_order(session: Any, dirs: tuple[Path, Path]) -> None:
+    local, guest = dirs
+    data = os.urandom(50_000) + bytes(range(256)) * 4 + b"\r\n\x00\x1a"
+    (local / "p.bin").write_bytes(data)
+    seen: list[CopyProgress] = []
+    session.copy_to(local / "p.bin", str(guest / "p.bin"), chunk_size=4096, on_progress=seen.append)
+    assert [p.bytes_done for p in seen] == sorted(p.bytes_done for p in seen)
+    assert len(seen) >= len(data) // 4096
+    assert seen[-1].bytes_done == seen[-1].bytes_total == len(data)
+    assert seen[-1].files_done == 1 and seen[-1].percent == 100
+    back: list[CopyProgress] = []
+    session.copy_from(str(guest / "p.bin"), local / "b.bin", chunk_size=4096,
+                      on_progress=back.append)
+    assert [p.bytes_done for p in back] == [p.bytes_done for p in seen]
+    assert len(set(ps_hashes(session, local / "p.bin", guest / "p.bin", local / "b.bin"))) == 1
+
+
+def test_an_interrupted_copy_leaves_nothing_partial(session: Any, dirs: tuple[Path, Path]) -> None:
+    local, guest = dirs
+    (local / "big.bin").write_bytes(os.urandom(64 << 10))
+
+    def interrupt(progress: CopyProgress) -> None:
+        if progress.bytes_done >= 16 << 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        session.copy_to(local / "big.bin", str(guest / "big.bin"), chunk_size=4096,
+                        on_progress=interrupt)
+    (guest / "src.bin").write_bytes(os.urandom(64 << 10))
+    with pytest.raises(KeyboardInterrupt):
+        session.copy_from(str(guest / "src.bin"), local / "src.bin", chunk_size=4096,
+                          on_progress=interrupt)
+    listed = session.run("(Get-ChildItem -LiteralPath $d -Force).Name", {"d": str(guest)}).output
+    assert listed == ["src.bin"]
+    assert sorted(p.name for p in local.iterdir()) == ["big.bin"]
