@@ -363,3 +363,48 @@ def test_a_chunk_longer_than_asked_is_an_integrity_error(tmp_path: Path) -> None
     with pytest.raises(FileCopyIntegrityError, match="more than"):
         copy_from(guest, "C:\\a.txt", tmp_path / "a.txt")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ messages (issue 12.4)
+
+
+@pytest.mark.parametrize("size,seconds,expected", [
+    (1024, 0.5, ""),  # before: " (0.0 MB/s)" for a 1 KB copy
+    (0, 0.0, ""),
+    (5 << 20, 0.01, ""),  # 10 ms is round trips, not throughput
+    (5 << 20, 0.5, " (10 MB/s)"),
+    (3 << 20, 2.0, " (1.5 MB/s)"),
+    (200 << 20, 0.1, " (1.95 GB/s)"),
+    (2 << 20, 10.0, " (205 KB/s)"),
+])
+def test_copy_rates_are_shown_only_when_they_mean_something(
+    size: int, seconds: float, expected: str
+) -> None:
+    assert filecopy.format_rate(size, seconds) == expected
+
+
+def test_exists_and_directory_advice_fit_the_caller(session: Any, guest: FakeGuest,
+                                                     tmp_path: Path) -> None:
+    # before: the API said "pass overwrite=True", and %vmcopy appended "(use --force ...)"
+    # to that same text; the directory message named both recurse=True and %vmcopy -r
+    existing = guest.host_path("C:\\Temp\\x.txt")
+    existing.parent.mkdir(parents=True)
+    existing.write_text("old", encoding="utf-8")
+    (tmp_path / "x.txt").write_text("new", encoding="utf-8")
+    (tmp_path / "tree").mkdir()
+    with pytest.raises(FileExistsError) as api:
+        copy_to(session, tmp_path / "x.txt", "C:\\Temp\\x.txt")
+    with pytest.raises(FileCopySourceError) as api_dir:
+        copy_to(session, tmp_path / "tree", "C:\\Temp")
+    with filecopy.advice("magic"):
+        with pytest.raises(FileExistsError) as magic:
+            copy_to(session, tmp_path / "x.txt", "C:\\Temp\\x.txt")
+        with pytest.raises(FileCopySourceError) as magic_dir:
+            copy_from(session, "C:\\Temp", tmp_path / "back")
+    assert str(api.value).endswith("already exists; pass overwrite=True to replace it")
+    assert str(magic.value).endswith("already exists; use --force to overwrite")
+    assert str(api_dir.value).endswith("is a directory; pass recurse=True to copy it")
+    assert str(magic_dir.value).endswith("is a directory; use -r to copy it")
+    assert "%vmcopy" not in str(api_dir.value) and "--force" not in str(api.value)
+    with pytest.raises(ValueError):
+        filecopy.advice("shell").__enter__()
