@@ -36,8 +36,6 @@ simulated guest recognizes them and implements the same contract
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import contextvars
 import glob
@@ -233,9 +231,9 @@ try {{
 }} finally {{ {_CLEANUP} }}
 """,
     "to-chunk": f"""\
-# hvmagic-filecopy:to-chunk v1
+# hvmagic-filecopy:to-chunk v2
 try {{
-    $bytes = [Convert]::FromBase64String($hvmagic_copy_data)
+    $bytes = [byte[]]$hvmagic_copy_data
     $stream = [System.IO.File]::Open($hvmagic_copy_partial, [System.IO.FileMode]::Append,
                                      [System.IO.FileAccess]::Write)
     try {{ $stream.Write($bytes, 0, $bytes.Length); $stream.Length }}
@@ -295,7 +293,7 @@ try {{
 }} finally {{ {_CLEANUP} }}
 """,
     "from-chunk": f"""\
-# hvmagic-filecopy:from-chunk v1
+# hvmagic-filecopy:from-chunk v2
 try {{
     $stream = [System.IO.File]::Open($hvmagic_copy_path, [System.IO.FileMode]::Open,
                                      [System.IO.FileAccess]::Read, [System.IO.FileShare]::ReadWrite)
@@ -303,7 +301,8 @@ try {{
         $null = $stream.Seek([long]$hvmagic_copy_offset, [System.IO.SeekOrigin]::Begin)
         $buffer = New-Object byte[] ([int]$hvmagic_copy_count)
         $read = $stream.Read($buffer, 0, $buffer.Length)
-        [Convert]::ToBase64String($buffer, 0, $read)
+        if ($read -ne $buffer.Length) {{ [Array]::Resize([ref]$buffer, $read) }}
+        , $buffer  # one byte[] object: the serializer writes it as <BA>
     }} finally {{ $stream.Dispose() }}
 }} finally {{ {_CLEANUP} }}
 """,
@@ -533,7 +532,7 @@ def _send_file(
                         session,
                         "to-chunk",
                         partial=partial,
-                        data=base64.b64encode(block).decode("ascii"),
+                        data=block,
                     )
                 )
                 written += len(block)
@@ -828,7 +827,7 @@ def _open_partial(target: Path) -> tuple[Path, BinaryIO]:
 def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterator[bytes]:
     offset = 0
     while offset < length:
-        text = _first(
+        block = _first(
             _run(
                 session,
                 "from-chunk",
@@ -837,12 +836,11 @@ def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterat
                 count=min(chunk_size, length - offset),
             )
         )
-        try:
-            block = base64.b64decode(str(text), validate=True)
-        except binascii.Error as exc:
+        if not isinstance(block, bytes):
             raise FileCopyIntegrityError(
-                f"guest sent a chunk of {full} at byte {offset} that is not valid base64"
-            ) from exc
+                f"guest sent a chunk of {full} at byte {offset} that is not a byte array "
+                f"({type(block).__name__})"
+            )
         if not block:
             raise FileCopyIntegrityError(
                 f"guest file {full} ended at byte {offset}, "
