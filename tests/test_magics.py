@@ -748,7 +748,7 @@ def test_unload_closes_sessions_and_removes_everything() -> None:
 def test_vmcopy_round_trip_with_the_simulated_guest(ip: InteractiveShell, tmp_path: Any) -> None:
     from hvmagic.testing import FakeGuest
 
-    payload = bytes(range(256)) * 9000  # ~2.2 MiB: several 1 MiB chunks
+    payload = bytes(range(256)) * 9000  # ~2.2 MiB
     source = tmp_path / "setup.bin"
     source.write_bytes(payload)
     (tmp_path / "a.log").write_text("alpha")
