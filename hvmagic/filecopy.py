@@ -699,6 +699,19 @@ def _local_plan(
 
 def _check_plan(destination: Path, plan: _Plan, result: CopyResult) -> None:
     """Refuse a plan the guest could use to clobber, escape or confuse the destination."""
+    notes = []
+    for _full, target, _is_dir, _length in plan:
+        problem = None if target == destination else _windows_name_problem(target.name)
+        if problem is None:
+            continue
+        if _WINDOWS_HOST:  # first: Windows would resolve "CON" to a device, "a." to "a"
+            raise FileCopySourceError(
+                f"guest name {target.name!r} {problem}; Windows cannot store it as a file name"
+            )
+        notes.append(
+            f"guest name {target.name!r} {problem}: it is copied here, but the same copy on a "
+            "Windows host would be refused"
+        )
     _check_inside(destination, plan)
     seen: dict[str, bool] = {}  # local name → is a directory
     for _full, target, is_dir, _length in plan:
@@ -718,20 +731,7 @@ def _check_plan(destination: Path, plan: _Plan, result: CopyResult) -> None:
                     f"guest listed {parent.name!r} both as a file and as a directory; "
                     "refusing to copy"
                 )
-    for _full, target, _is_dir, _length in plan:
-        if target == destination:
-            continue
-        problem = _windows_name_problem(target.name)
-        if problem is None:
-            continue
-        if _WINDOWS_HOST:
-            raise FileCopySourceError(
-                f"guest name {target.name!r} {problem}; Windows cannot store it as a file name"
-            )
-        note = (
-            f"guest name {target.name!r} {problem}: it is copied here, but the same copy on a "
-            "Windows host would be refused"
-        )
+    for note in notes:  # only once the copy is going ahead
         result.notes.append(note)
         warnings.warn(note, FileCopyNameWarning, stacklevel=4)
 
