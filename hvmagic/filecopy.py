@@ -551,9 +551,9 @@ def _send_file(
                     )
                 )
                 written += len(block)
-                if int(length) != written:
+                if isinstance(length, bool) or not isinstance(length, int) or length != written:
                     raise FileCopyIntegrityError(
-                        f"guest file {partial} has {int(length)} bytes after a chunk, "
+                        f"guest file {partial} has {length!r} bytes after a chunk, "
                         f"expected {written}"
                     )
                 done += len(block)

@@ -407,3 +407,20 @@ def test_exists_and_directory_advice_fit_the_caller(session: Any, guest: FakeGue
     assert "%vmcopy" not in str(api_dir.value) and "--force" not in str(api.value)
     with pytest.raises(ValueError):
         filecopy.advice("shell").__enter__()
+
+
+@pytest.mark.parametrize("reply", ["12abc", 1.5, True, 10**30])
+def test_copy_to_types_a_chunk_reply_that_is_not_the_length(
+    guest: FakeGuest, session: Any, tmp_path: Path, reply: Any
+) -> None:
+    # before: int('12abc') raised ValueError out of copy_to
+    @guest.handle(SCRIPTS["to-chunk"])
+    def lying_chunk(ctx: HandlerContext) -> Any:
+        return reply
+
+    source = tmp_path / "data.bin"
+    source.write_bytes(b"x" * 10)
+    with pytest.raises(FileCopyIntegrityError, match="after a chunk"):
+        copy_to(session, source, "C:\\Temp\\data.bin")
+    assert not guest.host_path("C:\\Temp\\data.bin").exists()
+    assert not guest.host_path("C:\\Temp\\data.bin" + PARTIAL_SUFFIX).exists()
