@@ -156,17 +156,19 @@ $buffer = [byte[]]::new($chunk)
 $in = [IO.File]::OpenRead($source)
 $out = [IO.File]::Open($target, 'Create', 'Write')
 $encode = [Diagnostics.Stopwatch]::new(); $decode = [Diagnostics.Stopwatch]::new()
+$encodeCpu = [TimeSpan]::Zero; $decodeCpu = [TimeSpan]::Zero
+function Cpu {{ [Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime }}
 $total = 0
 while ($true) {{
-    $encode.Start()
+    $c0 = Cpu; $encode.Start()
     $read = $in.Read($buffer, 0, $chunk)
     if ($read -le 0) {{ $encode.Stop(); break }}
     $text = [Convert]::ToBase64String($buffer, 0, $read)
-    $encode.Stop()
+    $encode.Stop(); $c1 = Cpu; $encodeCpu += $c1 - $c0
     $decode.Start()
     $bytes = [Convert]::FromBase64String($text)
     $out.Write($bytes, 0, $bytes.Length)
-    $decode.Stop()
+    $decode.Stop(); $decodeCpu += (Cpu) - $c1
     $total += $read
 }}
 $decode.Start(); $out.Dispose(); $decode.Stop(); $in.Dispose()
@@ -176,8 +178,9 @@ $null = [System.Management.Automation.PSSerializer]::Deserialize($xml)
 $deser = [Diagnostics.Stopwatch]::StartNew()
 foreach ($i in 1..4) {{ $null = [System.Management.Automation.PSSerializer]::Deserialize($xml) }}
 $deser.Stop()
-"{{0}} {{1}} {{2}} {{3}}" -f $total, $decode.Elapsed.TotalSeconds,
-    $encode.Elapsed.TotalSeconds, ($deser.Elapsed.TotalSeconds / 4)
+"{{0}} {{1}} {{2}} {{3}} {{4}} {{5}}" -f $total, $decode.Elapsed.TotalSeconds,
+    $encode.Elapsed.TotalSeconds, ($deser.Elapsed.TotalSeconds / 4),
+    $decodeCpu.TotalSeconds, $encodeCpu.TotalSeconds
 """
 
 OWN_COPY_SCRIPT = r"""
@@ -228,8 +231,9 @@ def pwsh_section(pwsh: str, mib: int, own_mib: int, chunk: int) -> list[str]:
         work = Path(workdir)
         source = work / "payload.bin"
         write_random(source, mib)
-        total, decode_s, encode_s, deser_s = (float(x) for x in run_pwsh(pwsh, LIMIT_SCRIPT.format(
-            source=source, target=work / "limit.bin", chunk=chunk)).split())
+        total, decode_s, encode_s, deser_s, decode_cpu, encode_cpu = (
+            float(x) for x in run_pwsh(pwsh, LIMIT_SCRIPT.format(
+                source=source, target=work / "limit.bin", chunk=chunk)).split())
         limit_to, limit_from = mib / decode_s, mib / encode_s
         assert int(total) == mib * MIB
         session = hvmagic.connect("pwsh", via="process", executable=pwsh, timeout=600)
@@ -256,18 +260,20 @@ def pwsh_section(pwsh: str, mib: int, own_mib: int, chunk: int) -> list[str]:
                 source=small, guest=work / "own-guest.bin", back=work / "own-back.bin")).split())
             own = f"{own_mib / own_to:.1f} / {own_mib / own_from:.1f} MiB/s"
     lines.append(f"PowerShell's limit (same chunks, in pwsh): decode base64 + write "
-                 f"{limit_to:.1f} MiB/s ({1000 * decode_s / mib:.0f} ms/MiB); read + encode "
-                 f"{limit_from:.1f} MiB/s ({1000 * encode_s / mib:.0f} ms/MiB)")
+                 f"{limit_to:.1f} MiB/s ({1000 * decode_cpu / mib:.0f} ms CPU/MiB); "
+                 f"read + encode {limit_from:.1f} MiB/s ({1000 * encode_cpu / mib:.0f} ms CPU/MiB)")
     lines.append(f"PSSerializer.Deserialize of one {chunk >> 10} KiB chunk as CLIXML in pwsh: "
                  f"{1000 * deser_s / (chunk / MIB):.0f} ms/MiB (a cost PSRP itself puts on the "
                  "receiving server)")
-    for direction, limit in (("to", limit_to), ("from", limit_from)):
+    for direction, limit, limit_cpu in (("to", limit_to, decode_cpu),
+                                        ("from", limit_from, encode_cpu)):
         wall, cpu, server = figures[direction]
         rate = mib / wall
         lines.append(
             f"copy_{direction:<4} {rate:6.1f} MiB/s  = {rate / limit:5.1%} of PowerShell's limit "
-            f"(target 50%)  client CPU {1000 * cpu / mib:.0f} ms/MiB, pwsh -s CPU "
-            f"{1000 * server / mib:.0f} ms/MiB"
+            f"(target 50%); CPU: client {1000 * cpu / mib:.0f} + pwsh -s "
+            f"{1000 * server / mib:.0f} ms/MiB, limit/(client+server) = "
+            f"{limit_cpu / (cpu + server):.1%}"
         )
     if own:
         lines.append(f"PowerShell's own Copy-Item -ToSession / -FromSession ({own_mib} MiB, "
