@@ -155,5 +155,9 @@ class FileCopySourceError(FileCopyError, FileNotFoundError):
     """The source does not exist, or is a directory and ``recurse`` was not given."""
 
 
+class FileCopyPermissionError(FileCopyError, PermissionError):
+    """The guest or this machine refused access to a copy's source or destination."""
+
+
 class FileCopyIntegrityError(FileCopyError):
     """The SHA-256 of the copy differs from the source's; the partial copy was removed."""

@@ -2,8 +2,9 @@
 
 The transfer is plain PSRP on the session, the way ``Copy-Item -ToSession/-FromSession`` does
 it (``psdirect-protocol.md`` §4): small PowerShell scripts (:data:`SCRIPTS`) run in the guest,
-moving base64 chunks as parameters and outputs. Nothing else is needed in the guest — no Guest
-Service Interface, no SMB share.
+moving chunks as ``byte[]`` parameters and outputs (CLIXML ``<BA>``: the serializers on both
+ends do the one base64 step natively). Nothing else is needed in the guest — no Guest Service
+Interface, no SMB share.
 
 Rules
 -----
@@ -13,9 +14,11 @@ Rules
   guest's own ``Get-FileHash -Algorithm SHA256`` of the written file (and the other way round
   for ``copy_from``). A mismatch removes the partial copy and raises
   :class:`~hvmagic.errors.FileCopyIntegrityError`.
-* **Atomic destination**: data goes to ``<destination>.hvmagic-partial`` and is renamed over
-  the destination only after the hashes match, so an interrupted copy never leaves a
-  truncated file under the real name.
+* **Atomic destination**: data goes to a partial file beside the destination (in the guest
+  ``<destination>.hvmagic-partial``; locally ``.<name>.<random>.hvmagic-partial``, created
+  with ``O_EXCL`` so nothing planted under that name can redirect it) and replaces the
+  destination only after the hashes match, so an interrupted copy never leaves a truncated
+  file under the real name.
 * **Overwrite**: an existing destination file is an error
   (:class:`~hvmagic.errors.FileCopyExistsError`) unless ``overwrite=True``; every destination
   is checked before the first byte moves. A destination that is a directory receives the
@@ -28,6 +31,17 @@ Rules
   path or name the guest reports is checked before anything is written (no ``..``, ``.``,
   empty parts, ``:``, NUL or absolute/drive paths, and the resolved target must stay inside the
   resolved destination); anything else is a :class:`~hvmagic.errors.FileCopySourceError`.
+  So is a listing that names one local file twice (or as a file and a directory), a
+  ``Length`` that is not a non-negative integer, or a name longer than 255 bytes. Names
+  Windows cannot store (``CON``, ``LPT1.txt``, ``name.``, ``name ``) are refused on a Windows
+  host and copied with a :class:`FileCopyNameWarning` (and a ``CopyResult.notes`` line)
+  elsewhere, since the same runbook may run on both.
+* **Errors** are :class:`~hvmagic.errors.FileCopyError` subclasses, local file-system ones
+  included (:class:`~hvmagic.errors.FileCopyPermissionError` for access refused on either
+  side). Their advice names the API's keywords (``overwrite=True``) or, inside
+  :func:`advice` ``("magic")`` as ``%vmcopy`` uses it, the magic's flags (``--force``).
+* **Guest paths** are PowerShell paths: relative ones follow the session's ``$PWD``;
+  joined names use ``/`` below a POSIX path and ``\\`` otherwise.
 
 The guest scripts are genuine PowerShell 5.1 (they run unchanged on a real guest); the
 simulated guest recognizes them and implements the same contract
@@ -36,24 +50,29 @@ simulated guest recognizes them and implements the same contract
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
+import contextvars
 import glob
 import hashlib
 import ntpath
 import os
+import posixpath
+import secrets
+import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from hvmagic.errors import (
     FileCopyError,
     FileCopyExistsError,
     FileCopyIntegrityError,
+    FileCopyPermissionError,
     FileCopySourceError,
+    HvMagicError,
     RemoteError,
 )
 
@@ -63,15 +82,69 @@ __all__ = [
     "CopiedFile",
     "CopyProgress",
     "CopyResult",
+    "FileCopyNameWarning",
+    "advice",
     "copy_from",
     "copy_to",
 ]
 
-#: raw bytes per chunk; base64 makes each run's parameter ~1.37 MiB (PowerShell's own
-#: Copy-Item uses 4 MiB; smaller chunks keep progress lively and memory flat on both ends)
+#: raw bytes per chunk (one run each, ~1.4 MB of CLIXML on the wire). Against PowerShell
+#: 7.6.9 over 256 MiB, 4 MiB chunks cost the same CPU per MiB on both ends (the guest's
+#: deserializer, not the per-run overhead, dominates), so the smaller chunk keeps progress
+#: lively and memory flat.
 DEFAULT_CHUNK_SIZE = 1 << 20
 PARTIAL_SUFFIX = ".hvmagic-partial"
 _ERROR_PREFIX = "hvmagic-copy:"
+
+
+class FileCopyNameWarning(UserWarning):
+    """``copy_from`` wrote a guest name that a Windows host would refuse (``CON``, ``a.``):
+    the same runbook run on Windows stops there with a :class:`FileCopySourceError`."""
+
+
+#: How error messages say to change an option: the API's keyword (default) or the magic's
+#: flag. ``%vmcopy`` sets it with :func:`advice` so its messages never name a keyword the
+#: user did not type, and API callers never see a magic flag.
+_ADVICE_STYLE: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "hvmagic_copy_advice", default="api"
+)
+_ADVICE = {
+    "api": {"overwrite": "pass overwrite=True to replace it",
+            "recurse": "pass recurse=True to copy it"},
+    "magic": {"overwrite": "use --force to overwrite", "recurse": "use -r to copy it"},
+}
+
+
+@contextlib.contextmanager
+def advice(style: str) -> Iterator[None]:
+    """Word option advice in copy errors for ``style``: ``"api"`` or ``"magic"``."""
+    if style not in _ADVICE:
+        raise ValueError(f"advice style must be one of {sorted(_ADVICE)}")
+    token = _ADVICE_STYLE.set(style)
+    try:
+        yield
+    finally:
+        _ADVICE_STYLE.reset(token)
+
+
+def _advice(option: str) -> str:
+    return _ADVICE[_ADVICE_STYLE.get()][option]
+
+
+def format_rate(size: int, seconds: float) -> str:
+    """`` (12.3 MB/s)`` for a copy long enough to measure, else ``""``.
+
+    Below ~1 MiB or 50 ms the time is round trips, not throughput, and a rate such as
+    ``0.0 MB/s`` would only mislead; larger copies get three significant figures.
+    """
+    if size < (1 << 20) or seconds < 0.05:
+        return ""
+    rate = size / seconds
+    for unit in ("B/s", "KB/s", "MB/s", "GB/s"):
+        if rate < 1000 or unit == "GB/s":
+            break
+        rate /= 1024
+    return f" ({rate:.3g} {unit})" if rate >= 1 else ""
 
 
 class _Runner(Protocol):
@@ -111,6 +184,8 @@ class CopyResult:
     files: list[CopiedFile] = field(default_factory=list)
     directories: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: things worth knowing that did not stop the copy (e.g. names Windows could not store)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -153,9 +228,11 @@ try {{
 # hvmagic-filecopy:to-begin v1
 $ErrorActionPreference = 'Stop'
 try {{
-    $target = $hvmagic_copy_path
+    # [System.IO.File] resolves a relative path against the process's directory, not $PWD
+    $target = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath(
+        $hvmagic_copy_path)
     if (Test-Path -LiteralPath $target -PathType Container) {{
-        throw "{_ERROR_PREFIX}is-directory:$target"
+        throw "{_ERROR_PREFIX}target-is-directory:$target"
     }}
     if ((Test-Path -LiteralPath $target) -and -not $hvmagic_copy_overwrite) {{
         throw "{_ERROR_PREFIX}exists:$target"
@@ -170,9 +247,9 @@ try {{
 }} finally {{ {_CLEANUP} }}
 """,
     "to-chunk": f"""\
-# hvmagic-filecopy:to-chunk v1
+# hvmagic-filecopy:to-chunk v2
 try {{
-    $bytes = [Convert]::FromBase64String($hvmagic_copy_data)
+    $bytes = [byte[]]$hvmagic_copy_data
     $stream = [System.IO.File]::Open($hvmagic_copy_partial, [System.IO.FileMode]::Append,
                                      [System.IO.FileAccess]::Write)
     try {{ $stream.Write($bytes, 0, $bytes.Length); $stream.Length }}
@@ -188,7 +265,15 @@ try {{
         Remove-Item -LiteralPath $hvmagic_copy_partial -Force
         throw "{_ERROR_PREFIX}hash-mismatch:$hash"
     }}
-    Move-Item -LiteralPath $hvmagic_copy_partial -Destination $hvmagic_copy_path -Force
+    $target = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath(
+        $hvmagic_copy_path)
+    # File.Replace swaps the names in one step and fails with UnauthorizedAccess on a target
+    # that may not be changed (Move-Item -Force reports "already exists" there instead)
+    if ([System.IO.File]::Exists($target)) {{
+        [System.IO.File]::Replace($hvmagic_copy_partial, $target, [NullString]::Value)
+    }} else {{
+        [System.IO.File]::Move($hvmagic_copy_partial, $target)
+    }}
     $hash
 }} finally {{ {_CLEANUP} }}
 """,
@@ -224,7 +309,7 @@ try {{
 }} finally {{ {_CLEANUP} }}
 """,
     "from-chunk": f"""\
-# hvmagic-filecopy:from-chunk v1
+# hvmagic-filecopy:from-chunk v2
 try {{
     $stream = [System.IO.File]::Open($hvmagic_copy_path, [System.IO.FileMode]::Open,
                                      [System.IO.FileAccess]::Read, [System.IO.FileShare]::ReadWrite)
@@ -232,7 +317,8 @@ try {{
         $null = $stream.Seek([long]$hvmagic_copy_offset, [System.IO.SeekOrigin]::Begin)
         $buffer = New-Object byte[] ([int]$hvmagic_copy_count)
         $read = $stream.Read($buffer, 0, $buffer.Length)
-        [Convert]::ToBase64String($buffer, 0, $read)
+        if ($read -ne $buffer.Length) {{ [Array]::Resize([ref]$buffer, $read) }}
+        , $buffer  # one byte[] object: the serializer writes it as <BA>
     }} finally {{ $stream.Dispose() }}
 }} finally {{ {_CLEANUP} }}
 """,
@@ -265,14 +351,15 @@ def _translate(exc: RemoteError, parameters: Mapping[str, Any]) -> FileCopyError
     text = getattr(record, "message", None) or message
     path = str(parameters.get("path", ""))
     if _ERROR_PREFIX + "exists:" in text:
+        return FileCopyExistsError(f"guest file {path} already exists; {_advice('overwrite')}")
+    if _ERROR_PREFIX + "target-is-directory:" in text:
+        where = text.split(_ERROR_PREFIX + "target-is-directory:", 1)[1].strip()
         return FileCopyExistsError(
-            f"guest file {path} already exists; pass overwrite=True to replace it"
+            f"guest path {where} is a directory; a file cannot replace it"
         )
     if _ERROR_PREFIX + "is-directory:" in text:
         where = text.split(_ERROR_PREFIX + "is-directory:", 1)[1].strip()
-        return FileCopySourceError(
-            f"guest path {where} is a directory; pass recurse=True (%vmcopy -r) to copy it"
-        )
+        return FileCopySourceError(f"guest path {where} is a directory; {_advice('recurse')}")
     if _ERROR_PREFIX + "hash-mismatch:" in text:
         return FileCopyIntegrityError(
             f"SHA-256 mismatch after copying to the guest ({path}): the guest computed "
@@ -281,6 +368,8 @@ def _translate(exc: RemoteError, parameters: Mapping[str, Any]) -> FileCopyError
     exception_type = str(getattr(record, "exception_type", "") or "")
     if "ItemNotFound" in exception_type or "Cannot find path" in text:
         return FileCopySourceError(f"guest path not found: {path or text}")
+    if "UnauthorizedAccess" in exception_type or "denied" in text.lower():
+        return FileCopyPermissionError(f"the guest refused access: {text}")
     return FileCopyError(f"guest file operation failed: {text}")
 
 
@@ -317,7 +406,8 @@ def _check_chunk_size(chunk_size: int) -> None:
 def _local_sources(local: str | os.PathLike[str], recurse: bool) -> list[tuple[Path, str]]:
     """``[(file, relative destination name)]`` plus directories as ``(dir, rel + '/')``."""
     text = os.fspath(local)
-    if glob.has_magic(text):
+    # a name that exists as typed is that file, even with glob characters ("report [1].txt")
+    if glob.has_magic(text) and not os.path.lexists(text):
         matches = sorted(Path(p) for p in glob.glob(text))
         if not matches:
             raise FileCopySourceError(f"no local file matches {text!r}")
@@ -330,9 +420,7 @@ def _local_sources(local: str | os.PathLike[str], recurse: bool) -> list[tuple[P
     for match in matches:
         if match.is_dir():
             if not recurse:
-                raise FileCopySourceError(
-                    f"{match} is a directory; pass recurse=True (%vmcopy -r) to copy it"
-                )
+                raise FileCopySourceError(f"{match} is a directory; {_advice('recurse')}")
             entries.append((match, match.name + "/"))
             for child in sorted(match.rglob("*")):
                 relative = child.relative_to(match.parent).as_posix()
@@ -343,7 +431,12 @@ def _local_sources(local: str | os.PathLike[str], recurse: bool) -> list[tuple[P
 
 
 def _guest_join(base: str, relative: str) -> str:
-    return ntpath.join(base, *[p for p in relative.strip("/").split("/") if p])
+    """Join in the guest's own style: ``/`` under a POSIX path (PowerShell on Linux takes
+    ``\\`` as part of a name in .NET calls), ``\\`` otherwise."""
+    parts = [p for p in relative.strip("/").split("/") if p]
+    if base.startswith("/") and "\\" not in base:
+        return posixpath.join(base, *parts)
+    return ntpath.join(base, *parts)
 
 
 def copy_to(
@@ -359,7 +452,8 @@ def copy_to(
     """Copy local file(s) to ``remote`` (a guest path) over ``session``; see the module rules."""
     _check_chunk_size(chunk_size)
     started = time.monotonic()
-    entries = _local_sources(local, recurse)
+    with _local_errors(Path(local), "read"):
+        entries = _local_sources(local, recurse)
     remote = remote.strip()
     info = _first(_run(session, "stat", path=remote))
     remote_is_dir = bool(_field(info, "IsDirectory"))
@@ -393,9 +487,13 @@ def copy_to(
     if not overwrite:
         for _path, target in files:
             existing = _first(_run(session, "stat", path=target))
+            if _field(existing, "IsDirectory"):
+                raise FileCopyExistsError(
+                    f"guest path {target} is a directory; a file cannot replace it"
+                )
             if _field(existing, "Exists"):
                 raise FileCopyExistsError(
-                    f"guest file {target} already exists; pass overwrite=True to replace it"
+                    f"guest file {target} already exists; {_advice('overwrite')}"
                 )
     for path, target in targets:
         if path.is_dir():
@@ -439,7 +537,7 @@ def _send_file(
     digest = hashlib.sha256()
     written = 0
     try:
-        with path.open("rb") as handle:
+        with _local_errors(path, "read"), path.open("rb") as handle:
             while True:
                 block = handle.read(chunk_size)
                 if not block:
@@ -450,13 +548,13 @@ def _send_file(
                         session,
                         "to-chunk",
                         partial=partial,
-                        data=base64.b64encode(block).decode("ascii"),
+                        data=block,
                     )
                 )
                 written += len(block)
-                if int(length) != written:
+                if isinstance(length, bool) or not isinstance(length, int) or length != written:
                     raise FileCopyIntegrityError(
-                        f"guest file {partial} has {int(length)} bytes after a chunk, "
+                        f"guest file {partial} has {length!r} bytes after a chunk, "
                         f"expected {written}"
                     )
                 done += len(block)
@@ -508,53 +606,30 @@ def copy_from(
     listing = _run(session, "from-list", path=remote.strip(), recurse=recurse)
     if not listing:
         raise FileCopySourceError(f"no guest file matches {remote!r}")
-    entries = [
-        (
-            str(_field(e, "FullName")),
-            _guest_relative_parts(_field(e, "RelativePath")),
-            bool(_field(e, "IsDirectory")),
-            int(_field(e, "Length") or 0),
-        )
-        for e in listing
-    ]
+    entries = [_listing_entry(e) for e in listing]
     destination = Path(local)
-    single_file = len(entries) == 1 and not entries[0][2]
-    plan: list[tuple[str, Path, bool, int]] = []
-    if single_file:
-        full, parts, _is_dir, length = entries[0]
-        target = (
-            destination.joinpath(*parts)
-            if destination.is_dir() or os.fspath(local).endswith(("/", os.sep))
-            else destination
-        )
-        plan.append((full, target, False, length))
-    else:
-        if destination.exists() and not destination.is_dir():
-            raise FileCopyError(
-                f"local path {destination} is a file; several sources need a destination directory"
-            )
-        top_dirs = {parts[0] for _f, parts, _d, _l in entries}
-        rename_root = not destination.exists() and len(top_dirs) == 1 and entries[0][2]
-        for full, parts, is_dir, length in entries:
-            if rename_root:
-                parts = parts[1:]
-            plan.append((full, destination.joinpath(*parts), is_dir, length))
-    _check_inside(destination, plan)
-    if not overwrite:
-        for _full, target, is_dir, _length in plan:
-            if not is_dir and target.exists():
-                raise FileCopyExistsError(
-                    f"local file {target} already exists; pass overwrite=True to replace it"
-                )
-    for _full, target, is_dir, _length in plan:
-        if target.exists() and target.is_dir() != is_dir and not (is_dir or overwrite):
-            raise FileCopyExistsError(f"local path {target} exists with another type")
     result = CopyResult()
+    with _local_errors(destination):
+        plan = _local_plan(entries, destination, os.fspath(local).endswith(("/", os.sep)))
+        _check_plan(destination, plan, result)
+        for _full, target, is_dir, _length in plan:
+            if target.is_dir() != is_dir and (target.exists() or target.is_symlink()):
+                kind = "directory" if target.is_dir() else "file"
+                raise FileCopyExistsError(
+                    f"local path {target} is a {kind}; the guest's "
+                    f"{'directory' if is_dir else 'file'} of that name cannot replace it"
+                )
+        if not overwrite:
+            for _full, target, is_dir, _length in plan:
+                if not is_dir and (target.exists() or target.is_symlink()):
+                    raise FileCopyExistsError(
+                        f"local file {target} already exists; {_advice('overwrite')}"
+                    )
+        for _full, target, is_dir, _length in plan:
+            if is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+                result.directories.append(str(target))
     files = [(f, t, n) for f, t, d, n in plan if not d]
-    for _full, target, is_dir, _length in plan:
-        if is_dir:
-            target.mkdir(parents=True, exist_ok=True)
-            result.directories.append(str(target))
     total = sum(n for _f, _t, n in files)
     done = 0
     for index, (full, target, length) in enumerate(files):
@@ -575,13 +650,128 @@ def copy_from(
     return result
 
 
+#: a guest-reported file length above this is refused (.NET's long.MaxValue)
+_MAX_LENGTH = (1 << 63) - 1
+
+
+def _listing_entry(entry: object) -> tuple[str, tuple[str, ...], bool, int]:
+    """One ``from-list`` object as ``(FullName, relative parts, IsDirectory, Length)``.
+
+    The guest builds these objects, so every field is checked for type and range here: a
+    hostile listing must end in a :class:`FileCopySourceError`, not a ``ValueError`` from
+    ``int()`` or an ``OverflowError`` from an infinite float.
+    """
+    full = _field(entry, "FullName")
+    is_dir = _field(entry, "IsDirectory")
+    length = _field(entry, "Length")
+    if not isinstance(full, str) or not full or "\0" in full:
+        raise FileCopySourceError(f"guest sent an invalid FullName {full!r} in its listing")
+    if not isinstance(is_dir, bool):
+        raise FileCopySourceError(f"guest sent an invalid IsDirectory {is_dir!r} for {full!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= _MAX_LENGTH:
+        raise FileCopySourceError(f"guest sent an invalid Length {length!r} for {full!r}")
+    return full, _guest_relative_parts(_field(entry, "RelativePath")), is_dir, length
+
+
+_Plan = list[tuple[str, Path, bool, int]]
+
+
+def _local_plan(
+    entries: list[tuple[str, tuple[str, ...], bool, int]], destination: Path, into: bool
+) -> _Plan:
+    """Where each listed entry goes locally (``Copy-Item`` rules, as for ``copy_to``)."""
+    if len(entries) == 1 and not entries[0][2]:
+        full, parts, _is_dir, length = entries[0]
+        target = destination.joinpath(*parts) if destination.is_dir() or into else destination
+        return [(full, target, False, length)]
+    if destination.exists() and not destination.is_dir():
+        raise FileCopyError(
+            f"local path {destination} is a file; several sources need a destination directory"
+        )
+    top_dirs = {parts[0] for _f, parts, _d, _l in entries}
+    rename_root = not destination.exists() and len(top_dirs) == 1 and entries[0][2]
+    plan: _Plan = []
+    for full, parts, is_dir, length in entries:
+        if rename_root:
+            parts = parts[1:]
+        plan.append((full, destination.joinpath(*parts), is_dir, length))
+    return plan
+
+
+def _check_plan(destination: Path, plan: _Plan, result: CopyResult) -> None:
+    """Refuse a plan the guest could use to clobber, escape or confuse the destination."""
+    notes = []
+    for _full, target, _is_dir, _length in plan:
+        problem = None if target == destination else _windows_name_problem(target.name)
+        if problem is None:
+            continue
+        if _WINDOWS_HOST:  # first: Windows would resolve "CON" to a device, "a." to "a"
+            raise FileCopySourceError(
+                f"guest name {target.name!r} {problem}; Windows cannot store it as a file name"
+            )
+        notes.append(
+            f"guest name {target.name!r} {problem}: it is copied here, but the same copy on a "
+            "Windows host would be refused"
+        )
+    _check_inside(destination, plan)
+    seen: dict[str, bool] = {}  # local name → is a directory
+    for _full, target, is_dir, _length in plan:
+        key = _name_key(target)
+        if key in seen and not (is_dir and seen[key]):
+            # two listed entries for one local name: the second would silently replace the
+            # first (overwrite=False or not), or a file and a directory would collide
+            raise FileCopySourceError(
+                f"guest listed {target.name!r} more than once for {target}; refusing to copy"
+            )
+        seen[key] = is_dir
+    files = {key for key, is_dir in seen.items() if not is_dir}
+    for _full, target, _is_dir, _length in plan:
+        for parent in target.parents:
+            if _name_key(parent) in files:
+                raise FileCopySourceError(
+                    f"guest listed {parent.name!r} both as a file and as a directory; "
+                    "refusing to copy"
+                )
+    for note in notes:  # only once the copy is going ahead
+        result.notes.append(note)
+        warnings.warn(note, FileCopyNameWarning, stacklevel=4)
+
+
+def _name_key(path: Path) -> str:
+    # Windows and macOS file systems ignore case by default: A.txt and a.txt are one file
+    text = os.path.normcase(os.fspath(path))
+    return text.casefold() if sys.platform == "darwin" else text
+
+
+#: whether local names must be storable by Windows (a module value, so tests can pretend)
+_WINDOWS_HOST = os.name == "nt"
+
+#: names Windows reserves for devices, with or without an extension (``NUL.txt`` is ``NUL``)
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]]
+)
+_WINDOWS_FORBIDDEN = frozenset('<>:"/\\|?*') | {chr(c) for c in range(32)}
+
+
+def _windows_name_problem(name: str) -> str | None:
+    """Why Windows cannot store ``name`` as a file name, or ``None`` if it can."""
+    if name.endswith((".", " ")):
+        return "ends in a dot or a space"
+    if name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        return "is a Windows device name"
+    if any(c in _WINDOWS_FORBIDDEN for c in name):
+        return "contains a character Windows forbids in names"
+    return None
+
+
 def _guest_relative_parts(value: object) -> tuple[str, ...]:
     """Split a guest-supplied relative path into safe name parts, or refuse it.
 
     The guest chooses these names, so a hostile or broken guest could otherwise climb out of
     the destination (``..``), name an absolute or drive path, or smuggle a NUL/ADS colon.
     """
-    text = "" if value is None else str(value)
+    text = value if isinstance(value, str) else ""
     parts = tuple(text.replace("\\", "/").split("/"))
     if (
         not text
@@ -589,12 +779,22 @@ def _guest_relative_parts(value: object) -> tuple[str, ...]:
         or any(part in ("", ".", "..") or ":" in part or "\0" in part for part in parts)
     ):
         raise FileCopySourceError(
-            f"guest sent an unsafe relative path {text!r}; refusing to write it locally"
+            f"guest sent an unsafe relative path {value!r}; refusing to write it locally"
+        )
+    too_long = [part for part in parts if len(os.fsencode(part)) > _MAX_NAME_BYTES]
+    if too_long:
+        raise FileCopySourceError(
+            f"guest sent a name of {len(too_long[0])} characters ({too_long[0][:40]!r}…); "
+            f"local file names are limited to {_MAX_NAME_BYTES} bytes"
         )
     return parts
 
 
-def _check_inside(destination: Path, plan: list[tuple[str, Path, bool, int]]) -> None:
+#: NAME_MAX on Linux and macOS; NTFS allows 255 UTF-16 units, which is never fewer characters
+_MAX_NAME_BYTES = 255
+
+
+def _check_inside(destination: Path, plan: _Plan) -> None:
     # Belt and braces after the name check: a symlink already inside the destination could
     # still redirect a target, so the resolved path must stay under the resolved destination.
     root = destination.resolve()
@@ -606,10 +806,44 @@ def _check_inside(destination: Path, plan: list[tuple[str, Path, bool, int]]) ->
             )
 
 
+@contextlib.contextmanager
+def _local_errors(where: Path, doing: str = "write") -> Iterator[None]:
+    """Local file-system failures as typed copy errors (the cause stays attached)."""
+    try:
+        yield
+    except HvMagicError:
+        raise  # already typed (a TransportError is an OSError too)
+    except OSError as exc:
+        kind = FileCopyPermissionError if isinstance(exc, PermissionError) else FileCopyError
+        raise kind(
+            f"cannot {doing} local path {exc.filename or where}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _open_partial(target: Path) -> tuple[Path, BinaryIO]:
+    """A new, uniquely named partial file beside ``target``, never through a symlink.
+
+    ``O_CREAT | O_EXCL`` fails on any existing name, a symlink (even a dangling one)
+    included, so a link planted under the partial name cannot redirect the data; the random
+    part keeps a stale partial from an earlier crash from blocking the copy.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    stem = target.name[: _MAX_NAME_BYTES // 4]  # room for the suffix whatever the encoding
+    for _attempt in range(8):
+        partial = target.with_name(f".{stem}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        try:
+            descriptor = os.open(partial, flags, 0o666)
+        except FileExistsError:
+            continue
+        return partial, os.fdopen(descriptor, "wb")
+    raise FileCopyError(f"could not create a partial file beside {target}")
+
+
 def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterator[bytes]:
     offset = 0
     while offset < length:
-        text = _first(
+        block = _first(
             _run(
                 session,
                 "from-chunk",
@@ -618,16 +852,20 @@ def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterat
                 count=min(chunk_size, length - offset),
             )
         )
-        try:
-            block = base64.b64decode(str(text), validate=True)
-        except binascii.Error as exc:
+        if not isinstance(block, bytes):
             raise FileCopyIntegrityError(
-                f"guest sent a chunk of {full} at byte {offset} that is not valid base64"
-            ) from exc
+                f"guest sent a chunk of {full} at byte {offset} that is not a byte array "
+                f"({type(block).__name__})"
+            )
         if not block:
             raise FileCopyIntegrityError(
                 f"guest file {full} ended at byte {offset}, "
                 f"expected {length} bytes (did it shrink?)"
+            )
+        if len(block) > length - offset:
+            raise FileCopyIntegrityError(
+                f"guest sent {len(block)} bytes of {full} at byte {offset}, "
+                f"more than the {length - offset} asked for"
             )
         offset += len(block)
         yield block
@@ -646,12 +884,13 @@ def _receive_file(
     index: int,
     count: int,
 ) -> int:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + PARTIAL_SUFFIX)
+    with _local_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial, handle = _open_partial(target)
     digest = hashlib.sha256()
     received = 0
     try:
-        with partial.open("wb") as handle:
+        with _local_errors(target), handle:
             for block in _chunks(session, full, length, chunk_size):
                 handle.write(block)
                 digest.update(block)
@@ -668,7 +907,8 @@ def _receive_file(
                 f"SHA-256 mismatch for {full}: guest has {guest_hash}, received {local_hash}; "
                 "the partial file was removed"
             )
-        os.replace(partial, target)
+        with _local_errors(target):
+            os.replace(partial, target)
     except BaseException:
         with contextlib.suppress(OSError):
             partial.unlink()

@@ -70,6 +70,8 @@ from hvmagic.errors import (
     SessionBusyError,
     TransportError,
 )
+from hvmagic.filecopy import advice as copy_advice
+from hvmagic.filecopy import format_rate
 from hvmagic.host import Choice, Field, HostUI
 
 #: where the default session's last :class:`~hvmagic.session.Result` is kept in the user namespace
@@ -1282,10 +1284,11 @@ class VmMagics(Magics):
             kwargs["recurse"] = True
         session = entry.session
         try:
-            if dst.remote:
-                summary = session.copy_to(src.path, dst.path, **kwargs)
-            else:
-                summary = session.copy_from(src.path, dst.path, **kwargs)
+            with copy_advice("magic"):  # errors name --force / -r, not the API's keywords
+                if dst.remote:
+                    summary = session.copy_to(src.path, dst.path, **kwargs)
+                else:
+                    summary = session.copy_from(src.path, dst.path, **kwargs)
         except KeyboardInterrupt:
             view.finish()
             _raise_if_broken(session, entry, "the kernel was interrupted during the copy")
@@ -1293,7 +1296,7 @@ class VmMagics(Magics):
             raise PipelineStopped("the kernel was interrupted; the copy was stopped") from None
         except FileExistsError as exc:
             view.finish()
-            raise UsageError(f"%vmcopy: {_first_line(exc)} (use --force to overwrite)") from None
+            raise UsageError(f"%vmcopy: {_first_line(exc)}") from None
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             view.finish()
             raise UsageError(f"%vmcopy: {_first_line(exc)}") from None
@@ -1517,7 +1520,7 @@ def _copy_summary(summary: Any, direction: str, alias: str) -> str:
         return f"Copied {direction} {alias}"
     size = getattr(summary, "bytes", 0)
     seconds = getattr(summary, "seconds", 0.0)
-    rate = f" ({size / (1 << 20) / seconds:.1f} MB/s)" if seconds > 0 else ""
+    rate = format_rate(size, seconds)
     return (
         f"Copied {len(files)} file(s), {_human_bytes(size)} {direction} {alias!r} in "
         f"{seconds:.2f} s{rate}; SHA-256 verified"

@@ -9,8 +9,6 @@ error translation is exercised for real.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +65,7 @@ def _to_begin(ctx: HandlerContext) -> str:
     target_text = str(_parameter(ctx, "path"))
     target = ctx.guest.host_path(target_text)
     if target.is_dir():
-        raise _throw(f"{_ERROR_PREFIX}is-directory:{target_text}")
+        raise _throw(f"{_ERROR_PREFIX}target-is-directory:{target_text}")
     if target.exists() and not _parameter(ctx, "overwrite", False):
         raise _throw(f"{_ERROR_PREFIX}exists:{target_text}")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -78,10 +76,9 @@ def _to_begin(ctx: HandlerContext) -> str:
 
 def _to_chunk(ctx: HandlerContext) -> int:
     partial = ctx.guest.host_path(str(_parameter(ctx, "partial")))
-    try:
-        data = base64.b64decode(str(_parameter(ctx, "data")), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _throw(f'Exception calling "FromBase64String" with "1" argument(s): "{exc}"') from exc
+    data = _parameter(ctx, "data")
+    if not isinstance(data, (bytes, bytearray)):
+        raise _throw(f'Cannot convert value "{data}" to type "System.Byte[]".')
     with partial.open("ab") as handle:
         handle.write(data)
         return handle.tell()
@@ -153,14 +150,14 @@ def _from_list(ctx: HandlerContext) -> list[dict[str, Any]]:
     return entries
 
 
-def _from_chunk(ctx: HandlerContext) -> str:
+def _from_chunk(ctx: HandlerContext) -> bytes:
     guest_path = str(_parameter(ctx, "path"))
     host = ctx.guest.host_path(guest_path)
     if not host.is_file():
         raise _not_found(ctx, guest_path)
     with host.open("rb") as handle:
         handle.seek(int(_parameter(ctx, "offset", 0)))
-        return base64.b64encode(handle.read(int(_parameter(ctx, "count", 0)))).decode("ascii")
+        return handle.read(int(_parameter(ctx, "count", 0)))
 
 
 def _hash(ctx: HandlerContext) -> str:
