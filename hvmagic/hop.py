@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -80,9 +81,14 @@ def guest_wrapper(wrapper: str = WRAPPER_SCRIPT) -> str:
     error (the pipeline ``Failed``) skips it. Derived from :data:`WRAPPER_SCRIPT` so both stay
     one wrapper.
     """
-    head, _, body = wrapper.partition("\n")  # head is the param() block, which must stay first
+    # the param() block must stay first; the wrapper may go on on the same line
+    param = re.match(r"\s*param\([^)]*\)", wrapper)
+    if param is None:
+        raise ValueError("the run wrapper must start with its param() block")
+    head, body = wrapper[: param.end()], wrapper[param.end():].strip()
+    # all on the wrapper's first line, so stack traces read "line 1" as in a direct session
     return (
-        f"{head}\n$global:__hvmagic_completed = $false\n{body}"
+        f"{head} $global:__hvmagic_completed = $false; {body}\n"
         "$global:__hvmagic_completed = $true\n"
     )
 

@@ -95,9 +95,14 @@ def test_vm_arguments_are_powershell_directs() -> None:
 
 def test_guest_wrapper_is_the_direct_wrapper_plus_the_completion_mark() -> None:
     wrapper = hop.guest_wrapper()
-    assert wrapper.startswith(WRAPPER_SCRIPT.split("\n", 1)[0] + "\n")  # param() stays first
-    assert wrapper.replace("$global:__hvmagic_completed = $false\n", "").replace(
-        "$global:__hvmagic_completed = $true\n", "") == WRAPPER_SCRIPT
+    param = "param($__hvmagic_script, $__hvmagic_parameters)"
+    assert WRAPPER_SCRIPT.startswith(param) and wrapper.startswith(param)  # param() stays first
+    first, _, rest = wrapper.partition("\n")
+    # the direct wrapper, on one line (stack traces read "line 1"), between the two marks
+    assert first == f"{param} $global:__hvmagic_completed = $false; " + (
+        WRAPPER_SCRIPT[len(param):].strip()
+    )
+    assert rest == "$global:__hvmagic_completed = $true\n"
 
 
 def test_local_hop_path_opens_powershell_then_vmname(monkeypatch: pytest.MonkeyPatch) -> None:
