@@ -1,0 +1,293 @@
+"""Fleets under failure, with fault-injecting simulated guests (what PowerShell cannot do on
+demand: die mid-run, hang without acknowledging a stop, refuse connections while rebooting).
+
+Real PowerShell fleets are in tests/pwsh/test_fleet_pwsh.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import hvmagic
+from hvmagic import session as session_module
+from hvmagic.clixml.values import PSCredential
+from hvmagic.errors import FleetError, TransportError
+from hvmagic.fleets import FleetInterrupted, FleetResult, Target, TargetResult, credential_for
+from hvmagic.testing import FakeGuest
+from hvmagic.testing.guest import HandlerContext
+
+SCRIPT = "Get-Widget"
+
+
+class Guests:
+    """Named simulated guests and a connect seam reaching them."""
+
+    def __init__(self) -> None:
+        self.guests: dict[str, FakeGuest] = {}
+        self.connects: list[tuple[str, dict[str, Any]]] = []
+        self.release = threading.Event()  # frees stalled guests at teardown
+
+    def add(self, name: str, handler: Any) -> FakeGuest:
+        guest = FakeGuest(demo=False)
+        guest.add_handler(SCRIPT, handler)
+        self.guests[name] = guest
+        return guest
+
+    def connect(self, target: Target, **kwargs: Any) -> Any:
+        self.connects.append((target.name, kwargs))
+        return self.guests[target.name].connect(name=target.name)
+
+    def close(self) -> None:
+        self.release.set()
+        for guest in self.guests.values():
+            guest.close()
+
+
+def widgets(ctx: HandlerContext) -> list[dict[str, Any]]:
+    ctx.warning("checking widgets")
+    me = ctx.variables.setdefault("me", f"run-{len(ctx.guest.history)}")
+    return [{"Index": i, "Session": me, "Greeting": ctx.parameters.get("Greeting")}
+            for i in range(3)]
+
+
+@pytest.fixture
+def guests() -> Iterator[Guests]:
+    pool = Guests()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def short_stop_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a hung guest costs the stop grace; the rule is the same at 0.5 s as at 5 s
+    monkeypatch.setattr(session_module, "STOP_TIMEOUT", 0.5)
+
+
+def test_every_other_target_keeps_its_output_when_some_fail(
+    guests: Guests, short_stop_grace: None
+) -> None:
+    guests.add("web1", widgets)
+    guests.add("web2", widgets)
+
+    def failing(ctx: HandlerContext) -> None:
+        ctx.output({"Index": 0})
+        ctx.fail("the disk is full")
+
+    def sleeper(ctx: HandlerContext) -> None:
+        ctx.output({"Index": 0})
+        ctx.sleep(30)
+
+    def staller(ctx: HandlerContext) -> None:
+        ctx.output({"Index": 0})
+        ctx.stall(guests.release, timeout=30)
+
+    killed_ready = threading.Event()
+
+    def dies(ctx: HandlerContext) -> None:
+        ctx.output_many([{"Index": i} for i in range(2)])
+        killed_ready.set()
+        ctx.sleep(30)
+
+    guests.add("db1", failing)
+    guests.add("slow1", sleeper)
+    guests.add("hung1", staller)
+    victim = guests.add("dies1", dies)
+    rebooting = guests.add("off1", widgets)
+    rebooting.reboot(seconds=60)  # refuses connections: unreachable
+
+    def kill_when_ready() -> None:
+        if killed_ready.wait(10):
+            time.sleep(0.3)  # let the two objects reach the client first
+            victim.kill_connections()
+
+    threading.Thread(target=kill_when_ready, daemon=True).start()
+    names = ["web1", "web2", "db1", "slow1", "hung1", "dies1", "off1"]
+    started = time.monotonic()
+    with hvmagic.fleet(names, connect=guests.connect, timeout=1.5) as fl:
+        result = fl.run(SCRIPT, parameters={"Greeting": "hello"})
+    elapsed = time.monotonic() - started
+
+    status = result.status.set_index("VMName")
+    assert status["State"].to_dict() == {
+        "web1": "Completed", "web2": "Completed", "db1": "Failed", "slow1": "TimedOut",
+        "hung1": "TimedOut", "dies1": "Broken", "off1": "Unreachable",
+    }
+    assert status.loc["db1", "Error"] == "the disk is full"
+    assert "rebooting" in status.loc["off1", "Error"]
+    assert "broken" in status.loc["hung1", "Error"]
+    assert status["Output"].to_dict() == {
+        "web1": 3, "web2": 3, "db1": 1, "slow1": 1, "hung1": 1, "dies1": 2, "off1": 0,
+    }
+    # in parallel: the whole fleet took about one timeout plus the stop grace, not their sum
+    assert elapsed < 1.5 + 0.5 + 3.0
+    frame = result.frame()
+    assert list(frame.columns[:2]) == ["VMName", "HostName"]
+    assert frame.groupby("VMName").size().to_dict() == {
+        "web1": 3, "web2": 3, "db1": 1, "slow1": 1, "hung1": 1, "dies1": 2,
+    }
+    assert set(frame.loc[frame.VMName == "web2", "Greeting"]) == {"hello"}
+    assert [w.message for w in result["web1"].result.warnings] == ["checking widgets"]
+    with pytest.raises(FleetError) as raised:
+        result.raise_for_errors()
+    assert raised.value.result is result
+    assert "5 of 7 target(s)" in str(raised.value)
+
+
+def test_sessions_persist_and_broken_ones_reconnect(guests: Guests) -> None:
+    guests.add("web1", widgets)
+    rebooter = guests.add("web2", widgets)
+    with hvmagic.fleet("web1,web2", connect=guests.connect) as fl:
+        first = fl.run(SCRIPT)
+        assert first.ok
+        rebooter.kill_connections()  # web2's PowerShell dies between runs
+        time.sleep(0.1)
+        second = fl.run(SCRIPT)
+        third = fl.run(SCRIPT)
+    assert second["web1"].state == "Completed"
+    # the dead session is only noticed by using it: Broken once, then a fresh session
+    assert second["web2"].state == "Broken"
+    assert third["web2"].state == "Completed"
+    # web1 kept its runspace (its per-session variable) across all three runs
+    sessions_web1 = {o["Session"] for r in (first, second, third)
+                     for o in r["web1"].result.output}
+    assert len(sessions_web1) == 1
+    assert [name for name, _ in guests.connects].count("web1") == 1
+    assert [name for name, _ in guests.connects].count("web2") == 2
+
+
+def test_throttle_limits_concurrency(guests: Guests) -> None:
+    lock = threading.Lock()
+    active = [0]
+    peak = [0]
+
+    def counted(ctx: HandlerContext) -> list[int]:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        ctx.sleep(0.15)
+        with lock:
+            active[0] -= 1
+        return [1]
+
+    names = [f"vm{i}" for i in range(8)]
+    for name in names:
+        guests.add(name, counted)
+    with hvmagic.fleet(names, connect=guests.connect, throttle=3) as fl:
+        result = fl.run(SCRIPT)
+    assert result.ok
+    assert peak[0] == 3
+
+
+def test_on_event_gets_each_targets_records_one_call_at_a_time(guests: Guests) -> None:
+    for name in ("a", "b", "c"):
+        guests.add(name, widgets)
+    seen: list[tuple[str, str]] = []
+    inside = [0]
+
+    def on_event(target: Target, stream: str, record: Any) -> None:
+        inside[0] += 1
+        assert inside[0] == 1, "on_event was entered twice at once"
+        time.sleep(0.001)
+        seen.append((target.name, stream))
+        inside[0] -= 1
+
+    with hvmagic.fleet(["a", "b", "c"], connect=guests.connect) as fl:
+        fl.run(SCRIPT, on_event=on_event)
+    for name in ("a", "b", "c"):
+        assert seen.count((name, "output")) == 3
+        assert seen.count((name, "warning")) == 1
+
+
+def test_globs_resolve_on_every_host_and_an_unreachable_host_is_reported() -> None:
+    inventory = {"hv01": ["web1", "web2", "db1"], "hv02": ["web3", "app1"]}
+    asked: list[tuple[str | None, str, bool]] = []
+
+    def resolver(host: str | None, pattern: str, *, running_only: bool) -> list[str]:
+        asked.append((host, pattern, running_only))
+        if host == "hv03":
+            raise TransportError("hv03: connection refused")
+        import fnmatch
+
+        return [n for n in inventory[str(host)] if fnmatch.fnmatch(n, pattern)]
+
+    fl = hvmagic.fleet("web*,db1", hosts="hv01,hv02,hv03", resolver=resolver,
+                       connect=lambda t, **k: None)
+    assert [t.label for t in fl.targets] == ["hv01/web1", "hv01/web2", "hv02/web3", "hv01/db1"]
+    assert ("hv01", "web*", True) in asked
+    planned = fl._resolve()
+    unreachable = [t for t in planned if t.state == "Unreachable"]
+    assert [(t.target.label, t.error) for t in unreachable] == [
+        ("hv03/web*", "could not resolve 'web*': hv03: connection refused"),
+        ("hv03/db1", "could not resolve 'db1': hv03: connection refused"),
+    ]
+
+
+def test_credentials_exact_before_glob_and_never_on_results(guests: Guests) -> None:
+    admin = PSCredential("CORP\\admin", "s3cret-admin")
+    tenant = PSCredential("tenant\\ops", "s3cret-tenant")
+    creds: dict[str, Any] = {"web*": admin, "web2": tenant, "db*": "dbuser"}
+    assert credential_for(Target("web1"), creds) is admin
+    assert credential_for(Target("web2"), creds) is tenant
+    assert credential_for(Target("DB1"), creds) == "dbuser"
+    assert credential_for(Target("app1"), creds) is None
+    assert credential_for(Target("x"), {"x": lambda t: f"user-{t.name}"}) == "user-x"
+    for name in ("web1", "web2", "db1"):
+        guests.add(name, widgets)
+    with hvmagic.fleet(["web1", "web2", "db1"], connect=guests.connect,
+                       credentials=creds) as fl:
+        result = fl.run(SCRIPT)
+    given = dict(guests.connects)
+    assert given["web1"] == {"credential": admin}
+    assert given["web2"] == {"credential": tenant}
+    assert given["db1"] == {"username": "dbuser"}
+    text = repr(result) + repr(list(result)) + result.status.to_string() + repr(fl)
+    assert "s3cret" not in text
+
+
+def test_interrupt_stops_every_running_pipeline_and_keeps_what_arrived(
+    guests: Guests,
+) -> None:
+    def long(ctx: HandlerContext) -> None:
+        ctx.output({"Index": 0})
+        ctx.sleep(30)
+
+    names = ["a", "b", "c", "d"]
+    for name in names:
+        guests.add(name, long)
+    fl = hvmagic.fleet(names, connect=guests.connect, throttle=3)
+    import _thread
+
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    started = time.monotonic()
+    with pytest.raises(FleetInterrupted) as raised:
+        fl.run(SCRIPT)
+    assert time.monotonic() - started < 4.0
+    states = {t.name: t.state for t in raised.value.result}
+    assert sorted(states.values()) == ["NotStarted", "Stopped", "Stopped", "Stopped"]
+    assert all(len(t.result.output) == 1 for t in raised.value.result if t.state == "Stopped")
+    # the stopped sessions stay usable
+    for guest in guests.guests.values():
+        guest.add_handler("Get-Quick", lambda ctx: [1])
+    assert fl.run("Get-Quick").ok
+    fl.close()
+
+
+def test_result_pickles_and_frame_of_an_empty_fleet() -> None:
+    import pickle
+
+    from hvmagic.session import Result
+
+    outcome = TargetResult(Target("web1", "hv01"), state="Completed",
+                           result=Result(output=[{"A": 1}], state="Completed"))
+    copy = pickle.loads(pickle.dumps(FleetResult([outcome])))
+    assert copy["hv01/web1"].result.output == [{"A": 1}]
+    assert copy["web1"].target == Target("web1", "hv01")
+    empty = FleetResult([])
+    assert empty.ok and list(empty.frame().columns) == ["VMName", "HostName"]
