@@ -453,8 +453,14 @@ class SessionPool:
             self._sessions[target.key] = session
             self._adopted.add(target.key)
 
-    def get(self, target: Target) -> Any:
-        """The target's open session, connecting when there is none or it broke."""
+    def get(
+        self, target: Target, *, connect: ConnectFunction | None = None,
+        credential: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The target's open session, connecting when there is none or it broke.
+
+        ``connect``/``credential`` (connect keywords) override the pool's own for this
+        connection (a Dask fleet sends them with each task)."""
         key = target.key
         with self._lock:
             if self._closed:
@@ -464,10 +470,12 @@ class SessionPool:
             return session
         if session is not None:
             self.discard(target)
-        kwargs = credential_kwargs(credential_for(target, self._credentials))
+        kwargs = dict(credential) if credential else credential_kwargs(
+            credential_for(target, self._credentials))
         if self._connect_timeout is not None:
             kwargs["timeout"] = self._connect_timeout
-        session = self._connect(target, **kwargs)  # outside the lock: connects run in parallel
+        # outside the lock: connects run in parallel
+        session = (connect or self._connect)(target, **kwargs)
         with self._lock:
             if self._closed:
                 with contextlib.suppress(Exception):
@@ -530,6 +538,9 @@ def run_target(
     on_event: Callable[[str, Any], None] | None = None,
     running: dict[tuple[str, str], Any] | None = None,
     cancelled: threading.Event | None = None,
+    *,
+    connect: ConnectFunction | None = None,
+    credential: Mapping[str, Any] | None = None,
 ) -> TargetResult:
     """Run ``script`` on one target; every failure becomes a state on the returned outcome.
 
@@ -541,7 +552,7 @@ def run_target(
     if cancelled is not None and cancelled.is_set():
         return outcome  # NotStarted
     try:
-        session = pool.get(target)
+        session = pool.get(target, connect=connect, credential=credential)
     except Exception as exc:
         outcome.state, outcome.error = "Unreachable", _one_line(exc)
         outcome.error_type = type(exc).__name__
@@ -728,12 +739,15 @@ class Fleet:
             started = time.monotonic()
             planned = self._resolve()
             runnable = [t.target for t in planned if t.state == "NotStarted"]
-            if self._dask is not None:
-                done = self._dask.run(runnable, script, parameters, timeout, on_event,
-                                      self.throttle, started)
-            else:
-                done = self._run_local(runnable, script, parameters, timeout, on_event, started)
-            return done
+            if self._dask is None:
+                return self._run_local(runnable, script, parameters, timeout, on_event, started)
+            try:
+                outcomes = self._dask.run(runnable, script, parameters, timeout, on_event,
+                                          self.throttle, started)
+            except FleetInterrupted as exc:
+                merged = self._merge({t.target.key: t for t in exc.result}, started)
+                raise FleetInterrupted(str(exc), merged) from None
+            return self._merge(outcomes, started)
         finally:
             self._run_lock.release()
 

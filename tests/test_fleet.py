@@ -291,3 +291,128 @@ def test_result_pickles_and_frame_of_an_empty_fleet() -> None:
     assert copy["web1"].target == Target("web1", "hv01")
     empty = FleetResult([])
     assert empty.ok and list(empty.frame().columns) == ["VMName", "HostName"]
+
+
+# --------------------------------------------------------------------------------------------
+# Dask: workers on a LocalCluster-like SpecCluster, each serving its own "Hyper-V host"
+
+#: guests reachable from the in-process Dask workers (the connect seam below finds them here;
+#: module-level so Dask pickles the seam by reference)
+DASK_GUESTS: dict[str, FakeGuest] = {}
+DASK_CONNECTS: list[tuple[str, str | None, dict[str, Any]]] = []
+INVENTORY = {"hv01": ["web1", "web2", "old1"], "hv02": ["db1", "db2", "web3"], "hv03": ["app1"]}
+
+
+def dask_connect(target: Target, **kwargs: Any) -> Any:
+    import distributed
+
+    DASK_CONNECTS.append((target.name, target.host, kwargs))
+    guest = DASK_GUESTS[target.name]
+    guest.state["worker"] = distributed.get_worker().name  # which worker connected
+    return guest.connect(name=target.name)
+
+
+def inventory_resolver(host: str | None, pattern: str, *, running_only: bool) -> list[str]:
+    import fnmatch
+
+    names = INVENTORY.get(str(host), [])
+    return [n for n in names if fnmatch.fnmatch(n, pattern)
+            and not (running_only and n.startswith("old"))]
+
+
+@pytest.fixture
+def dask_cluster() -> Iterator[tuple[Any, Any]]:
+    distributed = pytest.importorskip("distributed")
+    from hvmagic.fleet_dask import HyperVHostPlugin
+
+    spec = {
+        f"w-{host}": {"cls": distributed.Worker,
+                      "options": {"nthreads": 4, "resources": {f"hyperv:{host}": 1}}}
+        for host in ("hv01", "hv02", "hv03")
+    }
+    cluster = distributed.SpecCluster(
+        workers=spec, scheduler={"cls": distributed.Scheduler, "options": {"dashboard": False}}
+    )
+    client = distributed.Client(cluster)
+    client.register_plugin(HyperVHostPlugin(connect=dask_connect, resolver=inventory_resolver))
+    DASK_CONNECTS.clear()
+    try:
+        yield client, cluster
+    finally:
+        for guest in DASK_GUESTS.values():
+            guest.close()
+        DASK_GUESTS.clear()
+        client.close()
+        cluster.close()
+
+
+def test_dask_fleet_runs_each_target_on_its_hosts_worker_and_survives_a_lost_worker(
+    dask_cluster: tuple[Any, Any],
+) -> None:
+    client, cluster = dask_cluster
+    on_hv03 = threading.Event()
+
+    def where(ctx: HandlerContext) -> list[dict[str, Any]]:
+        return [{"Worker": ctx.guest.state["worker"], "I": i} for i in range(2)]
+
+    def failing(ctx: HandlerContext) -> None:
+        ctx.output({"Worker": "?", "I": 0})
+        ctx.fail("service missing")
+
+    def held(ctx: HandlerContext) -> None:
+        ctx.output({"Worker": "hv03", "I": 0})
+        on_hv03.set()
+        ctx.sleep(30)
+
+    for name, handler in (("web1", where), ("web2", where), ("db1", failing), ("db2", where),
+                          ("app1", held)):
+        guest = FakeGuest(demo=False)
+        guest.add_handler(SCRIPT, handler)
+        DASK_GUESTS[name] = guest
+
+    def kill_hv03() -> None:
+        if on_hv03.wait(10):
+            worker = cluster.workers["w-hv03"]
+            cluster.sync(worker.close, executor_wait=False, nanny=False)
+
+    targets = [Target("web1", "hv01"), Target("web2", "hv01"), Target("db1", "hv02"),
+               Target("db2", "hv02"), Target("app1", "hv03"), Target("x1", "hv09")]
+    fl = hvmagic.fleet(targets, cluster=client, credentials={"db*": "dbadmin"})
+    threading.Thread(target=kill_hv03, daemon=True).start()
+    started = time.monotonic()
+    result = fl.run(SCRIPT)
+    assert time.monotonic() - started < 10, result.status.to_string()
+    status = result.status.set_index("VMName")
+    assert status["State"].to_dict() == {
+        "web1": "Completed", "web2": "Completed", "db1": "Failed", "db2": "Completed",
+        "app1": "Broken", "x1": "Unreachable",
+    }, status.to_string()
+    assert "serving 'hv03' was lost mid-run" in status.loc["app1", "Error"]
+    assert status.loc["x1", "Error"] == "no Dask worker serves Hyper-V host 'hv09'"
+    frame = result.frame()
+    # each target ran on the worker serving its host
+    ran_on = frame.groupby("VMName")["Worker"].agg(set).to_dict()
+    assert ran_on == {"web1": {"w-hv01"}, "web2": {"w-hv01"}, "db1": {"?"}, "db2": {"w-hv02"}}
+    assert list(frame["HostName"].unique()) == ["hv01", "hv02"]
+    # user names (not PSCredentials) cross to the workers
+    assert {(n, k.get("username")) for n, _h, k in DASK_CONNECTS} >= {("db1", "dbadmin")}
+
+    # sessions stay cached on the workers between runs
+    again = fl.run(SCRIPT)
+    assert again["web1"].state == "Completed" and again["db2"].state == "Completed"
+    assert again["app1"].state == "Unreachable"  # its only worker is gone
+    assert [n for n, _h, _k in DASK_CONNECTS].count("web1") == 1
+
+
+def test_dask_fleet_resolves_globs_on_each_hosts_worker_and_refuses_pscredentials(
+    dask_cluster: tuple[Any, Any],
+) -> None:
+    client, _cluster = dask_cluster
+    fl = hvmagic.fleet("web*", hosts=["hv01", "hv02"], cluster=client)
+    assert [t.label for t in fl.targets] == ["hv01/web1", "hv01/web2", "hv02/web3"]
+    secret = PSCredential("admin", "s3cret")
+    guarded = hvmagic.fleet([Target("web1", "hv01")], cluster=client,
+                            credentials={"*": secret})
+    with pytest.raises(hvmagic.errors.CredentialError, match="only user names"):
+        guarded.run(SCRIPT)
+    assert DASK_CONNECTS == []  # refused before anything was sent
