@@ -416,3 +416,60 @@ def test_dask_fleet_resolves_globs_on_each_hosts_worker_and_refuses_pscredential
     with pytest.raises(hvmagic.errors.CredentialError, match="only user names"):
         guarded.run(SCRIPT)
     assert DASK_CONNECTS == []  # refused before anything was sent
+
+
+# --------------------------------------------------------------------------------------------
+# %%vmps on a fleet
+
+
+def test_vmps_cell_on_matching_sessions_shows_one_frame_status_and_prefixed_streams(
+    guests: Guests,
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from hvmagic.magics import PowerShellError
+
+    def failing(ctx: HandlerContext) -> None:
+        ctx.output({"Index": 0})
+        ctx.fail("the disk is full")
+
+    guests.add("web1", widgets)
+    guests.add("web2", widgets)
+    guests.add("db1", failing)
+    guests.add("other", widgets)
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("hvmagic")
+    try:
+        for name in ("web1", "web2", "db1", "other"):
+            shell.user_ns[f"s_{name}"] = guests.connect(Target(name))
+            with capture_output():
+                shell.run_line_magic("vmconnect", f"{name} --session s_{name}")
+        shell.user_ns["Greeting"] = "hi"
+        with capture_output() as captured:
+            shell.run_cell_magic("vmps", "web*,db1 -o out --with Greeting --no-raise",
+                                 SCRIPT)
+        frame = shell.user_ns["out"]
+        assert frame.groupby("VMName").size().to_dict() == {"web1": 3, "web2": 3, "db1": 1}
+        assert set(frame.loc[frame.VMName == "web1", "Greeting"]) == {"hi"}
+        fleet_result = shell.user_ns["_vmps_result"]
+        assert fleet_result.status.set_index("VMName")["State"].to_dict() == {
+            "web1": "Completed", "web2": "Completed", "db1": "Failed"}
+        shown = "\n".join(o.data.get("text/plain", "") for o in captured.outputs)
+        assert "[web1] WARNING: checking widgets" in shown
+        assert "[db1] WARNING" not in shown
+        assert "the disk is full" in shown  # the status table
+        with capture_output():
+            cell = shell.run_cell(f'%%vmps --vms "web*"\n{SCRIPT}')
+        assert cell.success
+        with capture_output():
+            failed = shell.run_cell(f"%%vmps web1,db1\n{SCRIPT}")
+        assert isinstance(failed.error_in_exec, PowerShellError)
+        assert "1 of 2 target(s)" in str(failed.error_in_exec)
+        with capture_output():
+            missing = shell.run_cell(f"%%vmps nothing*\n{SCRIPT}")
+        assert "no open session matches 'nothing*'" in str(missing.error_in_exec)
+    finally:
+        shell.run_line_magic("vmclose", "--all")
+        shell.extension_manager.unload_extension("hvmagic")
+        shell.user_ns.pop("_vmps_result", None)
