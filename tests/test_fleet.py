@@ -254,6 +254,8 @@ def test_credentials_exact_before_glob_and_never_on_results(guests: Guests) -> N
 def test_interrupt_stops_every_running_pipeline_and_keeps_what_arrived(
     guests: Guests,
 ) -> None:
+    import _thread
+
     def long(ctx: HandlerContext) -> None:
         ctx.output({"Index": 0})
         ctx.sleep(30)
@@ -262,12 +264,16 @@ def test_interrupt_stops_every_running_pipeline_and_keeps_what_arrived(
     for name in names:
         guests.add(name, long)
     fl = hvmagic.fleet(names, connect=guests.connect, throttle=3)
-    import _thread
+    arrived: list[str] = []
 
-    threading.Timer(1.0, _thread.interrupt_main).start()
+    def interrupt_once_three_run(target: Target, stream: str, record: Any) -> None:
+        arrived.append(target.name)
+        if len(arrived) == 3:  # Ctrl-C while three pipelines run and the fourth waits
+            _thread.interrupt_main()
+
     started = time.monotonic()
     with pytest.raises(FleetInterrupted) as raised:
-        fl.run(SCRIPT)
+        fl.run(SCRIPT, on_event=interrupt_once_three_run)
     assert time.monotonic() - started < 4.0
     states = {t.name: t.state for t in raised.value.result}
     assert sorted(states.values()) == ["NotStarted", "Stopped", "Stopped", "Stopped"]
@@ -473,3 +479,39 @@ def test_vmps_cell_on_matching_sessions_shows_one_frame_status_and_prefixed_stre
         shell.run_line_magic("vmclose", "--all")
         shell.extension_manager.unload_extension("hvmagic")
         shell.user_ns.pop("_vmps_result", None)
+
+
+def test_dask_interrupt_stops_the_pipelines_on_the_workers(
+    dask_cluster: tuple[Any, Any],
+) -> None:
+    import _thread
+
+    client, _cluster = dask_cluster
+    running = threading.Semaphore(0)
+
+    def long(ctx: HandlerContext) -> None:
+        ctx.output({"Index": 0})
+        running.release()
+        ctx.sleep(30)
+
+    for name in ("web1", "db1"):
+        guest = FakeGuest(demo=False)
+        guest.add_handler(SCRIPT, long)
+        guest.add_handler("Get-Quick", lambda ctx: [2])
+        DASK_GUESTS[name] = guest
+    fl = hvmagic.fleet([Target("web1", "hv01"), Target("db1", "hv02")], cluster=client)
+
+    def interrupt_when_both_run() -> None:
+        if running.acquire(timeout=10) and running.acquire(timeout=10):
+            time.sleep(0.2)  # the first object reaches the worker's client
+            _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_both_run, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(FleetInterrupted) as raised:
+        fl.run(SCRIPT)
+    assert time.monotonic() - started < 12
+    outcomes = {t.name: (t.state, t.result.output) for t in raised.value.result}
+    assert outcomes == {"web1": ("Stopped", [{"Index": 0}]), "db1": ("Stopped", [{"Index": 0}])}
+    # the workers' sessions stayed usable
+    assert {t.name: t.result.output for t in fl.run("Get-Quick")} == {"web1": [2], "db1": [2]}

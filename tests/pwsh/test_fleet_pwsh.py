@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import _thread
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,11 +86,17 @@ def test_interrupt_stops_every_real_pipeline(pwsh_sessions: dict[str, Any]) -> N
     for session in pwsh_sessions.values():
         session.run(f"{RESET}; $slow = $true")
     fl = hvmagic.fleet(list(NAMES), sessions=pwsh_sessions, connect=pwsh_connect)
-    threading.Timer(2.0, _thread.interrupt_main).start()
-    started = time.monotonic()
+    arrived: list[str] = []
+
+    def interrupt_once_all_run(target: Target, stream: str, record: Any) -> None:
+        arrived.append(target.name)
+        if len(arrived) == len(NAMES):  # every pwsh is inside Start-Sleep now
+            threading.Timer(0.3, _thread.interrupt_main).start()
+
     with pytest.raises(FleetInterrupted) as raised:
-        fl.run(SCRIPT, parameters={"Tag": "x"})
-    assert time.monotonic() - started < 10
+        fl.run(SCRIPT, parameters={"Tag": "x"}, on_event=interrupt_once_all_run)
+    stopped_in = max(t.duration for t in raised.value.result)
+    assert stopped_in < 10  # not the 30 s of Start-Sleep
     assert {t.name: t.state for t in raised.value.result} == dict.fromkeys(NAMES, "Stopped")
     assert all(t.result.output == ["before x"] for t in raised.value.result)
     after = fl.run(f"{RESET}; 'alive'")
