@@ -10,6 +10,8 @@ Every measurement runs in its own Python process (clean peak RSS) and prints one
   Sequential (throttle 1) vs throttle 32. The guests run in the *same* process, so their
   serialization competes with the client's decoding for one GIL: with no guest work the
   throttle can only overlap latency, not CPU.
+* ``procs``: the guests in ``--servers`` other processes, reached over TCP: their CPU is not
+  the notebook's, as with real guests, each spending 0.5 s of guest-side work.
 * ``dask``: the same N targets on a Dask cluster of ``--workers`` worker *processes* (Nanny),
   each serving its own "host" with its guests living in that worker process.
 * ``overhead``: the fleet layer's own cost per target: the same warm sessions run a 1-object
@@ -125,6 +127,61 @@ def mode_dask(args: argparse.Namespace) -> dict[str, Any]:
         cluster.close()
 
 
+def mode_serve(args: argparse.Namespace) -> dict[str, Any]:
+    """Child of ``procs``: serve ``--targets`` simulated guests over TCP until stdin closes."""
+    from hvmagic.testing import fleet_guests
+
+    ports = {}
+    for i in range(args.first, args.first + args.targets):
+        guest = fleet_guests.guest_for(f"vm{i:04d}", args.objects, args.work)
+        ports[f"vm{i:04d}"] = guest.serve_tcp()[1]
+    print(json.dumps(ports), flush=True)
+    sys.stdin.read()
+    return {}
+
+
+def mode_procs(args: argparse.Namespace) -> dict[str, Any]:
+    """The guests in ``--servers`` other processes (over TCP): their CPU is not the client's,
+    as with real guests, so the throttle's overlap of guest time shows."""
+    import socket
+
+    import hvmagic
+    from hvmagic.session import open_session
+    from hvmagic.testing import fleet_guests
+    from hvmagic.transports.base import SocketTransport
+
+    per = -(-args.targets // args.servers)
+    servers, ports = [], {}
+    for k in range(args.servers):
+        count = min(per, args.targets - k * per)
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--child", "serve", "--targets", str(count),
+             "--first", str(k * per), "--objects", str(args.objects), "--work", str(args.work)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        servers.append(server)
+        assert server.stdout is not None
+        ports.update(json.loads(server.stdout.readline()))
+
+    def connect(target: Any, **kwargs: Any) -> Any:
+        sock = socket.create_connection(("127.0.0.1", ports[target.name]))
+        return open_session(SocketTransport(sock, f"tcp {target.name}"), name=target.name)
+
+    try:
+        with hvmagic.fleet(sorted(ports), throttle=args.throttle, connect=connect) as fl:
+            started = time.perf_counter()
+            fl.run(fleet_guests.PING)
+            first = time.perf_counter() - started
+            started, cpu = time.perf_counter(), time.process_time()
+            result = fl.run(fleet_guests.SCRIPT)
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return _summary(result, wall, first, cpu)
+    finally:
+        for server in servers:
+            server.communicate("")
+
+
 def mode_overhead(args: argparse.Namespace) -> dict[str, Any]:
     import hvmagic
     from hvmagic.fleets import Target
@@ -190,7 +247,8 @@ def mode_pwsh(args: argparse.Namespace) -> dict[str, Any]:
     return _summary(result, wall, first, cpu)
 
 
-MODES = {"fake": mode_fake, "dask": mode_dask, "overhead": mode_overhead, "pwsh": mode_pwsh}
+MODES = {"fake": mode_fake, "dask": mode_dask, "overhead": mode_overhead, "pwsh": mode_pwsh,
+         "serve": mode_serve, "procs": mode_procs}
 
 
 def _child(mode: str, **options: Any) -> dict[str, Any]:
@@ -215,13 +273,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--skip-inprocess", action="store_true",
+                        help="only the guests-in-other-processes, overhead and pwsh points")
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(MODES[args.child](args)))
         return
     n, objects = (40, 500) if args.quick else (args.targets, args.objects)
-    for work in (0.0, 0.2):
+    for throttle in (1, 32):
+        print(f"{n} targets x {objects} objects, guests in {args.servers} other processes, "
+              f"guest work 0.5 s, throttle {throttle}:",
+              _child("procs", targets=n, objects=objects, throttle=throttle, work=0.5,
+                     servers=args.servers), flush=True)
+    for work in (() if args.skip_inprocess else (0.0, 0.2)):
         label = f"{n} targets x {objects} objects, guest work {work:g} s"
         print(f"{label}, sequential :", _child("fake", targets=n, objects=objects,
                                                throttle=1, work=work), flush=True)

@@ -251,10 +251,13 @@ def _worker_stop(run_id: str, dask_worker: Any) -> int:
 
 
 def dask_setup(worker: Any) -> None:
-    """``dask worker --preload hvmagic.fleet_dask``: serve the advertised hosts with defaults."""
-    plugin = HyperVHostPlugin()
-    plugin.setup(worker)
-    worker.plugins[PLUGIN_NAME] = plugin
+    """``dask worker --preload hvmagic.fleet_dask``: fail at start, not at the first task, when
+    hvmagic is missing on the worker, and log the hosts it will serve. (The worker's fleet
+    state is created on first use, once the worker has its address.)"""
+    import logging
+
+    logging.getLogger("hvmagic.fleet").info(
+        "hvmagic fleet worker serving Hyper-V host(s): %s", ", ".join(_advertised(worker)))
 
 
 # --------------------------------------------------------------------------------------------
