@@ -34,6 +34,11 @@ the keyring of the worker's account (``keyring set hvmagic USER``) — exactly a
 (``HyperVHostPlugin(credentials={...})`` in a preload script). A fleet given a PSCredential with
 ``cluster=`` raises :class:`~hvmagic.errors.CredentialError` before anything is sent.
 
+Security: a Dask worker runs whatever task its scheduler sends, here as an account that is a
+Hyper-V administrator. Outside a lab, run the scheduler and workers with TLS and client
+certificates (``distributed.security.Security``, ``--tls-ca-file``/``--tls-cert``/``--tls-key``)
+so that only your notebooks can submit work.
+
 Streams: ``on_event`` is called for each target's records when its result arrives (in stream
 order per target), not live: records would otherwise need a pub/sub channel per run.
 Interrupt (Ctrl-C) asks every worker to stop the run's pipelines and raises
