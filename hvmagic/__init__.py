@@ -21,6 +21,7 @@ __all__ = [
     "__version__",
     "connect",
     "doctor",
+    "fleet",
     "last_boot_time",
     "load_ipython_extension",
     "to_dataframe",
@@ -28,6 +29,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
     from hvmagic.doctor import doctor
+    from hvmagic.fleets import fleet
     from hvmagic.frames import to_dataframe
     from hvmagic.session import connect, last_boot_time
 
@@ -35,6 +37,7 @@ _LAZY = {
     "connect": ("hvmagic.session", "connect"),
     "to_dataframe": ("hvmagic.frames", "to_dataframe"),
     "doctor": ("hvmagic.doctor", "doctor"),
+    "fleet": ("hvmagic.fleets", "fleet"),
     "last_boot_time": ("hvmagic.session", "last_boot_time"),
 }
 

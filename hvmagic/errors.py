@@ -111,6 +111,18 @@ class RemoteError(HvMagicError):
         self.result = result
 
 
+class FleetError(HvMagicError):
+    """Some targets of a fleet run did not complete cleanly (``FleetResult.raise_for_errors``).
+
+    ``result`` is the whole :class:`hvmagic.fleets.FleetResult`: every other target's output is
+    on it, and its ``status`` table says what happened to each target.
+    """
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class ReplayMismatchError(HvMagicError):
     """A replayed session was asked to run something the recording does not hold next."""
 

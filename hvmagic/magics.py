@@ -17,7 +17,8 @@ Syntax (``%vmps?`` etc. print the full help)::
     %vmuse ALIAS                      make ALIAS the default session
     %vmclose [ALIAS] [--all]          close one session (default: the default one) or all
     %%vmps [TARGET] [-o VAR] [--with a,b] [--timeout S] [--columns default|all|A,B] [--raw]
-           [--no-raise] [--session ALIAS]
+           [--no-raise] [--session ALIAS] [--vms web*,db1] [--throttle N]
+    %%vmps web*,db1 [options]         a fleet: every open session matching, one frame + status
     %vmps [options] SCRIPT            the same for one line (options first, then the script)
     %vmcopy [-r] [--force] [--gsi] SRC DST     exactly one side is VM:path or ALIAS:path
     %vmps_mode on|off                 (alias %vmcellmode) plain cells run as %%vmps
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import difflib
+import fnmatch
 import getpass
 import importlib
 import keyword
@@ -633,7 +635,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-_VMPS_VALUE_OPTIONS = ("-o", "--out", "--with", "--timeout", "--columns", "--session", "-s")
+_VMPS_VALUE_OPTIONS = ("-o", "--out", "--with", "--timeout", "--columns", "--session", "-s",
+                       "--vms", "--throttle")
 _VMPS_FLAG_OPTIONS = ("--raw", "--no-raise")
 _HELP_OPTIONS = ("-h", "--help")
 _VMPS_KNOWN = (*_VMPS_VALUE_OPTIONS, *_VMPS_FLAG_OPTIONS, *_HELP_OPTIONS)
@@ -999,6 +1002,11 @@ class VmMagics(Magics):
               help="do not raise at the end when the pipeline wrote errors")
     @argument("-s", "--session", default=None, metavar="ALIAS",
               help="the session to run in (the line magic's way to name one)")
+    @argument("--vms", default=None, metavar="web*,db1",
+              help="run on a fleet: open sessions whose alias matches (globs allowed) and "
+                   "names to connect; TARGET with a comma or a glob does the same")
+    @argument("--throttle", type=int, default=None, metavar="N",
+              help="fleet: at most N targets at once (default 32, like -ThrottleLimit)")
     @line_cell_magic
     def vmps(self, line: str, cell: str | None = None) -> None:
         """Run PowerShell in the guest: %%vmps [TARGET] [options] + script, or %vmps [options]
@@ -1031,6 +1039,10 @@ class VmMagics(Magics):
         self.run_script(script, args)
 
     def run_script(self, script: str, args: Any) -> None:
+        fleet_spec = getattr(args, "vms", None) or _fleet_spec(args.target or args.session)
+        if fleet_spec:
+            self._run_fleet(script, args, fleet_spec)
+            return
         try:
             entry = self.sessions.get(args.session or args.target)
         except LookupError as exc:
@@ -1163,6 +1175,78 @@ class VmMagics(Magics):
                 "%config VmMagics.raise_on_error = False to continue past errors",
                 result=result,
                 errors=list(result.errors),
+            )
+
+    def _run_fleet(self, script: str, args: Any, spec: str) -> None:
+        """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
+        without one; output as one frame with VMName, then the status table."""
+        from hvmagic import fleets
+
+        adopted: dict[str, Any] = {}
+        for pattern in fleets.split_targets(_unquote(spec)):
+            matched = [e for e in self.sessions
+                       if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
+            if not matched and fleets.is_glob(pattern):
+                raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
+            adopted.update({e.alias: e.session for e in matched} or {pattern: None})
+        out_var = check_identifier(args.out, "-o") if args.out else None
+        parameters = {name: self._user_value(name, "--with")
+                      for name in parse_names(args.with_vars, "--with")}
+        timeout = args.timeout if args.timeout is not None else self.default_timeout
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"--timeout must be positive, not {timeout}")
+        if args.throttle is not None and args.throttle < 1:
+            raise UsageError(f"--throttle must be at least 1, not {args.throttle}")
+        connected: list[tuple[str, Any]] = []
+
+        def connect(target: Any, **kwargs: Any) -> Any:  # names without a session yet
+            session = _connect(target.name, **kwargs)
+            connected.append((target.name, session))
+            return session
+
+        renderers: dict[str, hvdisplay.LiveRenderer] = {}
+
+        def on_event(target: Any, stream: str, record: Any) -> None:
+            live = renderers.get(target.label)
+            if live is None:
+                prefix = f"[{target.label}] "
+                live = renderers[target.label] = hvdisplay.LiveRenderer(
+                    show_streams=self.show_streams, progress_style=self.progress_style,
+                    publish_bundle=lambda bundle: hvdisplay.publish(_prefixed(bundle, prefix)),
+                )
+            live.on_event(stream, record)
+
+        fl = fleets.fleet(
+            list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
+            connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
+        )
+        try:
+            result = fl.run(script, parameters or None, timeout, on_event)
+        except fleets.FleetInterrupted as exc:
+            self._shell.user_ns[LAST_RESULT_VAR] = exc.result
+            hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
+            raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
+                                  f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
+        finally:
+            for live in renderers.values():
+                live.finish()
+            for name, session in connected:  # new sessions persist across cells, by name
+                replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
+                                             make_default=False)
+                if replaced is not None and replaced.session is not session:
+                    self._close_quietly(replaced)
+        frame = result.frame(parse_columns(args.columns or self.default_columns))
+        hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit,
+                                                 bound_to=out_var or f"{LAST_RESULT_VAR}.frame()"))
+        hvdisplay.publish(hvdisplay.render_frame(result.status))
+        if out_var:
+            self._shell.user_ns[out_var] = frame
+        self._shell.user_ns[LAST_RESULT_VAR] = result
+        if self.raise_on_error and not args.no_raise and not result.ok:
+            raise PowerShellError(
+                f"{len(result.failed)} of {len(result)} target(s) did not complete cleanly "
+                "(status above); use --no-raise to continue past errors",
+                result=result, errors=[e for t in result for e in t.result.errors],
             )
 
     def _show_partial(self, result: Any, live: hvdisplay.LiveRenderer) -> None:
@@ -1419,6 +1503,27 @@ class VmMagics(Magics):
         if name not in namespace:
             raise UsageError(f"{option}: name {name!r} is not defined in Python")
         return namespace[name]
+
+
+def _fleet_spec(target: str | None) -> str | None:
+    """A TARGET naming several sessions (``web*,db1``) makes ``%%vmps`` run on a fleet."""
+    if target and ("," in target or any(c in target for c in "*?[")):
+        return target
+    return None
+
+
+def _prefixed(bundle: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """A stream bundle labelled with the target it came from (fleet cells)."""
+    import html
+
+    labelled = dict(bundle)
+    if isinstance(labelled.get("text/plain"), str):
+        labelled["text/plain"] = "\n".join(
+            prefix + line for line in labelled["text/plain"].split("\n"))
+    if isinstance(labelled.get("text/html"), str):
+        labelled["text/html"] = (f'<span class="hvmagic-target">{html.escape(prefix)}</span>'
+                                 + labelled["text/html"])
+    return labelled
 
 
 def _recording_stem(path: str) -> str:
