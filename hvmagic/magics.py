@@ -1092,7 +1092,8 @@ class VmMagics(Magics):
         if not out_var:
             return
         output = list(getattr(result, "output", []))
-        value: Any = output
+        # as a completed run binds: an empty frame when nothing arrived (not raw)
+        value: Any = output if raw or output else _empty_frame()
         if not raw and output and not hvdisplay.is_text_output(output):
             try:
                 value = result.frame(columns)

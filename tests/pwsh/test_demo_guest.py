@@ -131,7 +131,12 @@ def test_demo_command_shows_the_simulators_data(demo: Session, sim: Session, scr
         # (Select-Object names its output after the object's .NET type: PSCustomObject here,
         # CimInstance or ComputerInfo on Windows, neither what the simulator says)
         assert ours.output[0].type_names == theirs.output[0].type_names
-    mine, reference = ours.frame(), theirs.frame()
+    # the simulator's DATA is the reference; the columns follow the demo's PowerShell (7.x
+    # views: Process shows NPM(K) PM(M) WS(M), where the simulator claims a 5.1 guest)
+    from hvmagic.frames import to_dataframe
+
+    mine = ours.frame()
+    reference = to_dataframe(theirs.output, ps_version=ours.ps_version)
     assert list(mine.columns) == list(reference.columns)
     for column in reference.columns:
         for row, (a, b) in enumerate(zip(mine[column], reference[column], strict=True)):
