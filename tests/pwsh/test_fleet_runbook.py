@@ -42,9 +42,15 @@ $newest = $fixes[0].InstalledOn
 }}"""
 
 
-def run_runbook(workdir: Path, pwsh: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """The errors of the runbook's cells and its verdict table's rows."""
+def run_runbook(
+    workdir: Path, pwsh: str, after_setup: str | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The errors of the runbook's cells and its verdict table's rows; ``after_setup``, a cell
+    run after the demo's fault cell."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
+    if after_setup is not None:
+        [fault] = [i for i, c in enumerate(notebook.cells) if "Stop-Service" in c.source]
+        notebook.cells.insert(fault + 1, nbformat.v4.new_code_cell(after_setup))
     notebook.cells.append(nbformat.v4.new_code_cell(DUMP_VERDICT))
     env = dict(os.environ)
     for key in ("HVMAGIC_RECORD", "HVMAGIC_REPLAY"):
@@ -86,3 +92,18 @@ def test_verdict_names_the_faulty_guest_and_powershells_own_hotfixes(
     # the same demo data, not stopped: what Windows leaves stopped anyway is no finding
     for row in verdict.values():
         assert (row["Verdict"], row["StoppedAutomatic"], row["Reason"]) == ("OK", "none", "")
+
+
+def test_a_guest_whose_hotfix_query_fails_is_attention_and_the_runbook_runs_on(
+    tmp_path: Path, pwsh: str
+) -> None:
+    # real PowerShell: a function defined in the session shadows the demo module's command
+    broken = "%vmps -s db01 function Get-HotFix { throw 'RPC server unavailable' }"
+    errors, rows = run_runbook(tmp_path, pwsh, after_setup=broken)
+    assert errors == []  # --no-raise: the failure is in the status table, not a stopped runbook
+    verdict = {row["VMName"]: row for row in rows}
+    assert verdict["db01"]["Verdict"] == "ATTENTION"
+    assert verdict["db01"]["Reason"] == "not answered (Failed); no hotfix found"
+    assert verdict["db01"]["LatestHotFix"] is None
+    assert verdict["web01"]["Verdict"] == "OK"  # the other guests' answers are kept
+    assert verdict["web02"]["StoppedAutomatic"] == "UsoSvc"
