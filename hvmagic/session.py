@@ -138,6 +138,18 @@ STOP_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
 _POLL = 0.25  # bounded waits keep Ctrl-C responsive on Windows, where lock waits are not
 _BATCH = 256  # received chunks handled per lock round (and per send of the replies)
+_COALESCE_BELOW = 16 << 10
+_COALESCE_AFTER = 16
+_COALESCE_DELAY = 0.001
+
+# The C module behind ``signal``: its wrappers convert handlers to and from enums through a
+# caught ValueError, ~10x the cost of the call itself, and _InterruptsDeferred runs once per
+# batch of received bytes (thousands of times for a large output).
+try:
+    import _signal as _raw_signal
+except ImportError:  # pragma: no cover - not CPython
+    _raw_signal = signal
+_SIGINT = int(signal.SIGINT)
 
 
 class _InterruptsDeferred:
@@ -156,10 +168,10 @@ class _InterruptsDeferred:
         self._caught: tuple[int, Any] | None = None
         if threading.current_thread() is not threading.main_thread():
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = _raw_signal.getsignal(_SIGINT)
         if callable(previous):  # a Python-level handler (default: raise KeyboardInterrupt)
             self._previous = previous
-            signal.signal(signal.SIGINT, self._catch)
+            _raw_signal.signal(_SIGINT, self._catch)
 
     def _catch(self, signum: int, frame: Any) -> None:
         self._caught = (signum, frame)
@@ -168,7 +180,7 @@ class _InterruptsDeferred:
         previous = self._previous
         if previous is None:
             return
-        signal.signal(signal.SIGINT, previous)
+        _raw_signal.signal(_SIGINT, previous)
         if self._caught is not None:
             previous(*self._caught)  # raises KeyboardInterrupt now that the section is done
 
@@ -275,6 +287,7 @@ class Session:
         self._pending: collections.deque[bytes | BaseException] = collections.deque()
         self._arrived = threading.Event()
         self._needs_parse = False  # an interrupted batch left buffered bytes unparsed
+        self._sent = False  # set by each send, cleared by the reader (see _read_loop)
         self._lock = threading.RLock()  # client state + transport writes
         self._run_lock = threading.Lock()
         self._current: _Run | None = None
@@ -508,12 +521,20 @@ class Session:
     def _read_loop(self) -> None:
         transport = self._transport
         try:
+            unasked = 0  # small chunks in a row that no send of ours asked for
             while True:
                 data = transport.recv()
                 self._pending.append(data)
                 self._arrived.set()
                 if not data:
                     return
+                if self._sent:
+                    self._sent = False
+                    unasked = 0
+                elif len(data) < _COALESCE_BELOW:
+                    unasked += 1
+                    if unasked >= _COALESCE_AFTER:
+                        time.sleep(_COALESCE_DELAY)
         except BaseException as exc:  # handed to the run loop, which raises it typed
             self._pending.append(exc)
             self._arrived.set()
@@ -521,9 +542,12 @@ class Session:
     def _flush(self) -> None:
         # Taking the bytes from the client and writing them is one step for Ctrl-C: an
         # interrupt in between would drop them or leave half a line on the wire.
+        if not self._client.has_data_to_send:
+            return  # the common case while output streams in: no signal-handler swap
         with _InterruptsDeferred():
             data = self._client.data_to_send()
             if data:
+                self._sent = True
                 try:
                     self._transport.send(data)
                 except TransportError as exc:
@@ -564,21 +588,32 @@ class Session:
             try:
                 self._needs_parse = True
                 self._client.process_buffered()  # what an interrupted batch left
-                for _ in range(min(len(pending), _BATCH)):
+                # The chunks up to the first failure marker are buffered as one batch: one
+                # Ctrl-C-safe step per wake-up, not one per chunk (a server writes one line
+                # per object, so output arrives as thousands of small chunks).
+                chunks: list[bytes] = []
+                for index in range(min(len(pending), _BATCH)):  # (the reader appends meanwhile)
+                    item = pending[index]
+                    if isinstance(item, BaseException) or not item:
+                        break
+                    chunks.append(item)
+                if chunks:
+                    with _InterruptsDeferred():
+                        self._client.buffer_data(
+                            chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                        )
+                        for _ in chunks:
+                            pending.popleft()
+                    self._client.process_buffered()
+                if len(chunks) < _BATCH and pending:
                     item = pending[0]
                     if isinstance(item, BaseException):
                         pending.popleft()
                         failure = item
-                        break
-                    if not item:
+                    elif not item:
                         pending.popleft()
                         if not self._client.closed:  # EOF after CloseAck(pool) is expected
                             failure = _Broken("the PowerShell server closed the connection")
-                        break
-                    with _InterruptsDeferred():
-                        self._client.buffer_data(item)
-                        pending.popleft()
-                    self._client.process_buffered()
                 self._needs_parse = False
                 self._flush()
             except ProtocolError as exc:

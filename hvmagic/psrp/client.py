@@ -554,6 +554,11 @@ class PSRPClient:
         self._pump()
 
     # -- I/O surface ---------------------------------------------------------------------
+    @property
+    def has_data_to_send(self) -> bool:
+        """True when :meth:`data_to_send` would return bytes (a cheap check before a write)."""
+        return bool(self._outgoing)
+
     def data_to_send(self) -> bytes:
         """The OutOfProc lines to write now (``b""`` when nothing may be sent yet)."""
         if not self._outgoing:
