@@ -291,6 +291,7 @@ class Session:
         self._lock = threading.RLock()  # client state + transport writes
         self._run_lock = threading.Lock()
         self._current: _Run | None = None
+        self._unreleased: _Run | None = None  # a finished run whose CloseAck is still due
         self._run_thread: int | None = None
         self._broken: str | None = None
         self._closed = False
@@ -413,7 +414,10 @@ class Session:
             raise PipelineTimeoutError(
                 f"the pipeline ran longer than {timeout:g} s and was stopped", result=run.result
             )
-        self._release(run)
+        # PowerShell's own client waits for CloseAck before it reports the final state; the
+        # result is complete without it, so the CloseAck is collected while the next run
+        # starts (one round trip less per run) and checked when that run ends.
+        self._release(run, wait=False)
         if run.result.state == "Failed":
             record = run.result.terminating_error
             message = record.message if record is not None else "the pipeline failed"
@@ -451,11 +455,17 @@ class Session:
                 run.result.state = "Stopped"
             run.result.duration = time.monotonic() - run.started
 
-    def _release(self, run: _Run) -> None:
+    def _release(self, run: _Run, wait: bool = True) -> None:
         with self._lock:
             self._client.close_pipeline(run.pipeline_id)
             self._flush()
-        if not self._wait(lambda: run.closed, time.monotonic() + CLOSE_TIMEOUT):
+        previous, self._unreleased = self._unreleased, None if wait else run
+        if previous is not None and previous is not run and not self._wait(
+            lambda: previous.closed, time.monotonic() + CLOSE_TIMEOUT
+        ):
+            # this run's result is complete: it is returned, the next call reports the break
+            self._mark_broken("the guest did not release a pipeline")
+        if wait and not self._wait(lambda: run.closed, time.monotonic() + CLOSE_TIMEOUT):
             self._mark_broken("the guest did not release a pipeline")
             raise SessionBrokenError(f"{self.description}: no CloseAck for a finished pipeline")
 
@@ -675,8 +685,9 @@ class Session:
                 run.result.duration = time.monotonic() - run.started
                 run.finished = True
         elif isinstance(event, PipelineClosed):
-            if run is not None and event.pipeline_id == run.pipeline_id:
-                run.closed = True
+            for known in (run, self._unreleased):
+                if known is not None and event.pipeline_id == known.pipeline_id:
+                    known.closed = True
         elif isinstance(event, HostCall):
             self._host_call(event, run)
         elif isinstance(event, PoolBroken):
