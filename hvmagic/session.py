@@ -459,12 +459,15 @@ class Session:
         with self._lock:
             self._client.close_pipeline(run.pipeline_id)
             self._flush()
-        previous, self._unreleased = self._unreleased, None if wait else run
+        # (the server may answer Close(previous) after this run's lines: its handler runs
+        # each line on a thread-pool work item, so it stays known until its CloseAck is in)
+        previous = self._unreleased
         if previous is not None and previous is not run and not self._wait(
             lambda: previous.closed, time.monotonic() + CLOSE_TIMEOUT
         ):
             # this run's result is complete: it is returned, the next call reports the break
             self._mark_broken("the guest did not release a pipeline")
+        self._unreleased = None if wait else run
         if wait and not self._wait(lambda: run.closed, time.monotonic() + CLOSE_TIMEOUT):
             self._mark_broken("the guest did not release a pipeline")
             raise SessionBrokenError(f"{self.description}: no CloseAck for a finished pipeline")
