@@ -177,6 +177,18 @@ STOP_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 10.0
 _POLL = 0.25  # bounded waits keep Ctrl-C responsive on Windows, where lock waits are not
 _BATCH = 256  # received chunks handled per lock round (and per send of the replies)
+_COALESCE_BELOW = 16 << 10
+_COALESCE_AFTER = 16
+_COALESCE_DELAY = 0.001
+
+# The C module behind ``signal``: its wrappers convert handlers to and from enums through a
+# caught ValueError, ~10x the cost of the call itself, and _InterruptsDeferred runs once per
+# batch of received bytes (thousands of times for a large output).
+try:
+    import _signal as _raw_signal
+except ImportError:  # pragma: no cover - not CPython
+    _raw_signal = signal
+_SIGINT = int(signal.SIGINT)
 
 
 class _InterruptsDeferred:
@@ -195,10 +207,10 @@ class _InterruptsDeferred:
         self._caught: tuple[int, Any] | None = None
         if threading.current_thread() is not threading.main_thread():
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = _raw_signal.getsignal(_SIGINT)
         if callable(previous):  # a Python-level handler (default: raise KeyboardInterrupt)
             self._previous = previous
-            signal.signal(signal.SIGINT, self._catch)
+            _raw_signal.signal(_SIGINT, self._catch)
 
     def _catch(self, signum: int, frame: Any) -> None:
         self._caught = (signum, frame)
@@ -207,7 +219,7 @@ class _InterruptsDeferred:
         previous = self._previous
         if previous is None:
             return
-        signal.signal(signal.SIGINT, previous)
+        _raw_signal.signal(_SIGINT, previous)
         if self._caught is not None:
             previous(*self._caught)  # raises KeyboardInterrupt now that the section is done
 
@@ -343,9 +355,11 @@ class Session:
         self._pending: collections.deque[bytes | BaseException] = collections.deque()
         self._arrived = threading.Event()
         self._needs_parse = False  # an interrupted batch left buffered bytes unparsed
+        self._sent = False  # set by each send, cleared by the reader (see _read_loop)
         self._lock = threading.RLock()  # client state + transport writes
         self._run_lock = threading.Lock()
         self._current: _Run | None = None
+        self._unreleased: _Run | None = None  # a finished run whose CloseAck is still due
         self._run_thread: int | None = None
         self._broken: str | None = None
         self._closer: threading.Thread | None = None
@@ -506,13 +520,16 @@ class Session:
             self._mark_broken(f"the guest did not acknowledge a stop within {STOP_TIMEOUT:g} s")
             self._fail_current()
             raise self._stop_failed(run, "stop() was requested")
-        try:
-            self._release(run, time.monotonic() + STOP_TIMEOUT if run.stop_deadline else None)
-        except SessionBrokenError as exc:
-            if run.stop_deadline is None:
-                run.result.duration = time.monotonic() - started
-                raise
-            raise self._stop_failed(run, "stop() was requested") from exc
+        if run.stop_deadline is None:
+            # PowerShell's own client waits for CloseAck before it reports the final state;
+            # the result is complete without it, so the CloseAck is collected while the next
+            # run starts (one round trip less per run) and checked when that run ends.
+            self._release(run, wait=False)
+        else:
+            try:
+                self._release(run, time.monotonic() + STOP_TIMEOUT)
+            except SessionBrokenError as exc:
+                raise self._stop_failed(run, "stop() was requested") from exc
         if run.result.state == "Failed":
             record = run.result.terminating_error
             message = record.message if record is not None else "the pipeline failed"
@@ -569,10 +586,21 @@ class Session:
                 run.result.state = "Stopped"
             run.result.duration = time.monotonic() - run.started
 
-    def _release(self, run: _Run, deadline: float | None = None) -> None:
+    def _release(self, run: _Run, deadline: float | None = None, *, wait: bool = True) -> None:
         with self._lock:
             self._client.close_pipeline(run.pipeline_id)
             self._flush()
+        # (the server may answer Close(previous) after this run's lines: its handler runs
+        # each line on a thread-pool work item, so it stays known until its CloseAck is in)
+        previous = self._unreleased
+        if previous is not None and previous is not run and not self._wait(
+            lambda: previous.closed, time.monotonic() + CLOSE_TIMEOUT
+        ):
+            # this run's result is complete: it is returned, the next call reports the break
+            self._mark_broken("the guest did not release a pipeline")
+        self._unreleased = None if wait else run
+        if not wait:
+            return
         if deadline is None:
             deadline = time.monotonic() + CLOSE_TIMEOUT
         if not self._wait(lambda: run.closed, deadline):
@@ -655,12 +683,20 @@ class Session:
     def _read_loop(self) -> None:
         transport = self._transport
         try:
+            unasked = 0  # small chunks in a row that no send of ours asked for
             while True:
                 data = transport.recv()
                 self._pending.append(data)
                 self._arrived.set()
                 if not data:
                     return
+                if self._sent:
+                    self._sent = False
+                    unasked = 0
+                elif len(data) < _COALESCE_BELOW:
+                    unasked += 1
+                    if unasked >= _COALESCE_AFTER:
+                        time.sleep(_COALESCE_DELAY)
         except BaseException as exc:  # handed to the run loop, which raises it typed
             self._pending.append(exc)
             self._arrived.set()
@@ -668,9 +704,12 @@ class Session:
     def _flush(self) -> None:
         # Taking the bytes from the client and writing them is one step for Ctrl-C: an
         # interrupt in between would drop them or leave half a line on the wire.
+        if not self._client.has_data_to_send:
+            return  # the common case while output streams in: no signal-handler swap
         with _InterruptsDeferred():
             data = self._client.data_to_send()
             if data:
+                self._sent = True
                 try:
                     self._transport.send(data)
                 except TransportError as exc:
@@ -712,21 +751,32 @@ class Session:
             try:
                 self._needs_parse = True
                 self._client.process_buffered()  # what an interrupted batch left
-                for _ in range(min(len(pending), _BATCH)):
+                # The chunks up to the first failure marker are buffered as one batch: one
+                # Ctrl-C-safe step per wake-up, not one per chunk (a server writes one line
+                # per object, so output arrives as thousands of small chunks).
+                chunks: list[bytes] = []
+                for index in range(min(len(pending), _BATCH)):  # (the reader appends meanwhile)
+                    item = pending[index]
+                    if isinstance(item, BaseException) or not item:
+                        break
+                    chunks.append(item)
+                if chunks:
+                    with _InterruptsDeferred():
+                        self._client.buffer_data(
+                            chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                        )
+                        for _ in chunks:
+                            pending.popleft()
+                    self._client.process_buffered()
+                if len(chunks) < _BATCH and pending:
                     item = pending[0]
                     if isinstance(item, BaseException):
                         pending.popleft()
                         failure = item
-                        break
-                    if not item:
+                    elif not item:
                         pending.popleft()
                         if not self._client.closed:  # EOF after CloseAck(pool) is expected
                             failure = _Broken("the PowerShell server closed the connection")
-                        break
-                    with _InterruptsDeferred():
-                        self._client.buffer_data(item)
-                        pending.popleft()
-                    self._client.process_buffered()
                 self._needs_parse = False
                 self._flush()
             except ProtocolError as exc:
@@ -816,8 +866,9 @@ class Session:
                 run.result.duration = time.monotonic() - run.started
                 run.finished = True
         elif isinstance(event, PipelineClosed):
-            if run is not None and event.pipeline_id == run.pipeline_id:
-                run.closed = True
+            for known in (run, self._unreleased):
+                if known is not None and event.pipeline_id == known.pipeline_id:
+                    known.closed = True
         elif isinstance(event, HostCall):
             self._host_call(event, run)
         elif isinstance(event, PoolBroken):

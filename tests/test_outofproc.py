@@ -121,3 +121,22 @@ def test_many_lines_in_one_chunk_keep_order() -> None:
     lines = b"".join(data_packet(i.to_bytes(4, "big"), PID) for i in range(5000))
     packets = read_all(lines)
     assert [int.from_bytes(p.data, "big") for p in packets] == list(range(5000))
+
+
+def test_repeated_data_lines_read_in_place_agree_with_the_general_reader() -> None:
+    # After the first line of a GUID, Data lines of the default stream take a fast path:
+    # CRLF endings, empty payloads, misplaced padding and stray bytes must come out exactly
+    # as the general path reads (or rejects) them.
+    first = data_packet(b"first", PID)
+    good = [b"", b"x", b"\x00\xffpayload" * 50]
+    lines = [data_packet(payload, PID) for payload in good]
+    crlf = [line[:-1] + b"\r\n" for line in lines]
+    packets = read_all(first, *lines, *crlf)
+    assert [p.data for p in packets] == [b"first", *good, *good]
+    assert {(p.kind, p.guid, p.stream) for p in packets} == {(PacketKind.DATA, PID, "Default")}
+    prefix = b"<Data Stream='Default' PSGuid='%s'>" % str(PID).encode()
+    for body in (b"QQ==QQ==", b"QQ=", b"Q Q==", b"=QQ=", b"QQ==</Data><Data>", b"QUJD\x00"):
+        with pytest.raises(ProtocolError):
+            read_all(first, prefix + body + b"</Data>\n")
+    # a payload with surrounding whitespace is what the general path strips, and accepts
+    assert read_all(first, prefix + b" QUJD </Data>\n")[-1].data == b"ABC"

@@ -870,3 +870,88 @@ def test_wait_never_retries_rejected_credentials() -> None:
     with pytest.raises(TransportError):
         _retry_while_unreachable(refused, 0.01, sleep=sleeps.append)
     assert calls.count(2) >= 1 and all(s <= 0.5 for s in sleeps)
+
+
+class _HeldCloseAck:
+    """A transport that holds the guest's first ``hold`` ``CloseAck(pid)`` lines back: until
+    the client sends its second packet starting with ``release_on`` (the next run's), or for
+    good (``None``). One the guest only sends after that is let through."""
+
+    def __init__(self, inner: Any, release_on: bytes | None, hold: int = 1 << 30) -> None:
+        self.inner = inner
+        self.description = inner.description
+        self.release_on = release_on
+        self.hold = hold
+        self.triggers = 0
+        self.held: list[bytes] = []
+        self.ready: list[bytes] = []
+        self.rest = b""
+
+    def send(self, data: bytes) -> None:
+        if self.release_on is not None and self.release_on in data:
+            self.triggers += 1
+        if self.triggers >= 2:
+            self.hold = 0
+            self.ready += self.held
+            self.held.clear()
+        self.inner.send(data)
+
+    def recv(self) -> bytes:
+        while True:
+            data: bytes = self.inner.recv()
+            if not data:
+                return data
+            data, cut = self.rest + data, (self.rest + data).rfind(b"\n") + 1
+            self.rest = data[cut:]
+            kept = []
+            for line in data[:cut].splitlines(keepends=True):
+                if line.startswith(b"<CloseAck") and str(NIL_GUID).encode() not in line and (
+                    self.hold > 0
+                ):
+                    self.hold -= 1
+                    self.held.append(line)
+                else:
+                    kept.append(line)
+            out = b"".join(self.ready + kept)
+            self.ready.clear()
+            if out:
+                return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_run_returns_without_waiting_for_its_close_ack(guest: FakeGuest) -> None:
+    # PowerShell's client waits for CloseAck(pid) before reporting the final state; hvmagic
+    # returns on the state and collects the CloseAck during the next run: one round trip less.
+    # The first CloseAck comes when the next run sends its Command, or (as a real pwsh -s may
+    # answer lines out of order) only after that run's own Close.
+    for release_on in (b"<Command ", b"<Close "):
+        transport = _HeldCloseAck(guest.transport(), release_on=release_on, hold=1)
+        sess = open_session(transport, name="close-ack", timeout=10)
+        try:
+            started = time.monotonic()
+            assert sess.run("emit 2").output == [0, 1]  # its CloseAck is held back
+            assert sess.run("emit 3").output == [0, 1, 2]  # releases the first CloseAck
+            assert sess.run("emit 1").output == [0]
+            assert time.monotonic() - started < 5
+            assert not sess.broken
+        finally:
+            sess.close()
+        assert not sess.broken  # the pool closed cleanly once every CloseAck was in
+
+
+def test_a_close_ack_that_never_comes_breaks_the_session_after_the_next_result(
+    guest: FakeGuest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hvmagic.session.CLOSE_TIMEOUT", 0.5)
+    transport = _HeldCloseAck(guest.transport(), release_on=None)
+    sess = open_session(transport, name="no-close-ack", timeout=10)
+    try:
+        assert sess.run("emit 1").output == [0]
+        assert sess.run("emit 2").output == [0, 1]  # complete: returned, nothing lost
+        assert sess.broken
+        with pytest.raises(SessionBrokenError, match="did not release a pipeline"):
+            sess.run("emit 1")
+    finally:
+        sess.close()

@@ -26,7 +26,9 @@ import base64
 import binascii
 import enum
 import re
+import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hvmagic.errors import ProtocolError, TransportError
@@ -97,6 +99,13 @@ _ELEMENT = re.compile(
 )
 _ATTRIBUTE = re.compile(rb"([A-Za-z_:][\w.:-]*)\s*=\s*(?:'([^']*)'|\"([^\"]*)\")")
 _BOM = b"\xef\xbb\xbf"
+#: a Data line of the default stream up to its GUID (31 bytes; the GUID is 36, then "'>")
+_DATA_DEFAULT = b"<Data Stream='Default' PSGuid='"
+_DATA_DEFAULT_MIN = len(_DATA_DEFAULT) + 36 + 2 + len(b"</Data>")
+#: ``a2b_base64(strict_mode=True)`` rejects exactly what ``b64decode(validate=True)`` rejects
+#: and more (misplaced padding), in one C pass instead of a regex check and a decode
+_STRICT_BASE64 = sys.version_info >= (3, 11)
+_a2b_base64: Callable[..., bytes] = binascii.a2b_base64  # (typed for 3.10, which lacks it)
 
 
 class PacketReader:
@@ -130,23 +139,48 @@ class PacketReader:
         return len(self._buffer) - self._start
 
     def next_packet(self) -> OutOfProcPacket | None:
+        buffer = self._buffer
         while True:
-            end = self._buffer.find(b"\n", self._start)
+            start = self._start
+            end = buffer.find(b"\n", start)
             if end < 0:
-                if len(self._buffer) - self._start > self.max_line_bytes:
+                if len(buffer) - start > self.max_line_bytes:
                     raise ProtocolError(
                         f"OutOfProc line longer than {self.max_line_bytes} bytes without a newline"
                     )
                 self._compact()
                 return None
-            line = bytes(self._buffer[self._start : end])
             self._start = end + 1
-            if len(line) > self.max_line_bytes:
+            if end - start > self.max_line_bytes:
                 raise ProtocolError(f"OutOfProc line longer than {self.max_line_bytes} bytes")
             self.lines_read += 1
-            packet = self._parse_line(line)
+            if _STRICT_BASE64 and not self._first_line and buffer.startswith(_DATA_DEFAULT, start):
+                packet = self._default_data(buffer, start, end)
+                if packet is not None:
+                    return packet
+            packet = self._parse_line(bytes(buffer[start:end]))
             if packet is not None:
                 return packet
+
+    def _default_data(self, buffer: bytearray, start: int, end: int) -> OutOfProcPacket | None:
+        """The line PowerShell writes for every output object, read in place: no regex over
+        the base64 and no copy of the line. ``None`` sends anything unexpected (a GUID not
+        seen yet, bad base64, another shape) to the general path, which decides and reports."""
+        stop = end - 1 if end > start and buffer[end - 1] == 13 else end  # "\r\n" endings
+        if (
+            stop - start < _DATA_DEFAULT_MIN
+            or not buffer.startswith(b"'>", start + 67)
+            or not buffer.endswith(b"</Data>", start, stop)
+        ):
+            return None
+        guid = self._guids.get(bytes(buffer[start + 31 : start + 67]))
+        if guid is None:
+            return None
+        try:
+            data = _a2b_base64(buffer[start + 69 : stop - 7], strict_mode=True)
+        except binascii.Error:
+            return None
+        return OutOfProcPacket(PacketKind.DATA, guid, data, "Default")
 
     def _compact(self) -> None:
         if self._start:
