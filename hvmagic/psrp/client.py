@@ -557,6 +557,9 @@ class PSRPClient:
         if wire is None or wire.close_sent:
             return
         wire.close_sent = True
+        # after its final state nothing more of the pipeline's objects can arrive: what is
+        # incomplete now never completes (and a run returns before the CloseAck comes back)
+        self._assembler.discard_pipeline(pipeline_id)
         self._outgoing.append(control_packet(PacketKind.CLOSE, pipeline_id))
 
     def close(self) -> None:

@@ -252,7 +252,7 @@ def test_an_unstoppable_call_is_bounded_by_timeout_plus_grace(
         started = time.monotonic()
         with pytest.raises(StopNotAcknowledgedError):
             session.run("[Threading.Thread]::Sleep(30000)", timeout=1)
-        assert time.monotonic() - started < 1 + 2.0 + 1.5
+        assert time.monotonic() - started < 1 + 2.0 + 3.0  # the old close wait alone was 5 s
         assert session.broken
     finally:
         session.close()
