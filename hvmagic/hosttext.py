@@ -35,6 +35,8 @@ def console_color(value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
     if isinstance(value, int):
         return CONSOLE_COLORS[value] if 0 <= value < len(CONSOLE_COLORS) else None
     name = getattr(value, "name", value)

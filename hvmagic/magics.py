@@ -1173,7 +1173,8 @@ class VmMagics(Magics):
             self._shell.user_ns[out_var] = value
         self._shell.user_ns[LAST_RESULT_VAR] = result
         if self.feedback:
-            hvdisplay.publish(hvdisplay.render_feedback(len(result.output), result.duration))
+            hvdisplay.publish(hvdisplay.render_feedback(len(result.output),
+                                                        getattr(result, "duration", None)))
         if result.had_errors and raise_on_error:
             count = len(result.errors)
             what = f"{count} error(s)" if count else f"the pipeline ended {result.state}"
