@@ -281,13 +281,22 @@ def render_text_output(values: Iterable[Any], limit: int | None = None) -> MimeB
     """Scalars as lines of text (``None`` prints as an empty line, like ``$null`` in a list)."""
     items = list(values)
     shown = items if not limit or limit <= 0 else items[:limit]
-    text = "\n".join("" if v is None else str(v) for v in shown)
+    text = "\n".join("" if v is None else str(_to_the_second(v)) for v in shown)
     notice = _rows_notice(len(shown), len(items), what="lines")
     plain = text + (f"\n[{notice}]" if notice else "")
     markup = f'<pre class="hvmagic-text">{html.escape(text)}</pre>'
     if notice:
         markup += f'<div class="hvmagic-notice">{html.escape(notice)}</div>'
     return {"text/plain": plain, "text/html": markup}
+
+
+def _to_the_second(value: Any) -> Any:
+    """A DateTime as PowerShell prints it, without its fraction of a second (display only)."""
+    import datetime as _dt
+
+    if isinstance(value, _dt.datetime) and value.microsecond:
+        return value.replace(microsecond=0)
+    return value
 
 
 def _rows_notice(shown: int, total: int, *, what: str = "rows", bound_to: str | None = None) -> str:

@@ -151,3 +151,13 @@ def test_nested_progress_from_powershell_is_indented_under_its_parent(
     if style == "bar":
         margins = re.findall(r"margin-left:([0-9.]+)em", sink.shown[-1]["text/html"])
         assert [float(m) for m in margins] == [0.0, 1.5, 3.0]
+
+
+def test_a_date_printed_as_a_value_has_no_fraction_either(
+    shared_pwsh_session: Any, ask_pwsh: Any
+) -> None:
+    result = shared_pwsh_session.run("[datetime]::new(2026,1,2,3,4,5,678)")
+    assert result.output[0].microsecond == 678000  # bound as it arrived
+    shown = display.render_text_output(result.output)["text/plain"]
+    second = ask_pwsh("[datetime]::new(2026,1,2,3,4,5,678).ToString('yyyy-MM-dd HH:mm:ss')")
+    assert shown.startswith(second.strip()) and ".678" not in shown
