@@ -11,6 +11,10 @@ notebook keeps both representations. The magics decide *what* to show; this modu
   stream (CSS classes ``hvmagic-verbose``, ``hvmagic-warning``, ``hvmagic-debug``,
   ``hvmagic-information``, ``hvmagic-host``; plain-text prefixes ``VERBOSE: ``, ``WARNING: ``,
   ``DEBUG: `` as the PowerShell console writes them);
+* ``Write-Host`` keeps its ``-ForegroundColor``/``-BackgroundColor`` (inline CSS in the console
+  palette) and ``-NoNewline`` pieces join the next host text on one line;
+* shown tables print ``$null`` as a blank cell and DateTimes to the second, as PowerShell does;
+  only the displayed copy is changed, never the frame ``-o`` binds;
 * error records → PowerShell's own layout (message, ``At line:1 char:1`` block,
   ``+ CategoryInfo``, ``+ FullyQualifiedErrorId``), class ``hvmagic-error``;
 * ``Write-Progress`` records → :class:`ProgressView`, a live display (nested activities indented)
