@@ -11,6 +11,10 @@ notebook keeps both representations. The magics decide *what* to show; this modu
   stream (CSS classes ``hvmagic-verbose``, ``hvmagic-warning``, ``hvmagic-debug``,
   ``hvmagic-information``, ``hvmagic-host``; plain-text prefixes ``VERBOSE: ``, ``WARNING: ``,
   ``DEBUG: `` as the PowerShell console writes them);
+* ``Write-Host`` keeps its ``-ForegroundColor``/``-BackgroundColor`` (inline CSS in the console
+  palette) and ``-NoNewline`` pieces join the next host text on one line;
+* shown tables print ``$null`` as a blank cell and DateTimes to the second, as PowerShell does;
+  only the displayed copy is changed, never the frame ``-o`` binds;
 * error records → PowerShell's own layout (message, ``At line:1 char:1`` block,
   ``+ CategoryInfo``, ``+ FullyQualifiedErrorId``), class ``hvmagic-error``;
 * ``Write-Progress`` records → :class:`ProgressView`, a live display (nested activities indented)
@@ -83,6 +87,8 @@ def render_stream(stream: str, record: Any) -> MimeBundle:
     """A mime bundle for one verbose/warning/debug/information/host record."""
     if stream not in TEXT_STREAMS:
         raise ValueError(f"not a text stream: {stream!r} (expected one of {TEXT_STREAMS})")
+    if stream == "host":
+        return render_host_line([record])
     message = stream_message(stream, record)
     prefix = _PREFIX.get(stream, "")
     prefix_html = (
@@ -93,6 +99,46 @@ def render_stream(stream: str, record: Any) -> MimeBundle:
         f"{prefix_html}{html.escape(message)}</div>"
     )
     return {"text/plain": prefix + message, "text/html": markup}
+
+
+#: ConsoleColor → CSS, the Windows console's own palette (Windows Terminal "Campbell")
+CONSOLE_CSS = {
+    "Black": "#0c0c0c", "DarkBlue": "#0037da", "DarkGreen": "#13a10e", "DarkCyan": "#3a96dd",
+    "DarkRed": "#c50f1f", "DarkMagenta": "#881798", "DarkYellow": "#c19c00", "Gray": "#cccccc",
+    "DarkGray": "#767676", "Blue": "#3b78ff", "Green": "#16c60c", "Cyan": "#61d6d6",
+    "Red": "#e74856", "Magenta": "#b4009e", "Yellow": "#f9f1a5", "White": "#f2f2f2",
+}
+
+
+def render_host_line(pieces: Sequence[Any]) -> MimeBundle:
+    """One console line of ``Write-Host`` text: the pieces written with ``-NoNewline`` and the
+    one that ended the line, each in its ``-ForegroundColor``/``-BackgroundColor``
+    (:class:`hvmagic.hosttext.HostText`; a plain string has none)."""
+    texts = [stream_message("host", piece) for piece in pieces]
+    spans = []
+    for piece, text in zip(pieces, texts, strict=True):
+        styles = [f"{prop}:{CONSOLE_CSS[color]}" for prop, color in (
+            ("color", getattr(piece, "foreground", None)),
+            ("background", getattr(piece, "background", None)),
+        ) if color in CONSOLE_CSS]
+        escaped = html.escape(text)
+        spans.append(f'<span class="hvmagic-color" style="{";".join(styles)}">{escaped}</span>'
+                     if styles else escaped)
+    markup = (
+        f'<div class="hvmagic-stream hvmagic-host" style="{_STYLE["host"]};{_LINE_STYLE}">'
+        f'{"".join(spans)}</div>'
+    )
+    return {"text/plain": "".join(texts), "text/html": markup}
+
+
+def render_feedback(rows: int, seconds: float | None) -> MimeBundle:
+    """The one-line summary after a cell (``%config VmMagics.feedback = True``)."""
+    parts = [f"{rows} row" + ("" if rows == 1 else "s")]
+    if seconds is not None:
+        parts.append(f"{seconds:.2f} s")
+    text = " · ".join(parts)
+    return {"text/plain": text,
+            "text/html": f'<div class="hvmagic-feedback"><small>{html.escape(text)}</small></div>'}
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,13 +285,22 @@ def render_text_output(values: Iterable[Any], limit: int | None = None) -> MimeB
     """Scalars as lines of text (``None`` prints as an empty line, like ``$null`` in a list)."""
     items = list(values)
     shown = items if not limit or limit <= 0 else items[:limit]
-    text = "\n".join("" if v is None else str(v) for v in shown)
+    text = "\n".join("" if v is None else str(_to_the_second(v)) for v in shown)
     notice = _rows_notice(len(shown), len(items), what="lines")
     plain = text + (f"\n[{notice}]" if notice else "")
     markup = f'<pre class="hvmagic-text">{html.escape(text)}</pre>'
     if notice:
         markup += f'<div class="hvmagic-notice">{html.escape(notice)}</div>'
     return {"text/plain": plain, "text/html": markup}
+
+
+def _to_the_second(value: Any) -> Any:
+    """A DateTime as PowerShell prints it, without its fraction of a second (display only)."""
+    import datetime as _dt
+
+    if isinstance(value, _dt.datetime) and value.microsecond:
+        return value.replace(microsecond=0)
+    return value
 
 
 def _rows_notice(shown: int, total: int, *, what: str = "rows", bound_to: str | None = None) -> str:
@@ -270,13 +325,59 @@ def render_frame(
     head = frame if not limit or limit <= 0 or total <= limit else frame.head(limit)
     notice = _rows_notice(len(head), total, bound_to=bound_to)
     table_id, style = _text_alignment(head)
-    table_html = style + head.to_html(classes="hvmagic-frame", border=0, max_rows=None,
-                                      max_cols=None, table_id=table_id)
-    table_text = head.to_string(max_rows=None, max_cols=None)
+    shown = _as_powershell_prints(head)
+    table_html = style + shown.to_html(classes="hvmagic-frame", border=0, max_rows=None,
+                                       max_cols=None, table_id=table_id, na_rep="")
+    table_text = shown.to_string(max_rows=None, max_cols=None, na_rep="")
     if notice:
         table_html += f'<div class="hvmagic-notice"><em>{html.escape(notice)}</em></div>'
         table_text += f"\n[{notice}]"
     return {"text/plain": table_text, "text/html": table_html}
+
+
+def _as_powershell_prints(frame: Any) -> Any:
+    """A copy of ``frame`` for display only, its cells as PowerShell's tables print them:
+    ``$null`` blank (``na_rep`` does that for None/NaN/NaT; the nullable dtypes' ``<NA>`` needs
+    the column as objects) and dates to the second (PowerShell prints a DateTime without its
+    fraction). The frame itself, bound by ``-o``, is never changed."""
+    import datetime as _dt
+
+    import pandas as pd
+    from pandas.api.types import (
+        is_datetime64_any_dtype,
+        is_extension_array_dtype,
+        is_float_dtype,
+    )
+
+    def second(value: Any) -> Any:
+        if isinstance(value, pd.Timestamp):
+            return value if value is pd.NaT else value.floor("s")
+        if isinstance(value, _dt.datetime):
+            return value.replace(microsecond=0)
+        return value
+
+    shown = None
+    for position, dtype in enumerate(frame.dtypes):
+        column = frame.iloc[:, position]
+        if is_datetime64_any_dtype(dtype):
+            if not (column.dt.floor("s") != column).any():
+                continue
+            replacement = column.dt.floor("s")  # NaT prints as na_rep
+        elif is_float_dtype(dtype) and not is_extension_array_dtype(dtype):
+            continue  # NaN prints as na_rep
+        else:
+            cells = column.astype(object)  # categories and nullable dtypes too
+            missing = cells.isna()
+            dated = cells.map(lambda v: isinstance(v, _dt.datetime) and bool(
+                v.microsecond or getattr(v, "nanosecond", 0)))
+            if not missing.any() and not dated.any():
+                continue
+            # "" rather than None: an object column prints None as "None" whatever na_rep says
+            replacement = cells.map(second).where(~missing, "")
+        if shown is None:
+            shown = frame.copy()
+        shown.isetitem(position, replacement)
+    return frame if shown is None else shown
 
 
 def _text_alignment(frame: Any) -> tuple[str | None, str]:
@@ -652,10 +753,27 @@ class LiveRenderer:
         self._pending_since = 0.0
         #: output segments already shown (0: the caller may show the whole result as one)
         self.segments_shown = 0
+        #: Write-Host -NoNewline pieces of the line not yet ended
+        self._open_host_line: list[Any] = []
 
     def _publish(self, bundle: MimeBundle) -> None:
         self.flush_output()  # what the pipeline wrote earlier appears first
+        self._end_host_line()
         self._publish_bundle(bundle)
+
+    def _end_host_line(self) -> None:
+        """Show the pieces of an unfinished Write-Host line (something else comes next)."""
+        if self._open_host_line:
+            pieces, self._open_host_line = self._open_host_line, []
+            self._publish_bundle(render_host_line(pieces))
+
+    def _show_host_text(self, text: Any) -> None:
+        # Write-Host -NoNewline 'a'; Write-Host 'b' is one line "ab", as in a console
+        self.flush_output()
+        self._open_host_line.append(text)
+        if getattr(text, "newline", True):
+            pieces, self._open_host_line = self._open_host_line, []
+            self._publish_bundle(render_host_line(pieces))
 
     def _collect(self, value: Any) -> None:
         text = is_text_output([value])
@@ -677,6 +795,7 @@ class LiveRenderer:
         """Show the pending segment now (a table, or lines of text)."""
         if not self._pending or self._show_output is None:
             return
+        self._end_host_line()
         values, self._pending = self._pending, []
         self.segments_shown += 1
         self._show_output(values)
@@ -703,6 +822,9 @@ class LiveRenderer:
                 # PowerShell 5+ reports Write-Host twice: as host text and as an information
                 # record tagged PSHOST; the host call already showed it
                 return
+            if stream == "host":
+                self._show_host_text(record)
+                return
             self._publish(render_stream(stream, record))
 
     def already_shown(self, record: Any) -> bool:
@@ -726,6 +848,7 @@ class LiveRenderer:
 
     def finish(self) -> None:
         self.progress.finish()
+        self._end_host_line()
 
 
 def render_records_table(rows: Sequence[Mapping[str, Any]]) -> MimeBundle:

@@ -69,6 +69,7 @@ from hvmagic.errors import (
     SessionBrokenError,
 )
 from hvmagic.frame_parameters import prepare_parameters
+from hvmagic.hosttext import HostText, console_color
 from hvmagic.psrp.client import normalise_record
 from hvmagic.session import Result, Session
 
@@ -208,6 +209,13 @@ def _encode_event(stream: str, record: Any, offset: float) -> dict[str, Any]:
     event: dict[str, Any] = {"t": round(offset, 4), "stream": stream}
     if stream == "host":
         event["text"] = str(record)
+        if isinstance(record, HostText):  # a replay shows the same colours and line ends
+            if record.foreground:
+                event["fg"] = record.foreground
+            if record.background:
+                event["bg"] = record.background
+            if not record.newline:
+                event["nonewline"] = True
     elif isinstance(record, ProgressRecord):
         event["progress"] = {name: getattr(record, name) for name in _PROGRESS_FIELDS}
     else:
@@ -218,7 +226,9 @@ def _encode_event(stream: str, record: Any, offset: float) -> dict[str, Any]:
 def _decode_event(event: Mapping[str, Any]) -> tuple[str, Any]:
     stream = str(event["stream"])
     if "text" in event:
-        return stream, str(event["text"])
+        return stream, HostText(str(event["text"]), foreground=console_color(event.get("fg")),
+                                background=console_color(event.get("bg")),
+                                newline=not event.get("nonewline"))
     if "progress" in event:
         return stream, ProgressRecord(**event["progress"])
     values = loads(event["clixml"])

@@ -114,6 +114,7 @@ from hvmagic.errors import (
 )
 from hvmagic.frame_parameters import is_dataframe, prepare_parameters
 from hvmagic.host import HostUI, answer_host_call
+from hvmagic.hosttext import HostText
 from hvmagic.psrp.client import (
     HOST_STREAM_METHODS,
     HOST_WRITE_METHODS,
@@ -850,7 +851,8 @@ class Session:
             if stream == "information" and isinstance(record, InformationRecord) and (
                 record.is_host_output
             ):
-                self._host_text(run, record.message, source="record")
+                self._host_text(run, HostText.from_message(record.message, record.message_data),
+                                source="record")
                 return
             if stream in ("verbose", "warning", "debug"):
                 due = run.stream_copies_due.setdefault(stream, [])
@@ -908,7 +910,8 @@ class Session:
         if call.method in HOST_WRITE_METHODS:
             params = call.parameters
             text = "" if text_index is None or len(params) <= text_index else params[text_index]
-            self._host_text(run, "" if text is None else str(text))
+            self._host_text(run, HostText.from_call(call.method, "" if text is None else str(text),
+                                                    params))
             if call.needs_response:
                 self._respond(call, None, None)
             return

@@ -294,3 +294,43 @@ def test_text_columns_are_left_aligned_like_powershell() -> None:
     assert display.render_frame(frame.copy())["text/html"] == first  # deterministic
     numbers_only = display.render_frame(pd.DataFrame({"A": [1]}))["text/html"]
     assert "<style>" not in numbers_only
+
+
+def test_shown_table_blanks_missing_cells_and_drops_sub_second_noise_not_the_frame() -> None:
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "Name": [None, "x"], "Size": [1.5, np.nan], "Count": pd.array([1, None], dtype="Int64"),
+        "When": pd.to_datetime(["2026-12-02 08:49:20.123456", None]),
+        "Seen": [dt.datetime(2026, 1, 1, 1, 1, 1, 555), None],
+        "Kind": pd.Categorical(["a", None]),
+    })
+    before = frame.copy()
+    bundle = display.render_frame(frame)
+    for noise in ("None", "NaN", "<NA>", "NaT", ".123456", ".000555"):
+        assert noise not in bundle["text/plain"] and noise not in bundle["text/html"]
+    assert "2026-12-02 08:49:20" in bundle["text/plain"]
+    assert "2026-01-01 01:01:01" in bundle["text/html"]
+    pd.testing.assert_frame_equal(frame, before)  # what -o binds is untouched
+
+
+def test_write_host_pieces_join_into_one_coloured_line() -> None:
+    from hvmagic.hosttext import HostText
+
+    bundles: list[display.MimeBundle] = []
+    live = display.LiveRenderer(publish_bundle=bundles.append, progress_style="none")
+    live.on_event("host", HostText("a", foreground="Red", newline=False))
+    live.on_event("host", HostText("b", background="DarkBlue"))
+    live.on_event("host", HostText("open", newline=False))
+    live.on_event("warning", "w")  # something else ends the open line first
+    live.finish()
+    assert [b["text/plain"] for b in bundles] == ["ab", "open", "WARNING: w"]
+    assert f'color:{display.CONSOLE_CSS["Red"]}">a</span>' in bundles[0]["text/html"]
+    assert f'background:{display.CONSOLE_CSS["DarkBlue"]}">b</span>' in bundles[0]["text/html"]
+    import pickle
+
+    again = pickle.loads(pickle.dumps(HostText("c", foreground="Green", newline=False)))
+    assert (again, again.foreground, again.newline) == ("c", "Green", False)

@@ -996,3 +996,20 @@ def test_output_appears_in_the_order_powershell_produced_it(
     assert texts[5] == "after"
     assert len(texts) == 6
     assert len(ip.user_ns["rows"]) == 5  # bound: everything, in order
+
+
+def test_feedback_line_after_each_cell_only_when_asked(ip: InteractiveShell,
+                                                       session: FakeSession) -> None:
+    def three_services(script: str, params: dict[str, Any], on_event: Any) -> FakeResult:
+        result = FakeResult([service("a"), service("b"), service("c")])
+        result.duration = 0.4213  # type: ignore[attr-defined]
+        return result
+
+    session.behaviour = three_services
+    _, captured = run_cell(ip, "%%vmps\nGet-Service\n")
+    assert not any("rows ·" in o.data.get("text/plain", "") for o in captured.outputs)
+    ip.run_line_magic("config", "VmMagics.feedback = True")
+    _, captured = run_cell(ip, "%%vmps -o svc\nGet-Service\n")
+    assert captured.outputs[-1].data["text/plain"] == "3 rows · 0.42 s"
+    assert "hvmagic-feedback" in captured.outputs[-1].data["text/html"]
+    assert len(ip.user_ns["svc"]) == 3  # the summary is shown, never bound

@@ -43,6 +43,8 @@ $streams = [ordered]@{
     debug = @($ps.Streams.Debug | ForEach-Object Message)
     information = @($ps.Streams.Information | ForEach-Object { [ordered]@{
         message = "$($_.MessageData)"; tags = @($_.Tags); source = $_.Source
+        fg = "$($_.MessageData.ForegroundColor)"; bg = "$($_.MessageData.BackgroundColor)"
+        nonewline = [bool]$_.MessageData.NoNewLine
         ticks = $_.TimeGenerated.ToUniversalTime().Ticks } })
     progress = @($ps.Streams.Progress | ForEach-Object { [ordered]@{
         activity = $_.Activity; activity_id = $_.ActivityId
