@@ -760,9 +760,11 @@ class VmMagics(Magics):
     @argument("--configuration", default=None, help="session configuration name in the guest")
     @argument("--via", default=None,
               choices=["auto", "direct", "process", "sim", "replay", "ssh", "winrm"],
-              help="direct = PowerShell Direct over hvsocket; process = local powershell.exe -s "
-                   "then -VMName; sim = the built-in simulated guest; replay = a recording; "
-                   "with --host: winrm (default) or ssh to the Hyper-V host, then -VMName")
+              help="direct = PowerShell Direct over hvsocket; process = a local pwsh / "
+                   "powershell.exe -s (with --host localhost: then New-PSSession -VMName, as "
+                   "auto does on a Hyper-V host whose Python is older than 3.12); sim = the "
+                   "built-in simulated guest; replay = a recording; with --host: winrm "
+                   "(default) or ssh to the Hyper-V host, then New-PSSession -VMName")
     @argument("--host", default=None, metavar="HV01",
               help="the VM's Hyper-V host: PowerShell Direct from there (hvmagic.hop)")
     @argument("--host-user", default=None, metavar="U",
