@@ -718,8 +718,10 @@ class LiveRenderer:
     collected into *segments* of one kind — objects (a table) or plain values (lines of text) —
     and a segment is shown by ``show_output`` when something else must appear after it: a
     stream record or error that is shown, or output of the other kind (PowerShell's
-    ``Out-Default`` also ends a table when the shape changes). Plain values are also shown at
-    least every :data:`TEXT_FLUSH_SECONDS`, so a long script's text streams live. What is still
+    ``Out-Default`` also ends a table when the shape changes). Plain values collected for
+    :data:`TEXT_FLUSH_SECONDS` are shown when the next one arrives, so a long stream of text
+    appears as it goes (a value followed by a long silence waits for whatever comes next: the
+    renderer runs only when the guest sends something). What is still
     pending at the end is left to the caller (:meth:`flush_output`, or one table of the whole
     result when nothing came between). Progress never ends a segment: it is transient.
 

@@ -40,6 +40,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -519,6 +520,17 @@ class NotebookHostUI(HostUI):
     def _ask(self, prompt: str, *, secret: bool) -> str:
         # looked up at call time: ipykernel swaps input/getpass in for each execution
         ask = (self._read_secret or getpass.getpass) if secret else (self._read or input)
+        if threading.current_thread() is not threading.main_thread() and (
+            self._read_secret if secret else self._read
+        ) is None:
+            # a fleet runs targets on worker threads: ipykernel's input requests share one
+            # socket and take the first reply, so an answer typed for one guest could reach
+            # another (or a thread could hang past the timeout); refuse instead of guessing
+            raise HostInteractionError(
+                f"the guest {self.guest!r} asked for input during a run on several guests; "
+                "prompts are answered only one guest at a time — pass the value with "
+                "%%vmps --with NAME instead"
+            )
         try:
             return ask(prompt)
         except (StdinNotImplementedError, EOFError) as exc:

@@ -184,3 +184,36 @@ def test_secret_answers_are_secure_strings() -> None:
     rec = Recorder()
     value = rec.ui().read_line_as_secure_string("Pin")
     assert isinstance(value, SecureString) and value.reveal() == "hidden-typed"
+
+
+def test_a_guest_prompt_on_a_fleet_worker_thread_is_refused_not_misrouted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ipykernel's input requests share one socket and take the first reply: several fleet
+    threads prompting at once could hand one guest's password to another. Off the main thread
+    the notebook UI refuses; the guest gets an error instead of someone else's answer."""
+    import threading
+
+    from hvmagic.errors import HostInteractionError
+
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": pytest.fail("prompted"))
+    monkeypatch.setattr("builtins.input", lambda prompt="": pytest.fail("prompted"))
+    ui = hvmagics.NotebookHostUI(guest="web01")
+    seen: list[BaseException] = []
+
+    def worker() -> None:
+        for ask in (lambda: ui.read_line("Name"),
+                    lambda: ui.read_line_as_secure_string("Password")):
+            try:
+                ask()
+            except HostInteractionError as exc:
+                seen.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(5)
+    assert len(seen) == 2
+    assert "run on several guests" in str(seen[0]) and "--with" in str(seen[0])
+    # on the kernel's own thread the prompt is asked as before
+    monkeypatch.setattr("builtins.input", lambda prompt="": "typed")
+    assert ui.read_line("Name") == "typed"
