@@ -322,8 +322,12 @@ _VERSION_TEXT = re.compile(r"(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))
 def _private_ps_version(private_data: Any) -> PSVersion | None:
     """``PSVersionTable.PSVersion`` of APPLICATION_PRIVATE_DATA, whatever the guest sent."""
     table = private_data.get("PSVersionTable") if isinstance(private_data, Mapping) else None
-    version = table.get("PSVersion") if isinstance(table, Mapping) else None
-    match = _VERSION_TEXT.fullmatch(str(version)[:64]) if version is not None else None
+    return _parse_ps_version(table.get("PSVersion") if isinstance(table, Mapping) else None)
+
+
+def _parse_ps_version(value: Any) -> PSVersion | None:
+    """A version the guest reported (``5.1.20348.2849``), or ``None`` for anything else."""
+    match = _VERSION_TEXT.fullmatch(str(value)[:64]) if value is not None else None
     if match is None:
         return None
     return PSVersion(*(int(part) for part in match.groups() if part is not None))
@@ -399,11 +403,7 @@ class Session:
     def set_ps_version(self, text: Any) -> None:
         """Use ``text`` (``"5.1.20348.2849"``) as the guest's version for default columns, as
         a hop does with the VM's own version; anything unparsable leaves it unknown."""
-        match = _VERSION_TEXT.fullmatch(str(text)[:64]) if text is not None else None
-        self._ps_version = (
-            PSVersion(*(int(part) for part in match.groups() if part is not None))
-            if match is not None else None
-        )
+        self._ps_version = _parse_ps_version(text)
         self._ps_version_read = True
 
     def __enter__(self) -> Session:
