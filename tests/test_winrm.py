@@ -15,6 +15,7 @@ PSRPClient, the CLIXML decoder — so the run's Result holds the recorded stream
 from __future__ import annotations
 
 import base64
+import pickle
 import re
 import threading
 import uuid
@@ -317,5 +318,11 @@ def test_password_never_in_descriptions() -> None:
     try:
         assert "hunter2" not in repr(transport.__dict__.get("description"))
         assert "hunter2" not in transport.description
+        # the object itself and everything it holds directly (the description alone is built
+        # from the host name, so checking only it could never fail)
+        assert "hunter2" not in repr(transport)
+        assert "hunter2" not in repr(vars(transport))
+        with pytest.raises(TypeError):
+            pickle.dumps(transport)  # a live transport holding a credential never pickles
     finally:
         transport.close()
