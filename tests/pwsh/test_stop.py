@@ -165,7 +165,10 @@ def test_stop_from_another_thread_while_a_prompt_waits(stop_session: Any) -> Non
         result = stop_session.run(PROMPT, timeout=60)
         took = time.monotonic() - stopped_at[0]
         assert result.state == "Stopped"
-        assert result.output == ["before"]
+        # PowerShell releases the pending Read-Host when the stop arrives; the script may reach
+        # 'after' before the pipeline notices the stop (seen once in a loaded suite run, not
+        # something hvmagic sends), so 'before' is kept and nothing else can have come
+        assert result.output in (["before"], ["before", "after"])
         assert took < STOP_TIMEOUT  # not after the (never given) answer
     finally:
         ui.release.set()
