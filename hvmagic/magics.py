@@ -26,6 +26,12 @@ Syntax (``%vmps?`` etc. print the full help)::
 In PowerShell cell mode a cell whose first line is ``#py`` runs as Python, and cells that start
 with ``%`` or ``!`` run as IPython magics/shell commands as usual. (``%%python`` is not used as
 the escape because IPython already has a ``%%python`` magic that runs a *subprocess*.)
+
+What the magics use lives beside them: :mod:`hvmagic.registry` (named sessions),
+:mod:`hvmagic.magic_args` (reading magic lines), :mod:`hvmagic.cellmode` (the cell-mode
+transformer), :mod:`hvmagic.vmcopy` (copy endpoints, Copy-VMFile, copy progress),
+:mod:`hvmagic.notebook_host` (the guest's prompts) and :mod:`hvmagic.magic_errors` (the short
+exceptions a failed cell raises).
 """
 
 from __future__ import annotations
@@ -276,17 +282,26 @@ class VmMagics(Magics):
             self._adopt_session(args)
             return
         via = args.via or ("replay" if args.replay else "auto")
-        name = args.name
-        if not name and via == "sim":
-            name = "demo"
-        elif not name and args.replay:
-            name = _recording_stem(args.replay)
-        if not name:
-            raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
+        name = _target_name(args, via)
         alias = args.alias or name
         if (via in ("auto", "direct") and name != "sim" and not args.host
                 and not _replaying(via, args)):
             _refuse_powershell_direct_here(name)  # before any password prompt, not after
+        kwargs = self._connect_arguments(args, name, via)
+        try:
+            session = _connect(name, **kwargs)
+        except (HvMagicError, OSError, ValueError) as exc:
+            explanation = _explain(exc)
+            if explanation:
+                print(explanation)
+            raise UsageError(f"Could not connect to {name!r} ({via}): {_first_line(exc)}") from exc
+        finally:
+            kwargs.clear()  # drop our reference to the password at once
+        self._register(SessionEntry(alias, session, name, via))
+
+    def _connect_arguments(self, args: Any, name: str, via: str) -> dict[str, Any]:
+        """``%vmconnect``'s options as :func:`hvmagic.connect` keywords, the password included
+        (asked for here when needed; the caller clears the dict once connected)."""
         kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI(guest=name)}
         for option in ("configuration", "record", "replay", "timeout", "wait"):
             value = getattr(args, option)
@@ -304,16 +319,7 @@ class VmMagics(Magics):
                 kwargs["username"] = args.username
         else:
             kwargs.update(self._credentials(args))
-        try:
-            session = _connect(name, **kwargs)
-        except (HvMagicError, OSError, ValueError) as exc:
-            explanation = _explain(exc)
-            if explanation:
-                print(explanation)
-            raise UsageError(f"Could not connect to {name!r} ({via}): {_first_line(exc)}") from exc
-        finally:
-            kwargs.clear()  # drop our reference to the password at once
-        self._register(SessionEntry(alias, session, name, via))
+        return kwargs
 
     def _credentials(self, args: Any) -> dict[str, Any]:
         if args.credential:
@@ -527,15 +533,9 @@ class VmMagics(Magics):
             entry = self.sessions.get(args.session or args.target)
         except LookupError as exc:
             raise UsageError(str(exc)) from None
-        out_var = check_identifier(args.out, "-o") if args.out else None
-        parameters = {
-            name: self._user_value(name, "--with")
-            for name in parse_names(args.with_vars, "--with")
-        }
+        out_var, parameters = self._out_and_parameters(args)
         columns = parse_columns(args.columns or self.default_columns)
-        timeout = args.timeout if args.timeout is not None else self.default_timeout
-        if timeout is not None and timeout <= 0:
-            raise UsageError(f"--timeout must be positive, not {timeout}")
+        timeout = self._timeout(args)
         raise_on_error = self.raise_on_error and not args.no_raise
         hint = python_name_hint(script, self._shell.user_ns, parameters)
         if hint:
@@ -561,6 +561,22 @@ class VmMagics(Magics):
         finally:
             live.finish()  # whatever happened, no progress bar stays behind
         self._finish_run(result, columns, args.raw, out_var, raise_on_error, live)
+
+    def _out_and_parameters(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+        """``-o VAR`` checked, and the ``--with`` variables' values from the user namespace."""
+        out_var = check_identifier(args.out, "-o") if args.out else None
+        parameters = {
+            name: self._user_value(name, "--with")
+            for name in parse_names(args.with_vars, "--with")
+        }
+        return out_var, parameters
+
+    def _timeout(self, args: Any) -> float | None:
+        """``--timeout``, else the ``default_timeout`` setting; positive or ``None``."""
+        timeout: float | None = args.timeout if args.timeout is not None else self.default_timeout
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"--timeout must be positive, not {timeout}")
+        return timeout
 
     def _bind_partial(self, result: Any, columns: str | list[str], raw: bool,
                       out_var: str | None) -> None:
@@ -666,19 +682,9 @@ class VmMagics(Magics):
         without one; output as one frame with VMName, then the status table."""
         from hvmagic import fleets
 
-        adopted: dict[str, Any] = {}
-        for pattern in fleets.split_targets(unquote(spec)):
-            matched = [e for e in self.sessions
-                       if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
-            if not matched and fleets.is_glob(pattern):
-                raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
-            adopted.update({e.alias: e.session for e in matched} or {pattern: None})
-        out_var = check_identifier(args.out, "-o") if args.out else None
-        parameters = {name: self._user_value(name, "--with")
-                      for name in parse_names(args.with_vars, "--with")}
-        timeout = args.timeout if args.timeout is not None else self.default_timeout
-        if timeout is not None and timeout <= 0:
-            raise UsageError(f"--timeout must be positive, not {timeout}")
+        adopted = self._fleet_targets(spec)
+        out_var, parameters = self._out_and_parameters(args)
+        timeout = self._timeout(args)
         if args.throttle is not None and args.throttle < 1:
             raise UsageError(f"--throttle must be at least 1, not {args.throttle}")
         connected: list[tuple[str, Any]] = []
@@ -689,6 +695,43 @@ class VmMagics(Magics):
             return session
 
         renderers: dict[str, hvdisplay.LiveRenderer] = {}
+        fl = fleets.fleet(
+            list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
+            connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
+        )
+        try:
+            result = fl.run(script, parameters or None, timeout,
+                            self._fleet_event_sink(renderers))
+        except fleets.FleetInterrupted as exc:
+            self._shell.user_ns[LAST_RESULT_VAR] = exc.result
+            hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
+            raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
+                                  f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
+        finally:
+            for live in renderers.values():
+                live.finish()
+            self._keep_fleet_sessions(connected)
+        self._finish_fleet(result, args, out_var)
+
+    def _fleet_targets(self, spec: str) -> dict[str, Any]:
+        """``web*,db1`` → {alias: open session} for every open session matching, and
+        {name: None} for a plain name no session has (the fleet connects it)."""
+        from hvmagic import fleets
+
+        adopted: dict[str, Any] = {}
+        for pattern in fleets.split_targets(unquote(spec)):
+            matched = [e for e in self.sessions
+                       if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
+            if not matched and fleets.is_glob(pattern):
+                raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
+            adopted.update({e.alias: e.session for e in matched} or {pattern: None})
+        return adopted
+
+    def _fleet_event_sink(
+        self, renderers: dict[str, hvdisplay.LiveRenderer]
+    ) -> Callable[[Any, str, Any], None]:
+        """The fleet's ``on_event``: one live renderer per target (made on its first record,
+        kept in ``renderers`` for the caller to finish), each line labelled with the target."""
 
         def on_event(target: Any, stream: str, record: Any) -> None:
             live = renderers.get(target.label)
@@ -700,25 +743,18 @@ class VmMagics(Magics):
                 )
             live.on_event(stream, record)
 
-        fl = fleets.fleet(
-            list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
-            connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
-        )
-        try:
-            result = fl.run(script, parameters or None, timeout, on_event)
-        except fleets.FleetInterrupted as exc:
-            self._shell.user_ns[LAST_RESULT_VAR] = exc.result
-            hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
-            raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
-                                  f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
-        finally:
-            for live in renderers.values():
-                live.finish()
-            for name, session in connected:  # new sessions persist across cells, by name
-                replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
-                                             make_default=False)
-                if replaced is not None and replaced.session is not session:
-                    self._close_quietly(replaced)
+        return on_event
+
+    def _keep_fleet_sessions(self, connected: list[tuple[str, Any]]) -> None:
+        """Sessions a fleet connected persist across cells, by name (not as the default)."""
+        for name, session in connected:
+            replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
+                                         make_default=False)
+            if replaced is not None and replaced.session is not session:
+                self._close_quietly(replaced)
+
+    def _finish_fleet(self, result: Any, args: Any, out_var: str | None) -> None:
+        """Show the fleet's frame and status table, bind them, and raise when a target failed."""
         frame = result.frame(parse_columns(args.columns or self.default_columns))
         hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit,
                                                  bound_to=out_var or f"{LAST_RESULT_VAR}.frame()"))
@@ -818,15 +854,7 @@ class VmMagics(Magics):
         args = self._parse(self.vmcopy, line)
         if args is None:
             return
-        # IPython splits magic lines non-POSIX (backslashes survive, quotes stay on the word),
-        # so "VM:C:\Program Files\x" arrives quoted: unquote before reading the prefix.
-        src = parse_copy_endpoint(unquote(args.source), self.sessions.__contains__)
-        dst = parse_copy_endpoint(unquote(args.destination), self.sessions.__contains__)
-        if src.remote == dst.remote:
-            raise UsageError(
-                "%vmcopy: exactly one side must be in the guest, written VM:path (default "
-                "session) or ALIAS:path, e.g. %vmcopy setup.ps1 VM:C:\\Temp\\setup.ps1"
-            )
+        src, dst = self._copy_endpoints(args)
         remote = src if src.remote else dst
         if args.gsi:
             if src.remote:
@@ -850,13 +878,33 @@ class VmMagics(Magics):
         kwargs: dict[str, Any] = {"overwrite": args.force, "on_progress": on_progress}
         if args.recurse:
             kwargs["recurse"] = True
+        summary = self._copy_over_session(entry, src, dst, kwargs, view)
+        view.finish()
+        print(copy_summary(summary, direction, entry.alias))
+
+    def _copy_endpoints(self, args: Any) -> tuple[CopyEndpoint, CopyEndpoint]:
+        """SRC and DST read as endpoints; exactly one of them must be in a guest."""
+        # IPython splits magic lines non-POSIX (backslashes survive, quotes stay on the word),
+        # so "VM:C:\Program Files\x" arrives quoted: unquote before reading the prefix.
+        src = parse_copy_endpoint(unquote(args.source), self.sessions.__contains__)
+        dst = parse_copy_endpoint(unquote(args.destination), self.sessions.__contains__)
+        if src.remote == dst.remote:
+            raise UsageError(
+                "%vmcopy: exactly one side must be in the guest, written VM:path (default "
+                "session) or ALIAS:path, e.g. %vmcopy setup.ps1 VM:C:\\Temp\\setup.ps1"
+            )
+        return src, dst
+
+    def _copy_over_session(self, entry: SessionEntry, src: CopyEndpoint, dst: CopyEndpoint,
+                           kwargs: dict[str, Any], view: hvdisplay.ProgressView) -> Any:
+        """``copy_to``/``copy_from`` in ``entry``'s session; a failure ends the progress view
+        and becomes the one-line error ``%vmcopy`` shows."""
         session = entry.session
         try:
             with copy_advice("magic"):  # errors name --force / -r, not the API's keywords
                 if dst.remote:
-                    summary = session.copy_to(src.path, dst.path, **kwargs)
-                else:
-                    summary = session.copy_from(src.path, dst.path, **kwargs)
+                    return session.copy_to(src.path, dst.path, **kwargs)
+                return session.copy_from(src.path, dst.path, **kwargs)
         except KeyboardInterrupt:
             view.finish()
             _raise_if_broken(session, entry, "the kernel was interrupted during the copy")
@@ -879,8 +927,6 @@ class VmMagics(Magics):
             if exc.record is not None:
                 hvdisplay.publish(hvdisplay.render_error(exc.record))
             raise PowerShellError(_one_line(str(exc)), record=exc.record) from None
-        view.finish()
-        print(copy_summary(summary, direction, entry.alias))
 
     def _gsi_vm_name(self, remote: CopyEndpoint) -> str:
         ref = remote.session_ref
@@ -1008,6 +1054,19 @@ def _prefixed(bundle: Mapping[str, Any], prefix: str) -> dict[str, Any]:
         labelled["text/html"] = (f'<span class="hvmagic-target">{html.escape(prefix)}</span>'
                                  + labelled["text/html"])
     return labelled
+
+
+def _target_name(args: Any, via: str) -> str:
+    """The VM ``%vmconnect`` connects to: NAME, else ``demo`` for the simulator, else the
+    recording's name; a :class:`UsageError` when there is none."""
+    name = args.name
+    if not name and via == "sim":
+        name = "demo"
+    elif not name and args.replay:
+        name = _recording_stem(args.replay)
+    if not name:
+        raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
+    return str(name)
 
 
 def _recording_stem(path: str) -> str:
