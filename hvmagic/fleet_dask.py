@@ -59,13 +59,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hvmagic.errors import CredentialError, HvMagicError
+from hvmagic.fleet_events import FleetReporter
 from hvmagic.fleets import (
     ConnectFunction,
     CredentialSource,
     FleetInterrupted,
     FleetResult,
     HostShellResolver,
-    OnFleetEvent,
     Resolver,
     SessionPool,
     Target,
@@ -336,7 +336,7 @@ class DaskRunner:
 
     def run(
         self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
-        timeout: float | None, on_event: OnFleetEvent | None, throttle: int, started: float,
+        timeout: float | None, reporter: FleetReporter, throttle: int, started: float,
     ) -> dict[tuple[str, str], TargetResult]:
         from distributed import TimeoutError as DaskTimeoutError
         from distributed import wait
@@ -354,6 +354,7 @@ class DaskRunner:
                               if target.host else "a Dask fleet target needs a host")
                 lost.error_type = "LookupError"
                 outcomes[target.key] = lost
+                reporter.finished(lost, was_running=False)
             else:
                 queue.append((target, address))
         in_flight: dict[Any, tuple[Target, str, float]] = {}
@@ -369,6 +370,7 @@ class DaskRunner:
                 )
                 in_flight[future] = (target, address, time.monotonic())
                 used.add(address)
+                reporter.started(target)
 
         def collect(future: Any) -> None:
             target, _address, submitted = in_flight.pop(future)
@@ -384,10 +386,11 @@ class DaskRunner:
                 outcome.error_type = type(error).__name__
                 outcome.duration = time.monotonic() - submitted
             outcomes[target.key] = outcome
-            if on_event is not None:
+            if reporter.wants_events:
                 for stream, attribute in _REPLAY:
                     for record in getattr(outcome.result, attribute):
-                        on_event(target, stream, record)
+                        reporter.event(target, stream, record)
+            reporter.finished(outcome)
 
         try:
             submit_more()
@@ -399,7 +402,7 @@ class DaskRunner:
                 for future in done:
                     collect(future)
                 if not done:
-                    self._fail_lost_workers(in_flight, outcomes)
+                    self._fail_lost_workers(in_flight, outcomes, reporter)
                 submit_more()
         except KeyboardInterrupt:
             for target, _address in queue:
@@ -427,7 +430,8 @@ class DaskRunner:
         return outcomes
 
     def _fail_lost_workers(self, in_flight: dict[Any, tuple[Target, str, float]],
-                           outcomes: dict[tuple[str, str], TargetResult]) -> None:
+                           outcomes: dict[tuple[str, str], TargetResult],
+                           reporter: FleetReporter) -> None:
         alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
         for future, (target, address, submitted) in list(in_flight.items()):
             if address in alive or future.done():
@@ -440,6 +444,7 @@ class DaskRunner:
                 error=f"the Dask worker {address} serving {target.host!r} was lost mid-run",
                 error_type="WorkerLost", duration=time.monotonic() - submitted,
             )
+            reporter.finished(outcomes[target.key])
 
     def close(self) -> None:
         """Sessions live on the workers (cached for the next fleet); nothing to close here."""

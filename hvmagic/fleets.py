@@ -36,8 +36,10 @@ opened), ``Stopped``/``NotStarted`` (interrupted). A KeyboardInterrupt in the ca
 running pipeline (:meth:`Session.stop`), waits for them within the stop grace and raises
 :class:`FleetInterrupted` carrying the :class:`FleetResult` of what arrived.
 
-``on_event(target, stream, record)`` is called live, from the targets' threads but never two
-at once (a lock serializes it, so a callback need not be thread-safe).
+``on_event(target, stream, record)`` is called live with each target's records, and
+``on_progress(FleetProgress)`` each time a target starts or finishes (targets done of total,
+failures counted); both from the targets' threads but never two at once, see
+:mod:`hvmagic.fleet_events`.
 
 Credentials
 -----------
@@ -46,10 +48,13 @@ name (its password then comes from ``HVMAGIC_PASSWORD``/keyring/prompt as for ``
 a callable ``(Target) -> either``; exact names win over globs, globs match in mapping order.
 They are handed to the connect function only — never stored on results or shown.
 
-Dask
-----
-``cluster=<distributed.Client>`` runs each target on the worker serving its host; see
-:mod:`hvmagic.fleet_dask`.
+Backends
+--------
+``cluster=`` hands the targets to a :class:`FleetBackend` instead of this kernel's threads: an
+object with the backend's methods is used as it is; any other object is wrapped by the backend
+registered under the name of its package in :data:`BACKENDS` — a ``distributed.Client`` by
+:class:`hvmagic.fleet_dask.DaskRunner`, which runs each target on the worker serving its host.
+The backend imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -57,12 +62,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import fnmatch
+import importlib
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hvmagic.clixml.values import PSCredential
 from hvmagic.errors import (
@@ -73,17 +79,26 @@ from hvmagic.errors import (
     SessionBrokenError,
     UnsupportedPlatformError,
 )
+from hvmagic.fleet_events import (
+    FleetProgress,
+    FleetReporter,
+    OnFleetEvent,
+    OnFleetProgress,
+)
 from hvmagic.session import STOP_TIMEOUT, Result
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_THROTTLE",
     "RESOLVE_SCRIPT",
     "STATES",
     "Fleet",
+    "FleetBackend",
     "FleetInterrupted",
+    "FleetProgress",
     "FleetResult",
     "HostShellResolver",
     "SessionPool",
@@ -132,7 +147,6 @@ CredentialSource = CredentialValue | Callable[[Target], CredentialValue]
 ConnectFunction = Callable[..., Any]
 #: ``resolver(host, pattern, running_only=...)`` → the VM names on ``host`` matching ``pattern``
 Resolver = Callable[..., list[str]]
-OnFleetEvent = Callable[[Target, str, Any], None]
 
 
 def is_glob(text: str) -> bool:
@@ -379,14 +393,15 @@ Remove-Variable -Name __fleet_vms -ErrorAction Ignore
 class HostShellResolver:
     """Resolve names and globs with ``Get-VM`` in a PowerShell session on the host.
 
-    ``open_host(host)`` returns a session *on the Hyper-V host* (not in a guest); the default
-    opens a local ``powershell.exe -s`` for ``host=None`` on Windows and refuses anything else
-    (a remote host's own shell comes with the remote-host transports; pass your own opener, or
-    use a Dask fleet, whose workers resolve on their own hosts). Host sessions are kept.
+    ``open_host(host)`` returns a session *on the Hyper-V host* (not in a guest); the default,
+    :func:`open_host_shell`, opens a local ``powershell.exe -s`` for ``host=None`` on Windows and
+    refuses a named host (give ``open_host=`` — :func:`hvmagic.fleet` does, from its connect
+    options, through the same SSH/WinRM transport as the hop to that host's VMs). Host sessions
+    are kept until :meth:`close`.
     """
 
     def __init__(self, open_host: Callable[[str | None], Any] | None = None) -> None:
-        self._open_host = open_host or _open_local_host_shell
+        self._open_host = open_host or open_host_shell
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -411,20 +426,52 @@ class HostShellResolver:
                 session.close()
 
 
-def _open_local_host_shell(host: str | None) -> Any:
-    if host is not None:
-        raise UnsupportedPlatformError(
-            f"cannot ask Hyper-V host {host!r} for its VMs from here: name the VMs, pass "
-            "resolver=, or run the fleet on Dask (each worker resolves on its own host)"
-        )
-    if sys.platform != "win32":
-        raise UnsupportedPlatformError(
-            "resolving VM names and globs needs Get-VM on a Windows Hyper-V host: name the "
-            "VMs explicitly or pass resolver="
-        )
-    from hvmagic.session import connect
+#: host options that belong to the hop into a VM, not to the host's own shell
+_HOP_ONLY_OPTIONS = ("pssession_arguments", "vm_id")
 
-    return connect("localhost", via="process", executable="powershell.exe")
+
+def open_host_shell(
+    host: str | None,
+    *,
+    via: str | None = None,
+    host_username: str | None = None,
+    host_password: Any = None,
+    host_credential: PSCredential | None = None,
+    host_options: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    connect: ConnectFunction | None = None,
+) -> Any:
+    """A PowerShell session on Hyper-V ``host`` itself, to ask it for its VMs.
+
+    A named host is reached as :func:`hvmagic.connect` reaches it for a hop (``via`` ``"ssh"`` or
+    ``"winrm"``, default WinRM; the same account and ``host_options``, less the VM-only ones);
+    ``None`` (or ``via="process"``) is this machine's ``powershell.exe`` on Windows.
+    """
+    if host is None or via == "process":
+        if host is not None and host.lower() not in ("localhost", ".", "127.0.0.1", "::1"):
+            raise ValueError(f"via='process' is this machine; host={host!r} is another one")
+        if sys.platform != "win32":
+            raise UnsupportedPlatformError(
+                "resolving VM names and globs needs Get-VM on a Windows Hyper-V host: name the "
+                "VMs explicitly, give hosts= reached over ssh/winrm, or pass resolver="
+            )
+        name, via, options = "localhost", "process", {"executable": "powershell.exe"}
+    else:
+        name = host
+        via = "winrm" if via in (None, "auto") else via
+        if via not in ("ssh", "winrm"):
+            raise ValueError(f"a Hyper-V host is reached via ssh or winrm, not {via!r}")
+        options = {
+            "host_username": host_username, "host_password": host_password,
+            "host_credential": host_credential, "timeout": timeout,
+            "host_options": {k: v for k, v in (host_options or {}).items()
+                             if k not in _HOP_ONLY_OPTIONS},
+        }
+    if connect is None:
+        from hvmagic.session import connect as session_connect
+
+        connect = session_connect
+    return connect(name, via=via, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,6 +654,52 @@ def run_target(
 
 
 # --------------------------------------------------------------------------------------------
+# backends
+
+
+@runtime_checkable
+class FleetBackend(Protocol):
+    """Runs a fleet's targets somewhere else than this kernel's threads (see :data:`BACKENDS`).
+
+    ``run`` returns an outcome per target key (a target it could not place is an outcome too)
+    and reports through ``reporter`` (:class:`~hvmagic.fleet_events.FleetReporter`) as it goes;
+    on Ctrl-C it stops what runs and raises :class:`FleetInterrupted`.
+    """
+
+    def resolve(self, host: str | None, pattern: str, *, running_only: bool) -> list[str]: ...
+
+    def run(
+        self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
+        timeout: float | None, reporter: FleetReporter, throttle: int, started: float,
+    ) -> dict[tuple[str, str], TargetResult]: ...
+
+    def close(self) -> None: ...
+
+
+#: ``cluster=`` objects by the top-level package that defines their type → the backend class
+#: (``"module:name"``) that wraps them, imported only when such a cluster is given
+BACKENDS: dict[str, str] = {"distributed": "hvmagic.fleet_dask:DaskRunner"}
+
+
+def backend_for(cluster: Any, **options: Any) -> FleetBackend:
+    """The :class:`FleetBackend` for ``cluster``: itself when it is one, else the backend
+    :data:`BACKENDS` names for its package, made with ``options`` (connect, credentials,
+    connect_timeout, resolver)."""
+    if isinstance(cluster, FleetBackend):
+        return cluster
+    package = type(cluster).__module__.split(".")[0]
+    path = BACKENDS.get(package)
+    if path is None:
+        raise TypeError(
+            f"cluster= must be a fleet backend or one of {', '.join(sorted(BACKENDS))}'s "
+            f"clients, not {type(cluster).__name__}"
+        )
+    module, _, name = path.partition(":")
+    backend: FleetBackend = getattr(importlib.import_module(module), name)(cluster, **options)
+    return backend
+
+
+# --------------------------------------------------------------------------------------------
 # the fleet
 
 
@@ -621,6 +714,7 @@ class Fleet:
         throttle: int = DEFAULT_THROTTLE,
         timeout: float | None = None,
         connect: ConnectFunction | None = None,
+        connect_options: Mapping[str, Any] | None = None,
         credentials: Mapping[str, CredentialSource] | None = None,
         connect_timeout: float | None = None,
         resolver: Resolver | None = None,
@@ -637,6 +731,7 @@ class Fleet:
         self.running_only = running_only
         self._specs = list(targets)
         self._hosts: list[str | None] = list(hosts) if hosts else [None]
+        self._connect_options = dict(connect_options or {})
         self._resolver = resolver
         self._own_resolver: HostShellResolver | None = None
         self._resolved: list[TargetResult] | None = None
@@ -646,16 +741,21 @@ class Fleet:
             (key if isinstance(key, Target) else Target(key)): session
             for key, session in (sessions or {}).items()
         }
+        connect_function = connect or connect_target
+        if self._connect_options:
+            shared = self._connect_options
+
+            def connect_function(target: Target, **kwargs: Any) -> Any:
+                return (connect or connect_target)(target, **{**shared, **kwargs})
+
         self._pool = SessionPool(
-            connect or connect_target, credentials=credentials,
+            connect_function, credentials=credentials,
             connect_timeout=connect_timeout, adopted=adopted,
         )
         self._run_lock = threading.Lock()
-        self._dask: Any = None
+        self._backend: FleetBackend | None = None
         if cluster is not None:
-            from hvmagic.fleet_dask import DaskRunner
-
-            self._dask = DaskRunner(
+            self._backend = backend_for(
                 cluster, connect=connect, credentials=credentials,
                 connect_timeout=connect_timeout, resolver=resolver,
             )
@@ -709,14 +809,24 @@ class Fleet:
         return resolved
 
     def _resolve_on(self, host: str | None, pattern: str) -> list[str]:
-        if self._dask is not None and self._resolver is None:
-            return self._dask.resolve(host, pattern, running_only=self.running_only)
+        if self._backend is not None and self._resolver is None:
+            return self._backend.resolve(host, pattern, running_only=self.running_only)
         resolver = self._resolver
         if resolver is None:
             if self._own_resolver is None:
-                self._own_resolver = HostShellResolver()
+                self._own_resolver = HostShellResolver(self._open_host)
             resolver = self._own_resolver
         return list(resolver(host, pattern, running_only=self.running_only))
+
+    def _open_host(self, host: str | None) -> Any:
+        """A shell on ``host`` reached like its VMs are (the fleet's via/host account/options)."""
+        options = self._connect_options
+        return open_host_shell(
+            host, via=options.get("via"), host_username=options.get("host_username"),
+            host_password=options.get("host_password"),
+            host_credential=options.get("host_credential"),
+            host_options=options.get("host_options"), timeout=options.get("timeout"),
+        )
 
     # -- running ---------------------------------------------------------------------------
     def run(
@@ -725,9 +835,12 @@ class Fleet:
         parameters: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         on_event: OnFleetEvent | None = None,
+        on_progress: OnFleetProgress | None = None,
     ) -> FleetResult:
         """Run ``script`` (with the same ``parameters``) on every target; see the module
-        docstring for states, interrupts and callbacks. ``timeout`` is per target."""
+        docstring for states, interrupts and callbacks. ``timeout`` is per target.
+        ``on_event``/``on_progress``: live reports (:mod:`hvmagic.fleet_events`); an
+        exception a callback raises is re-raised once every target has finished."""
         if not isinstance(script, str):
             raise TypeError(f"script must be a str, not {type(script).__name__}")
         timeout = self.timeout if timeout is None else timeout
@@ -739,15 +852,24 @@ class Fleet:
             started = time.monotonic()
             planned = self._resolve()
             runnable = [t.target for t in planned if t.state == "NotStarted"]
-            if self._dask is None:
-                return self._run_local(runnable, script, parameters, timeout, on_event, started)
-            try:
-                outcomes = self._dask.run(runnable, script, parameters, timeout, on_event,
-                                          self.throttle, started)
-            except FleetInterrupted as exc:
-                merged = self._merge({t.target.key: t for t in exc.result}, started)
-                raise FleetInterrupted(str(exc), merged) from None
-            return self._merge(outcomes, started)
+            reporter = FleetReporter(
+                len(planned), on_event, on_progress,
+                finished=[t for t in planned if t.state != "NotStarted"],
+            )
+            reporter.begin()
+            if self._backend is None:
+                result = self._run_local(runnable, script, parameters, timeout, reporter,
+                                         started)
+            else:
+                try:
+                    outcomes = self._backend.run(runnable, script, parameters, timeout,
+                                                 reporter, self.throttle, started)
+                except FleetInterrupted as exc:
+                    merged = self._merge({t.target.key: t for t in exc.result}, started)
+                    raise FleetInterrupted(str(exc), merged) from None
+                result = self._merge(outcomes, started)
+            reporter.raise_callback_error()
+            return result
         finally:
             self._run_lock.release()
 
@@ -761,35 +883,30 @@ class Fleet:
 
     def _run_local(
         self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
-        timeout: float | None, on_event: OnFleetEvent | None, started: float,
+        timeout: float | None, reporter: FleetReporter, started: float,
     ) -> FleetResult:
         outcomes: dict[tuple[str, str], TargetResult] = {}
         running: dict[tuple[str, str], Any] = {}
         cancelled = threading.Event()
-        callback_lock = threading.Lock()
 
-        def events_for(target: Target) -> Callable[[str, Any], None] | None:
-            if on_event is None:
-                return None
-
-            def forward(stream: str, record: Any) -> None:
-                with callback_lock:
-                    on_event(target, stream, record)
-
-            return forward
+        def one(target: Target) -> TargetResult:
+            if cancelled.is_set():
+                return TargetResult(target)  # NotStarted: reported by the interrupt path
+            reporter.started(target)
+            outcome = TargetResult(target, state="Failed")
+            try:
+                outcome = run_target(self._pool, target, script, parameters, timeout,
+                                     reporter.events_for(target), running, cancelled)
+            finally:
+                reporter.finished(outcome)
+            return outcome
 
         if not targets:
             return self._merge(outcomes, started)
         executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=min(self.throttle, len(targets)), thread_name_prefix="hvmagic-fleet"
         )
-        futures = {
-            executor.submit(
-                run_target, self._pool, target, script, parameters, timeout,
-                events_for(target), running, cancelled,
-            ): target
-            for target in targets
-        }
+        futures = {executor.submit(one, target): target for target in targets}
         try:
             pending = set(futures)
             while pending:
@@ -824,8 +941,8 @@ class Fleet:
         self._pool.close()
         if self._own_resolver is not None:
             self._own_resolver.close()
-        if self._dask is not None:
-            self._dask.close()
+        if self._backend is not None:
+            self._backend.close()
 
     def __enter__(self) -> Fleet:
         return self
@@ -834,7 +951,8 @@ class Fleet:
         self.close()
 
     def __repr__(self) -> str:
-        where = "on Dask" if self._dask is not None else f"throttle {self.throttle}"
+        where = (f"on {type(self._backend).__name__}" if self._backend is not None
+                 else f"throttle {self.throttle}")
         count = f"{len(self._resolved)} target(s)" if self._resolved is not None else (
             f"{len(self._specs)} spec(s), unresolved")
         return f"<Fleet {count}, {where}, {len(self._pool)} open session(s)>"
@@ -843,10 +961,12 @@ class Fleet:
 def fleet(
     targets: str | Target | Sequence[str | Target],
     *,
+    host: str | Sequence[str | None] | None = None,
     hosts: str | Sequence[str | None] | None = None,
     throttle: int = DEFAULT_THROTTLE,
     timeout: float | None = None,
     connect: ConnectFunction | None = None,
+    connect_options: Mapping[str, Any] | None = None,
     credentials: Mapping[str, CredentialSource] | None = None,
     connect_timeout: float | None = None,
     resolver: Resolver | None = None,
@@ -856,19 +976,27 @@ def fleet(
 ) -> Fleet:
     """A :class:`Fleet` over ``targets``: ``"web*,db1"``, a list of names/globs/:class:`Target`.
 
-    ``hosts`` (a name, ``"hv01,hv02"`` or a list) are the Hyper-V hosts names and globs are
-    resolved on (default: this machine). ``throttle``: at most this many targets at once.
-    ``timeout``: per target, per run (``run(timeout=)`` overrides). ``connect(target,
+    ``host`` (or ``hosts``: a name, ``"hv01,hv02"`` or a list) are the Hyper-V hosts names and
+    globs are resolved on, with ``Get-VM`` in a shell on each host, and whose VMs are then
+    reached through that host (:mod:`hvmagic.hop`); default: this machine. ``connect_options``:
+    :func:`hvmagic.connect` keywords for every target *and* the host shells that resolve them —
+    ``via`` (``"ssh"``/``"winrm"``), ``host_username``, ``host_credential``, ``host_options``
+    (``port``, ``identity_file``, ``ssh_config`` …). ``throttle``: at most this many targets at
+    once. ``timeout``: per target, per run (``run(timeout=)`` overrides). ``connect(target,
     **kwargs)``: opens a target's session (default :func:`connect_target`). ``credentials``:
     see the module docstring. ``sessions``: already open sessions to use (never closed by the
-    fleet). ``cluster``: a ``distributed.Client`` (see :mod:`hvmagic.fleet_dask`).
+    fleet). ``cluster``: a fleet backend or a ``distributed.Client`` (:data:`BACKENDS`).
     """
+    if host is not None and hosts is not None:
+        raise TypeError("give host= or hosts=, not both")
+    hosts = host if hosts is None else hosts
     if isinstance(targets, (str, Target)):
         targets = [targets]
     if isinstance(hosts, str):
         hosts = split_targets(hosts)
     return Fleet(
         list(targets), hosts=hosts, throttle=throttle, timeout=timeout, connect=connect,
-        credentials=credentials, connect_timeout=connect_timeout, resolver=resolver,
-        running_only=running_only, sessions=sessions, cluster=cluster,
+        connect_options=connect_options, credentials=credentials,
+        connect_timeout=connect_timeout, resolver=resolver, running_only=running_only,
+        sessions=sessions, cluster=cluster,
     )
