@@ -73,6 +73,7 @@ from hvmagic.errors import (
     TransportError,
 )
 from hvmagic.filecopy import advice as copy_advice
+from hvmagic.fleet_display import FleetLiveDisplay
 from hvmagic.magic_args import (
     check_identifier,
     explain_unknown_arguments,
@@ -694,22 +695,21 @@ class VmMagics(Magics):
             connected.append((target.name, session))
             return session
 
-        renderers: dict[str, hvdisplay.LiveRenderer] = {}
+        live = FleetLiveDisplay(show_streams=self.show_streams,
+                                progress_style=self.progress_style)
         fl = fleets.fleet(
             list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
             connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
         )
         try:
-            result = fl.run(script, parameters or None, timeout,
-                            self._fleet_event_sink(renderers))
+            result = fl.run(script, parameters or None, timeout, live.on_event, live.on_progress)
         except fleets.FleetInterrupted as exc:
             self._shell.user_ns[LAST_RESULT_VAR] = exc.result
             hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
             raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
                                   f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
         finally:
-            for live in renderers.values():
-                live.finish()
+            live.finish()
             self._keep_fleet_sessions(connected)
         self._finish_fleet(result, args, out_var)
 
@@ -726,24 +726,6 @@ class VmMagics(Magics):
                 raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
             adopted.update({e.alias: e.session for e in matched} or {pattern: None})
         return adopted
-
-    def _fleet_event_sink(
-        self, renderers: dict[str, hvdisplay.LiveRenderer]
-    ) -> Callable[[Any, str, Any], None]:
-        """The fleet's ``on_event``: one live renderer per target (made on its first record,
-        kept in ``renderers`` for the caller to finish), each line labelled with the target."""
-
-        def on_event(target: Any, stream: str, record: Any) -> None:
-            live = renderers.get(target.label)
-            if live is None:
-                prefix = f"[{target.label}] "
-                live = renderers[target.label] = hvdisplay.LiveRenderer(
-                    show_streams=self.show_streams, progress_style=self.progress_style,
-                    publish_bundle=lambda bundle: hvdisplay.publish(_prefixed(bundle, prefix)),
-                )
-            live.on_event(stream, record)
-
-        return on_event
 
     def _keep_fleet_sessions(self, connected: list[tuple[str, Any]]) -> None:
         """Sessions a fleet connected persist across cells, by name (not as the default)."""
@@ -1040,20 +1022,6 @@ def _fleet_spec(target: str | None) -> str | None:
     if target and ("," in target or any(c in target for c in "*?[")):
         return target
     return None
-
-
-def _prefixed(bundle: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """A stream bundle labelled with the target it came from (fleet cells)."""
-    import html
-
-    labelled = dict(bundle)
-    if isinstance(labelled.get("text/plain"), str):
-        labelled["text/plain"] = "\n".join(
-            prefix + line for line in labelled["text/plain"].split("\n"))
-    if isinstance(labelled.get("text/html"), str):
-        labelled["text/html"] = (f'<span class="hvmagic-target">{html.escape(prefix)}</span>'
-                                 + labelled["text/html"])
-    return labelled
 
 
 def _target_name(args: Any, via: str) -> str:
