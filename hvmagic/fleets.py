@@ -550,13 +550,15 @@ class SessionPool:
         with self._lock:
             return len(self._sessions)
 
-    def close(self) -> None:
+    def close(self, *, keep_sessions: bool = False) -> None:
+        """Close the sessions opened here (not adopted ones); with ``keep_sessions`` only
+        forget them (the caller has taken them over)."""
         with self._lock:
             self._closed = True
             owned = [s for k, s in self._sessions.items() if k not in self._adopted]
             self._sessions.clear()
             self._adopted.clear()
-        for session in owned:
+        for session in [] if keep_sessions else owned:
             with contextlib.suppress(Exception):
                 session.close()
 
@@ -936,9 +938,11 @@ class Fleet:
         return self._merge(outcomes, started)
 
     # -- lifetime --------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the sessions the fleet opened (not adopted ones) and any host shells."""
-        self._pool.close()
+    def close(self, *, keep_sessions: bool = False) -> None:
+        """Close the sessions the fleet opened (not adopted ones) and any host shells; with
+        ``keep_sessions`` the sessions stay open for whoever took them over (``%%vmps`` keeps
+        them across cells)."""
+        self._pool.close(keep_sessions=keep_sessions)
         if self._own_resolver is not None:
             self._own_resolver.close()
         if self._backend is not None:

@@ -161,7 +161,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 _VMPS_VALUE_OPTIONS = ("-o", "--out", "--with", "--timeout", "--columns", "--session", "-s",
-                       "--vms", "--throttle")
+                       "--vms", "--throttle", "--host", "--via", "--host-user", "-u",
+                       "--username", "--credentials", "--host-options")
+#: %%vmps options that only mean something for a fleet on Hyper-V hosts (--host)
+_FLEET_HOST_OPTIONS = ("via", "host_user", "username", "credentials", "host_options")
 _VMPS_FLAG_OPTIONS = ("--raw", "--no-raise")
 _HELP_OPTIONS = ("-h", "--help")
 _VMPS_KNOWN = (*_VMPS_VALUE_OPTIONS, *_VMPS_FLAG_OPTIONS, *_HELP_OPTIONS)
@@ -494,6 +497,20 @@ class VmMagics(Magics):
                    "names to connect; TARGET with a comma or a glob does the same")
     @argument("--throttle", type=int, default=None, metavar="N",
               help="fleet: at most N targets at once (default 32, like -ThrottleLimit)")
+    @argument("--host", default=None, metavar="HV01,HV02",
+              help="fleet: resolve the VMs (names, globs) with Get-VM on these Hyper-V hosts "
+                   "and reach each through its host (PowerShell Direct from there)")
+    @argument("--via", default=None, choices=["ssh", "winrm"],
+              help="fleet with --host: how the hosts are reached (default winrm)")
+    @argument("--host-user", default=None, metavar="U", help="fleet with --host: host account")
+    @argument("-u", "--username", default=None, metavar="USER",
+              help="fleet with --host: the guests' account (the password is asked once)")
+    @argument("--credentials", default=None, metavar="VAR",
+              help="fleet with --host: a Python mapping of VM name/glob -> PSCredential or "
+                   "user name, for guests with different accounts")
+    @argument("--host-options", default=None, metavar="VAR",
+              help="fleet with --host: a Python mapping of connect(host_options=...) "
+                   "(port, identity_file, ssh_config, ...)")
     @line_cell_magic
     def vmps(self, line: str, cell: str | None = None) -> None:
         """Run PowerShell in the guest: %%vmps [TARGET] [options] + script, or %vmps [options]
@@ -527,6 +544,14 @@ class VmMagics(Magics):
 
     def run_script(self, script: str, args: Any) -> None:
         fleet_spec = getattr(args, "vms", None) or _fleet_spec(args.target or args.session)
+        if getattr(args, "host", None):
+            fleet_spec = fleet_spec or args.target or args.session
+            if not fleet_spec:
+                raise UsageError("--host needs the VMs: %%vmps --vms \"web*\" --host HV01,HV02")
+        elif any(getattr(args, name, None) for name in _FLEET_HOST_OPTIONS):
+            given = [name for name in _FLEET_HOST_OPTIONS if getattr(args, name, None)]
+            raise UsageError("--" + given[0].replace("_", "-") + " is for fleets on Hyper-V "
+                             "hosts: add --host HV01[,HV02]")
         if fleet_spec:
             self._run_fleet(script, args, fleet_spec)
             return
@@ -680,26 +705,39 @@ class VmMagics(Magics):
 
     def _run_fleet(self, script: str, args: Any, spec: str) -> None:
         """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
-        without one; output as one frame with VMName, then the status table."""
+        without one; with ``--host``, the VMs ``Get-VM`` finds on each host, reached through it.
+        Output as one frame with VMName (and HostName), then the status table."""
         from hvmagic import fleets
 
-        adopted = self._fleet_targets(spec)
         out_var, parameters = self._out_and_parameters(args)
         timeout = self._timeout(args)
         if args.throttle is not None and args.throttle < 1:
             raise UsageError(f"--throttle must be at least 1, not {args.throttle}")
-        connected: list[tuple[str, Any]] = []
+        hosts = fleets.split_targets(unquote(args.host)) if args.host else None
+        options: dict[str, Any] = {}
+        credentials: dict[str, Any] | None = None
+        if hosts:
+            targets: list[Any] = fleets.split_targets(unquote(spec))
+            adopted: dict[Any, Any] = self._fleet_host_sessions(hosts)
+            options, credentials = self._fleet_host_arguments(args)
+        else:
+            by_alias = self._fleet_targets(spec)
+            targets = list(by_alias)
+            adopted = {a: s for a, s in by_alias.items() if s is not None}
+        connected: list[tuple[Any, Any]] = []
 
-        def connect(target: Any, **kwargs: Any) -> Any:  # names without a session yet
+        def connect(target: Any, **kwargs: Any) -> Any:  # targets without a session yet
+            if target.host is not None:
+                kwargs.setdefault("host", target.host)
             session = _connect(target.name, **kwargs)
-            connected.append((target.name, session))
+            connected.append((target, session))
             return session
 
         live = FleetLiveDisplay(show_streams=self.show_streams,
                                 progress_style=self.progress_style)
         fl = fleets.fleet(
-            list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
-            connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
+            targets, host=hosts, sessions=adopted, connect=connect, connect_options=options,
+            credentials=credentials, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
         )
         try:
             result = fl.run(script, parameters or None, timeout, live.on_event, live.on_progress)
@@ -710,8 +748,54 @@ class VmMagics(Magics):
                                   f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
         finally:
             live.finish()
-            self._keep_fleet_sessions(connected)
+            self._keep_fleet_sessions(connected, args.via or "auto")
+            fl.close(keep_sessions=True)  # the host shells go; the VMs' sessions stay
         self._finish_fleet(result, args, out_var)
+
+    def _fleet_host_sessions(self, hosts: list[str]) -> dict[Any, Any]:
+        """Open sessions an earlier ``--host`` fleet cell kept (alias ``HOST/VM``) on ``hosts``,
+        by target: the fleet uses them for the VMs it resolves again."""
+        from hvmagic.fleets import Target
+
+        wanted = {host.casefold(): host for host in hosts}
+        adopted: dict[Any, Any] = {}
+        for entry in self.sessions:
+            host, _, name = entry.alias.partition("/")
+            if name and host.casefold() in wanted:
+                adopted[Target(name, wanted[host.casefold()])] = entry.session
+        return adopted
+
+    def _fleet_host_arguments(self, args: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``--via/--host-user/--host-options`` as the fleet's connect options, and
+        ``-u``/``--credentials`` as its credentials. Passwords are asked here, once, on the
+        kernel's thread: never by the targets' threads, whose prompts would race."""
+        options: dict[str, Any] = {}
+        if args.via:
+            options["via"] = args.via
+        if args.host_user:
+            options["host_username"] = args.host_user
+            if args.via in (None, "winrm"):
+                from hvmagic.hop import winrm_host_password
+
+                options["host_password"] = winrm_host_password(args.host_user, None)
+        if args.host_options:
+            value = self._user_value(args.host_options, "--host-options")
+            if not isinstance(value, Mapping):
+                raise UsageError(f"--host-options: {args.host_options!r} is a "
+                                 f"{type(value).__name__}, not a mapping")
+            options["host_options"] = dict(value)
+        credentials: dict[str, Any] | None = None
+        if args.credentials:
+            value = self._user_value(args.credentials, "--credentials")
+            if not isinstance(value, Mapping):
+                raise UsageError(f"--credentials: {args.credentials!r} is a "
+                                 f"{type(value).__name__}, not a mapping of VM/glob to "
+                                 "PSCredential or user name")
+            credentials = dict(value)
+        if args.username:  # everyone else's account: after the mapping's own entries
+            password = self._password_from_sources(args.username, "fleet")
+            credentials = {**(credentials or {}), "*": PSCredential(args.username, password)}
+        return options, credentials
 
     def _fleet_targets(self, spec: str) -> dict[str, Any]:
         """``web*,db1`` → {alias: open session} for every open session matching, and
@@ -727,10 +811,11 @@ class VmMagics(Magics):
             adopted.update({e.alias: e.session for e in matched} or {pattern: None})
         return adopted
 
-    def _keep_fleet_sessions(self, connected: list[tuple[str, Any]]) -> None:
-        """Sessions a fleet connected persist across cells, by name (not as the default)."""
-        for name, session in connected:
-            replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
+    def _keep_fleet_sessions(self, connected: list[tuple[Any, Any]], via: str) -> None:
+        """Sessions a fleet connected persist across cells, by target label (``web1``, or
+        ``hv01/web1`` through a host), not as the default."""
+        for target, session in connected:
+            replaced = self.sessions.add(SessionEntry(target.label, session, target.name, via),
                                          make_default=False)
             if replaced is not None and replaced.session is not session:
                 self._close_quietly(replaced)
