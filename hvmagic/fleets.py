@@ -61,6 +61,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
+import dataclasses
 import fnmatch
 import importlib
 import sys
@@ -177,6 +179,8 @@ class TargetResult:
     error_type: str | None = None
     #: seconds from the start of this target's work (connect included) to its end
     duration: float = 0.0
+    #: a lazy Dask run's output rows left on the worker (``None``: the output is here)
+    remote_output: int | None = None
 
     @property
     def name(self) -> str:
@@ -190,6 +194,19 @@ class TargetResult:
     def ok(self) -> bool:
         """Completed without any error record."""
         return self.state == "Completed" and not self.result.errors
+
+    @property
+    def output_rows(self) -> int:
+        """Rows of output, here or (lazy Dask run) left on the worker."""
+        if self.remote_output is not None:
+            return self.remote_output
+        return sum(_row_count(v) for v in self.result.output)
+
+    def without_output(self) -> TargetResult:
+        """A copy whose result has every stream but the output (counted in ``remote_output``)."""
+        result = copy.copy(self.result)
+        result.output = []
+        return dataclasses.replace(self, result=result, remote_output=self.output_rows)
 
     def __repr__(self) -> str:
         why = f": {self.error}" if self.error else ""
@@ -278,7 +295,7 @@ class FleetResult:
                 "HostName": t.target.host,
                 "State": t.state,
                 "Duration": round(t.duration, 3),
-                "Output": sum(_row_count(v) for v in t.result.output),
+                "Output": t.output_rows,
                 "Errors": len(t.result.errors),
                 "Error": t.error,
             }
