@@ -75,6 +75,7 @@ from hvmagic.fleets import (
     connect_target,
     credential_for,
     credential_kwargs,
+    frame_outcomes,
     run_target,
 )
 from hvmagic.session import STOP_TIMEOUT
@@ -256,6 +257,59 @@ def _worker_summary(outcome: TargetResult) -> TargetResult:
     return outcome.without_output()
 
 
+def _worker_frame(outcome: TargetResult, columns: str | list[str]) -> Any:
+    """One target's output framed where it is, labelled like :meth:`FleetResult.frame`."""
+    return frame_outcomes([outcome], columns)
+
+
+def _frame_schema(frame: Any) -> list[tuple[str, str]]:
+    return [(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
+
+
+def _conform(frame: Any, columns: list[str], dtypes: dict[str, str]) -> Any:
+    """A partition with the fleet's columns, in order, with the fleet's dtypes."""
+    return frame.reindex(columns=columns).astype(dtypes)
+
+
+def lazy_frame(outcomes: list[TargetResult], columns: str | list[str] = "default") -> Any:
+    """A ``dask.dataframe.DataFrame`` with one partition per target whose output stayed on its
+    worker: each framed there (:func:`_worker_frame`), the fleet's columns the union of theirs
+    (first seen first; a column missing from some, or with differing dtypes, is ``object``)."""
+    import dask
+    import pandas as pd
+
+    try:
+        import dask.dataframe as dd
+    except ImportError as exc:  # dask[dataframe] also needs pyarrow
+        raise ImportError(f"frame(lazy=True) needs dask.dataframe ({exc}): "
+                          "pip install 'hvmagic[fleet]'") from exc
+
+    held = [t for t in outcomes if t.remote is not None]
+    if not held:
+        raise ValueError("no output of this run is held on the workers any more "
+                         "(released, or the run was not lazy)")
+    client = held[0].remote.client
+    # each runs where its target's result is (Dask places a task by its data)
+    frames = [client.submit(_worker_frame, t.remote, columns, pure=False) for t in held]
+    schemas = client.gather([client.submit(_frame_schema, f, pure=False) for f in frames])
+    order: list[str] = []
+    seen: dict[str, set[str]] = {}
+    for schema in schemas:
+        for name, dtype in schema:
+            if name not in seen:
+                order.append(name)
+            seen.setdefault(name, set()).add(dtype)
+    everywhere = set.intersection(*({n for n, _ in schema} for schema in schemas))
+    dtypes = {name: (next(iter(kinds)) if len(kinds) == 1 and name in everywhere else "object")
+              for name, kinds in seen.items()}
+    meta = pd.DataFrame({name: pd.Series(dtype=dtypes[name]) for name in order})
+    parts = [client.submit(_conform, f, order, dtypes, pure=False) for f in frames]
+    # Dask turns object columns into strings by default: PowerShell values of mixed types
+    # (numbers, dates, nested objects) must stay the values they are
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+
 def _worker_resolve(host: str, pattern: str, running_only: bool) -> list[str]:
     from distributed import get_worker
 
@@ -362,6 +416,12 @@ class DaskRunner:
             return run.run(script, parameters, timeout, credentials, topic, started)
         finally:
             unsubscribe(run.live)
+
+    @staticmethod
+    def lazy_frame(outcomes: list[TargetResult], columns: str | list[str] = "default") -> Any:
+        """A ``dask.dataframe`` over the outputs a lazy run left on the workers; see
+        :meth:`hvmagic.fleets.FleetResult.frame`."""
+        return lazy_frame(outcomes, columns)
 
     def lost_workers(self, addresses: Iterable[str]) -> set[str]:
         """Which of ``addresses`` the scheduler no longer knows."""
@@ -483,6 +543,7 @@ class _Run:
             outcome.error_type = type(error).__name__
             outcome.duration = time.monotonic() - submitted
             self.remote.pop(target.key, None)
+        outcome.remote = self.remote.pop(target.key, None)
         self.outcomes[target.key] = outcome
         self.live.finished(outcome)
 

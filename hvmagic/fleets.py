@@ -181,6 +181,8 @@ class TargetResult:
     duration: float = 0.0
     #: a lazy Dask run's output rows left on the worker (``None``: the output is here)
     remote_output: int | None = None
+    #: a lazy Dask run's handle on the full result kept on the worker (never pickled)
+    remote: Any = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -202,6 +204,11 @@ class TargetResult:
             return self.remote_output
         return sum(_row_count(v) for v in self.result.output)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["remote"] = None  # a handle on a worker's memory belongs to this client
+        return state
+
     def without_output(self) -> TargetResult:
         """A copy whose result has every stream but the output (counted in ``remote_output``)."""
         result = copy.copy(self.result)
@@ -218,13 +225,41 @@ def _row_count(value: Any) -> int:
     return len(value) if isinstance(value, list) else 1
 
 
+def frame_outcomes(outcomes: Iterable[TargetResult], columns: str | list[str] = "default"
+                   ) -> pd.DataFrame:
+    """The outputs of ``outcomes`` framed together, ``VMName`` and ``HostName`` first."""
+    import pandas as pd
+
+    from hvmagic.frames import to_dataframe
+
+    values: list[Any] = []
+    names: list[str] = []
+    hosts: list[str | None] = []
+    for outcome in outcomes:
+        output = outcome.result.output
+        rows = sum(_row_count(v) for v in output)
+        values.extend(output)
+        names.extend([outcome.target.name] * rows)
+        hosts.extend([outcome.target.host] * rows)
+    frame = to_dataframe(values, columns)
+    # objects relayed by a host hop may carry their own VMName/PSComputerName: ours wins,
+    # it is the target the fleet ran on
+    frame = frame.drop(columns=[c for c in ("VMName", "HostName") if c in frame.columns])
+    frame.insert(0, "HostName", pd.Series(hosts, index=frame.index, dtype=object))
+    frame.insert(0, "VMName", pd.Series(names, index=frame.index, dtype=object))
+    return frame
+
+
 class FleetResult:
     """Every target's outcome of one :meth:`Fleet.run`, in target order."""
 
-    def __init__(self, targets: Iterable[TargetResult], duration: float = 0.0) -> None:
+    def __init__(self, targets: Iterable[TargetResult], duration: float = 0.0,
+                 lazy_frame: Callable[[list[TargetResult], Any], Any] | None = None) -> None:
         self.targets: list[TargetResult] = list(targets)
         #: wall-clock seconds of the whole run
         self.duration = duration
+        #: the backend's ``(outcomes, columns) -> dask DataFrame`` for a lazy run's outputs
+        self._lazy_frame = lazy_frame
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -257,32 +292,41 @@ class FleetResult:
     def ok(self) -> bool:
         return not self.failed
 
-    def frame(self, columns: str | list[str] = "default") -> pd.DataFrame:
+    def frame(self, columns: str | list[str] = "default", *, lazy: bool = False) -> Any:
         """Every target's output as one DataFrame with ``VMName`` and ``HostName`` first.
 
         The objects are framed together (one column set for the fleet, by PowerShell's default
         columns of each type) and each row is labelled with the VM and host it came from.
+
+        ``lazy=True`` (a Dask run with ``run(..., lazy=True)``, whose outputs stayed on the
+        workers): a ``dask.dataframe.DataFrame`` with one partition per target, framed on the
+        worker that holds it; nothing crosses to the notebook until it is computed. Its columns
+        are the union of the targets' (a column some targets lack, or whose dtype differs
+        between them, is ``object``). A lazy run's ``frame()`` is that frame, computed.
         """
-        import pandas as pd
+        remote = self._lazy_frame is not None and any(
+            t.remote is not None for t in self.targets)
+        if lazy or remote:
+            if self._lazy_frame is None:
+                raise ValueError(
+                    "frame(lazy=True) needs a run whose outputs stayed on Dask workers: "
+                    "hvmagic.fleet(..., cluster=client).run(script, lazy=True)"
+                )
+            frame = self._lazy_frame(self.targets, columns)
+            return frame if lazy else frame.compute()
+        return frame_outcomes(self.targets, columns)
 
-        from hvmagic.frames import to_dataframe
-
-        values: list[Any] = []
-        names: list[str] = []
-        hosts: list[str | None] = []
+    def release(self) -> None:
+        """Let the Dask workers free the outputs a lazy run left there (``frame()`` then has
+        only what is here)."""
         for outcome in self.targets:
-            output = outcome.result.output
-            rows = sum(_row_count(v) for v in output)
-            values.extend(output)
-            names.extend([outcome.target.name] * rows)
-            hosts.extend([outcome.target.host] * rows)
-        frame = to_dataframe(values, columns)
-        # objects relayed by a host hop may carry their own VMName/PSComputerName: ours wins,
-        # it is the target the fleet ran on
-        frame = frame.drop(columns=[c for c in ("VMName", "HostName") if c in frame.columns])
-        frame.insert(0, "HostName", pd.Series(hosts, index=frame.index, dtype=object))
-        frame.insert(0, "VMName", pd.Series(names, index=frame.index, dtype=object))
-        return frame
+            outcome.remote = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a lazy run's frame function and futures belong to this client; a copy has what is here
+        state = dict(self.__dict__)
+        state["_lazy_frame"] = None
+        return state
 
     @property
     def status(self) -> pd.DataFrame:
@@ -682,7 +726,9 @@ class FleetBackend(Protocol):
 
     ``run`` returns an outcome per target key (a target it could not place is an outcome too)
     and reports through ``reporter`` (:class:`~hvmagic.fleet_events.FleetReporter`) as it goes;
-    on Ctrl-C it stops what runs and raises :class:`FleetInterrupted`.
+    on Ctrl-C it stops what runs and raises :class:`FleetInterrupted`. A backend that can keep
+    outputs where they ran honours ``lazy`` (outcomes then carry ``remote`` handles) and has a
+    ``lazy_frame(outcomes, columns)`` building the lazy frame over them.
     """
 
     def resolve(self, host: str | None, pattern: str, *, running_only: bool) -> list[str]: ...
@@ -690,6 +736,7 @@ class FleetBackend(Protocol):
     def run(
         self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
         timeout: float | None, reporter: FleetReporter, throttle: int, started: float,
+        *, lazy: bool = False,
     ) -> dict[tuple[str, str], TargetResult]: ...
 
     def close(self) -> None: ...
@@ -855,13 +902,20 @@ class Fleet:
         timeout: float | None = None,
         on_event: OnFleetEvent | None = None,
         on_progress: OnFleetProgress | None = None,
+        *,
+        lazy: bool = False,
     ) -> FleetResult:
         """Run ``script`` (with the same ``parameters``) on every target; see the module
         docstring for states, interrupts and callbacks. ``timeout`` is per target.
         ``on_event``/``on_progress``: live reports (:mod:`hvmagic.fleet_events`); an
-        exception a callback raises is re-raised once every target has finished."""
+        exception a callback raises is re-raised once every target has finished.
+        ``lazy`` (Dask fleets): each target's output stays on its worker, for
+        :meth:`FleetResult.frame` ``(lazy=True)``; the result here has every other stream."""
         if not isinstance(script, str):
             raise TypeError(f"script must be a str, not {type(script).__name__}")
+        if lazy and self._backend is None:
+            raise ValueError("lazy=True leaves outputs on Dask workers: it needs a fleet "
+                             "with cluster=")
         timeout = self.timeout if timeout is None else timeout
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -882,11 +936,13 @@ class Fleet:
             else:
                 try:
                     outcomes = self._backend.run(runnable, script, parameters, timeout,
-                                                 reporter, self.throttle, started)
+                                                 reporter, self.throttle, started, lazy=lazy)
                 except FleetInterrupted as exc:
                     merged = self._merge({t.target.key: t for t in exc.result}, started)
                     raise FleetInterrupted(str(exc), merged) from None
                 result = self._merge(outcomes, started)
+                if lazy:
+                    result._lazy_frame = getattr(self._backend, "lazy_frame", None)
             reporter.raise_callback_error()
             return result
         finally:

@@ -54,7 +54,7 @@ class ListBackend:
 
     def run(self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
             timeout: float | None, reporter: FleetReporter, throttle: int, started: float,
-            ) -> dict[tuple[str, str], TargetResult]:
+            *, lazy: bool = False) -> dict[tuple[str, str], TargetResult]:
         outcomes = {}
         for target in targets:
             reporter.started(target)
@@ -101,3 +101,12 @@ def test_host_and_hosts_are_one_option() -> None:
     fl = hvmagic.fleet("web*", host="hv01,hv02", resolver=resolver)
     assert [t.label for t in fl.targets] == ["hv01/web1", "hv02/web1"]
     assert seen == ["hv01", "hv02"]
+
+
+def test_lazy_needs_a_backend_that_keeps_outputs() -> None:
+    with pytest.raises(ValueError, match="needs a fleet with cluster="):
+        hvmagic.fleet(["a"], connect=lambda t, **k: None).run("x", lazy=True)
+    # a backend without lazy_frame: the result says what is missing instead of a frame
+    result = hvmagic.fleet(["web*"], host="hv01", cluster=ListBackend()).run("x", lazy=True)
+    with pytest.raises(ValueError, match="needs a run whose outputs stayed on Dask workers"):
+        result.frame(lazy=True)
