@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from hvmagic.fleet_events import FleetReporter
-    from hvmagic.fleets import Target, TargetResult
+    from hvmagic.fleet_results import Target, TargetResult
 
 __all__ = ["BATCH_BYTES", "CLIENT_BYTES", "FLUSH_SECONDS", "TARGET_BYTES", "LiveChannel",
            "LiveRun", "subscribe"]

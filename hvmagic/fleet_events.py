@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hvmagic.fleets import Target, TargetResult
+    from hvmagic.fleet_results import Target, TargetResult
 
 __all__ = ["FleetProgress", "FleetReporter", "OnFleetEvent", "OnFleetProgress"]
 

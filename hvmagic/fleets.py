@@ -61,659 +61,82 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import copy
-import dataclasses
-import fnmatch
 import importlib
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-from hvmagic.clixml.values import PSCredential
-from hvmagic.errors import (
-    FleetError,
-    HvMagicError,
-    PipelineTimeoutError,
-    RemoteError,
-    SessionBrokenError,
-    UnsupportedPlatformError,
-)
+from hvmagic.errors import HvMagicError
 from hvmagic.fleet_events import (
     FleetProgress,
     FleetReporter,
     OnFleetEvent,
     OnFleetProgress,
 )
-from hvmagic.session import STOP_TIMEOUT, Result
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
+from hvmagic.fleet_results import (
+    STATES,
+    ConnectFunction,
+    CredentialSource,
+    CredentialValue,
+    FleetInterrupted,
+    FleetResult,
+    Resolver,
+    Target,
+    TargetResult,
+    frame_outcomes,
+    is_glob,
+    split_targets,
+)
+from hvmagic.fleet_sessions import (
+    RESOLVE_SCRIPT,
+    HostShellResolver,
+    SessionPool,
+    _one_line,
+    connect_target,
+    credential_for,
+    credential_kwargs,
+    open_host_shell,
+    run_target,
+)
+from hvmagic.session import STOP_TIMEOUT
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_THROTTLE",
     "RESOLVE_SCRIPT",
     "STATES",
+    "ConnectFunction",
+    "CredentialSource",
+    "CredentialValue",
     "Fleet",
     "FleetBackend",
     "FleetInterrupted",
     "FleetProgress",
     "FleetResult",
     "HostShellResolver",
+    "OnFleetEvent",
+    "OnFleetProgress",
+    "Resolver",
     "SessionPool",
     "Target",
     "TargetResult",
+    "backend_for",
+    "connect_target",
+    "credential_for",
+    "credential_kwargs",
     "fleet",
+    "frame_outcomes",
+    "is_glob",
+    "open_host_shell",
+    "run_target",
+    "split_targets",
 ]
 
 #: ``Invoke-Command``'s default ``-ThrottleLimit``
 DEFAULT_THROTTLE = 32
 
-STATES = ("Completed", "Failed", "TimedOut", "Broken", "Unreachable", "Stopped", "NotStarted")
-
-_GLOB_CHARS = frozenset("*?[")
 _WAIT_POLL = 0.2  # the caller's wait loop wakes this often, so Ctrl-C is handled promptly
-
-
-@dataclass(frozen=True)
-class Target:
-    """One guest of a fleet: a VM ``name`` on Hyper-V ``host`` (``None``: this machine).
-
-    ``options`` are extra keyword arguments for the connect function (``via``, ``executable``,
-    ``configuration`` …); they take no part in equality: a VM is its host and name.
-    """
-
-    name: str
-    host: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def label(self) -> str:
-        """``name``, or ``host/name`` for a VM on a named host (unique within a fleet)."""
-        return self.name if self.host is None else f"{self.host}/{self.name}"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        # Hyper-V compares VM and host names case-insensitively
-        return ((self.host or "").casefold(), self.name.casefold())
-
-    def __repr__(self) -> str:
-        return f"Target({self.label!r})"
-
-
-CredentialValue = PSCredential | str | None
-CredentialSource = CredentialValue | Callable[[Target], CredentialValue]
-ConnectFunction = Callable[..., Any]
-#: ``resolver(host, pattern, running_only=...)`` → the VM names on ``host`` matching ``pattern``
-Resolver = Callable[..., list[str]]
-
-
-def is_glob(text: str) -> bool:
-    return any(char in _GLOB_CHARS for char in text)
-
-
-def split_targets(spec: str) -> list[str]:
-    """``"web*, db1"`` → ``["web*", "db1"]``."""
-    return [part.strip() for part in spec.split(",") if part.strip()]
-
-
-# --------------------------------------------------------------------------------------------
-# per-target results
-
-
-@dataclass
-class TargetResult:
-    """What one target produced in one fleet run; picklable (it crosses Dask workers)."""
-
-    target: Target
-    state: str = "NotStarted"
-    #: the target's Result: complete, or what arrived before the failure (empty if none)
-    result: Result = field(default_factory=Result)
-    #: one line saying why the target did not complete (the terminating error's message …)
-    error: str | None = None
-    #: the exception class behind :attr:`error`, by name (exceptions are not kept: they may
-    #: hold sessions and do not all survive pickling)
-    error_type: str | None = None
-    #: seconds from the start of this target's work (connect included) to its end
-    duration: float = 0.0
-    #: a lazy Dask run's output rows left on the worker (``None``: the output is here)
-    remote_output: int | None = None
-    #: a lazy Dask run's handle on the full result kept on the worker (never pickled)
-    remote: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def name(self) -> str:
-        return self.target.name
-
-    @property
-    def host(self) -> str | None:
-        return self.target.host
-
-    @property
-    def ok(self) -> bool:
-        """Completed without any error record."""
-        return self.state == "Completed" and not self.result.errors
-
-    @property
-    def output_rows(self) -> int:
-        """Rows of output, here or (lazy Dask run) left on the worker."""
-        if self.remote_output is not None:
-            return self.remote_output
-        return sum(_row_count(v) for v in self.result.output)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["remote"] = None  # a handle on a worker's memory belongs to this client
-        return state
-
-    def without_output(self) -> TargetResult:
-        """A copy whose result has every stream but the output (counted in ``remote_output``)."""
-        result = copy.copy(self.result)
-        result.output = []
-        return dataclasses.replace(self, result=result, remote_output=self.output_rows)
-
-    def __repr__(self) -> str:
-        why = f": {self.error}" if self.error else ""
-        return f"<TargetResult {self.target.label} {self.state}{why} {self.result!r}>"
-
-
-def _row_count(value: Any) -> int:
-    # to_dataframe enumerates one level of a list written as one object; rows must line up
-    return len(value) if isinstance(value, list) else 1
-
-
-def frame_outcomes(outcomes: Iterable[TargetResult], columns: str | list[str] = "default"
-                   ) -> pd.DataFrame:
-    """The outputs of ``outcomes`` framed together, ``VMName`` and ``HostName`` first."""
-    import pandas as pd
-
-    from hvmagic.frames import to_dataframe
-
-    values: list[Any] = []
-    names: list[str] = []
-    hosts: list[str | None] = []
-    for outcome in outcomes:
-        output = outcome.result.output
-        rows = sum(_row_count(v) for v in output)
-        values.extend(output)
-        names.extend([outcome.target.name] * rows)
-        hosts.extend([outcome.target.host] * rows)
-    frame = to_dataframe(values, columns)
-    # objects relayed by a host hop may carry their own VMName/PSComputerName: ours wins,
-    # it is the target the fleet ran on
-    frame = frame.drop(columns=[c for c in ("VMName", "HostName") if c in frame.columns])
-    frame.insert(0, "HostName", pd.Series(hosts, index=frame.index, dtype=object))
-    frame.insert(0, "VMName", pd.Series(names, index=frame.index, dtype=object))
-    return frame
-
-
-class FleetResult:
-    """Every target's outcome of one :meth:`Fleet.run`, in target order."""
-
-    def __init__(self, targets: Iterable[TargetResult], duration: float = 0.0,
-                 lazy_frame: Callable[[list[TargetResult], Any], Any] | None = None) -> None:
-        self.targets: list[TargetResult] = list(targets)
-        #: wall-clock seconds of the whole run
-        self.duration = duration
-        #: the backend's ``(outcomes, columns) -> dask DataFrame`` for a lazy run's outputs
-        self._lazy_frame = lazy_frame
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __iter__(self) -> Iterator[TargetResult]:
-        return iter(self.targets)
-
-    def __getitem__(self, label: str) -> TargetResult:
-        """The outcome for ``label`` (``name`` or ``host/name``; case-insensitive)."""
-        wanted = label.casefold()
-        matches = [t for t in self.targets if t.target.label.casefold() == wanted]
-        if not matches:
-            matches = [t for t in self.targets if t.target.name.casefold() == wanted]
-        if len(matches) != 1:
-            what = "no target" if not matches else f"{len(matches)} targets"
-            raise KeyError(f"{what} named {label!r} in this fleet result")
-        return matches[0]
-
-    @property
-    def results(self) -> dict[str, Result]:
-        """``{label: Result}`` for every target (partial or empty where it failed)."""
-        return {t.target.label: t.result for t in self.targets}
-
-    @property
-    def failed(self) -> list[TargetResult]:
-        """Targets that did not complete cleanly (any state but Completed, or error records)."""
-        return [t for t in self.targets if not t.ok]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def frame(self, columns: str | list[str] = "default", *, lazy: bool = False) -> Any:
-        """Every target's output as one DataFrame with ``VMName`` and ``HostName`` first.
-
-        The objects are framed together (one column set for the fleet, by PowerShell's default
-        columns of each type) and each row is labelled with the VM and host it came from.
-
-        ``lazy=True`` (a Dask run with ``run(..., lazy=True)``, whose outputs stayed on the
-        workers): a ``dask.dataframe.DataFrame`` with one partition per target, framed on the
-        worker that holds it; nothing crosses to the notebook until it is computed. Its columns
-        are the union of the targets' (a column some targets lack, or whose dtype differs
-        between them, is ``object``). A lazy run's ``frame()`` is that frame, computed.
-        """
-        remote = self._lazy_frame is not None and any(
-            t.remote is not None for t in self.targets)
-        if lazy or remote:
-            if self._lazy_frame is None:
-                raise ValueError(
-                    "frame(lazy=True) needs a run whose outputs stayed on Dask workers: "
-                    "hvmagic.fleet(..., cluster=client).run(script, lazy=True)"
-                )
-            frame = self._lazy_frame(self.targets, columns)
-            return frame if lazy else frame.compute()
-        return frame_outcomes(self.targets, columns)
-
-    def release(self) -> None:
-        """Let the Dask workers free the outputs a lazy run left there (``frame()`` then has
-        only what is here)."""
-        for outcome in self.targets:
-            outcome.remote = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # a lazy run's frame function and futures belong to this client; a copy has what is here
-        state = dict(self.__dict__)
-        state["_lazy_frame"] = None
-        return state
-
-    @property
-    def status(self) -> pd.DataFrame:
-        """One row per target: VMName, HostName, State, Duration (s), Output, Errors, Error."""
-        import pandas as pd
-
-        rows = [
-            {
-                "VMName": t.target.name,
-                "HostName": t.target.host,
-                "State": t.state,
-                "Duration": round(t.duration, 3),
-                "Output": t.output_rows,
-                "Errors": len(t.result.errors),
-                "Error": t.error,
-            }
-            for t in self.targets
-        ]
-        columns = ["VMName", "HostName", "State", "Duration", "Output", "Errors", "Error"]
-        return pd.DataFrame(rows, columns=columns)
-
-    def raise_for_errors(self) -> None:
-        """Raise :class:`~hvmagic.errors.FleetError` (carrying this result) unless every target
-        completed without error records."""
-        failed = self.failed
-        if not failed:
-            return
-        shown = ", ".join(
-            f"{t.target.label} ({t.state}"
-            + (f": {t.error}" if t.error else f", {len(t.result.errors)} error(s)")
-            + ")"
-            for t in failed[:5]
-        )
-        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        raise FleetError(
-            f"{len(failed)} of {len(self.targets)} target(s) did not complete cleanly: "
-            f"{shown}{more}",
-            result=self,
-        )
-
-    def __repr__(self) -> str:
-        counts: dict[str, int] = {}
-        for t in self.targets:
-            counts[t.state] = counts.get(t.state, 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no targets"
-        return f"<FleetResult {len(self.targets)} target(s) in {self.duration:.3f}s: {summary}>"
-
-
-class FleetInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :meth:`Fleet.run`: every running pipeline was stopped; ``result`` holds
-    what arrived (``Stopped``/``NotStarted`` for the targets cut short)."""
-
-    def __init__(self, message: str, result: FleetResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-# --------------------------------------------------------------------------------------------
-# credentials, connecting, resolving
-
-
-def credential_for(
-    target: Target, credentials: Mapping[str, CredentialSource] | None
-) -> CredentialValue:
-    """The credential (or user name) ``credentials`` gives ``target``: an exact name or
-    ``host/name`` first, then the first glob that matches, else ``None``."""
-    if not credentials:
-        return None
-    names = {target.name.casefold(), target.label.casefold()}
-    chosen: CredentialSource = None
-    found = False
-    for pattern, value in credentials.items():
-        if pattern.casefold() in names:
-            chosen, found = value, True
-            break
-    if not found:
-        for pattern, value in credentials.items():
-            folded = pattern.casefold()
-            if is_glob(pattern) and any(fnmatch.fnmatchcase(n, folded) for n in names):
-                chosen, found = value, True
-                break
-    if callable(chosen):
-        chosen = chosen(target)
-    if chosen is not None and not isinstance(chosen, (PSCredential, str)):
-        raise TypeError(
-            f"credentials for {target.label!r} must be a PSCredential, a user name or None, "
-            f"not {type(chosen).__name__}"
-        )
-    return chosen
-
-
-def credential_kwargs(value: CredentialValue) -> dict[str, Any]:
-    """``connect`` keyword arguments for a credential value."""
-    if isinstance(value, PSCredential):
-        return {"credential": value}
-    if isinstance(value, str):
-        return {"username": value}
-    return {}
-
-
-def connect_target(target: Target, **kwargs: Any) -> Any:
-    """The default connect function: :func:`hvmagic.connect` with the target's options,
-    ``host=`` when the target names one, and the fleet's credential/timeout keywords."""
-    from hvmagic.session import connect
-
-    options = {**target.options, **kwargs}
-    if target.host is not None:
-        options.setdefault("host", target.host)
-    return connect(target.name, **options)
-
-
-#: Lists the running (or all) VMs on a Hyper-V host whose name matches a wildcard pattern.
-#: ``Get-VM -Name`` takes PowerShell wildcards itself; a name that matches nothing is not an
-#: error here (the fleet reports the pattern as matching nothing instead).
-RESOLVE_SCRIPT = """\
-$__fleet_vms = @(Get-VM -Name $FleetPattern -ErrorAction SilentlyContinue)
-if ($FleetRunningOnly) {
-    $__fleet_vms = @($__fleet_vms | Where-Object { "$($_.State)" -eq 'Running' })
-}
-$__fleet_vms | ForEach-Object { [string]$_.Name }
-Remove-Variable -Name __fleet_vms -ErrorAction Ignore
-"""
-
-
-class HostShellResolver:
-    """Resolve names and globs with ``Get-VM`` in a PowerShell session on the host.
-
-    ``open_host(host)`` returns a session *on the Hyper-V host* (not in a guest); the default,
-    :func:`open_host_shell`, opens a local ``powershell.exe -s`` for ``host=None`` on Windows and
-    refuses a named host (give ``open_host=`` — :func:`hvmagic.fleet` does, from its connect
-    options, through the same SSH/WinRM transport as the hop to that host's VMs). Host sessions
-    are kept until :meth:`close`.
-    """
-
-    def __init__(self, open_host: Callable[[str | None], Any] | None = None) -> None:
-        self._open_host = open_host or open_host_shell
-        self._sessions: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, host: str | None, pattern: str, *, running_only: bool = True) -> list[str]:
-        key = (host or "").casefold()
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is None or getattr(session, "broken", False):
-                session = self._open_host(host)
-                self._sessions[key] = session
-            result = session.run(
-                RESOLVE_SCRIPT,
-                parameters={"FleetPattern": pattern, "FleetRunningOnly": running_only},
-            )
-        return [str(name) for name in result.output]
-
-    def close(self) -> None:
-        with self._lock:
-            sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            with contextlib.suppress(Exception):
-                session.close()
-
-
-#: host options that belong to the hop into a VM, not to the host's own shell
-_HOP_ONLY_OPTIONS = ("pssession_arguments", "vm_id")
-
-
-def open_host_shell(
-    host: str | None,
-    *,
-    via: str | None = None,
-    host_username: str | None = None,
-    host_password: Any = None,
-    host_credential: PSCredential | None = None,
-    host_options: Mapping[str, Any] | None = None,
-    timeout: float | None = None,
-    connect: ConnectFunction | None = None,
-) -> Any:
-    """A PowerShell session on Hyper-V ``host`` itself, to ask it for its VMs.
-
-    A named host is reached as :func:`hvmagic.connect` reaches it for a hop (``via`` ``"ssh"`` or
-    ``"winrm"``, default WinRM; the same account and ``host_options``, less the VM-only ones);
-    ``None`` (or ``via="process"``) is this machine's ``powershell.exe`` on Windows.
-    """
-    if host is None or via == "process":
-        if host is not None and host.lower() not in ("localhost", ".", "127.0.0.1", "::1"):
-            raise ValueError(f"via='process' is this machine; host={host!r} is another one")
-        if sys.platform != "win32":
-            raise UnsupportedPlatformError(
-                "resolving VM names and globs needs Get-VM on a Windows Hyper-V host: name the "
-                "VMs explicitly, give hosts= reached over ssh/winrm, or pass resolver="
-            )
-        name, via, options = "localhost", "process", {"executable": "powershell.exe"}
-    else:
-        name = host
-        via = "winrm" if via in (None, "auto") else via
-        if via not in ("ssh", "winrm"):
-            raise ValueError(f"a Hyper-V host is reached via ssh or winrm, not {via!r}")
-        options = {
-            "host_username": host_username, "host_password": host_password,
-            "host_credential": host_credential, "timeout": timeout,
-            "host_options": {k: v for k, v in (host_options or {}).items()
-                             if k not in _HOP_ONLY_OPTIONS},
-        }
-    if connect is None:
-        from hvmagic.session import connect as session_connect
-
-        connect = session_connect
-    return connect(name, via=via, **options)
-
-
-# --------------------------------------------------------------------------------------------
-# sessions
-
-
-class SessionPool:
-    """One session per target, opened on first use, replaced once broken; thread-safe."""
-
-    def __init__(
-        self,
-        connect: ConnectFunction = connect_target,
-        *,
-        credentials: Mapping[str, CredentialSource] | None = None,
-        connect_timeout: float | None = None,
-        adopted: Mapping[Target, Any] | None = None,
-    ) -> None:
-        self._connect = connect
-        self._credentials = credentials
-        self._connect_timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._sessions: dict[tuple[str, str], Any] = {}
-        self._adopted: set[tuple[str, str]] = set()
-        self._closed = False
-        for target, session in (adopted or {}).items():
-            self._sessions[target.key] = session
-            self._adopted.add(target.key)
-
-    def get(
-        self, target: Target, *, connect: ConnectFunction | None = None,
-        credential: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """The target's open session, connecting when there is none or it broke.
-
-        ``connect``/``credential`` (connect keywords) override the pool's own for this
-        connection (a Dask fleet sends them with each task)."""
-        key = target.key
-        with self._lock:
-            if self._closed:
-                raise SessionBrokenError("this fleet is closed")
-            session = self._sessions.get(key)
-        if session is not None and not _unusable(session):
-            return session
-        if session is not None:
-            self.discard(target)
-        kwargs = dict(credential) if credential else credential_kwargs(
-            credential_for(target, self._credentials))
-        if self._connect_timeout is not None:
-            kwargs["timeout"] = self._connect_timeout
-        # outside the lock: connects run in parallel
-        session = (connect or self._connect)(target, **kwargs)
-        with self._lock:
-            if self._closed:
-                with contextlib.suppress(Exception):
-                    session.close()
-                raise SessionBrokenError("this fleet was closed while connecting")
-            self._sessions[key] = session
-            self._adopted.discard(key)
-        return session
-
-    def discard(self, target: Target) -> None:
-        """Forget the target's session (closing it unless it was adopted)."""
-        with self._lock:
-            session = self._sessions.pop(target.key, None)
-            adopted = target.key in self._adopted
-            self._adopted.discard(target.key)
-        if session is not None and not adopted:
-            with contextlib.suppress(Exception):
-                session.close()
-
-    def peek(self, target: Target) -> Any:
-        with self._lock:
-            return self._sessions.get(target.key)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._sessions)
-
-    def close(self, *, keep_sessions: bool = False) -> None:
-        """Close the sessions opened here (not adopted ones); with ``keep_sessions`` only
-        forget them (the caller has taken them over)."""
-        with self._lock:
-            self._closed = True
-            owned = [s for k, s in self._sessions.items() if k not in self._adopted]
-            self._sessions.clear()
-            self._adopted.clear()
-        for session in [] if keep_sessions else owned:
-            with contextlib.suppress(Exception):
-                session.close()
-
-
-def _unusable(session: Any) -> bool:
-    return bool(getattr(session, "broken", False) or getattr(session, "closed", False))
-
-
-_STREAM_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def run_target(
-    pool: SessionPool,
-    target: Target,
-    script: str,
-    parameters: Mapping[str, Any] | None,
-    timeout: float | None,
-    on_event: Callable[[str, Any], None] | None = None,
-    running: dict[tuple[str, str], Any] | None = None,
-    cancelled: threading.Event | None = None,
-    *,
-    connect: ConnectFunction | None = None,
-    credential: Mapping[str, Any] | None = None,
-) -> TargetResult:
-    """Run ``script`` on one target; every failure becomes a state on the returned outcome.
-
-    ``running`` (shared with whoever may interrupt) holds the target's session while its
-    pipeline runs; ``cancelled`` set before the start means the target is not started.
-    """
-    started = time.monotonic()
-    outcome = TargetResult(target)
-    if cancelled is not None and cancelled.is_set():
-        return outcome  # NotStarted
-    try:
-        session = pool.get(target, connect=connect, credential=credential)
-    except Exception as exc:
-        outcome.state, outcome.error = "Unreachable", _one_line(exc)
-        outcome.error_type = type(exc).__name__
-        outcome.duration = time.monotonic() - started
-        return outcome
-    # Records are kept as they arrive, so a session that dies mid-run (which raises without a
-    # result) still leaves its partial output on the outcome.
-    partial = outcome.result
-
-    def record(stream: str, value: Any) -> None:
-        getattr(partial, _STREAM_LISTS.get(stream, "output")).append(value)
-        if on_event is not None:
-            on_event(stream, value)
-
-    if running is not None:
-        running[target.key] = session
-    try:
-        if cancelled is not None and cancelled.is_set():
-            return outcome
-        outcome.result = session.run(script, parameters=parameters, timeout=timeout,
-                                     on_event=record)
-        outcome.state = "Completed"
-    except PipelineTimeoutError as exc:  # also StopNotAcknowledgedError: broken, reconnect
-        stopped_by_us = cancelled is not None and cancelled.is_set()
-        outcome.state = "Stopped" if stopped_by_us else "TimedOut"
-        outcome.result = exc.result if isinstance(exc.result, Result) else partial
-        outcome.error, outcome.error_type = _one_line(exc), type(exc).__name__
-    except RemoteError as exc:
-        outcome.state = "Failed"
-        outcome.result = exc.result if isinstance(exc.result, Result) else partial
-        outcome.error = exc.record.message if exc.record is not None else _one_line(exc)
-        outcome.error_type = type(exc).__name__
-    except SessionBrokenError as exc:
-        outcome.state, outcome.error = "Broken", _one_line(exc)
-        outcome.error_type = type(exc).__name__
-        partial.state = "Failed"
-    except HvMagicError as exc:
-        outcome.state, outcome.error = "Failed", _one_line(exc)
-        outcome.error_type = type(exc).__name__
-    except Exception as exc:  # a connect seam or callback bug must not sink the fleet
-        outcome.state, outcome.error = "Failed", f"{type(exc).__name__}: {_one_line(exc)}"
-        outcome.error_type = type(exc).__name__
-    finally:
-        if running is not None:
-            running.pop(target.key, None)
-        outcome.duration = time.monotonic() - started
-        if _unusable(session):
-            pool.discard(target)  # reconnect on the next run
-    if outcome.state == "Completed" and outcome.result.state == "Stopped":
-        outcome.state = "Stopped"  # stop() from the interrupt path returns a Stopped result
-    return outcome
 
 
 # --------------------------------------------------------------------------------------------
