@@ -19,6 +19,8 @@ Syntax (``%vmps?`` etc. print the full help)::
     %%vmps [TARGET] [-o VAR] [--with a,b] [--timeout S] [--columns default|all|A,B] [--raw]
            [--no-raise] [--session ALIAS] [--vms web*,db1] [--throttle N]
     %%vmps web*,db1 [options]         a fleet: every open session matching, one frame + status
+    %%vmps --vms "web*" --host HV01,HV02 [--via ssh|winrm] [--host-user U] [-u GUESTUSER]
+           [--credentials VAR] [--host-options VAR]   a fleet of the VMs Get-VM finds on each host
     %vmps [options] SCRIPT            the same for one line (options first, then the script)
     %vmcopy [-r] [--force] [--gsi] SRC DST     exactly one side is VM:path or ALIAS:path
     %vmps_mode on|off                 (alias %vmcellmode) plain cells run as %%vmps
@@ -30,8 +32,9 @@ the escape because IPython already has a ``%%python`` magic that runs a *subproc
 What the magics use lives beside them: :mod:`hvmagic.registry` (named sessions),
 :mod:`hvmagic.magic_args` (reading magic lines), :mod:`hvmagic.cellmode` (the cell-mode
 transformer), :mod:`hvmagic.vmcopy` (copy endpoints, Copy-VMFile, copy progress),
-:mod:`hvmagic.notebook_host` (the guest's prompts) and :mod:`hvmagic.magic_errors` (the short
-exceptions a failed cell raises).
+:mod:`hvmagic.notebook_host` (the guest's prompts), :mod:`hvmagic.fleet_display` (a fleet cell's
+streams and its one progress display) and :mod:`hvmagic.magic_errors` (the short exceptions a
+failed cell raises).
 """
 
 from __future__ import annotations
