@@ -13,11 +13,15 @@ Targets
 -------
 A target is a VM name, a glob (``web*``) or a :class:`Target` (name, Hyper-V host, extra
 :func:`hvmagic.connect` keyword arguments). Names and globs are resolved on each host given as
-``hosts=`` (no host: this machine) when the fleet first runs: a glob — and, with several hosts,
-a plain name, since it lives on one of them — by ``Get-VM -Name`` on that host, running VMs only
-unless ``running_only=False``. Resolution goes through a *resolver* (``resolver=``) so it can be
-replaced where there is no Hyper-V (tests, a CMDB); a host that cannot be asked is reported as
-one ``Unreachable`` row named after the pattern instead of failing the fleet.
+``host=``/``hosts=`` (no host: this machine) when the fleet first runs: a glob — and, with
+several hosts, a plain name, since it lives on one of them — by ``Get-VM -Name`` in a shell on
+that host (:func:`~hvmagic.fleet_sessions.open_host_shell`: reached over SSH or WinRM as the hop
+reaches it, with the fleet's ``connect_options``), running VMs only unless
+``running_only=False``; each VM found is then reached through its host (:mod:`hvmagic.hop`).
+Resolution goes through a *resolver* (``resolver=``) so it can be replaced where there is no
+Hyper-V (tests, a CMDB); a host that cannot be asked is reported as one ``Unreachable`` row
+named after the pattern instead of failing the fleet. The pieces live in
+:mod:`hvmagic.fleet_results` and :mod:`hvmagic.fleet_sessions`; this module re-exports them.
 
 Sessions
 --------
