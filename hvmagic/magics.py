@@ -753,6 +753,9 @@ class VmMagics(Magics):
             live.finish()
             self._keep_fleet_sessions(connected, args.via or "auto")
             fl.close(keep_sessions=True)  # the host shells go; the VMs' sessions stay
+        if hosts and not len(result):
+            raise UsageError(f"no running VM matches {unquote(spec)!r} on "
+                             f"{', '.join(hosts)} (Get-VM on each host)")
         self._finish_fleet(result, args, out_var)
 
     def _fleet_host_sessions(self, hosts: list[str]) -> dict[Any, Any]:

@@ -131,6 +131,8 @@ def test_vmps_host_cell_resolves_on_each_host_and_keeps_the_sessions_for_the_nex
         with capture_output():
             shell.run_cell_magic("vmps", line, SCRIPT)
         second = shell.user_ns["out"]
+        with capture_output():
+            nothing = shell.run_cell(f"%%vmps {line.replace('web*', 'mail*')}\n{SCRIPT}")
     finally:
         shell.run_line_magic("vmclose", "--all")
         shell.extension_manager.unload_extension("hvmagic")
@@ -146,7 +148,8 @@ def test_vmps_host_cell_resolves_on_each_host_and_keeps_the_sessions_for_the_nex
         assert alias in sessions
     # the next cell resolved again on each host and ran in the same sessions
     assert list(second["ProcessId"]) == list(first["ProcessId"])
-    assert [host for host, _ in inventories] == ["hv01", "hv02", "hv01", "hv02"]
+    assert [host for host, _ in inventories] == ["hv01", "hv02"] * 3
+    assert "no running VM matches 'mail*' on hv01, hv02" in str(nothing.error_in_exec)
 
 
 def test_host_only_options_need_host(ssh_server: LocalSSHServer) -> None:
