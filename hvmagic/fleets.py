@@ -49,7 +49,9 @@ They are handed to the connect function only — never stored on results or show
 Dask
 ----
 ``cluster=<distributed.Client>`` runs each target on the worker serving its host; see
-:mod:`hvmagic.fleet_dask`.
+:mod:`hvmagic.fleet_dask`. A :class:`Fleet` only knows the :class:`RemoteRunner` it is given;
+:func:`hvmagic.fleet` (:mod:`hvmagic.fleet_factory`) builds the Dask one, so this module never
+imports Dask's backend (which imports this module).
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hvmagic.clixml.values import PSCredential
+from hvmagic.connection import connect
 from hvmagic.errors import (
     FleetError,
     HvMagicError,
@@ -86,10 +89,10 @@ __all__ = [
     "FleetInterrupted",
     "FleetResult",
     "HostShellResolver",
+    "RemoteRunner",
     "SessionPool",
     "Target",
     "TargetResult",
-    "fleet",
 ]
 
 #: ``Invoke-Command``'s default ``-ThrottleLimit``
@@ -133,6 +136,20 @@ ConnectFunction = Callable[..., Any]
 #: ``resolver(host, pattern, running_only=...)`` → the VM names on ``host`` matching ``pattern``
 Resolver = Callable[..., list[str]]
 OnFleetEvent = Callable[[Target, str, Any], None]
+
+
+class RemoteRunner(Protocol):
+    """Runs a fleet's targets elsewhere (the Dask runner of :mod:`hvmagic.fleet_dask`): the
+    fleet hands it name resolution and runs and keeps its own bookkeeping."""
+
+    def resolve(self, host: str | None, pattern: str, *, running_only: bool) -> list[str]: ...
+
+    def run(
+        self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
+        timeout: float | None, on_event: OnFleetEvent | None, throttle: int, started: float,
+    ) -> dict[tuple[str, str], TargetResult]: ...
+
+    def close(self) -> None: ...
 
 
 def is_glob(text: str) -> bool:
@@ -355,8 +372,6 @@ def credential_kwargs(value: CredentialValue) -> dict[str, Any]:
 def connect_target(target: Target, **kwargs: Any) -> Any:
     """The default connect function: :func:`hvmagic.connect` with the target's options,
     ``host=`` when the target names one, and the fleet's credential/timeout keywords."""
-    from hvmagic.session import connect
-
     options = {**target.options, **kwargs}
     if target.host is not None:
         options.setdefault("host", target.host)
@@ -422,8 +437,6 @@ def _open_local_host_shell(host: str | None) -> Any:
             "resolving VM names and globs needs Get-VM on a Windows Hyper-V host: name the "
             "VMs explicitly or pass resolver="
         )
-    from hvmagic.session import connect
-
     return connect("localhost", via="process", executable="powershell.exe")
 
 
@@ -626,7 +639,7 @@ class Fleet:
         resolver: Resolver | None = None,
         running_only: bool = True,
         sessions: Mapping[str | Target, Any] | None = None,
-        cluster: Any = None,
+        remote: RemoteRunner | None = None,
     ) -> None:
         if throttle < 1:
             raise ValueError("throttle must be at least 1")
@@ -651,14 +664,7 @@ class Fleet:
             connect_timeout=connect_timeout, adopted=adopted,
         )
         self._run_lock = threading.Lock()
-        self._dask: Any = None
-        if cluster is not None:
-            from hvmagic.fleet_dask import DaskRunner
-
-            self._dask = DaskRunner(
-                cluster, connect=connect, credentials=credentials,
-                connect_timeout=connect_timeout, resolver=resolver,
-            )
+        self._remote = remote
 
     # -- targets ---------------------------------------------------------------------------
     @property
@@ -709,8 +715,8 @@ class Fleet:
         return resolved
 
     def _resolve_on(self, host: str | None, pattern: str) -> list[str]:
-        if self._dask is not None and self._resolver is None:
-            return self._dask.resolve(host, pattern, running_only=self.running_only)
+        if self._remote is not None and self._resolver is None:
+            return self._remote.resolve(host, pattern, running_only=self.running_only)
         resolver = self._resolver
         if resolver is None:
             if self._own_resolver is None:
@@ -739,10 +745,10 @@ class Fleet:
             started = time.monotonic()
             planned = self._resolve()
             runnable = [t.target for t in planned if t.state == "NotStarted"]
-            if self._dask is None:
+            if self._remote is None:
                 return self._run_local(runnable, script, parameters, timeout, on_event, started)
             try:
-                outcomes = self._dask.run(runnable, script, parameters, timeout, on_event,
+                outcomes = self._remote.run(runnable, script, parameters, timeout, on_event,
                                           self.throttle, started)
             except FleetInterrupted as exc:
                 merged = self._merge({t.target.key: t for t in exc.result}, started)
@@ -824,8 +830,8 @@ class Fleet:
         self._pool.close()
         if self._own_resolver is not None:
             self._own_resolver.close()
-        if self._dask is not None:
-            self._dask.close()
+        if self._remote is not None:
+            self._remote.close()
 
     def __enter__(self) -> Fleet:
         return self
@@ -834,41 +840,7 @@ class Fleet:
         self.close()
 
     def __repr__(self) -> str:
-        where = "on Dask" if self._dask is not None else f"throttle {self.throttle}"
+        where = "on Dask" if self._remote is not None else f"throttle {self.throttle}"
         count = f"{len(self._resolved)} target(s)" if self._resolved is not None else (
             f"{len(self._specs)} spec(s), unresolved")
         return f"<Fleet {count}, {where}, {len(self._pool)} open session(s)>"
-
-
-def fleet(
-    targets: str | Target | Sequence[str | Target],
-    *,
-    hosts: str | Sequence[str | None] | None = None,
-    throttle: int = DEFAULT_THROTTLE,
-    timeout: float | None = None,
-    connect: ConnectFunction | None = None,
-    credentials: Mapping[str, CredentialSource] | None = None,
-    connect_timeout: float | None = None,
-    resolver: Resolver | None = None,
-    running_only: bool = True,
-    sessions: Mapping[str | Target, Any] | None = None,
-    cluster: Any = None,
-) -> Fleet:
-    """A :class:`Fleet` over ``targets``: ``"web*,db1"``, a list of names/globs/:class:`Target`.
-
-    ``hosts`` (a name, ``"hv01,hv02"`` or a list) are the Hyper-V hosts names and globs are
-    resolved on (default: this machine). ``throttle``: at most this many targets at once.
-    ``timeout``: per target, per run (``run(timeout=)`` overrides). ``connect(target,
-    **kwargs)``: opens a target's session (default :func:`connect_target`). ``credentials``:
-    see the module docstring. ``sessions``: already open sessions to use (never closed by the
-    fleet). ``cluster``: a ``distributed.Client`` (see :mod:`hvmagic.fleet_dask`).
-    """
-    if isinstance(targets, (str, Target)):
-        targets = [targets]
-    if isinstance(hosts, str):
-        hosts = split_targets(hosts)
-    return Fleet(
-        list(targets), hosts=hosts, throttle=throttle, timeout=timeout, connect=connect,
-        credentials=credentials, connect_timeout=connect_timeout, resolver=resolver,
-        running_only=running_only, sessions=sessions, cluster=cluster,
-    )

@@ -34,7 +34,6 @@ import atexit
 import difflib
 import fnmatch
 import getpass
-import importlib
 import keyword
 import os
 import re
@@ -58,10 +57,12 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
+from hvmagic import connection
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ProgressRecord, PSCredential, SecureString
 from hvmagic.completion import install as install_completion
 from hvmagic.credentials import get_password
+from hvmagic.doctor import explain as explain_failure
 from hvmagic.errors import (
     EncodeError,
     FileCopyError,
@@ -626,16 +627,9 @@ def _guest_text(text: str, limit: int = 200) -> str:
 
 
 def _explain(exc: BaseException) -> str | None:
-    """The doctor's explanation of a connection failure, when ``hvmagic.doctor`` provides one."""
+    """The doctor's explanation of a connection failure, if it has one."""
     try:
-        doctor = importlib.import_module("hvmagic.doctor")
-    except ImportError:
-        return None
-    explain = getattr(doctor, "explain", None)
-    if not callable(explain):
-        return None
-    try:
-        text = explain(exc)
+        text = explain_failure(exc)
     except Exception:
         # the explanation is a courtesy; a bug in it must not hide the connection error itself
         return None
@@ -1202,7 +1196,7 @@ class VmMagics(Magics):
     def _run_fleet(self, script: str, args: Any, spec: str) -> None:
         """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
         without one; output as one frame with VMName, then the status table."""
-        from hvmagic import fleets
+        from hvmagic import fleet_factory, fleets
 
         adopted: dict[str, Any] = {}
         for pattern in fleets.split_targets(_unquote(spec)):
@@ -1238,7 +1232,7 @@ class VmMagics(Magics):
                 )
             live.on_event(stream, record)
 
-        fl = fleets.fleet(
+        fl = fleet_factory.fleet(
             list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
             connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
         )
@@ -1587,9 +1581,8 @@ def _host_arguments(args: Any) -> dict[str, Any]:
 
 
 def _connect(target: str, **kwargs: Any) -> Any:
-    """:func:`hvmagic.connect`, imported on first use (the session layer pulls in psrpcore)."""
-    session_module = importlib.import_module("hvmagic.session")
-    return session_module.connect(target, **kwargs)
+    """:func:`hvmagic.connect` (the magics' one way to open a session; tests replace it)."""
+    return connection.connect(target, **kwargs)
 
 
 def _one_line(text: str) -> str:

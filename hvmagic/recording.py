@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hvmagic import __version__
+from hvmagic import filecopy
 from hvmagic.clixml import dumps, loads
 from hvmagic.clixml.values import (
     ErrorRecord,
@@ -71,7 +71,8 @@ from hvmagic.errors import (
 from hvmagic.frame_parameters import prepare_parameters
 from hvmagic.hosttext import HostText, console_color
 from hvmagic.psrp.client import normalise_record
-from hvmagic.session import Result, Session
+from hvmagic.sessionlike import CopyProgress, CopyResult, OnEvent, Result, SessionLike
+from hvmagic.version import __version__
 
 FORMAT = "hvmagic-recording"
 VERSION = 1
@@ -87,8 +88,6 @@ _RESULT_LISTS = {
     "debug": "debug", "information": "information", "progress": "progress", "host": "host",
 }
 _PROGRESS_FIELDS = ProgressRecord.__slots__
-
-OnEvent = Callable[[str, Any], None]
 
 
 def recording_path(directory: str | Path, name: str, occurrence: int = 1) -> Path:
@@ -319,21 +318,39 @@ class _SessionWrapper(abc.ABC):
     ) -> Result:
         """Run (or replay) one script; see :meth:`hvmagic.session.Session.run`."""
 
-    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
-        from hvmagic import filecopy
+    def copy_to(
+        self: SessionLike,
+        local: str | os.PathLike[str],
+        remote: str,
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
+        """Copy into the guest as PowerShell runs of this session (see :mod:`hvmagic.filecopy`)."""
+        return filecopy.copy_to(self, local, remote, overwrite=overwrite, recurse=recurse,
+                                chunk_size=chunk_size, on_progress=on_progress)
 
-        return filecopy.copy_to(self, local, remote, **options)
-
-    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
-        from hvmagic import filecopy
-
-        return filecopy.copy_from(self, remote, local, **options)
+    def copy_from(
+        self: SessionLike,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
+        """Copy from the guest as PowerShell runs of this session (see :mod:`hvmagic.filecopy`)."""
+        return filecopy.copy_from(self, remote, local, overwrite=overwrite, recurse=recurse,
+                                  chunk_size=chunk_size, on_progress=on_progress)
 
 
 class RecordingSession(_SessionWrapper):
     """Wraps a live session; every :meth:`run` is appended to ``path`` as it finishes."""
 
-    def __init__(self, session: Session, path: str | Path) -> None:
+    def __init__(self, session: SessionLike, path: str | Path) -> None:
         self._session = session
         self.path = Path(path)
         self._lock = threading.Lock()
@@ -359,12 +376,35 @@ class RecordingSession(_SessionWrapper):
         self.path.write_text(opening + _CLOSING, encoding="utf-8")
 
     # Session surface ------------------------------------------------------------------------
-    name = property(lambda self: self._session.name)
-    description = property(lambda self: f"{self._session.description} (recording to {self.path})")
-    broken = property(lambda self: self._session.broken)
-    closed = property(lambda self: self._session.closed)
+    @property
+    def name(self) -> str:
+        return self._session.name
+
+    @property
+    def description(self) -> str:
+        return f"{self._session.description} (recording to {self.path})"
+
+    @property
+    def broken(self) -> bool:
+        return self._session.broken
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    @property
+    def ps_version(self) -> PSVersion | None:
+        return self._session.ps_version
+
+    @property
+    def last_result(self) -> Result | None:
+        return self._session.last_result
+
+    def stop(self) -> None:
+        self._session.stop()
 
     def __getattr__(self, item: str) -> Any:
+        # the rest of the live session (host_ui, wrapper_script …), as it is
         return getattr(self._session, item)
 
     def __repr__(self) -> str:

@@ -21,9 +21,10 @@ import pandas as pd
 import pytest
 
 from hvmagic.clixml.values import PSEnum
+from hvmagic.connection import last_boot_time
 from hvmagic.demo import MODULE_MANIFEST, forget_machine, machine_folder, open_demo_session
 from hvmagic.errors import SessionBrokenError, TransportError, UnsupportedPlatformError
-from hvmagic.session import Session, last_boot_time, open_session
+from hvmagic.session import Session, open_session
 from hvmagic.testing import FakeGuest
 from hvmagic.testing.demo_json import DATA_FILE, render
 from hvmagic.transports.process import ProcessTransport

@@ -1,10 +1,10 @@
 """The three runbooks, executed in a real kernel against the PowerShell demo guest.
 
-Until ``connect("sim")`` opens the demo guest itself, a first cell (added in memory, the
-notebooks are not edited) routes ``sim`` to :func:`hvmagic.demo.open_demo_session` on the pwsh
-under test. Triage and troubleshooting run clean. The DSC runbook cannot run on PowerShell for
-Linux — its ``Configuration`` needs Windows PowerShell's DSC, so its demo is its recording —
-and the cells that fail are pinned here, each with its reason, so a change shows.
+``connect("sim")`` opens the demo guest (:func:`hvmagic.demo.open_demo_session`) on the pwsh
+under test, which the kernel finds through ``HVMAGIC_PWSH``. Triage and troubleshooting run
+clean. The DSC runbook cannot run on PowerShell for Linux — its ``Configuration`` needs
+Windows PowerShell's DSC, so its demo is its recording — and the cells that fail are pinned
+here, each with its reason, so a change shows.
 """
 
 from __future__ import annotations
@@ -22,35 +22,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.kernel
 
-HOOK = """\
-import hvmagic.demo as _demo
-import hvmagic.session as _session
-
-_live = _session._connect_live
-
-
-def _demo_or_live(target, *, via, **options):
-    if target == "sim" and via in ("auto", "sim"):
-        return _demo.open_demo_session(
-            executable={pwsh!r}, host_ui=options.get("host_ui"), timeout=options.get("timeout"),
-            name=target,
-        )
-    return _live(target, via=via, **options)
-
-
-_session._connect_live = _demo_or_live
-"""
-
 
 def run_runbook(name: str, workdir: Path, pwsh: str) -> list[tuple[str, str | None]]:
     """Each code cell's first line and its error (``ename: evalue``), or None."""
     folder = workdir / "notebooks"
     shutil.copytree(REPO / "notebooks", folder, ignore=shutil.ignore_patterns("troubleshooting-*"))
     notebook = nbformat.read(folder / name, as_version=4)
-    notebook.cells.insert(0, nbformat.v4.new_code_cell(HOOK.format(pwsh=pwsh)))
     env = dict(os.environ)
     for key in ("HVMAGIC_RECORD", "HVMAGIC_REPLAY"):
         env.pop(key, None)
+    env["HVMAGIC_PWSH"] = pwsh
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     client = NotebookClient(
         notebook,
@@ -61,7 +42,7 @@ def run_runbook(name: str, workdir: Path, pwsh: str) -> list[tuple[str, str | No
     )
     client.execute(env=env)
     result = []
-    for cell in notebook.cells[1:]:
+    for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
         errors: list[Any] = [o for o in cell.outputs if o.get("output_type") == "error"]
