@@ -1016,7 +1016,9 @@ def _document(
     XML) or is malformed: the expat path then decodes it or reports the error with its
     position.
     """
-    _compiled = _COMPILED or _load_compiled()
+    _compiled = _COMPILED
+    if _compiled is None:
+        return None
     if isinstance(data, str):
         if len(data) > max_bytes or "#< CLIXML" in data[:64]:
             return None
@@ -1159,7 +1161,7 @@ def _fragment_expat(data: Any, max_depth: int, max_objects: int) -> Any:
 
 def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     """Shape-compiled fast path (see :mod:`hvmagic.clixml._compiled`), expat otherwise."""
-    compiled = _COMPILED or _load_compiled()
+    compiled = _COMPILED
     body = data
     if type(body) is not bytes:
         if isinstance(body, str):
@@ -1168,7 +1170,7 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
             body = bytes(body)
         else:
             raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
-    if not compiled.xml_chars_only(body):
+    if compiled is None or not compiled.xml_chars_only(body):
         return _fragment_expat(body, max_depth, max_objects)
     # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
     cache = compiled.FRAGMENTS
@@ -1205,16 +1207,17 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     return _fragment_expat(body, max_depth, max_objects)
 
 
+#: The shape-compiled fast path (:mod:`hvmagic.clixml._compiled`). It is built from this
+#: module's converters and so imports this module; the package (``hvmagic/clixml/__init__.py``)
+#: hands it back through :func:`use_fast_path`, which keeps the two out of an import cycle.
+#: ``None``: every input takes the expat path.
 _COMPILED: Any = None
 
 
-def _load_compiled() -> Any:
-    # imported on first use: _compiled imports this module (it reuses the converters)
+def use_fast_path(module: Any) -> None:
+    """Decode through ``module`` (:mod:`hvmagic.clixml._compiled`) where it applies."""
     global _COMPILED
-    from hvmagic.clixml import _compiled
-
-    _COMPILED = _compiled
-    return _compiled
+    _COMPILED = module
 
 
 def _progress_from_properties(obj: PSObject) -> ProgressRecord:
