@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hvmagic import demo, hop, recording
 from hvmagic.clixml.values import PSCredential, SecureString
@@ -44,6 +44,19 @@ from hvmagic.host import HostUI
 from hvmagic.session import open_session
 from hvmagic.sessionlike import SessionLike
 from hvmagic.transports.process import ProcessTransport
+
+if TYPE_CHECKING:  # pragma: no cover - read by mypy only
+    from hvmagic.hop import HopSession
+    from hvmagic.recording import RecordingSession, ReplaySession
+    from hvmagic.session import Session
+
+    def _every_session_is_sessionlike(
+        live: Session, hopped: HopSession, recorded: RecordingSession, replayed: ReplaySession
+    ) -> tuple[SessionLike, ...]:
+        """Where mypy checks each session class against the protocol (which sits below them
+        all and cannot name them); never called."""
+        return (live, hopped, recorded, replayed)
+
 
 __all__ = ["LAST_BOOT_SCRIPT", "OPENERS", "Request", "connect", "last_boot_time"]
 
