@@ -294,9 +294,9 @@ def connect(
     )
     if replay is not None or via == "replay":
         return OPENERS["replay"](request)
-    opener = _choose(request)
-    if wait:
-        request = _passwords_resolved(opener, request)  # asked once, not at every attempt
+    chosen, opener = _choose(request)
+    if wait and chosen in ("direct", "hop"):  # the guest's account is ours to look up
+        request = _passwords_resolved(request)  # asked once, not at every attempt
     session = _retry_while_unreachable(
         lambda: _opened(opener, request, booted_after), wait or 0.0
     )
@@ -318,23 +318,18 @@ def _environment_path(variable: str, mode: str, target: str) -> Path | None:
     return recording.next_recording_path(mode, directory, target) if directory else None
 
 
-def _choose(request: Request) -> Opener:
-    """The opener for ``request`` (see the module docstring)."""
+def _choose(request: Request) -> tuple[str, Opener]:
+    """The opener for ``request`` and its name (``"hop"``: a VM behind a Hyper-V host)."""
     if request.host is not None or hop.local_hop_applies(request.target, request.via):
-        return _open_remote
+        return "hop", _open_remote
     via = _auto_via(request.target) if request.via == "auto" else request.via
-    return OPENERS[via]
+    return via, OPENERS[via]
 
 
-def _passwords_resolved(opener: Opener, request: Request) -> Request:
+def _passwords_resolved(request: Request) -> Request:
     """``request`` with the guest's (and a WinRM host's) password looked up now — from
     ``HVMAGIC_PASSWORD``, the keyring or a prompt — so retries do not ask again."""
     username, password, credential = request.username, request.password, request.credential
-    guest_account = opener is _open_direct or (
-        opener is _open_remote and request.via not in ("ssh", "winrm")
-    ) or request.host is not None
-    if not guest_account:
-        return request
     if credential is not None:
         username = username or credential.username
         password = password if password is not None else credential.password
