@@ -234,7 +234,7 @@ def test_ctrl_c_binds_what_arrived_and_says_it_is_partial(ip: InteractiveShell) 
 
 
 def test_a_str_password_is_in_no_frame_below_connect() -> None:
-    # was: the plain str in the locals of connect, its retry closure and _connect_live,
+    # was: the plain str in the locals of connect, its retry closure and the direct opener,
     # which %xmode Verbose prints with a traceback
     secret = "hunter2-" + "not-in-any-frame"
     with pytest.raises(hvmagic.errors.HvMagicError) as info:
