@@ -76,6 +76,7 @@ from hvmagic.fleets import (
     run_target,
 )
 from hvmagic.session import STOP_TIMEOUT
+from hvmagic.sessionlike import SessionLike
 
 try:  # the optional extra: hvmagic[fleet]
     from distributed import WorkerPlugin
@@ -112,7 +113,7 @@ class _WorkerState:
         self.pool = SessionPool(self.connect, credentials=plugin.credentials,
                                 connect_timeout=plugin.connect_timeout)
         self._lock = threading.Lock()
-        self.running: dict[str, dict[tuple[str, str], Any]] = {}
+        self.running: dict[str, dict[tuple[str, str], SessionLike]] = {}
         self.cancelled: dict[str, threading.Event] = {}
         self._own_resolver: HostShellResolver | None = None
 
@@ -155,7 +156,7 @@ class _WorkerState:
             self._own_resolver.close()
 
 
-def _connect_here(target: Target, **kwargs: Any) -> Any:
+def _connect_here(target: Target, **kwargs: Any) -> SessionLike:
     """The worker is on the target's host: connect locally (PowerShell Direct), no hop."""
     return connect_target(Target(target.name, None, target.options), **kwargs)
 

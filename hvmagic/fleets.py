@@ -76,7 +76,8 @@ from hvmagic.errors import (
     SessionBrokenError,
     UnsupportedPlatformError,
 )
-from hvmagic.session import STOP_TIMEOUT, Result
+from hvmagic.session import STOP_TIMEOUT
+from hvmagic.sessionlike import Result, SessionLike
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -132,7 +133,7 @@ class Target:
 
 CredentialValue = PSCredential | str | None
 CredentialSource = CredentialValue | Callable[[Target], CredentialValue]
-ConnectFunction = Callable[..., Any]
+ConnectFunction = Callable[..., SessionLike]
 #: ``resolver(host, pattern, running_only=...)`` → the VM names on ``host`` matching ``pattern``
 Resolver = Callable[..., list[str]]
 OnFleetEvent = Callable[[Target, str, Any], None]
@@ -369,7 +370,7 @@ def credential_kwargs(value: CredentialValue) -> dict[str, Any]:
     return {}
 
 
-def connect_target(target: Target, **kwargs: Any) -> Any:
+def connect_target(target: Target, **kwargs: Any) -> SessionLike:
     """The default connect function: :func:`hvmagic.connect` with the target's options,
     ``host=`` when the target names one, and the fleet's credential/timeout keywords."""
     options = {**target.options, **kwargs}
@@ -400,9 +401,9 @@ class HostShellResolver:
     use a Dask fleet, whose workers resolve on their own hosts). Host sessions are kept.
     """
 
-    def __init__(self, open_host: Callable[[str | None], Any] | None = None) -> None:
+    def __init__(self, open_host: Callable[[str | None], SessionLike] | None = None) -> None:
         self._open_host = open_host or _open_local_host_shell
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[str, SessionLike] = {}
         self._lock = threading.Lock()
 
     def __call__(self, host: str | None, pattern: str, *, running_only: bool = True) -> list[str]:
@@ -426,7 +427,7 @@ class HostShellResolver:
                 session.close()
 
 
-def _open_local_host_shell(host: str | None) -> Any:
+def _open_local_host_shell(host: str | None) -> SessionLike:
     if host is not None:
         raise UnsupportedPlatformError(
             f"cannot ask Hyper-V host {host!r} for its VMs from here: name the VMs, pass "
@@ -453,13 +454,13 @@ class SessionPool:
         *,
         credentials: Mapping[str, CredentialSource] | None = None,
         connect_timeout: float | None = None,
-        adopted: Mapping[Target, Any] | None = None,
+        adopted: Mapping[Target, SessionLike] | None = None,
     ) -> None:
         self._connect = connect
         self._credentials = credentials
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._sessions: dict[tuple[str, str], Any] = {}
+        self._sessions: dict[tuple[str, str], SessionLike] = {}
         self._adopted: set[tuple[str, str]] = set()
         self._closed = False
         for target, session in (adopted or {}).items():
@@ -469,7 +470,7 @@ class SessionPool:
     def get(
         self, target: Target, *, connect: ConnectFunction | None = None,
         credential: Mapping[str, Any] | None = None,
-    ) -> Any:
+    ) -> SessionLike:
         """The target's open session, connecting when there is none or it broke.
 
         ``connect``/``credential`` (connect keywords) override the pool's own for this
@@ -508,7 +509,7 @@ class SessionPool:
             with contextlib.suppress(Exception):
                 session.close()
 
-    def peek(self, target: Target) -> Any:
+    def peek(self, target: Target) -> SessionLike | None:
         with self._lock:
             return self._sessions.get(target.key)
 
@@ -527,7 +528,8 @@ class SessionPool:
                 session.close()
 
 
-def _unusable(session: Any) -> bool:
+def _unusable(session: SessionLike) -> bool:
+    # getattr: an adopted session (%vmconnect --session) may be any object with run()
     return bool(getattr(session, "broken", False) or getattr(session, "closed", False))
 
 
@@ -549,7 +551,7 @@ def run_target(
     parameters: Mapping[str, Any] | None,
     timeout: float | None,
     on_event: Callable[[str, Any], None] | None = None,
-    running: dict[tuple[str, str], Any] | None = None,
+    running: dict[tuple[str, str], SessionLike] | None = None,
     cancelled: threading.Event | None = None,
     *,
     connect: ConnectFunction | None = None,
@@ -638,7 +640,7 @@ class Fleet:
         connect_timeout: float | None = None,
         resolver: Resolver | None = None,
         running_only: bool = True,
-        sessions: Mapping[str | Target, Any] | None = None,
+        sessions: Mapping[str | Target, SessionLike] | None = None,
         remote: RemoteRunner | None = None,
     ) -> None:
         if throttle < 1:
@@ -770,7 +772,7 @@ class Fleet:
         timeout: float | None, on_event: OnFleetEvent | None, started: float,
     ) -> FleetResult:
         outcomes: dict[tuple[str, str], TargetResult] = {}
-        running: dict[tuple[str, str], Any] = {}
+        running: dict[tuple[str, str], SessionLike] = {}
         cancelled = threading.Event()
         callback_lock = threading.Lock()
 
