@@ -280,7 +280,8 @@ def _parse_ps_version(value: Any) -> PSVersion | None:
 
 
 class Session:
-    """One PowerShell session in a guest; create with :func:`connect` or :func:`open_session`."""
+    """One PowerShell session in a guest; create with :func:`hvmagic.connect` or
+    :func:`open_session`."""
 
     #: the fixed script every run sends (a hop through a Hyper-V host relays it: hvmagic.hop)
     wrapper_script: str = WRAPPER_SCRIPT
