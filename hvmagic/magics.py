@@ -56,7 +56,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
-from hvmagic import connection
+from hvmagic import connection, fleet_factory, fleets, hop
 from hvmagic import display as hvdisplay
 from hvmagic.cellmode import PowerShellCellMode
 from hvmagic.clixml.values import PSCredential, SecureString
@@ -74,6 +74,8 @@ from hvmagic.errors import (
     TransportError,
 )
 from hvmagic.filecopy import advice as copy_advice
+from hvmagic.fleets import FleetResult, Target
+from hvmagic.frames import to_dataframe
 from hvmagic.magic_args import (
     check_identifier,
     explain_unknown_arguments,
@@ -91,7 +93,10 @@ from hvmagic.magic_errors import (
     SessionLostError,
 )
 from hvmagic.notebook_host import NotebookHostUI, guest_text
+from hvmagic.recording import REPLAY_ENV
 from hvmagic.registry import SessionEntry, SessionRegistry
+from hvmagic.sessionlike import CopyResult, Result, SessionLike
+from hvmagic.transports import hvsocket
 from hvmagic.vmcopy import (
     CopyEndpoint,
     copy_progress_adapter,
@@ -108,17 +113,19 @@ LAST_RESULT_VAR = "_vmps_result"
 # what a failed run leaves, and how it is reported
 
 
-def _partial_result(session: Any, exc: BaseException, earlier: Any) -> Any:
+def _partial_result(
+    session: SessionLike, exc: BaseException, earlier: Result | None
+) -> Result | None:
     """The Result a failed run left: the exception's own, else the session's latest result if
     this run made one (a Ctrl-C carries none; ``earlier`` tells an older result apart)."""
-    result = getattr(exc, "result", None)
+    result: Result | None = getattr(exc, "result", None)
     if result is not None:
         return result
-    latest = getattr(session, "last_result", None)
+    latest: Result | None = getattr(session, "last_result", None)  # an adopted object may lack it
     return latest if latest is not earlier else None
 
 
-def _raise_if_broken(session: Any, entry: SessionEntry, what: str) -> None:
+def _raise_if_broken(session: SessionLike, entry: SessionEntry, what: str) -> None:
     """After a timeout or interrupt the session is only "still usable" if stopping worked."""
     if getattr(session, "broken", False):
         raise SessionLostError(
@@ -572,7 +579,7 @@ class VmMagics(Magics):
             raise UsageError(f"--timeout must be positive, not {timeout}")
         return timeout
 
-    def _bind_partial(self, result: Any, columns: str | list[str], raw: bool,
+    def _bind_partial(self, result: Result | None, columns: str | list[str], raw: bool,
                       out_var: str | None) -> None:
         """Bind the partial result of a run that did not complete (timeout, Ctrl-C, error,
         broken session) to ``_vmps_result`` and the ``-o`` variable, and say it is partial."""
@@ -594,9 +601,9 @@ class VmMagics(Magics):
         print(f"{out_var} holds the {len(output)} object(s) that arrived before the pipeline "
               f"ended ({state}): a partial result.")
 
-    def _run_with_live_display(self, session: Any, script: str, parameters: dict[str, Any],
-                               timeout: float | None, live: hvdisplay.LiveRenderer,
-                               entry: SessionEntry) -> Any:
+    def _run_with_live_display(self, session: SessionLike, script: str,
+                               parameters: dict[str, Any], timeout: float | None,
+                               live: hvdisplay.LiveRenderer, entry: SessionEntry) -> Result:
         earlier = getattr(session, "last_result", None)
         try:
             return session.run(
@@ -651,7 +658,8 @@ class VmMagics(Magics):
                 print("\n".join(details))
             raise PowerShellError(_first_line(exc)) from None
 
-    def _finish_run(self, result: Any, columns: str | list[str], raw: bool, out_var: str | None,
+    def _finish_run(self, result: Result, columns: str | list[str], raw: bool,
+                    out_var: str | None,
                     raise_on_error: bool, live: hvdisplay.LiveRenderer) -> None:
         live.show_missing_errors(list(result.errors))
         value = self._show_output(result, columns, raw, out_var, live)
@@ -674,16 +682,14 @@ class VmMagics(Magics):
     def _run_fleet(self, script: str, args: Any, spec: str) -> None:
         """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
         without one; output as one frame with VMName, then the status table."""
-        from hvmagic import fleet_factory, fleets
-
         adopted = self._fleet_targets(spec)
         out_var, parameters = self._out_and_parameters(args)
         timeout = self._timeout(args)
         if args.throttle is not None and args.throttle < 1:
             raise UsageError(f"--throttle must be at least 1, not {args.throttle}")
-        connected: list[tuple[str, Any]] = []
+        connected: list[tuple[str, SessionLike]] = []
 
-        def connect(target: Any, **kwargs: Any) -> Any:  # names without a session yet
+        def connect(target: Target, **kwargs: Any) -> SessionLike:  # names without a session
             session = _connect(target.name, **kwargs)
             connected.append((target.name, session))
             return session
@@ -707,27 +713,28 @@ class VmMagics(Magics):
             self._keep_fleet_sessions(connected)
         self._finish_fleet(result, args, out_var)
 
-    def _fleet_targets(self, spec: str) -> dict[str, Any]:
+    def _fleet_targets(self, spec: str) -> dict[str, SessionLike | None]:
         """``web*,db1`` → {alias: open session} for every open session matching, and
         {name: None} for a plain name no session has (the fleet connects it)."""
-        from hvmagic import fleets
-
-        adopted: dict[str, Any] = {}
+        adopted: dict[str, SessionLike | None] = {}
         for pattern in fleets.split_targets(unquote(spec)):
             matched = [e for e in self.sessions
                        if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
             if not matched and fleets.is_glob(pattern):
                 raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
-            adopted.update({e.alias: e.session for e in matched} or {pattern: None})
+            if matched:
+                adopted.update({e.alias: e.session for e in matched})
+            else:
+                adopted[pattern] = None
         return adopted
 
     def _fleet_event_sink(
         self, renderers: dict[str, hvdisplay.LiveRenderer]
-    ) -> Callable[[Any, str, Any], None]:
+    ) -> Callable[[Target, str, Any], None]:
         """The fleet's ``on_event``: one live renderer per target (made on its first record,
         kept in ``renderers`` for the caller to finish), each line labelled with the target."""
 
-        def on_event(target: Any, stream: str, record: Any) -> None:
+        def on_event(target: Target, stream: str, record: Any) -> None:
             live = renderers.get(target.label)
             if live is None:
                 prefix = f"[{target.label}] "
@@ -739,7 +746,7 @@ class VmMagics(Magics):
 
         return on_event
 
-    def _keep_fleet_sessions(self, connected: list[tuple[str, Any]]) -> None:
+    def _keep_fleet_sessions(self, connected: list[tuple[str, SessionLike]]) -> None:
         """Sessions a fleet connected persist across cells, by name (not as the default)."""
         for name, session in connected:
             replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
@@ -747,7 +754,7 @@ class VmMagics(Magics):
             if replaced is not None and replaced.session is not session:
                 self._close_quietly(replaced)
 
-    def _finish_fleet(self, result: Any, args: Any, out_var: str | None) -> None:
+    def _finish_fleet(self, result: FleetResult, args: Any, out_var: str | None) -> None:
         """Show the fleet's frame and status table, bind them, and raise when a target failed."""
         frame = result.frame(parse_columns(args.columns or self.default_columns))
         hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit,
@@ -763,7 +770,7 @@ class VmMagics(Magics):
                 result=result, errors=[e for t in result for e in t.result.errors],
             )
 
-    def _show_partial(self, result: Any, live: hvdisplay.LiveRenderer) -> None:
+    def _show_partial(self, result: Result | None, live: hvdisplay.LiveRenderer) -> None:
         if result is None:
             return
         live.show_missing_errors(list(getattr(result, "errors", [])))
@@ -782,8 +789,6 @@ class VmMagics(Magics):
         if hvdisplay.is_format_output(values):
             hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
             return
-        from hvmagic.frames import to_dataframe
-
         try:
             shown = to_dataframe(values, columns, ps_version=ps_version, labels=True)
         except Exception as exc:
@@ -794,7 +799,7 @@ class VmMagics(Magics):
             return
         hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
 
-    def _show_output(self, result: Any, columns: str | list[str], raw: bool,
+    def _show_output(self, result: Result, columns: str | list[str], raw: bool,
                      out_var: str | None, live: hvdisplay.LiveRenderer | None = None) -> Any:
         values = list(result.output)
         # Output already shown in order, among stream records: show only what is left (the
@@ -890,7 +895,8 @@ class VmMagics(Magics):
         return src, dst
 
     def _copy_over_session(self, entry: SessionEntry, src: CopyEndpoint, dst: CopyEndpoint,
-                           kwargs: dict[str, Any], view: hvdisplay.ProgressView) -> Any:
+                           kwargs: dict[str, Any], view: hvdisplay.ProgressView
+                           ) -> CopyResult:
         """``copy_to``/``copy_from`` in ``entry``'s session; a failure ends the progress view
         and becomes the one-line error ``%vmcopy`` shows."""
         session = entry.session
@@ -1076,21 +1082,17 @@ def _replaying(via: str, args: Any) -> bool:
     """Whether :func:`hvmagic.connect` will serve this connection from a recording."""
     if via == "replay" or args.replay:
         return True
-    from hvmagic.recording import REPLAY_ENV
-
     return bool(os.environ.get(REPLAY_ENV)) and not args.record
 
 
 def _refuse_powershell_direct_here(name: str) -> None:
     """PowerShell Direct needs a Windows Hyper-V host with CPython 3.12+: say so at once
     instead of asking for the guest's password and failing afterwards."""
-    from hvmagic.hop import local_hop_applies
-    from hvmagic.transports.hvsocket import hvsocket_supported, unsupported_platform_message
-
     # a Windows host with an older Python hops through a local powershell.exe instead
-    if not hvsocket_supported() and not local_hop_applies(name, "auto"):
+    # (module attributes, not names: tests stand in for the platform checks)
+    if not hvsocket.hvsocket_supported() and not hop.local_hop_applies(name, "auto"):
         raise UsageError(f"Cannot reach {name!r} by PowerShell Direct from here: "
-                         + unsupported_platform_message()
+                         + hvsocket.unsupported_platform_message()
                          + f" In a notebook: %vmconnect {name} --host HV01 [--via ssh].")
 
 
@@ -1101,7 +1103,7 @@ def _host_arguments(args: Any) -> dict[str, Any]:
     return {"host": args.host, "host_username": args.host_user, "host_options": options}
 
 
-def _connect(target: str, **kwargs: Any) -> Any:
+def _connect(target: str, **kwargs: Any) -> SessionLike:
     """:func:`hvmagic.connect` (the magics' one way to open a session; tests replace it)."""
     return connection.connect(target, **kwargs)
 
