@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -251,12 +252,14 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Executed:
 
 
 def test_connect_prints_the_path_used(executed: Executed) -> None:
-    assert executed.stdout("connect_env") == (
-        "Connected 'demo' via the built-in simulator: simulated guest SIMULATED-GUEST "
-        "(socket pair). It is the default session.\n"
-    )
+    # --via sim is the demo guest: a local PowerShell (its file name ends the description)
+    assert re.fullmatch(
+        r"Connected 'demo' via the built-in simulator: demo guest 'demo' \(simulated data, "
+        r"[^()]+\)\. It is the default session\.\n",
+        executed.stdout("connect_env"),
+    ), executed.stdout("connect_env")
     assert executed.stdout("connect_getpass").startswith(
-        "Connected 'demo2' via the built-in simulator: simulated guest")
+        "Connected 'demo2' via the built-in simulator: demo guest 'demo2' (simulated data, ")
     assert executed.stdout("connect_custom").startswith(
         "Connected 'custom' (an existing Session object): simulated guest")
     table = executed.displays("sessions")[0].splitlines()
