@@ -1207,12 +1207,13 @@ def _connect_live(
     if via == "auto":
         via = _auto_via(target)
     if via == "sim":
-        from hvmagic.testing import FakeGuest
+        # the demo guest: a local PowerShell with simulated Windows data; one machine per name
+        # for the whole process, so a runbook that reboots and reconnects finds it as it was
+        from hvmagic.demo import open_demo_session
 
-        # One simulated machine per name for the whole process: a runbook that reboots the
-        # guest and reconnects must find the same machine (files, features, boot count).
-        guest = FakeGuest.shared(target)
-        return open_session(guest.transport(), name=target, host_ui=host_ui, timeout=timeout)
+        return open_demo_session(
+            executable=executable, host_ui=host_ui, timeout=timeout, name=target
+        )
     if via == "process":
         from hvmagic.transports.process import ProcessTransport
 
