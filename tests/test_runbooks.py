@@ -21,7 +21,7 @@ import pytest
 
 import hvmagic
 from hvmagic.demo import RECORDINGS
-from hvmagic.demo.record import REFRESH, RUNBOOKS, drift
+from hvmagic.demo.record import REFRESH, RUNBOOKS, drift, relative_datetime, rounded_duration
 from hvmagic.errors import UnsupportedPlatformError
 from hvmagic.nbrun import kernel_env
 from tests._runbooks import (
@@ -167,6 +167,27 @@ def _made_later(text: str, by: dt.timedelta) -> str:
     text = _RECORDED_AT.sub(f'"recorded_at": "{(started + by).isoformat()}"', text)
     text = re.sub(r'"t": [0-9.]+', '"t": 9.5', text)
     return re.sub(r'"duration": [0-9.]+', '"duration": 1.25', text)
+
+
+def test_clock_values_are_compared_relative_to_the_recording() -> None:
+    start = dt.datetime(2026, 12, 2, 3, 0, 0, tzinfo=dt.timezone.utc)
+    # an event 42 minutes before, written with the guest's offset
+    assert relative_datetime("2026-12-01T21:18:00.5000000-05:00", start) == (
+        "<time: recording -0d 00:42>")
+    # a date is a day of the guest's calendar: 2 Dec 03:00 UTC is still 1 Dec at UTC-5
+    assert relative_datetime("2026-11-13T00:00:00.0000000-05:00", start) == (
+        "<date: recording's day -18 d>")
+    assert relative_datetime("2026-11-13T00:00:00.0000000Z", start) == (
+        "<date: recording's day -19 d>")
+    # a file written or a boot while the notebook ran, however slowly
+    assert relative_datetime("2026-12-02T03:25:41.0000001Z", start) == (
+        "<time: during the recording>")
+    assert relative_datetime("2025-09-27T03:00:14.4076326Z", start) == (
+        "<time: recording -431d 00:00>")
+    assert rounded_duration("PT0.1684233S") == "<duration under an hour>"
+    assert rounded_duration("P1D") == "<duration +1d 00:00>"
+    assert rounded_duration("-PT5M") == "<duration -0d 00:05>"
+    assert relative_datetime("not a date", start) == "not a date"
 
 
 def _copy(tmp_path: Path) -> Path:

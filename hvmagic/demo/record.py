@@ -16,9 +16,11 @@ the same demo guest:
 
 * timing: the records' offsets, the runs' durations, the session's ``recorded_at``;
 * values derived from the current clock: a DateTime becomes its distance from the recording's
-  start to the minute (the demo dates events, boots and installs relative to now), a DateTime
-  at midnight (a date, such as a hotfix's ``InstalledOn``) its distance in days from the
-  recording's day, a TimeSpan its length to the minute (an uptime);
+  start to the minute (the demo dates events, boots and installs relative to now), or "during
+  the recording" when it falls in the hour the recording may take (a boot, a file written, on
+  a slow machine too); a DateTime at midnight (a date, such as a hotfix's ``InstalledOn``) its
+  distance in days from the recording's day; a TimeSpan its length to the minute, or "under an
+  hour" (an uptime measured during the recording);
 * the demo machine's folder in the temporary directory (its ``C:`` drive), a random name.
 
 Everything else the demo produces is deterministic (its data, and the logs whose zip is copied
@@ -49,6 +51,9 @@ from hvmagic.recording import RECORD_ENV, REPLAY_ENV, SUFFIX
 #: Linux cannot compile a DSC ``Configuration``, so no honest recording of it can be made here
 RUNBOOKS = ("01-guest-services-triage", "03-troubleshooting-bundle", "04-fleet-patch-check")
 REFRESH = "python -m hvmagic.demo.record"
+#: seconds from a recording's start (which is rounded down to the second, and comes just after
+#: its demo machine booted) in which a time counts as "during the recording"
+DURING = (-120.0, 3600.0)
 #: lines of diff shown per recording before the rest is summarised
 DIFF_LIMIT = 150
 
@@ -148,7 +153,10 @@ def relative_datetime(text: str, anchor: dt.datetime) -> str:
     if value.time() == dt.time(0):
         days = (value.date() - anchor.astimezone(value.tzinfo).date()).days
         return f"<date: recording's day {days:+d} d>"
-    return f"<time: recording {_minutes((value - anchor).total_seconds())}>"
+    seconds = (value - anchor).total_seconds()
+    if DURING[0] <= seconds <= DURING[1]:
+        return "<time: during the recording>"
+    return f"<time: recording {_minutes(seconds)}>"
 
 
 def rounded_duration(text: str) -> str:
@@ -159,6 +167,8 @@ def rounded_duration(text: str) -> str:
     negative, days, hours, minutes, seconds = match.groups()
     total = (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
              + float(seconds or 0))
+    if not negative and total < DURING[1]:
+        return "<duration under an hour>"
     return f"<duration {_minutes(-total if negative else total)}>"
 
 

@@ -85,7 +85,8 @@ def _shown(output: dict[str, Any]) -> str:
     if "HostName" in text and "Duration" in text:
         # a fleet's status table: its Duration column is the notebook's wall clock (a replay
         # serves the same records in no time), everything else must be the same
-        text = re.sub(r"\b\d+\.\d{3}\b", "<seconds>", text)
+        # (pandas prints 0.0 where all are zero, so the column's width goes too)
+        text = re.sub(r" +", " ", re.sub(r"\b\d+\.\d+\b", "<seconds>", text))
     return text
 
 
