@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from hvmagic.demo import MACHINE_PREFIX, PWSH_ENV, RECORDINGS, resolve_powershell
-from hvmagic.errors import UnsupportedPlatformError
+from hvmagic.errors import HvMagicError, UnsupportedPlatformError
 from hvmagic.nbrun import CHECKOUT_NOTEBOOKS, PACKAGE_NOTEBOOKS, RunSummary, run_notebook
 from hvmagic.recording import RECORD_ENV, REPLAY_ENV, SUFFIX
 
@@ -68,7 +68,7 @@ _DURATION = re.compile(
 )
 
 
-class RecordError(Exception):
+class RecordError(HvMagicError):
     """A runbook could not be recorded (no PowerShell, or a cell failed)."""
 
 
