@@ -234,7 +234,7 @@ class VmMagics(Magics):
     @no_var_expand
     @magic_arguments()
     @argument("name", nargs="?", default=None,
-              help="VM name (or id); with --via sim a label for the simulated guest "
+              help="VM name (or id); with --via sim the name of a demo machine "
                    "(default 'demo')")
     @argument("-u", "--username", default=None,
               help="guest user (DOMAIN\\user, user@domain); the password is asked without echo")
@@ -244,7 +244,7 @@ class VmMagics(Magics):
               help="direct = PowerShell Direct over hvsocket; process = a local pwsh / "
                    "powershell.exe -s (with --host localhost: then New-PSSession -VMName, as "
                    "auto does on a Hyper-V host whose Python is older than 3.12); sim = the "
-                   "built-in simulated guest; replay = a recording; with --host: winrm "
+                   "demo guest (a local PowerShell with simulated Windows data); replay = a recording; with --host: winrm "
                    "(default) or ssh to the Hyper-V host, then New-PSSession -VMName")
     @argument("--host", default=None, metavar="HV01",
               help="the VM's Hyper-V host: PowerShell Direct from there (hvmagic.hop)")
@@ -312,7 +312,7 @@ class VmMagics(Magics):
             kwargs["allow_legacy"] = True
         if args.host:
             kwargs.update(_host_arguments(args))
-        # A recording, and the simulated guest "sim" that runbooks default to, answer without
+        # A recording, and the demo guest "sim" that runbooks default to, answer without
         # logging on: asking for a password would only stop a CI run (no stdin) of a runbook
         # written with -u USER. Another name with --via sim -u USER rehearses the real prompt.
         if _replaying(via, args) or (name == "sim" and via in ("auto", "sim")):
@@ -385,7 +385,7 @@ class VmMagics(Magics):
         how = {
             "auto": "",
             "python": " (an existing Session object)",
-            "sim": " via the built-in simulator",
+            "sim": "",  # the description says "demo guest ... (simulated data, pwsh)"
         }.get(entry.via, f" via {entry.via}")
         note = "; replaced the previous session of that name" if replaced else ""
         print(f"Connected {entry.alias!r}{how}: {description}. It is the default session{note}.")

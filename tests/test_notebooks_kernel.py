@@ -254,12 +254,12 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Executed:
 def test_connect_prints_the_path_used(executed: Executed) -> None:
     # --via sim is the demo guest: a local PowerShell (its file name ends the description)
     assert re.fullmatch(
-        r"Connected 'demo' via the built-in simulator: demo guest 'demo' \(simulated data, "
+        r"Connected 'demo': demo guest 'demo' \(simulated data, "
         r"[^()]+\)\. It is the default session\.\n",
         executed.stdout("connect_env"),
     ), executed.stdout("connect_env")
     assert executed.stdout("connect_getpass").startswith(
-        "Connected 'demo2' via the built-in simulator: demo guest 'demo2' (simulated data, ")
+        "Connected 'demo2': demo guest 'demo2' (simulated data, ")
     assert executed.stdout("connect_custom").startswith(
         "Connected 'custom' (an existing Session object): simulated guest")
     table = executed.displays("sessions")[0].splitlines()
