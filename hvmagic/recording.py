@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hvmagic import __version__
-from hvmagic.clixml import dumps, loads
+from hvmagic.clixml import DEFAULT_MAX_DEPTH, dumps, loads
 from hvmagic.clixml.values import (
     ErrorRecord,
     InformationRecord,
@@ -87,6 +87,10 @@ _RESULT_LISTS = {
     "debug": "debug", "information": "information", "progress": "progress", "host": "host",
 }
 _PROGRESS_FIELDS = ProgressRecord.__slots__
+
+#: a record is kept as deep as the decoder accepted it from the guest (parameters are held to
+#: what PowerShell accepts, :data:`hvmagic.clixml.MAX_DEPTH`, as the live run holds them)
+_RECORD_DEPTH = DEFAULT_MAX_DEPTH
 
 OnEvent = Callable[[str, Any], None]
 
@@ -219,7 +223,7 @@ def _encode_event(stream: str, record: Any, offset: float) -> dict[str, Any]:
     elif isinstance(record, ProgressRecord):
         event["progress"] = {name: getattr(record, name) for name in _PROGRESS_FIELDS}
     else:
-        event["clixml"] = dumps(redact(record))
+        event["clixml"] = dumps(redact(record), max_depth=_RECORD_DEPTH)
     return event
 
 
@@ -407,7 +411,7 @@ class RecordingSession(_SessionWrapper):
             entry["raised"] = {"type": type(exc).__name__, "message": str(exc)}
             record = getattr(exc, "record", None)
             if record is not None:
-                entry["raised"]["record"] = dumps(redact(record))
+                entry["raised"]["record"] = dumps(redact(record), max_depth=_RECORD_DEPTH)
             self._append(entry)
             raise
         entry["events"] = _with_quiet_records(events, result)
