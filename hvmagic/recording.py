@@ -56,10 +56,7 @@ from hvmagic.clixml.values import (
     ErrorRecord,
     InformationRecord,
     ProgressRecord,
-    PSCredential,
-    PSObject,
     PSVersion,
-    SecureString,
 )
 from hvmagic.errors import (
     HvMagicError,
@@ -71,11 +68,11 @@ from hvmagic.errors import (
 from hvmagic.frame_parameters import prepare_parameters
 from hvmagic.hosttext import HostText, console_color
 from hvmagic.psrp.client import normalise_record
+from hvmagic.secrets import contains_secret, redact
 from hvmagic.session import Result, Session
 
 FORMAT = "hvmagic-recording"
 VERSION = 1
-REDACTED = "<redacted SecureString>"
 #: environment variables that make every ``hvmagic.connect`` in a process record or replay:
 #: a directory, one file per session (``<name>.hvrec.json``)
 RECORD_ENV = "HVMAGIC_RECORD"
@@ -116,96 +113,6 @@ def next_recording_path(mode: str, directory: str | Path, name: str) -> Path:
     with _occurrences_lock:
         _occurrences[key] = _occurrences.get(key, 0) + 1
         return recording_path(directory, name, _occurrences[key])
-
-
-# -- redaction ------------------------------------------------------------------------------
-def redact(value: Any, _depth: int = 0) -> Any:
-    """A copy of ``value`` with every SecureString/PSCredential replaced (see module doc).
-
-    Shared and cyclic objects (the decoder resolves ``<Ref>`` to the same Python object) are
-    walked once each, and copied once each, so the cost is linear in the distinct objects."""
-    secret: dict[int, bool] = {}
-    if not _has_secret(value, 0, secret):
-        return value
-    return _redact(value, secret, {})
-
-
-def _redact(value: Any, secret: dict[int, bool], copies: dict[int, Any]) -> Any:
-    if isinstance(value, SecureString):
-        return REDACTED
-    if isinstance(value, PSCredential):
-        return PSObject(
-            {"UserName": value.username, "Password": REDACTED},
-            ["System.Management.Automation.PSCustomObject", "System.Object"],
-        )
-    if not secret.get(id(value), False):
-        return value  # nothing secret below: shared as it is
-    done = copies.get(id(value))
-    if done is not None:
-        return done
-    if isinstance(value, PSObject):
-        copy = type(value)({}, list(value.type_names), value.to_string, None, value.adapted)
-        copies[id(value)] = copy
-        copy.properties.update(
-            {k: _redact(v, secret, copies) for k, v in value.properties.items()}
-        )
-        copy.value = _redact(value.value, secret, copies)
-        return copy
-    if isinstance(value, dict):
-        copied: dict[Any, Any] = {}
-        copies[id(value)] = copied
-        copied.update({k: _redact(v, secret, copies) for k, v in value.items()})
-        return copied
-    if isinstance(value, list):
-        items: list[Any] = []
-        copies[id(value)] = items
-        items.extend(_redact(v, secret, copies) for v in value)
-        return items
-    if isinstance(value, tuple):
-        return type(value)(_redact(v, secret, copies) for v in value)
-    return value
-
-
-def _children(value: Any) -> Any:
-    if isinstance(value, PSObject):
-        return [*value.properties.values(), value.value]
-    if isinstance(value, Mapping):
-        return value.values()
-    return value
-
-
-def _has_secret(value: Any, depth: int = 0, secret: dict[int, bool] | None = None) -> bool:
-    """True when a SecureString/PSCredential is reachable from ``value``.
-
-    Fills ``secret`` (container id → reaches a secret) for every container reachable. An
-    iterative walk plus a backward pass: shared objects are visited once, cycles end, and an
-    object that reaches a secret only through a cycle is still marked (a recursive walk that
-    answers "no" for an object in progress would leave it unredacted)."""
-    if isinstance(value, (SecureString, PSCredential)):
-        return True
-    if not isinstance(value, (PSObject, Mapping, list, tuple)):
-        return False
-    marks = secret if secret is not None else {}
-    parents: dict[int, list[int]] = {}
-    stack = [value]
-    marks[id(value)] = False
-    holders: list[int] = []
-    while stack:
-        node = stack.pop()
-        for child in _children(node):
-            if isinstance(child, (SecureString, PSCredential)):
-                holders.append(id(node))
-            elif isinstance(child, (PSObject, Mapping, list, tuple)):
-                parents.setdefault(id(child), []).append(id(node))
-                if id(child) not in marks:
-                    marks[id(child)] = False
-                    stack.append(child)
-    while holders:  # everything that can reach a holder holds a secret too
-        key = holders.pop()
-        if not marks[key]:
-            marks[key] = True
-            holders.extend(parents.get(key, ()))
-    return marks[id(value)]
 
 
 # -- (de)serializing records ------------------------------------------------------------------
@@ -277,7 +184,7 @@ def _encode_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     encoded: dict[str, Any] = {}
     # DataFrames are recorded as the objects the guest receives (see Session.run)
     for name, value in prepare_parameters(parameters or {}).items():
-        if _has_secret(value):
+        if contains_secret(value):
             encoded[name] = {"redacted": type(value).__name__}
             continue
         text = dumps(value)

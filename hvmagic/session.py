@@ -91,7 +91,6 @@ from hvmagic.clixml.values import (
     InformationRecord,
     ProgressRecord,
     PSCredential,
-    PSObject,
     PSVersion,
     SecureString,
 )
@@ -129,6 +128,7 @@ from hvmagic.psrp.client import (
     PoolOpened,
     PSRPClient,
 )
+from hvmagic.secrets import contains_secret
 from hvmagic.transports.base import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -302,20 +302,6 @@ class _Broken(Exception):
     """Internal: the inbox delivered a transport failure."""
 
 
-def _contains_secret(value: Any, depth: int = 0) -> bool:
-    if depth > 64:
-        return False
-    if isinstance(value, (SecureString, PSCredential)):
-        return True
-    if isinstance(value, PSObject):
-        return any(_contains_secret(v, depth + 1) for v in value.properties.values())
-    if isinstance(value, Mapping):
-        return any(_contains_secret(v, depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_contains_secret(v, depth + 1) for v in value)
-    return False
-
-
 _VERSION_TEXT = re.compile(r"(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?")
 
 
@@ -482,7 +468,7 @@ class Session:
         self, script: str, variables: dict[str, Any], timeout: float | None,
         on_event: OnEvent | None,
     ) -> Result:
-        if _contains_secret(variables):
+        if contains_secret(variables):
             self._ensure_key()
         started = time.monotonic()
         with self._lock:
@@ -947,7 +933,7 @@ class Session:
                 raise  # Ctrl-C at a prompt on the caller's thread: the run stops the pipeline
             self._respond(call, None, "the prompt was cancelled", run)
             return
-        if _contains_secret(value) and not self._client.key_exchanged:
+        if contains_secret(value) and not self._client.key_exchanged:
             self._respond(call, None, "the session key has not been exchanged yet; "
                                       "pass secrets as parameters instead", run)
             return

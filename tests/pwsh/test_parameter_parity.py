@@ -17,6 +17,7 @@ import collections
 import datetime as dt
 import decimal
 import enum
+import hashlib
 import json
 import types
 import uuid
@@ -31,10 +32,12 @@ from hvmagic.clixml import MAX_DEPTH, dumps
 from hvmagic.clixml.values import (
     ProgressRecord,
     PSChar,
+    PSCredential,
     PSEnum,
     PSObject,
     PSVersion,
     PSXmlDocument,
+    SecureString,
 )
 from hvmagic.errors import EncodeError
 from hvmagic.recording import RecordingSession, ReplaySession
@@ -153,3 +156,43 @@ def test_a_refused_value_is_the_same_error_live_and_recorded_and_the_session_liv
     assert str(live.value) == str(recorded.value) == str(written.value)
     assert json.loads(path.read_text(encoding="utf-8"))["runs"] == []  # nothing recorded
     assert shared_pwsh_session.run("'alive'", timeout=30).output == ["alive"]
+
+
+SECRET = "pä$$ wörd 🙂"
+
+# name → (a value holding the secret, the PowerShell expression that reaches it)
+SECRET_SHAPES: dict[str, tuple[Any, str]] = {
+    "object_value": (PSObject({}, ["System.Security.SecureString"], None,
+                              SecureString(SECRET)), "$x"),
+    "object_property": (PSObject({"Password": SecureString(SECRET)}, ["My.Login"]),
+                        "$x.Password"),
+    "list": ([1, SecureString(SECRET)], "$x[1]"),
+    "hashtable": ({"k": SecureString(SECRET)}, "$x['k']"),
+    "credential_in_list": ([PSCredential("CORP\\u", SECRET)], "$x[0].Password"),
+    "credential_in_object": (PSObject({"Login": PSCredential("CORP\\u", SECRET)}, ["My.T"]),
+                             "$x.Login.Password"),
+}
+
+
+@pytest.mark.parametrize("name", list(SECRET_SHAPES))
+def test_a_wrapped_secret_exchanges_the_key_reaches_the_guest_and_is_redacted(
+    pwsh_session: Any, tmp_path: Path, name: str
+) -> None:
+    value, reach = SECRET_SHAPES[name]
+    # the guest proves it holds the plain text by its digest (printing the secret itself
+    # would put it in the recorded output, where nothing can tell it is one)
+    script = (f"$s = {reach}; $s.GetType().FullName; [Convert]::ToHexString("
+              "[Security.Cryptography.SHA256]::HashData([Text.Encoding]::UTF8.GetBytes("
+              "[Net.NetworkCredential]::new('', $s).Password)))")
+    digest = hashlib.sha256(SECRET.encode("utf-8")).hexdigest().upper()
+    assert not pwsh_session._client.key_exchanged
+    live = pwsh_session.run(script, {"x": value}, timeout=60)
+    assert live.output == ["System.Security.SecureString", digest]
+    assert pwsh_session._client.key_exchanged
+    path = tmp_path / "secret.hvrec.json"
+    recorded = RecordingSession(pwsh_session, path).run(script, {"x": value}, timeout=60)
+    assert recorded.output == live.output
+    text = path.read_text(encoding="utf-8")
+    assert "wörd" not in text and "w\\u00f6rd" not in text
+    (run,) = json.loads(text)["runs"]
+    assert run["parameters"]["x"] == {"redacted": type(value).__name__}
