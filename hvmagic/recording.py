@@ -69,7 +69,7 @@ from hvmagic.frame_parameters import prepare_parameters
 from hvmagic.hosttext import HostText, console_color
 from hvmagic.psrp.client import normalise_record
 from hvmagic.secrets import contains_secret, redact
-from hvmagic.session import Result, Session
+from hvmagic.session import RESULT_LISTS, Result, Session
 
 FORMAT = "hvmagic-recording"
 VERSION = 1
@@ -78,12 +78,6 @@ VERSION = 1
 RECORD_ENV = "HVMAGIC_RECORD"
 REPLAY_ENV = "HVMAGIC_REPLAY"
 SUFFIX = ".hvrec.json"
-
-_RESULT_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
-_PROGRESS_FIELDS = ProgressRecord.__slots__
 
 #: a record is kept as deep as the decoder accepted it from the guest (parameters are held to
 #: what PowerShell accepts, :data:`hvmagic.clixml.MAX_DEPTH`, as the live run holds them)
@@ -128,7 +122,7 @@ def _encode_event(stream: str, record: Any, offset: float) -> dict[str, Any]:
             if not record.newline:
                 event["nonewline"] = True
     elif isinstance(record, ProgressRecord):
-        event["progress"] = {name: getattr(record, name) for name in _PROGRESS_FIELDS}
+        event["progress"] = record.fields()
     else:
         event["clixml"] = dumps(redact(record), max_depth=_RECORD_DEPTH)
     return event
@@ -141,7 +135,7 @@ def _decode_event(event: Mapping[str, Any]) -> tuple[str, Any]:
                                 background=console_color(event.get("bg")),
                                 newline=not event.get("nonewline"))
     if "progress" in event:
-        return stream, ProgressRecord(**event["progress"])
+        return stream, ProgressRecord.from_fields(event["progress"])
     values = loads(event["clixml"])
     if len(values) != 1:
         raise HvMagicError(f"a recorded {stream} record holds {len(values)} values, not 1")
@@ -452,7 +446,7 @@ class ReplaySession(_SessionWrapper):
         result = Result(ps_version=self.ps_version)
         self.last_result = result  # as Session.last_result: whatever the outcome
         for stream, record, quiet in self._events(entry):
-            getattr(result, _RESULT_LISTS[stream]).append(record)
+            getattr(result, RESULT_LISTS[stream]).append(record)
             if on_event is not None and not quiet:
                 on_event(stream, record)
         result.state = str(entry.get("state", "Completed"))

@@ -261,14 +261,14 @@ class Result:
     def __repr__(self) -> str:
         counts = ", ".join(
             f"{len(getattr(self, name))} {name}"
-            for name in ("output", "errors", "warnings", "verbose", "debug", "information",
-                         "progress", "host")
+            for name in RESULT_LISTS.values()
             if getattr(self, name)
         )
         return f"<Result {self.state} in {self.duration:.3f}s: {counts or 'nothing'}>"
 
 
-_STREAM_LISTS = {
+#: stream name (:data:`hvmagic.clixml.STREAMS`) → the :class:`Result` list of its records
+RESULT_LISTS = {
     "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
     "debug": "debug", "information": "information", "progress": "progress", "host": "host",
 }
@@ -833,7 +833,7 @@ class Session:
             record = event.record
             stream = event.stream
             result = run.result
-            getattr(result, _STREAM_LISTS[stream]).append(record)
+            getattr(result, RESULT_LISTS[stream]).append(record)
             if stream == "information" and isinstance(record, InformationRecord) and (
                 record.is_host_output
             ):
@@ -949,7 +949,7 @@ class Session:
             due.remove(text)
         else:
             record = InformationalRecord({"InformationalRecord_Message": text}, [], text)
-            getattr(run.result, _STREAM_LISTS[stream]).append(record)
+            getattr(run.result, RESULT_LISTS[stream]).append(record)
             if run.on_event is not None:
                 run.on_event(stream, record)
         if call.needs_response:

@@ -81,7 +81,6 @@ from hvmagic.clixml.values import (
     InformationRecord,
     ProgressRecord,
     PSCredential,
-    PSEnum,
     PSObject,
     SecureString,
 )
@@ -224,7 +223,6 @@ ClientEvent = (
 # hvmagic values → the wire (parameters and host responses)
 # ------------------------------------------------------------------------------------------
 
-_I32 = (-(2**31), 2**31 - 1)
 #: the most levels a parameter's value may nest: a CREATE_PIPELINE message holds it 7 levels
 #: below its top (PowerShell → Cmds → Command → Args → CommandParameter …), and PowerShell's
 #: deserializer refuses a message deeper than :data:`~hvmagic.clixml.encode.POWERSHELL_MAX_DEPTH`
@@ -259,34 +257,7 @@ def _as(cls: type[PSObject], value: Any) -> PSObject:
 def _progress_record(value: Any) -> ProgressRecord:
     if isinstance(value, ProgressRecord):
         return value
-    props = value.properties if isinstance(value, PSObject) else {}
-
-    def number(name: str, default: int) -> int:
-        raw = props.get(name)
-        try:
-            value = int(raw) if raw is not None else default
-        except (TypeError, ValueError, OverflowError):  # OverflowError: a Double infinity
-            return default
-        # the fields are Int32 in .NET; a guest sending 1E+100000 as a Decimal gets the default
-        # rather than a 100 000-digit int that str() refuses to print
-        return value if _I32[0] <= value <= _I32[1] else default
-
-    kind = props.get("Type", props.get("RecordType", "Processing"))
-    record_type = str(kind)
-    if isinstance(kind, int) and not isinstance(kind, PSEnum):
-        record_type = "Completed" if kind == 1 else "Processing"
-    status = props.get("StatusDescription")
-    operation = props.get("CurrentOperation")
-    return ProgressRecord(
-        activity=str(props.get("Activity") or ""),
-        activity_id=number("ActivityId", 0),
-        status_description=None if status is None else str(status),
-        current_operation=None if operation is None else str(operation),
-        parent_activity_id=number("ParentActivityId", -1),
-        percent_complete=number("PercentComplete", -1),
-        seconds_remaining=number("SecondsRemaining", -1),
-        record_type=record_type,
-    )
+    return ProgressRecord.from_properties(value if isinstance(value, PSObject) else {})
 
 
 def normalise_record(stream: str, value: Any) -> Any:
