@@ -76,7 +76,7 @@ from hvmagic.fleets import (
     run_target,
 )
 from hvmagic.session import STOP_TIMEOUT
-from hvmagic.sessionlike import SessionLike
+from hvmagic.sessionlike import RESULT_LISTS, SessionLike
 
 try:  # the optional extra: hvmagic[fleet]
     from distributed import WorkerPlugin
@@ -90,10 +90,6 @@ RESOURCE_PREFIX = "hyperv:"
 HOSTS_ENV = "HVMAGIC_FLEET_HOSTS"
 _POLL = 0.25  # how often the client checks that the workers it waits on are alive
 
-#: the records replayed to on_event, in this order, when a target's result arrives
-_REPLAY = (("output", "output"), ("error", "errors"), ("warning", "warnings"),
-           ("verbose", "verbose"), ("debug", "debug"), ("information", "information"),
-           ("progress", "progress"), ("host", "host"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +382,7 @@ class DaskRunner:
                 outcome.duration = time.monotonic() - submitted
             outcomes[target.key] = outcome
             if on_event is not None:
-                for stream, attribute in _REPLAY:
+                for stream, attribute in RESULT_LISTS.items():  # in the streams' order
                     for record in getattr(outcome.result, attribute):
                         on_event(target, stream, record)
 

@@ -77,7 +77,7 @@ from hvmagic.errors import (
     UnsupportedPlatformError,
 )
 from hvmagic.session import STOP_TIMEOUT
-from hvmagic.sessionlike import Result, SessionLike
+from hvmagic.sessionlike import RESULT_LISTS, Result, SessionLike
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -533,12 +533,6 @@ def _unusable(session: SessionLike) -> bool:
     return bool(getattr(session, "broken", False) or getattr(session, "closed", False))
 
 
-_STREAM_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -578,7 +572,7 @@ def run_target(
     partial = outcome.result
 
     def record(stream: str, value: Any) -> None:
-        getattr(partial, _STREAM_LISTS.get(stream, "output")).append(value)
+        getattr(partial, RESULT_LISTS.get(stream, "output")).append(value)
         if on_event is not None:
             on_event(stream, value)
 

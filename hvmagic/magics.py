@@ -244,8 +244,9 @@ class VmMagics(Magics):
               help="direct = PowerShell Direct over hvsocket; process = a local pwsh / "
                    "powershell.exe -s (with --host localhost: then New-PSSession -VMName, as "
                    "auto does on a Hyper-V host whose Python is older than 3.12); sim = the "
-                   "demo guest (a local PowerShell with simulated Windows data); replay = a recording; with --host: winrm "
-                   "(default) or ssh to the Hyper-V host, then New-PSSession -VMName")
+                   "demo guest (a local PowerShell with simulated Windows data); replay = a "
+                   "recording; with --host: winrm (default) or ssh to the Hyper-V host, then "
+                   "New-PSSession -VMName")
     @argument("--host", default=None, metavar="HV01",
               help="the VM's Hyper-V host: PowerShell Direct from there (hvmagic.hop)")
     @argument("--host-user", default=None, metavar="U",

@@ -85,10 +85,7 @@ from hvmagic import filecopy
 from hvmagic.clixml.values import (
     InformationalRecord,
     InformationRecord,
-    PSCredential,
-    PSObject,
     PSVersion,
-    SecureString,
 )
 from hvmagic.errors import (
     EncodeError,
@@ -121,10 +118,11 @@ from hvmagic.psrp.client import (
     PoolOpened,
     PSRPClient,
 )
-from hvmagic.sessionlike import CopyProgress, CopyResult, OnEvent, Result
+from hvmagic.secrets import contains_secret
+from hvmagic.sessionlike import RESULT_LISTS, CopyProgress, CopyResult, OnEvent, Result
 from hvmagic.transports.base import Transport
 
-__all__ = ["WRAPPER_SCRIPT", "OnEvent", "Result", "Session", "open_session"]
+__all__ = ["RESULT_LISTS", "WRAPPER_SCRIPT", "OnEvent", "Result", "Session", "open_session"]
 
 #: The fixed script every run sends; the user's script and values are its parameters.
 #: Dot-sourced (``UseLocalScope=false``) so it runs in the runspace's scope. Why it is built so:
@@ -215,13 +213,6 @@ class _InterruptsDeferred:
             previous(*self._caught)  # raises KeyboardInterrupt now that the section is done
 
 
-_STREAM_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
-
-
-
 @dataclass
 class _Run:
     pipeline_id: uuid.UUID
@@ -246,20 +237,6 @@ def _overdue(deadline: float | None) -> bool:
 
 class _Broken(Exception):
     """Internal: the inbox delivered a transport failure."""
-
-
-def _contains_secret(value: Any, depth: int = 0) -> bool:
-    if depth > 64:
-        return False
-    if isinstance(value, (SecureString, PSCredential)):
-        return True
-    if isinstance(value, PSObject):
-        return any(_contains_secret(v, depth + 1) for v in value.properties.values())
-    if isinstance(value, Mapping):
-        return any(_contains_secret(v, depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_contains_secret(v, depth + 1) for v in value)
-    return False
 
 
 _VERSION_TEXT = re.compile(r"(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?")
@@ -429,7 +406,7 @@ class Session:
         self, script: str, variables: dict[str, Any], timeout: float | None,
         on_event: OnEvent | None,
     ) -> Result:
-        if _contains_secret(variables):
+        if contains_secret(variables):
             self._ensure_key()
         started = time.monotonic()
         with self._lock:
@@ -812,7 +789,7 @@ class Session:
             record = event.record
             stream = event.stream
             result = run.result
-            getattr(result, _STREAM_LISTS[stream]).append(record)
+            getattr(result, RESULT_LISTS[stream]).append(record)
             if stream == "information" and isinstance(record, InformationRecord) and (
                 record.is_host_output
             ):
@@ -912,7 +889,7 @@ class Session:
                 raise  # Ctrl-C at a prompt on the caller's thread: the run stops the pipeline
             self._respond(call, None, "the prompt was cancelled", run)
             return
-        if _contains_secret(value) and not self._client.key_exchanged:
+        if contains_secret(value) and not self._client.key_exchanged:
             self._respond(call, None, "the session key has not been exchanged yet; "
                                       "pass secrets as parameters instead", run)
             return
@@ -928,7 +905,7 @@ class Session:
             due.remove(text)
         else:
             record = InformationalRecord({"InformationalRecord_Message": text}, [], text)
-            getattr(run.result, _STREAM_LISTS[stream]).append(record)
+            getattr(run.result, RESULT_LISTS[stream]).append(record)
             if run.on_event is not None:
                 run.on_event(stream, record)
         if call.needs_response:

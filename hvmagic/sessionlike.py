@@ -27,10 +27,19 @@ from hvmagic.clixml.values import (
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["CopiedFile", "CopyProgress", "CopyResult", "OnEvent", "Result", "SessionLike"]
+__all__ = [
+    "RESULT_LISTS", "CopiedFile", "CopyProgress", "CopyResult", "OnEvent", "Result", "SessionLike",
+]
 
 #: ``on_event(stream, record)``: called live for every record of a run (see Session.run)
 OnEvent = Callable[[str, Any], None]
+
+
+#: stream name (:data:`hvmagic.clixml.STREAMS`) → the :class:`Result` list of its records
+RESULT_LISTS = {
+    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
+    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
+}
 
 
 @dataclass
@@ -69,8 +78,7 @@ class Result:
     def __repr__(self) -> str:
         counts = ", ".join(
             f"{len(getattr(self, name))} {name}"
-            for name in ("output", "errors", "warnings", "verbose", "debug", "information",
-                         "progress", "host")
+            for name in RESULT_LISTS.values()
             if getattr(self, name)
         )
         return f"<Result {self.state} in {self.duration:.3f}s: {counts or 'nothing'}>"

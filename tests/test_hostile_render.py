@@ -26,7 +26,8 @@ from hvmagic import display
 from hvmagic.clixml import loads
 from hvmagic.clixml.values import PSObject, SecureString, bounded_text
 from hvmagic.frames import to_dataframe
-from hvmagic.recording import _decode_event, _encode_event, redact
+from hvmagic.recording import _decode_event, _encode_event
+from hvmagic.secrets import redact
 from hvmagic.testing import FakeGuest, HandlerContext
 
 NS = 'xmlns="http://schemas.microsoft.com/powershell/2004/04"'

@@ -14,7 +14,7 @@ from hvmagic.clixml.decode import (
     loads_streams,
     unescape,
 )
-from hvmagic.clixml.encode import PSCustomObject, dumps, dumps_document, escape
+from hvmagic.clixml.encode import MAX_DEPTH, PSCustomObject, dumps, dumps_document, escape
 from hvmagic.clixml.values import (
     STREAMS,
     ErrorRecord,
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_OBJECTS",
+    "MAX_DEPTH",
     "STREAMS",
     "ErrorRecord",
     "InformationRecord",

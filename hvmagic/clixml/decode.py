@@ -754,17 +754,16 @@ def _parse(
     return out, streams
 
 
+#: the fields of a ``<PR>`` element by PowerShell's property names
+_PR_PROPERTIES = {"AV": "Activity", "AI": "ActivityId", "SD": "StatusDescription",
+                  "S": "CurrentOperation", "PI": "ParentActivityId", "PC": "PercentComplete",
+                  "SR": "SecondsRemaining", "T": "Type"}
+
+
 def _progress(fields: dict[str, Any]) -> ProgressRecord:
-    record_type = fields.get("T", "Processing")
-    return ProgressRecord(
-        activity=fields.get("AV") or "",
-        activity_id=fields.get("AI", 0),
-        status_description=fields.get("SD"),
-        current_operation=fields.get("S", fields.get("Nil")),
-        parent_activity_id=fields.get("PI", -1),
-        percent_complete=fields.get("PC", -1),
-        seconds_remaining=fields.get("SR", -1),
-        record_type=str(record_type),
+    return ProgressRecord.from_properties(
+        {_PR_PROPERTIES[tag]: value for tag, value in fields.items() if tag in _PR_PROPERTIES},
+        strict=True,
     )
 
 
@@ -1223,15 +1222,6 @@ def use_fast_path(module: Any) -> None:
 def _progress_from_properties(obj: PSObject) -> ProgressRecord:
     """PROGRESS_RECORD (MS-PSRP 2.2.2.25) is a property bag, not a ``<PR>`` element."""
     try:
-        return ProgressRecord(
-            activity=str(obj.get("Activity") or ""),
-            activity_id=int(obj.get("ActivityId", 0)),
-            status_description=obj.get("StatusDescription"),
-            current_operation=obj.get("CurrentOperation"),
-            parent_activity_id=int(obj.get("ParentActivityId", -1)),
-            percent_complete=int(obj.get("PercentComplete", -1)),
-            seconds_remaining=int(obj.get("SecondsRemaining", -1)),
-            record_type=str(obj.get("Type", "Processing")),
-        )
-    except (TypeError, ValueError, ArithmeticError) as exc:  # int(inf): OverflowError
+        return ProgressRecord.from_properties(obj, strict=True)
+    except ValueError as exc:
         raise DecodeError(f"malformed PROGRESS_RECORD: {exc}") from exc
