@@ -13,8 +13,12 @@
         'Get-WindowsFeature', 'Install-WindowsFeature', 'Get-DscConfigurationStatus',
         'Test-DscConfiguration', 'Get-DscLocalConfigurationManager', 'Restart-Computer',
         'hostname', 'whoami', 'Stop-Computer', 'Stop-Process', 'Set-Service',
-        'Uninstall-WindowsFeature', 'Start-DscConfiguration')
-    AliasesToExport = @('Add-WindowsFeature', 'Remove-WindowsFeature')
+        'Uninstall-WindowsFeature', 'Start-DscConfiguration',
+        'Get-NetAdapter', 'Get-ItemProperty', 'Get-ItemPropertyValue')
+    # with Windows' aliases that PowerShell on Linux/macOS lacks (the .psm1 exports those absent)
+    AliasesToExport = @('Add-WindowsFeature', 'Remove-WindowsFeature', 'ac', 'cat', 'clear',
+        'compare', 'cp', 'cpp', 'diff', 'kill', 'ls', 'man', 'mount', 'mv', 'ps', 'rm', 'rmdir',
+        'sleep', 'sort', 'start', 'tee', 'write', 'gsv', 'sasv', 'spsv', 'gwmi', 'gcim')
     CmdletsToExport = @()
     VariablesToExport = @()
 }
