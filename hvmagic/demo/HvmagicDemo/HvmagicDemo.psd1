@@ -1,6 +1,8 @@
 @{
     # hvmagic's demo guest: real PowerShell answering with SIMULATED Windows data (see the .psm1)
     RootModule = 'HvmagicDemo.psm1'
+    # the table views Windows' own modules give these objects (Get-Volume's sizes ...)
+    FormatsToProcess = @('HvmagicDemo.format.ps1xml')
     ModuleVersion = '0.1.0'
     GUID = '5b0f7f0e-4d53-4a3e-9a43-6f1d2c9a8e51'
     Author = 'hvmagic'
