@@ -276,6 +276,42 @@ def is_format_output(values: Sequence[Any]) -> bool:
     )
 
 
+#: type names of Get-Help's answer for one topic (``HelpInfoShort``, a list of topics, is a table)
+_HELP_TYPES = frozenset({"HelpInfo", "MamlCommandHelpInfo", "CmdletHelpInfo",
+                         "ExtendedCmdletHelpInfo", "ProviderHelpInfo", "AliasHelpInfo"})
+
+
+def is_help_output(values: Sequence[Any]) -> bool:
+    """True when every value is Get-Help's help object for one topic (PowerShell prints it as
+    text through its help views; a table of its parts would be noise)."""
+    return bool(values) and all(
+        isinstance(v, PSObject) and (v.type_name or "").split("#")[0] in _HELP_TYPES
+        for v in values
+    )
+
+
+def render_help(values: Sequence[Any]) -> MimeBundle:
+    """Get-Help's answer shown as its name and synopsis, with the way to PowerShell's full
+    text: the help object is PowerShell's data for its help view, not a table."""
+    lines = []
+    for value in values:
+        details = value.get("details")
+        name = value.get("Name") or (
+            details.get("name") if isinstance(details, Mapping) else None) or "?"
+        synopsis = str(value.get("Synopsis") or "").strip()
+        lines.append(f"{name}: {synopsis}" if synopsis else str(name))
+    names = [str(v.get("Name") or "") for v in values]
+    hint = (f"This is PowerShell's help object; `Get-Help {names[0]} | Out-String` prints the "
+            "help text as PowerShell shows it (add -Full or -Examples for more), and Shift-Tab "
+            "on a command in a %%vmps cell shows its synopsis and syntax.")
+    text = "\n".join(lines)
+    return {
+        "text/plain": f"{text}\n[{hint}]",
+        "text/html": f'<pre class="hvmagic-text">{html.escape(text)}</pre>'
+                     f'<div class="hvmagic-notice"><em>{html.escape(hint)}</em></div>',
+    }
+
+
 def render_notice(text: str) -> MimeBundle:
     """A one-paragraph hint shown instead of (or beside) a result."""
     return {

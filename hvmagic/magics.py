@@ -1290,6 +1290,9 @@ class VmMagics(Magics):
         if hvdisplay.is_format_output(values):
             hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
             return
+        if hvdisplay.is_help_output(values):
+            hvdisplay.publish(hvdisplay.render_help(values))
+            return
         from hvmagic.frames import to_dataframe
 
         try:
@@ -1323,6 +1326,10 @@ class VmMagics(Magics):
             # Format-Table/-List emit layout instructions, not data: a frame of them is noise
             if not in_order:
                 hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
+            return values
+        if hvdisplay.is_help_output(values):
+            if not in_order:
+                hvdisplay.publish(hvdisplay.render_help(values))
             return values
         try:
             frame = result.frame(columns)

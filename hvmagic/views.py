@@ -440,6 +440,9 @@ _view("Microsoft.PowerShell.Commands.MemberDefinition", "PowerShellCore.format.p
       "Name", "MemberType", "Definition")
 _view("System.Management.Automation.PSVariable", "PowerShellCore.format.ps1xml 'Variable'",
       "Name", "Value")
+# Get-Help's list of topics (Get-Help *-Item); a single topic is text (display.render_help)
+_view("HelpInfoShort", "HelpV3.format.ps1xml", "Name", "Category", ("Module", "ModuleName"),
+      "Synopsis")
 _view("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (5.1)",
       "ModuleType", "Version", "Name", ("ExportedCommands", _keys("ExportedCommands")))
 _view7("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (7.x)",

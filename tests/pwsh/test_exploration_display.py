@@ -118,3 +118,24 @@ def test_information_is_shown_as_powershells_client_shows_it(
 ) -> None:
     displayed, _ = own_client[name]
     assert _shown_live(shared_pwsh_session, INFORMATION[name]) == displayed
+
+
+def test_get_help_shows_the_synopsis_not_a_table_of_its_parts(demo: Session) -> None:
+    # was: a one-row table of details/parameters/syntax/xmlns:maml ... cells
+    result = demo.run("Get-Help Get-Service")
+    assert display.is_help_output(result.output)
+    shown = display.render_help(result.output)["text/plain"].splitlines()
+    synopsis = demo.run("(Get-Help Get-Service).Synopsis").output[0]
+    assert shown[0] == f"Get-Service: {synopsis}"
+    assert "Get-Help Get-Service | Out-String" in shown[1]
+    # and PowerShell's text, the one the hint points to, says the same
+    assert synopsis in demo.run("Get-Help Get-Service | Out-String").output[0]
+
+
+def test_a_list_of_help_topics_is_powershells_table(demo: Session) -> None:
+    result = demo.run("Get-Help *-Service")
+    headers, rows = _powershell_table(demo, "Get-Help *-Service")
+    shown = result.frame(labels=True)
+    assert list(shown.columns) == headers == ["Name", "Category", "Module", "Synopsis"]
+    assert shown["Name"].tolist() == [row[0] for row in rows]
+    assert not display.is_help_output(result.output)
