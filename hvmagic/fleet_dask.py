@@ -79,6 +79,7 @@ from hvmagic.fleets import (
     run_target,
 )
 from hvmagic.session import STOP_TIMEOUT
+from hvmagic.sessionlike import SessionLike
 
 try:  # the optional extra: hvmagic[fleet]
     from distributed import WorkerPlugin
@@ -92,6 +93,7 @@ RESOURCE_PREFIX = "hyperv:"
 HOSTS_ENV = "HVMAGIC_FLEET_HOSTS"
 _POLL = 0.5  # how often the client checks that the workers it waits on are alive
 _PUMP = 0.1  # how often the client hands the workers' live records to the callbacks
+
 
 # --------------------------------------------------------------------------------------------
 # worker side
@@ -110,7 +112,7 @@ class _WorkerState:
         self.pool = SessionPool(self.connect, credentials=plugin.credentials,
                                 connect_timeout=plugin.connect_timeout)
         self._lock = threading.Lock()
-        self.running: dict[str, dict[tuple[str, str], Any]] = {}
+        self.running: dict[str, dict[tuple[str, str], SessionLike]] = {}
         self.cancelled: dict[str, threading.Event] = {}
         self._own_resolver: HostShellResolver | None = None
 
@@ -159,7 +161,7 @@ class _WorkerState:
             self._own_resolver.close()
 
 
-def _connect_here(target: Target, **kwargs: Any) -> Any:
+def _connect_here(target: Target, **kwargs: Any) -> SessionLike:
     """The worker is on the target's host: connect locally (PowerShell Direct), no hop."""
     return connect_target(Target(target.name, None, target.options), **kwargs)
 

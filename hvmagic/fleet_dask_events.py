@@ -33,6 +33,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from hvmagic.sessionlike import RESULT_LISTS
+
 if TYPE_CHECKING:  # pragma: no cover
     from hvmagic.fleet_events import FleetReporter
     from hvmagic.fleet_results import Target, TargetResult
@@ -51,11 +53,6 @@ FLUSH_SECONDS = 0.1
 
 #: the key that marks an event as a fleet's (the client's topic carries Dask's own events too)
 _MARK = "hvmagic-fleet"
-
-#: the records of a Result, by stream, as on_event names them
-STREAM_LISTS = (("output", "output"), ("error", "errors"), ("warning", "warnings"),
-                ("verbose", "verbose"), ("debug", "debug"), ("information", "information"),
-                ("progress", "progress"), ("host", "host"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +209,7 @@ class LiveRun:
         counts = self._delivered.get(label, {})
         self._finished.add(label)
         if self._reporter.wants_events:
-            for stream, attribute in STREAM_LISTS:
+            for stream, attribute in RESULT_LISTS.items():  # in the streams' order
                 if stream == "output" and not self._output:
                     continue
                 for record in getattr(outcome.result, attribute)[counts.get(stream, 0):]:

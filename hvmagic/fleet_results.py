@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hvmagic.clixml.values import PSCredential
 from hvmagic.errors import FleetError
-from hvmagic.session import Result
+from hvmagic.sessionlike import Result, SessionLike
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -68,7 +68,7 @@ class Target:
 
 CredentialValue = PSCredential | str | None
 CredentialSource = CredentialValue | Callable[[Target], CredentialValue]
-ConnectFunction = Callable[..., Any]
+ConnectFunction = Callable[..., SessionLike]
 #: ``resolver(host, pattern, running_only=...)`` → the VM names on ``host`` matching ``pattern``
 Resolver = Callable[..., list[str]]
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hvmagic import connection
 from hvmagic.clixml.values import PSCredential
 from hvmagic.errors import (
     HvMagicError,
@@ -29,7 +30,7 @@ from hvmagic.fleet_results import (
     TargetResult,
     is_glob,
 )
-from hvmagic.session import Result
+from hvmagic.sessionlike import RESULT_LISTS, Result, SessionLike
 
 __all__ = [
     "RESOLVE_SCRIPT",
@@ -86,15 +87,13 @@ def credential_kwargs(value: CredentialValue) -> dict[str, Any]:
     return {}
 
 
-def connect_target(target: Target, **kwargs: Any) -> Any:
+def connect_target(target: Target, **kwargs: Any) -> SessionLike:
     """The default connect function: :func:`hvmagic.connect` with the target's options,
     ``host=`` when the target names one, and the fleet's credential/timeout keywords."""
-    from hvmagic.session import connect
-
     options = {**target.options, **kwargs}
     if target.host is not None:
         options.setdefault("host", target.host)
-    return connect(target.name, **options)
+    return connection.connect(target.name, **options)
 
 
 #: Lists the running (or all) VMs on a Hyper-V host whose name matches a wildcard pattern.
@@ -120,9 +119,9 @@ class HostShellResolver:
     are kept until :meth:`close`.
     """
 
-    def __init__(self, open_host: Callable[[str | None], Any] | None = None) -> None:
+    def __init__(self, open_host: Callable[[str | None], SessionLike] | None = None) -> None:
         self._open_host = open_host or open_host_shell
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[str, SessionLike] = {}
         self._lock = threading.Lock()
 
     def __call__(self, host: str | None, pattern: str, *, running_only: bool = True) -> list[str]:
@@ -159,8 +158,8 @@ def open_host_shell(
     host_credential: PSCredential | None = None,
     host_options: Mapping[str, Any] | None = None,
     timeout: float | None = None,
-    connect: ConnectFunction | None = None,
-) -> Any:
+    connect: Callable[..., SessionLike] | None = None,
+) -> SessionLike:
     """A PowerShell session on Hyper-V ``host`` itself, to ask it for its VMs.
 
     A named host is reached as :func:`hvmagic.connect` reaches it for a hop (``via`` ``"ssh"`` or
@@ -187,11 +186,7 @@ def open_host_shell(
             "host_options": {k: v for k, v in (host_options or {}).items()
                              if k not in _HOP_ONLY_OPTIONS},
         }
-    if connect is None:
-        from hvmagic.session import connect as session_connect
-
-        connect = session_connect
-    return connect(name, via=via, **options)
+    return (connect or connection.connect)(name, via=via, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,13 +202,13 @@ class SessionPool:
         *,
         credentials: Mapping[str, CredentialSource] | None = None,
         connect_timeout: float | None = None,
-        adopted: Mapping[Target, Any] | None = None,
+        adopted: Mapping[Target, SessionLike] | None = None,
     ) -> None:
         self._connect = connect
         self._credentials = credentials
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._sessions: dict[tuple[str, str], Any] = {}
+        self._sessions: dict[tuple[str, str], SessionLike] = {}
         self._adopted: set[tuple[str, str]] = set()
         self._closed = False
         for target, session in (adopted or {}).items():
@@ -223,7 +218,7 @@ class SessionPool:
     def get(
         self, target: Target, *, connect: ConnectFunction | None = None,
         credential: Mapping[str, Any] | None = None,
-    ) -> Any:
+    ) -> SessionLike:
         """The target's open session, connecting when there is none or it broke.
 
         ``connect``/``credential`` (connect keywords) override the pool's own for this
@@ -262,7 +257,7 @@ class SessionPool:
             with contextlib.suppress(Exception):
                 session.close()
 
-    def peek(self, target: Target) -> Any:
+    def peek(self, target: Target) -> SessionLike | None:
         with self._lock:
             return self._sessions.get(target.key)
 
@@ -283,14 +278,9 @@ class SessionPool:
                 session.close()
 
 
-def _unusable(session: Any) -> bool:
+def _unusable(session: SessionLike) -> bool:
+    # getattr: an adopted session (%vmconnect --session) may be any object with run()
     return bool(getattr(session, "broken", False) or getattr(session, "closed", False))
-
-
-_STREAM_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -305,7 +295,7 @@ def run_target(
     parameters: Mapping[str, Any] | None,
     timeout: float | None,
     on_event: Callable[[str, Any], None] | None = None,
-    running: dict[tuple[str, str], Any] | None = None,
+    running: dict[tuple[str, str], SessionLike] | None = None,
     cancelled: threading.Event | None = None,
     *,
     connect: ConnectFunction | None = None,
@@ -332,7 +322,7 @@ def run_target(
     partial = outcome.result
 
     def record(stream: str, value: Any) -> None:
-        getattr(partial, _STREAM_LISTS.get(stream, "output")).append(value)
+        getattr(partial, RESULT_LISTS.get(stream, "output")).append(value)
         if on_event is not None:
             on_event(stream, value)
 

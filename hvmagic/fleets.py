@@ -52,20 +52,18 @@ name (its password then comes from ``HVMAGIC_PASSWORD``/keyring/prompt as for ``
 a callable ``(Target) -> either``; exact names win over globs, globs match in mapping order.
 They are handed to the connect function only — never stored on results or shown.
 
-Backends
---------
-``cluster=`` hands the targets to a :class:`FleetBackend` instead of this kernel's threads: an
-object with the backend's methods is used as it is; any other object is wrapped by the backend
-registered under the name of its package in :data:`BACKENDS` — a ``distributed.Client`` by
-:class:`hvmagic.fleet_dask.DaskRunner`, which runs each target on the worker serving its host.
-The backend imports this module, never the other way round.
+Remote runners
+--------------
+A :class:`Fleet` given ``remote=`` (a :class:`RemoteRunner`) hands its targets to it instead of
+this kernel's threads; :func:`hvmagic.fleet` (:mod:`hvmagic.fleet_factory`) builds the Dask one
+(:mod:`hvmagic.fleet_dask`) for ``cluster=``, so this module never imports Dask's runner (which
+imports this module).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import importlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -104,9 +102,9 @@ from hvmagic.fleet_sessions import (
     run_target,
 )
 from hvmagic.session import STOP_TIMEOUT
+from hvmagic.sessionlike import SessionLike
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_THROTTLE",
     "RESOLVE_SCRIPT",
     "STATES",
@@ -114,22 +112,20 @@ __all__ = [
     "CredentialSource",
     "CredentialValue",
     "Fleet",
-    "FleetBackend",
     "FleetInterrupted",
     "FleetProgress",
     "FleetResult",
     "HostShellResolver",
     "OnFleetEvent",
     "OnFleetProgress",
+    "RemoteRunner",
     "Resolver",
     "SessionPool",
     "Target",
     "TargetResult",
-    "backend_for",
     "connect_target",
     "credential_for",
     "credential_kwargs",
-    "fleet",
     "frame_outcomes",
     "is_glob",
     "open_host_shell",
@@ -148,12 +144,13 @@ _WAIT_POLL = 0.2  # the caller's wait loop wakes this often, so Ctrl-C is handle
 
 
 @runtime_checkable
-class FleetBackend(Protocol):
-    """Runs a fleet's targets somewhere else than this kernel's threads (see :data:`BACKENDS`).
+class RemoteRunner(Protocol):
+    """Runs a fleet's targets elsewhere than this kernel's threads (the Dask runner of
+    :mod:`hvmagic.fleet_dask`): the fleet hands it name resolution and runs.
 
     ``run`` returns an outcome per target key (a target it could not place is an outcome too)
     and reports through ``reporter`` (:class:`~hvmagic.fleet_events.FleetReporter`) as it goes;
-    on Ctrl-C it stops what runs and raises :class:`FleetInterrupted`. A backend that can keep
+    on Ctrl-C it stops what runs and raises :class:`FleetInterrupted`. A runner that can keep
     outputs where they ran honours ``lazy`` (outcomes then carry ``remote`` handles) and has a
     ``lazy_frame(outcomes, columns)`` building the lazy frame over them.
     """
@@ -167,29 +164,6 @@ class FleetBackend(Protocol):
     ) -> dict[tuple[str, str], TargetResult]: ...
 
     def close(self) -> None: ...
-
-
-#: ``cluster=`` objects by the top-level package that defines their type → the backend class
-#: (``"module:name"``) that wraps them, imported only when such a cluster is given
-BACKENDS: dict[str, str] = {"distributed": "hvmagic.fleet_dask:DaskRunner"}
-
-
-def backend_for(cluster: Any, **options: Any) -> FleetBackend:
-    """The :class:`FleetBackend` for ``cluster``: itself when it is one, else the backend
-    :data:`BACKENDS` names for its package, made with ``options`` (connect, credentials,
-    connect_timeout, resolver)."""
-    if isinstance(cluster, FleetBackend):
-        return cluster
-    package = type(cluster).__module__.split(".")[0]
-    path = BACKENDS.get(package)
-    if path is None:
-        raise TypeError(
-            f"cluster= must be a fleet backend or one of {', '.join(sorted(BACKENDS))}'s "
-            f"clients, not {type(cluster).__name__}"
-        )
-    module, _, name = path.partition(":")
-    backend: FleetBackend = getattr(importlib.import_module(module), name)(cluster, **options)
-    return backend
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,8 +186,8 @@ class Fleet:
         connect_timeout: float | None = None,
         resolver: Resolver | None = None,
         running_only: bool = True,
-        sessions: Mapping[str | Target, Any] | None = None,
-        cluster: Any = None,
+        sessions: Mapping[str | Target, SessionLike] | None = None,
+        remote: RemoteRunner | None = None,
     ) -> None:
         if throttle < 1:
             raise ValueError("throttle must be at least 1")
@@ -246,12 +220,7 @@ class Fleet:
             connect_timeout=connect_timeout, adopted=adopted,
         )
         self._run_lock = threading.Lock()
-        self._backend: FleetBackend | None = None
-        if cluster is not None:
-            self._backend = backend_for(
-                cluster, connect=connect, credentials=credentials,
-                connect_timeout=connect_timeout, resolver=resolver,
-            )
+        self._remote = remote
 
     # -- targets ---------------------------------------------------------------------------
     @property
@@ -302,8 +271,8 @@ class Fleet:
         return resolved
 
     def _resolve_on(self, host: str | None, pattern: str) -> list[str]:
-        if self._backend is not None and self._resolver is None:
-            return self._backend.resolve(host, pattern, running_only=self.running_only)
+        if self._remote is not None and self._resolver is None:
+            return self._remote.resolve(host, pattern, running_only=self.running_only)
         resolver = self._resolver
         if resolver is None:
             if self._own_resolver is None:
@@ -340,9 +309,9 @@ class Fleet:
         :meth:`FleetResult.frame` ``(lazy=True)``; the result here has every other stream."""
         if not isinstance(script, str):
             raise TypeError(f"script must be a str, not {type(script).__name__}")
-        if lazy and self._backend is None:
+        if lazy and self._remote is None:
             raise ValueError("lazy=True leaves outputs on Dask workers: it needs a fleet "
-                             "with cluster=")
+                             "with cluster= (a remote runner)")
         timeout = self.timeout if timeout is None else timeout
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -357,19 +326,19 @@ class Fleet:
                 finished=[t for t in planned if t.state != "NotStarted"],
             )
             reporter.begin()
-            if self._backend is None:
+            if self._remote is None:
                 result = self._run_local(runnable, script, parameters, timeout, reporter,
                                          started)
             else:
                 try:
-                    outcomes = self._backend.run(runnable, script, parameters, timeout,
+                    outcomes = self._remote.run(runnable, script, parameters, timeout,
                                                  reporter, self.throttle, started, lazy=lazy)
                 except FleetInterrupted as exc:
                     merged = self._merge({t.target.key: t for t in exc.result}, started)
                     raise FleetInterrupted(str(exc), merged) from None
                 result = self._merge(outcomes, started)
                 if lazy:
-                    result._lazy_frame = getattr(self._backend, "lazy_frame", None)
+                    result._lazy_frame = getattr(self._remote, "lazy_frame", None)
             reporter.raise_callback_error()
             return result
         finally:
@@ -388,7 +357,7 @@ class Fleet:
         timeout: float | None, reporter: FleetReporter, started: float,
     ) -> FleetResult:
         outcomes: dict[tuple[str, str], TargetResult] = {}
-        running: dict[tuple[str, str], Any] = {}
+        running: dict[tuple[str, str], SessionLike] = {}
         cancelled = threading.Event()
 
         def one(target: Target) -> TargetResult:
@@ -445,8 +414,8 @@ class Fleet:
         self._pool.close(keep_sessions=keep_sessions)
         if self._own_resolver is not None:
             self._own_resolver.close()
-        if self._backend is not None:
-            self._backend.close()
+        if self._remote is not None:
+            self._remote.close()
 
     def __enter__(self) -> Fleet:
         return self
@@ -455,52 +424,9 @@ class Fleet:
         self.close()
 
     def __repr__(self) -> str:
-        where = (f"on {type(self._backend).__name__}" if self._backend is not None
+        where = (f"on {type(self._remote).__name__}" if self._remote is not None
                  else f"throttle {self.throttle}")
         count = f"{len(self._resolved)} target(s)" if self._resolved is not None else (
             f"{len(self._specs)} spec(s), unresolved")
         return f"<Fleet {count}, {where}, {len(self._pool)} open session(s)>"
 
-
-def fleet(
-    targets: str | Target | Sequence[str | Target],
-    *,
-    host: str | Sequence[str | None] | None = None,
-    hosts: str | Sequence[str | None] | None = None,
-    throttle: int = DEFAULT_THROTTLE,
-    timeout: float | None = None,
-    connect: ConnectFunction | None = None,
-    connect_options: Mapping[str, Any] | None = None,
-    credentials: Mapping[str, CredentialSource] | None = None,
-    connect_timeout: float | None = None,
-    resolver: Resolver | None = None,
-    running_only: bool = True,
-    sessions: Mapping[str | Target, Any] | None = None,
-    cluster: Any = None,
-) -> Fleet:
-    """A :class:`Fleet` over ``targets``: ``"web*,db1"``, a list of names/globs/:class:`Target`.
-
-    ``host`` (or ``hosts``: a name, ``"hv01,hv02"`` or a list) are the Hyper-V hosts names and
-    globs are resolved on, with ``Get-VM`` in a shell on each host, and whose VMs are then
-    reached through that host (:mod:`hvmagic.hop`); default: this machine. ``connect_options``:
-    :func:`hvmagic.connect` keywords for every target *and* the host shells that resolve them —
-    ``via`` (``"ssh"``/``"winrm"``), ``host_username``, ``host_credential``, ``host_options``
-    (``port``, ``identity_file``, ``ssh_config`` …). ``throttle``: at most this many targets at
-    once. ``timeout``: per target, per run (``run(timeout=)`` overrides). ``connect(target,
-    **kwargs)``: opens a target's session (default :func:`connect_target`). ``credentials``:
-    see the module docstring. ``sessions``: already open sessions to use (never closed by the
-    fleet). ``cluster``: a fleet backend or a ``distributed.Client`` (:data:`BACKENDS`).
-    """
-    if host is not None and hosts is not None:
-        raise TypeError("give host= or hosts=, not both")
-    hosts = host if hosts is None else hosts
-    if isinstance(targets, (str, Target)):
-        targets = [targets]
-    if isinstance(hosts, str):
-        hosts = split_targets(hosts)
-    return Fleet(
-        list(targets), hosts=hosts, throttle=throttle, timeout=timeout, connect=connect,
-        connect_options=connect_options, credentials=credentials,
-        connect_timeout=connect_timeout, resolver=resolver, running_only=running_only,
-        sessions=sessions, cluster=cluster,
-    )

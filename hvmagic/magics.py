@@ -42,7 +42,6 @@ from __future__ import annotations
 import atexit
 import fnmatch
 import getpass
-import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -60,11 +59,13 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
+from hvmagic import connection, fleet_factory, fleets, hop
 from hvmagic import display as hvdisplay
 from hvmagic.cellmode import PowerShellCellMode
 from hvmagic.clixml.values import PSCredential, SecureString
 from hvmagic.completion import install as install_completion
 from hvmagic.credentials import get_password
+from hvmagic.doctor import explain as explain_failure
 from hvmagic.errors import (
     EncodeError,
     FileCopyError,
@@ -77,6 +78,8 @@ from hvmagic.errors import (
 )
 from hvmagic.filecopy import advice as copy_advice
 from hvmagic.fleet_display import FleetLiveDisplay
+from hvmagic.fleets import FleetResult, Target
+from hvmagic.frames import to_dataframe
 from hvmagic.magic_args import (
     check_identifier,
     explain_unknown_arguments,
@@ -94,7 +97,10 @@ from hvmagic.magic_errors import (
     SessionLostError,
 )
 from hvmagic.notebook_host import NotebookHostUI, guest_text
+from hvmagic.recording import REPLAY_ENV
 from hvmagic.registry import SessionEntry, SessionRegistry
+from hvmagic.sessionlike import CopyResult, Result, SessionLike
+from hvmagic.transports import hvsocket
 from hvmagic.vmcopy import (
     CopyEndpoint,
     copy_progress_adapter,
@@ -111,17 +117,19 @@ LAST_RESULT_VAR = "_vmps_result"
 # what a failed run leaves, and how it is reported
 
 
-def _partial_result(session: Any, exc: BaseException, earlier: Any) -> Any:
+def _partial_result(
+    session: SessionLike, exc: BaseException, earlier: Result | None
+) -> Result | None:
     """The Result a failed run left: the exception's own, else the session's latest result if
     this run made one (a Ctrl-C carries none; ``earlier`` tells an older result apart)."""
-    result = getattr(exc, "result", None)
+    result: Result | None = getattr(exc, "result", None)
     if result is not None:
         return result
-    latest = getattr(session, "last_result", None)
+    latest: Result | None = getattr(session, "last_result", None)  # an adopted object may lack it
     return latest if latest is not earlier else None
 
 
-def _raise_if_broken(session: Any, entry: SessionEntry, what: str) -> None:
+def _raise_if_broken(session: SessionLike, entry: SessionEntry, what: str) -> None:
     """After a timeout or interrupt the session is only "still usable" if stopping worked."""
     if getattr(session, "broken", False):
         raise SessionLostError(
@@ -142,16 +150,9 @@ def _lost(entry: SessionEntry, exc: BaseException) -> SessionLostError:
 
 
 def _explain(exc: BaseException) -> str | None:
-    """The doctor's explanation of a connection failure, when ``hvmagic.doctor`` provides one."""
+    """The doctor's explanation of a connection failure, if it has one."""
     try:
-        doctor = importlib.import_module("hvmagic.doctor")
-    except ImportError:
-        return None
-    explain = getattr(doctor, "explain", None)
-    if not callable(explain):
-        return None
-    try:
-        text = explain(exc)
+        text = explain_failure(exc)
     except Exception:
         # the explanation is a courtesy; a bug in it must not hide the connection error itself
         return None
@@ -240,7 +241,7 @@ class VmMagics(Magics):
     @no_var_expand
     @magic_arguments()
     @argument("name", nargs="?", default=None,
-              help="VM name (or id); with --via sim a label for the simulated guest "
+              help="VM name (or id); with --via sim the name of a demo machine "
                    "(default 'demo')")
     @argument("-u", "--username", default=None,
               help="guest user (DOMAIN\\user, user@domain); the password is asked without echo")
@@ -250,8 +251,9 @@ class VmMagics(Magics):
               help="direct = PowerShell Direct over hvsocket; process = a local pwsh / "
                    "powershell.exe -s (with --host localhost: then New-PSSession -VMName, as "
                    "auto does on a Hyper-V host whose Python is older than 3.12); sim = the "
-                   "built-in simulated guest; replay = a recording; with --host: winrm "
-                   "(default) or ssh to the Hyper-V host, then New-PSSession -VMName")
+                   "demo guest (a local PowerShell with simulated Windows data); replay = a "
+                   "recording; with --host: winrm (default) or ssh to the Hyper-V host, then "
+                   "New-PSSession -VMName")
     @argument("--host", default=None, metavar="HV01",
               help="the VM's Hyper-V host: PowerShell Direct from there (hvmagic.hop)")
     @argument("--host-user", default=None, metavar="U",
@@ -318,7 +320,7 @@ class VmMagics(Magics):
             kwargs["allow_legacy"] = True
         if args.host:
             kwargs.update(_host_arguments(args))
-        # A recording, and the simulated guest "sim" that runbooks default to, answer without
+        # A recording, and the demo guest "sim" that runbooks default to, answer without
         # logging on: asking for a password would only stop a CI run (no stdin) of a runbook
         # written with -u USER. Another name with --via sim -u USER rehearses the real prompt.
         if _replaying(via, args) or (name == "sim" and via in ("auto", "sim")):
@@ -391,7 +393,7 @@ class VmMagics(Magics):
         how = {
             "auto": "",
             "python": " (an existing Session object)",
-            "sim": " via the built-in simulator",
+            "sim": "",  # the description says "demo guest ... (simulated data, pwsh)"
         }.get(entry.via, f" via {entry.via}")
         note = "; replaced the previous session of that name" if replaced else ""
         print(f"Connected {entry.alias!r}{how}: {description}. It is the default session{note}.")
@@ -607,7 +609,7 @@ class VmMagics(Magics):
             raise UsageError(f"--timeout must be positive, not {timeout}")
         return timeout
 
-    def _bind_partial(self, result: Any, columns: str | list[str], raw: bool,
+    def _bind_partial(self, result: Result | None, columns: str | list[str], raw: bool,
                       out_var: str | None) -> None:
         """Bind the partial result of a run that did not complete (timeout, Ctrl-C, error,
         broken session) to ``_vmps_result`` and the ``-o`` variable, and say it is partial."""
@@ -629,9 +631,9 @@ class VmMagics(Magics):
         print(f"{out_var} holds the {len(output)} object(s) that arrived before the pipeline "
               f"ended ({state}): a partial result.")
 
-    def _run_with_live_display(self, session: Any, script: str, parameters: dict[str, Any],
-                               timeout: float | None, live: hvdisplay.LiveRenderer,
-                               entry: SessionEntry) -> Any:
+    def _run_with_live_display(self, session: SessionLike, script: str,
+                               parameters: dict[str, Any], timeout: float | None,
+                               live: hvdisplay.LiveRenderer, entry: SessionEntry) -> Result:
         earlier = getattr(session, "last_result", None)
         try:
             return session.run(
@@ -686,7 +688,8 @@ class VmMagics(Magics):
                 print("\n".join(details))
             raise PowerShellError(_first_line(exc)) from None
 
-    def _finish_run(self, result: Any, columns: str | list[str], raw: bool, out_var: str | None,
+    def _finish_run(self, result: Result, columns: str | list[str], raw: bool,
+                    out_var: str | None,
                     raise_on_error: bool, live: hvdisplay.LiveRenderer) -> None:
         live.show_missing_errors(list(result.errors))
         value = self._show_output(result, columns, raw, out_var, live)
@@ -710,8 +713,6 @@ class VmMagics(Magics):
         """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
         without one; with ``--host``, the VMs ``Get-VM`` finds on each host, reached through it.
         Output as one frame with VMName (and HostName), then the status table."""
-        from hvmagic import fleets
-
         out_var, parameters = self._out_and_parameters(args)
         timeout = self._timeout(args)
         if args.throttle is not None and args.throttle < 1:
@@ -720,16 +721,16 @@ class VmMagics(Magics):
         options: dict[str, Any] = {}
         credentials: dict[str, Any] | None = None
         if hosts:
-            targets: list[Any] = fleets.split_targets(unquote(spec))
-            adopted: dict[Any, Any] = self._fleet_host_sessions(hosts)
+            targets: list[str | Target] = list(fleets.split_targets(unquote(spec)))
+            adopted: dict[str | Target, SessionLike] = self._fleet_host_sessions(hosts)
             options, credentials = self._fleet_host_arguments(args)
         else:
             by_alias = self._fleet_targets(spec)
             targets = list(by_alias)
             adopted = {a: s for a, s in by_alias.items() if s is not None}
-        connected: list[tuple[Any, Any]] = []
+        connected: list[tuple[Target, SessionLike]] = []
 
-        def connect(target: Any, **kwargs: Any) -> Any:  # targets without a session yet
+        def connect(target: Target, **kwargs: Any) -> SessionLike:  # targets without a session
             if target.host is not None:
                 kwargs.setdefault("host", target.host)
             session = _connect(target.name, **kwargs)
@@ -738,7 +739,7 @@ class VmMagics(Magics):
 
         live = FleetLiveDisplay(show_streams=self.show_streams,
                                 progress_style=self.progress_style)
-        fl = fleets.fleet(
+        fl = fleet_factory.fleet(
             targets, host=hosts, sessions=adopted, connect=connect, connect_options=options,
             credentials=credentials, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
         )
@@ -758,13 +759,11 @@ class VmMagics(Magics):
                              f"{', '.join(hosts)} (Get-VM on each host)")
         self._finish_fleet(result, args, out_var)
 
-    def _fleet_host_sessions(self, hosts: list[str]) -> dict[Any, Any]:
+    def _fleet_host_sessions(self, hosts: list[str]) -> dict[str | Target, SessionLike]:
         """Open sessions an earlier ``--host`` fleet cell kept (alias ``HOST/VM``) on ``hosts``,
         by target: the fleet uses them for the VMs it resolves again."""
-        from hvmagic.fleets import Target
-
         wanted = {host.casefold(): host for host in hosts}
-        adopted: dict[Any, Any] = {}
+        adopted: dict[str | Target, SessionLike] = {}
         for entry in self.sessions:
             host, _, name = entry.alias.partition("/")
             if name and host.casefold() in wanted:
@@ -803,21 +802,23 @@ class VmMagics(Magics):
             credentials = {**(credentials or {}), "*": PSCredential(args.username, password)}
         return options, credentials
 
-    def _fleet_targets(self, spec: str) -> dict[str, Any]:
+    def _fleet_targets(self, spec: str) -> dict[str, SessionLike | None]:
         """``web*,db1`` → {alias: open session} for every open session matching, and
         {name: None} for a plain name no session has (the fleet connects it)."""
-        from hvmagic import fleets
-
-        adopted: dict[str, Any] = {}
+        adopted: dict[str, SessionLike | None] = {}
         for pattern in fleets.split_targets(unquote(spec)):
             matched = [e for e in self.sessions
                        if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
             if not matched and fleets.is_glob(pattern):
                 raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
-            adopted.update({e.alias: e.session for e in matched} or {pattern: None})
+            if matched:
+                adopted.update({e.alias: e.session for e in matched})
+            else:
+                adopted[pattern] = None
         return adopted
 
-    def _keep_fleet_sessions(self, connected: list[tuple[Any, Any]], via: str) -> None:
+    def _keep_fleet_sessions(self, connected: list[tuple[Target, SessionLike]], via: str
+                             ) -> None:
         """Sessions a fleet connected persist across cells, by target label (``web1``, or
         ``hv01/web1`` through a host), not as the default."""
         for target, session in connected:
@@ -826,7 +827,7 @@ class VmMagics(Magics):
             if replaced is not None and replaced.session is not session:
                 self._close_quietly(replaced)
 
-    def _finish_fleet(self, result: Any, args: Any, out_var: str | None) -> None:
+    def _finish_fleet(self, result: FleetResult, args: Any, out_var: str | None) -> None:
         """Show the fleet's frame and status table, bind them, and raise when a target failed."""
         frame = result.frame(parse_columns(args.columns or self.default_columns))
         hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit,
@@ -842,7 +843,7 @@ class VmMagics(Magics):
                 result=result, errors=[e for t in result for e in t.result.errors],
             )
 
-    def _show_partial(self, result: Any, live: hvdisplay.LiveRenderer) -> None:
+    def _show_partial(self, result: Result | None, live: hvdisplay.LiveRenderer) -> None:
         if result is None:
             return
         live.show_missing_errors(list(getattr(result, "errors", [])))
@@ -861,8 +862,9 @@ class VmMagics(Magics):
         if hvdisplay.is_format_output(values):
             hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
             return
-        from hvmagic.frames import to_dataframe
-
+        if hvdisplay.is_help_output(values):
+            hvdisplay.publish(hvdisplay.render_help(values))
+            return
         try:
             shown = to_dataframe(values, columns, ps_version=ps_version, labels=True)
         except Exception as exc:
@@ -873,7 +875,7 @@ class VmMagics(Magics):
             return
         hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
 
-    def _show_output(self, result: Any, columns: str | list[str], raw: bool,
+    def _show_output(self, result: Result, columns: str | list[str], raw: bool,
                      out_var: str | None, live: hvdisplay.LiveRenderer | None = None) -> Any:
         values = list(result.output)
         # Output already shown in order, among stream records: show only what is left (the
@@ -894,6 +896,10 @@ class VmMagics(Magics):
             # Format-Table/-List emit layout instructions, not data: a frame of them is noise
             if not in_order:
                 hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
+            return values
+        if hvdisplay.is_help_output(values):
+            if not in_order:
+                hvdisplay.publish(hvdisplay.render_help(values))
             return values
         try:
             frame = result.frame(columns)
@@ -969,7 +975,8 @@ class VmMagics(Magics):
         return src, dst
 
     def _copy_over_session(self, entry: SessionEntry, src: CopyEndpoint, dst: CopyEndpoint,
-                           kwargs: dict[str, Any], view: hvdisplay.ProgressView) -> Any:
+                           kwargs: dict[str, Any], view: hvdisplay.ProgressView
+                           ) -> CopyResult:
         """``copy_to``/``copy_from`` in ``entry``'s session; a failure ends the progress view
         and becomes the one-line error ``%vmcopy`` shows."""
         session = entry.session
@@ -1141,21 +1148,17 @@ def _replaying(via: str, args: Any) -> bool:
     """Whether :func:`hvmagic.connect` will serve this connection from a recording."""
     if via == "replay" or args.replay:
         return True
-    from hvmagic.recording import REPLAY_ENV
-
     return bool(os.environ.get(REPLAY_ENV)) and not args.record
 
 
 def _refuse_powershell_direct_here(name: str) -> None:
     """PowerShell Direct needs a Windows Hyper-V host with CPython 3.12+: say so at once
     instead of asking for the guest's password and failing afterwards."""
-    from hvmagic.hop import local_hop_applies
-    from hvmagic.transports.hvsocket import hvsocket_supported, unsupported_platform_message
-
     # a Windows host with an older Python hops through a local powershell.exe instead
-    if not hvsocket_supported() and not local_hop_applies(name, "auto"):
+    # (module attributes, not names: tests stand in for the platform checks)
+    if not hvsocket.hvsocket_supported() and not hop.local_hop_applies(name, "auto"):
         raise UsageError(f"Cannot reach {name!r} by PowerShell Direct from here: "
-                         + unsupported_platform_message()
+                         + hvsocket.unsupported_platform_message()
                          + f" In a notebook: %vmconnect {name} --host HV01 [--via ssh].")
 
 
@@ -1166,10 +1169,9 @@ def _host_arguments(args: Any) -> dict[str, Any]:
     return {"host": args.host, "host_username": args.host_user, "host_options": options}
 
 
-def _connect(target: str, **kwargs: Any) -> Any:
-    """:func:`hvmagic.connect`, imported on first use (the session layer pulls in psrpcore)."""
-    session_module = importlib.import_module("hvmagic.session")
-    return session_module.connect(target, **kwargs)
+def _connect(target: str, **kwargs: Any) -> SessionLike:
+    """:func:`hvmagic.connect` (the magics' one way to open a session; tests replace it)."""
+    return connection.connect(target, **kwargs)
 
 
 def _one_line(text: str) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+
+from hvmagic.sessionlike import SessionLike
 
 
 @dataclass
 class SessionEntry:
     alias: str
-    session: Any
+    session: SessionLike
     target: str
     via: str
 

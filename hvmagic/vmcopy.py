@@ -18,6 +18,7 @@ from IPython.core.error import UsageError
 from hvmagic import display as hvdisplay
 from hvmagic.clixml.values import ProgressRecord
 from hvmagic.filecopy import format_rate
+from hvmagic.sessionlike import CopyProgress, CopyResult
 
 #: ``VM:path`` (default session) or ``ALIAS:path``; one-letter prefixes are drive letters
 _REMOTE_PATH = re.compile(r"^(?P<prefix>[^:\\/]{2,}):(?P<path>.*)$", re.DOTALL)
@@ -137,11 +138,13 @@ def copy_vmfile(
 # a copy over the session: progress and summary
 
 
-def copy_progress_adapter(view: hvdisplay.ProgressView, activity: str) -> Callable[..., None]:
+def copy_progress_adapter(
+    view: hvdisplay.ProgressView, activity: str
+) -> Callable[[CopyProgress | ProgressRecord], None]:
     """Feeds the copy engine's reports (:class:`hvmagic.filecopy.CopyProgress`) into a progress
     view: the whole copy as the parent bar, the current file nested under it."""
 
-    def on_progress(report: Any) -> None:
+    def on_progress(report: CopyProgress | ProgressRecord) -> None:
         if isinstance(report, ProgressRecord):
             view.update(report)
             return
@@ -175,12 +178,10 @@ def _human_bytes(count: float) -> str:
     return f"{count:.1f} GB"
 
 
-def copy_summary(summary: Any, direction: str, alias: str) -> str:
-    files = getattr(summary, "files", None)
-    if files is None:
+def copy_summary(summary: CopyResult | None, direction: str, alias: str) -> str:
+    if summary is None:
         return f"Copied {direction} {alias}"
-    size = getattr(summary, "bytes", 0)
-    seconds = getattr(summary, "seconds", 0.0)
+    files, size, seconds = summary.files, summary.bytes, summary.seconds
     rate = format_rate(size, seconds)
     return (
         f"Copied {len(files)} file(s), {_human_bytes(size)} {direction} {alias!r} in "

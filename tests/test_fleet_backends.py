@@ -1,5 +1,5 @@
-"""Fleet backends: the fleet layer knows backends by name, never by import; any object with
-the backend's methods can run a fleet's targets."""
+"""Remote runners: the fleet engine never imports its Dask runner (hvmagic.fleet builds it);
+any object with a runner's methods can run a fleet's targets."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 import hvmagic
 from hvmagic.fleet_events import FleetReporter
-from hvmagic.fleets import BACKENDS, FleetBackend, Target, TargetResult, backend_for
+from hvmagic.fleets import RemoteRunner, Target, TargetResult
 from hvmagic.session import Result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_the_fleet_layer_does_not_import_its_dask_backend() -> None:
+def test_the_fleet_engine_does_not_import_its_dask_runner() -> None:
     assert "hvmagic.fleet_dask" not in _imported_modules(ROOT / "hvmagic" / "fleets.py")
     assert "hvmagic.fleets" in _imported_modules(ROOT / "hvmagic" / "fleet_dask.py")
     # and at run time: a plain fleet pulls in neither the backend nor Dask
@@ -72,8 +72,7 @@ class ListBackend:
 
 def test_any_object_with_the_backend_methods_runs_the_fleet() -> None:
     backend = ListBackend()
-    assert isinstance(backend, FleetBackend)
-    assert backend_for(backend) is backend
+    assert isinstance(backend, RemoteRunner)
     events: list[tuple[str, str]] = []
     with hvmagic.fleet("web*", host="hv01", cluster=backend) as fl:
         result = fl.run("x", on_event=lambda t, s, r: events.append((t.label, r)))
@@ -81,12 +80,6 @@ def test_any_object_with_the_backend_methods_runs_the_fleet() -> None:
     assert backend.ran == ["hv01/web1", "hv01/web2"]
     assert list(result.frame()["HostName"]) == ["hv01", "hv01"]
     assert events == [("hv01/web1", "web1"), ("hv01/web2", "web2")]
-
-
-def test_a_cluster_of_an_unknown_kind_is_refused_by_name() -> None:
-    with pytest.raises(TypeError, match="cluster= must be a fleet backend or one of distributed"):
-        hvmagic.fleet(["a"], cluster=object())
-    assert BACKENDS["distributed"] == "hvmagic.fleet_dask:DaskRunner"
 
 
 def test_host_and_hosts_are_one_option() -> None:
@@ -104,7 +97,7 @@ def test_host_and_hosts_are_one_option() -> None:
 
 
 def test_lazy_needs_a_backend_that_keeps_outputs() -> None:
-    with pytest.raises(ValueError, match="needs a fleet with cluster="):
+    with pytest.raises(ValueError, match=r"needs a fleet with cluster= \(a remote runner\)"):
         hvmagic.fleet(["a"], connect=lambda t, **k: None).run("x", lazy=True)
     # a backend without lazy_frame: the result says what is missing instead of a frame
     result = hvmagic.fleet(["web*"], host="hv01", cluster=ListBackend()).run("x", lazy=True)

@@ -24,6 +24,7 @@ from hvmagic.clixml.values import (
     PSCredential,
     SecureString,
 )
+from hvmagic.connection import connect
 from hvmagic.errors import (
     CredentialError,
     EncodeError,
@@ -38,7 +39,7 @@ from hvmagic.errors import (
 )
 from hvmagic.host import ScriptedHostUI
 from hvmagic.psrp.outofproc import NIL_GUID, PacketKind, PacketReader, control_packet, data_packet
-from hvmagic.session import WRAPPER_SCRIPT, Session, connect, open_session
+from hvmagic.session import WRAPPER_SCRIPT, Session, open_session
 from hvmagic.testing import FakeGuest, HandlerContext
 from hvmagic.transports.base import SocketTransport
 
@@ -818,7 +819,7 @@ def test_connect_direct_needs_a_user_name() -> None:
 
 
 def test_connect_wait_reconnects_after_a_simulated_reboot() -> None:
-    from hvmagic.session import last_boot_time
+    from hvmagic.connection import last_boot_time
     from hvmagic.testing import FakeGuest
 
     guest = FakeGuest.shared("reboot-wait")
@@ -842,7 +843,7 @@ def test_connect_wait_reconnects_after_a_simulated_reboot() -> None:
 
 
 def test_wait_never_retries_rejected_credentials() -> None:
-    from hvmagic.session import _retry_while_unreachable
+    from hvmagic.connection import _retry_while_unreachable
 
     calls: list[int] = []
     sleeps: list[float] = []

@@ -415,17 +415,59 @@ def _attach_members(value: Any, members: dict[str, Any], type_names: list[str] |
     return result
 
 
+_CIM_INSTANCE = "Microsoft.Management.Infrastructure.CimInstance"
+_CIM_INSTANCE_NAMES = (_CIM_INSTANCE, "Deserialized." + _CIM_INSTANCE)
+
+
+def is_cim_instance(type_names: list[str] | None) -> bool:
+    """True for a CIM instance, which PowerShell's client rehydrates into a ``CimInstance``."""
+    return type_names is not None and any(name in type_names for name in _CIM_INSTANCE_NAMES)
+
+
+def _members_first(extended: dict[str, Any], adapted: dict[str, Any]) -> dict[str, Any]:
+    """``<MS>`` members, then the ``<Props>`` they do not shadow: the order in which PowerShell
+    lists an object's properties (``PSPath`` … before ``Name``, ``Length`` of a file), live or
+    deserialized. Reuses ``extended``."""
+    for name, item in adapted.items():
+        if name not in extended:
+            extended[name] = item
+    return extended
+
+
+def _merged(adapted: dict[str, Any], extended: dict[str, Any],
+            type_names: list[str] | None) -> dict[str, Any]:
+    """An object's properties in PowerShell's order (see :func:`_members_first`), except for a
+    CIM instance: PowerShell's client turns it back into a ``CimInstance``, whose adapter lists
+    the class's properties first and ``PSComputerName`` (sent in ``<MS>``) after them. Reuses
+    the dicts; extended values win either way."""
+    if is_cim_instance(type_names):
+        adapted.update(extended)
+        return adapted
+    return _members_first(extended, adapted)
+
+
 def _finish_obj(frame: list[Any]) -> Any:
     """Turn a finished ``<Obj>`` frame into its Python value."""
     _, _, type_names, to_string, adapted, extended, value, placeholder = frame
+    if value is not _MISSING and isinstance(value, PSObject) and value.value is None:
+        # an object whose base object is itself an object (a PSObject wrapping a PSObject, as
+        # Get-Help's MamlCommandHelpInfo parts are sent): one object, as PowerShell's own
+        # deserializer makes it — the outer type names and ToString over the inner properties
+        inner = value
+        adapted = _members_first(dict(adapted), inner._props) if adapted else dict(inner._props)
+        if not type_names:
+            type_names = inner.type_names
+        if to_string is None:
+            to_string = inner.to_string
+        frame = [None, 0, type_names, to_string, adapted, extended, _MISSING, placeholder]
+        obj = _finish_obj(frame)
+        if isinstance(obj, PSObject):
+            obj.adapted = inner.adapted
+        return obj
     if value is not _MISSING:
         members = adapted
         if extended:
-            if members:
-                members = dict(members)
-                members.update(extended)
-            else:
-                members = extended
+            members = _merged(dict(members), extended, type_names) if members else extended
         if type(value) is int and type_names and (
             "System.Enum" in type_names or "Deserialized.System.Enum" in type_names
         ):
@@ -445,8 +487,7 @@ def _finish_obj(frame: list[Any]) -> Any:
     if extended:
         if adapted:
             names = tuple(adapted)
-            adapted.update(extended)
-            props = adapted
+            props = _merged(adapted, extended, type_names)
         else:
             names = ()
             props = extended
@@ -754,17 +795,16 @@ def _parse(
     return out, streams
 
 
+#: the fields of a ``<PR>`` element by PowerShell's property names
+_PR_PROPERTIES = {"AV": "Activity", "AI": "ActivityId", "SD": "StatusDescription",
+                  "S": "CurrentOperation", "PI": "ParentActivityId", "PC": "PercentComplete",
+                  "SR": "SecondsRemaining", "T": "Type"}
+
+
 def _progress(fields: dict[str, Any]) -> ProgressRecord:
-    record_type = fields.get("T", "Processing")
-    return ProgressRecord(
-        activity=fields.get("AV") or "",
-        activity_id=fields.get("AI", 0),
-        status_description=fields.get("SD"),
-        current_operation=fields.get("S", fields.get("Nil")),
-        parent_activity_id=fields.get("PI", -1),
-        percent_complete=fields.get("PC", -1),
-        seconds_remaining=fields.get("SR", -1),
-        record_type=str(record_type),
+    return ProgressRecord.from_properties(
+        {_PR_PROPERTIES[tag]: value for tag, value in fields.items() if tag in _PR_PROPERTIES},
+        strict=True,
     )
 
 
@@ -1016,7 +1056,9 @@ def _document(
     XML) or is malformed: the expat path then decodes it or reports the error with its
     position.
     """
-    _compiled = _COMPILED or _load_compiled()
+    _compiled = _COMPILED
+    if _compiled is None:
+        return None
     if isinstance(data, str):
         if len(data) > max_bytes or "#< CLIXML" in data[:64]:
             return None
@@ -1159,7 +1201,7 @@ def _fragment_expat(data: Any, max_depth: int, max_objects: int) -> Any:
 
 def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     """Shape-compiled fast path (see :mod:`hvmagic.clixml._compiled`), expat otherwise."""
-    compiled = _COMPILED or _load_compiled()
+    compiled = _COMPILED
     body = data
     if type(body) is not bytes:
         if isinstance(body, str):
@@ -1168,7 +1210,7 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
             body = bytes(body)
         else:
             raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
-    if not compiled.xml_chars_only(body):
+    if compiled is None or not compiled.xml_chars_only(body):
         return _fragment_expat(body, max_depth, max_objects)
     # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
     cache = compiled.FRAGMENTS
@@ -1205,30 +1247,22 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     return _fragment_expat(body, max_depth, max_objects)
 
 
+#: The shape-compiled fast path (:mod:`hvmagic.clixml._compiled`). It is built from this
+#: module's converters and so imports this module; the package (``hvmagic/clixml/__init__.py``)
+#: hands it back through :func:`use_fast_path`, which keeps the two out of an import cycle.
+#: ``None``: every input takes the expat path.
 _COMPILED: Any = None
 
 
-def _load_compiled() -> Any:
-    # imported on first use: _compiled imports this module (it reuses the converters)
+def use_fast_path(module: Any) -> None:
+    """Decode through ``module`` (:mod:`hvmagic.clixml._compiled`) where it applies."""
     global _COMPILED
-    from hvmagic.clixml import _compiled
-
-    _COMPILED = _compiled
-    return _compiled
+    _COMPILED = module
 
 
 def _progress_from_properties(obj: PSObject) -> ProgressRecord:
     """PROGRESS_RECORD (MS-PSRP 2.2.2.25) is a property bag, not a ``<PR>`` element."""
     try:
-        return ProgressRecord(
-            activity=str(obj.get("Activity") or ""),
-            activity_id=int(obj.get("ActivityId", 0)),
-            status_description=obj.get("StatusDescription"),
-            current_operation=obj.get("CurrentOperation"),
-            parent_activity_id=int(obj.get("ParentActivityId", -1)),
-            percent_complete=int(obj.get("PercentComplete", -1)),
-            seconds_remaining=int(obj.get("SecondsRemaining", -1)),
-            record_type=str(obj.get("Type", "Processing")),
-        )
-    except (TypeError, ValueError, ArithmeticError) as exc:  # int(inf): OverflowError
+        return ProgressRecord.from_properties(obj, strict=True)
+    except ValueError as exc:
         raise DecodeError(f"malformed PROGRESS_RECORD: {exc}") from exc

