@@ -857,7 +857,7 @@ class VmMagics(Magics):
         text, or a table with PowerShell's headers. Called while the pipeline runs, so it
         never raises: a table that cannot be built is said, not thrown into the run."""
         if hvdisplay.is_text_output(values):
-            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
+            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit, ps_version))
             return
         if hvdisplay.is_format_output(values):
             hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
@@ -890,7 +890,8 @@ class VmMagics(Magics):
             return values if raw else _empty_frame()
         if hvdisplay.is_text_output(values):
             if not in_order:
-                hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
+                hvdisplay.publish(hvdisplay.render_text_output(
+                    values, self.displaylimit, result.ps_version))
             return values
         if hvdisplay.is_format_output(values):
             # Format-Table/-List emit layout instructions, not data: a frame of them is noise
