@@ -67,6 +67,7 @@ class FakeResult:
     output: list[Any] = field(default_factory=list)
     errors: list[Any] = field(default_factory=list)
     state: str = "Completed"
+    ps_version: Any = None
 
     @property
     def had_errors(self) -> bool:
