@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hvmagic.errors import FileCopyError, RemoteError, SessionBrokenError
+from hvmagic.sessionlike import SessionLike
 
 
 class _ShortTraceback:
@@ -47,4 +48,42 @@ class PipelineStopped(_ShortTraceback, KeyboardInterrupt):
     session stays usable. A ``KeyboardInterrupt`` so that *Run all* stops at this cell."""
 
 
-__all__ = ["CopyFailedError", "PipelineStopped", "PowerShellError", "SessionLostError"]
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its type's name when it has no text): what a magic shows."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def one_line(text: str) -> str:
+    """The first non-blank line of ``text`` (a PowerShell error's message)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "the pipeline failed"
+
+
+def raise_if_broken(session: SessionLike, alias: str, what: str) -> None:
+    """After a timeout or interrupt the session is only "still usable" if stopping worked."""
+    if getattr(session, "broken", False):
+        raise SessionLostError(
+            f"{what} and the pipeline could not be stopped cleanly; session {alias!r} "
+            "is broken — reconnect with %vmconnect"
+        ) from None
+
+
+def session_lost(alias: str, exc: BaseException) -> SessionLostError:
+    """The error for a session whose connection died under a cell or a copy."""
+    return SessionLostError(
+        f"session {alias!r} lost its connection ({first_line(exc)}); "
+        "reconnect with %vmconnect"
+    )
+
+
+__all__ = [
+    "CopyFailedError",
+    "PipelineStopped",
+    "PowerShellError",
+    "SessionLostError",
+    "first_line",
+    "one_line",
+    "raise_if_broken",
+    "session_lost",
+]

@@ -29,9 +29,11 @@ In PowerShell cell mode a cell whose first line is ``#py`` runs as Python, and c
 with ``%`` or ``!`` run as IPython magics/shell commands as usual. (``%%python`` is not used as
 the escape because IPython already has a ``%%python`` magic that runs a *subprocess*.)
 
-What the magics use lives beside them: :mod:`hvmagic.registry` (named sessions),
-:mod:`hvmagic.magic_args` (reading magic lines), :mod:`hvmagic.cellmode` (the cell-mode
-transformer), :mod:`hvmagic.vmcopy` (copy endpoints, Copy-VMFile, copy progress),
+What the magics use lives beside them: :mod:`hvmagic.cell_run` (running a ``%%vmps`` cell,
+one session or a fleet, and showing its output live), :mod:`hvmagic.connect_args`
+(``%vmconnect``'s options and passwords as connect keywords), :mod:`hvmagic.registry` (named
+sessions), :mod:`hvmagic.magic_args` (reading magic lines), :mod:`hvmagic.cellmode` (the
+cell-mode transformer), :mod:`hvmagic.vmcopy` (copy endpoints, Copy-VMFile, copy progress),
 :mod:`hvmagic.notebook_host` (the guest's prompts), :mod:`hvmagic.fleet_display` (a fleet cell's
 streams and its one progress display) and :mod:`hvmagic.magic_errors` (the short exceptions a
 failed cell raises).
@@ -40,14 +42,11 @@ failed cell raises).
 from __future__ import annotations
 
 import atexit
-import fnmatch
-import getpass
-import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.error import UsageError
 from IPython.core.magic import (
     Magics,
     line_cell_magic,
@@ -59,27 +58,21 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
-from hvmagic import connection, fleet_factory, fleets, hop
+from hvmagic import connect_args, connection, fleet_factory, fleets
 from hvmagic import display as hvdisplay
+from hvmagic.cell_run import LAST_RESULT_VAR, CellRunner
 from hvmagic.cellmode import PowerShellCellMode
-from hvmagic.clixml.values import PSCredential, SecureString
 from hvmagic.completion import install as install_completion
-from hvmagic.credentials import get_password
 from hvmagic.doctor import explain as explain_failure
 from hvmagic.errors import (
-    EncodeError,
     FileCopyError,
     HvMagicError,
-    PipelineTimeoutError,
     RemoteError,
     SessionBrokenError,
-    SessionBusyError,
     TransportError,
 )
 from hvmagic.filecopy import advice as copy_advice
-from hvmagic.fleet_display import FleetLiveDisplay
-from hvmagic.fleets import FleetResult, Target
-from hvmagic.frames import to_dataframe
+from hvmagic.fleets import Target
 from hvmagic.magic_args import (
     check_identifier,
     explain_unknown_arguments,
@@ -94,13 +87,13 @@ from hvmagic.magic_errors import (
     CopyFailedError,
     PipelineStopped,
     PowerShellError,
-    SessionLostError,
+    first_line,
+    one_line,
+    raise_if_broken,
+    session_lost,
 )
-from hvmagic.notebook_host import NotebookHostUI, guest_text
-from hvmagic.recording import REPLAY_ENV
 from hvmagic.registry import SessionEntry, SessionRegistry
-from hvmagic.sessionlike import CopyResult, Result, SessionLike
-from hvmagic.transports import hvsocket
+from hvmagic.sessionlike import CopyResult, SessionLike
 from hvmagic.vmcopy import (
     CopyEndpoint,
     copy_progress_adapter,
@@ -108,42 +101,6 @@ from hvmagic.vmcopy import (
     copy_vmfile,
     parse_copy_endpoint,
 )
-
-#: where the default session's last :class:`~hvmagic.session.Result` is kept in the user namespace
-LAST_RESULT_VAR = "_vmps_result"
-
-
-# --------------------------------------------------------------------------------------------
-# what a failed run leaves, and how it is reported
-
-
-def _partial_result(
-    session: SessionLike, exc: BaseException, earlier: Result | None
-) -> Result | None:
-    """The Result a failed run left: the exception's own, else the session's latest result if
-    this run made one (a Ctrl-C carries none; ``earlier`` tells an older result apart)."""
-    result: Result | None = getattr(exc, "result", None)
-    if result is not None:
-        return result
-    latest: Result | None = getattr(session, "last_result", None)  # an adopted object may lack it
-    return latest if latest is not earlier else None
-
-
-def _raise_if_broken(session: SessionLike, entry: SessionEntry, what: str) -> None:
-    """After a timeout or interrupt the session is only "still usable" if stopping worked."""
-    if getattr(session, "broken", False):
-        raise SessionLostError(
-            f"{what} and the pipeline could not be stopped cleanly; session {entry.alias!r} "
-            "is broken — reconnect with %vmconnect"
-        ) from None
-
-
-def _lost(entry: SessionEntry, exc: BaseException) -> SessionLostError:
-    return SessionLostError(
-        f"session {entry.alias!r} lost its connection ({_first_line(exc)}); "
-        "reconnect with %vmconnect"
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # the magics
@@ -157,11 +114,6 @@ def _explain(exc: BaseException) -> str | None:
         # the explanation is a courtesy; a bug in it must not hide the connection error itself
         return None
     return str(text) if text else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 _VMPS_VALUE_OPTIONS = ("-o", "--out", "--with", "--timeout", "--columns", "--session", "-s",
@@ -291,91 +243,23 @@ class VmMagics(Magics):
             self._adopt_session(args)
             return
         via = args.via or ("replay" if args.replay else "auto")
-        name = _target_name(args, via)
+        name = connect_args.target_name(args, via)
         alias = args.alias or name
         if (via in ("auto", "direct") and name != "sim" and not args.host
-                and not _replaying(via, args)):
-            _refuse_powershell_direct_here(name)  # before any password prompt, not after
-        kwargs = self._connect_arguments(args, name, via)
+                and not connect_args.replaying(via, args)):
+            # before any password prompt, not after
+            connect_args.refuse_powershell_direct_here(name)
+        kwargs = connect_args.connect_arguments(args, name, via, self._user_value)
         try:
             session = _connect(name, **kwargs)
         except (HvMagicError, OSError, ValueError) as exc:
             explanation = _explain(exc)
             if explanation:
                 print(explanation)
-            raise UsageError(f"Could not connect to {name!r} ({via}): {_first_line(exc)}") from exc
+            raise UsageError(f"Could not connect to {name!r} ({via}): {first_line(exc)}") from exc
         finally:
             kwargs.clear()  # drop our reference to the password at once
         self._register(SessionEntry(alias, session, name, via))
-
-    def _connect_arguments(self, args: Any, name: str, via: str) -> dict[str, Any]:
-        """``%vmconnect``'s options as :func:`hvmagic.connect` keywords, the password included
-        (asked for here when needed; the caller clears the dict once connected)."""
-        kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI(guest=name)}
-        for option in ("configuration", "record", "replay", "timeout", "wait"):
-            value = getattr(args, option)
-            if value is not None:
-                kwargs[option] = value
-        if args.allow_legacy:
-            kwargs["allow_legacy"] = True
-        if args.host:
-            kwargs.update(_host_arguments(args))
-        # A recording, and the demo guest "sim" that runbooks default to, answer without
-        # logging on: asking for a password would only stop a CI run (no stdin) of a runbook
-        # written with -u USER. Another name with --via sim -u USER rehearses the real prompt.
-        if _replaying(via, args) or (name == "sim" and via in ("auto", "sim")):
-            if args.username:
-                kwargs["username"] = args.username
-        else:
-            kwargs.update(self._credentials(args))
-        return kwargs
-
-    def _credentials(self, args: Any) -> dict[str, Any]:
-        if args.credential:
-            value = self._user_value(args.credential, "--credential")
-            if not isinstance(value, PSCredential):
-                raise UsageError(
-                    f"--credential: {args.credential!r} is a {type(value).__name__}, "
-                    "not a PSCredential"
-                )
-            return {"credential": value}
-        if args.username is None:
-            if args.password_env:
-                raise UsageError("--password-env needs -u USER")
-            return {}
-        password: SecureString
-        if args.password_env:
-            env_value = os.environ.get(args.password_env)
-            if env_value is None:
-                raise UsageError(f"--password-env: environment variable {args.password_env} "
-                                 "is not set")
-            password = SecureString(env_value)
-        else:
-            password = self._password_from_sources(args.username, args.name)
-        return {"username": args.username, "password": password}
-
-    @staticmethod
-    def _password_from_sources(username: str, target: str | None = None) -> SecureString:
-        """HVMAGIC_PASSWORD, keyring, else the frontend's password box (hvmagic.credentials).
-
-        The box says it is ``%vmconnect``'s own, so it never looks like a guest's prompt (those
-        start with ``[guest 'VM' …]``, see :class:`NotebookHostUI`)."""
-
-        def ask(text: str) -> str:
-            # getpass looked up at call time: ipykernel swaps its own in for each execution
-            return getpass.getpass(f"%vmconnect {guest_text(target or '', 60)}: {text}")
-
-        try:
-            return get_password(username, prompt=ask)
-        except StdinNotImplementedError as exc:
-            # ipykernel raises this when the frontend cannot prompt
-            # (nbclient, papermill): say how to give the password instead
-            raise UsageError(
-                f"No password for {username}: this frontend cannot prompt; use "
-                "--password-env VAR, HVMAGIC_PASSWORD, --credential VAR or keyring"
-            ) from exc
-        except HvMagicError as exc:
-            raise UsageError(_first_line(exc)) from exc
 
     def _adopt_session(self, args: Any) -> None:
         session = self._user_value(args.session, "--session")
@@ -571,27 +455,17 @@ class VmMagics(Magics):
         hint = python_name_hint(script, self._shell.user_ns, parameters)
         if hint:
             print(hint)
+        self._runner().run(entry, script, parameters=parameters, timeout=timeout,
+                           columns=columns, raw=args.raw, out_var=out_var,
+                           raise_on_error=raise_on_error)
 
-        session = entry.session
-        where = out_var or f"{LAST_RESULT_VAR}.frame()"
-        live = hvdisplay.LiveRenderer(
-            show_streams=self.show_streams, progress_style=self.progress_style,
-            show_output=lambda values: self._show_segment(
-                values, columns, getattr(session, "ps_version", None), where
-            ),
+    def _runner(self) -> CellRunner:
+        """The cell runner with this moment's settings (``%config`` applies to the next cell)."""
+        return CellRunner(
+            self._shell.user_ns, displaylimit=self.displaylimit, show_streams=self.show_streams,
+            progress_style=self.progress_style, feedback=self.feedback,
+            default_columns=self.default_columns,
         )
-        earlier = getattr(session, "last_result", None)
-        try:
-            result = self._run_with_live_display(session, script, parameters, timeout, live,
-                                                 entry)
-        except BaseException as exc:
-            # whatever the outcome, nothing that arrived is lost: _vmps_result and -o get it
-            self._bind_partial(_partial_result(session, exc, earlier), columns, args.raw,
-                               out_var)
-            raise
-        finally:
-            live.finish()  # whatever happened, no progress bar stays behind
-        self._finish_run(result, columns, args.raw, out_var, raise_on_error, live)
 
     def _out_and_parameters(self, args: Any) -> tuple[str | None, dict[str, Any]]:
         """``-o VAR`` checked, and the ``--with`` variables' values from the user namespace."""
@@ -609,106 +483,6 @@ class VmMagics(Magics):
             raise UsageError(f"--timeout must be positive, not {timeout}")
         return timeout
 
-    def _bind_partial(self, result: Result | None, columns: str | list[str], raw: bool,
-                      out_var: str | None) -> None:
-        """Bind the partial result of a run that did not complete (timeout, Ctrl-C, error,
-        broken session) to ``_vmps_result`` and the ``-o`` variable, and say it is partial."""
-        if result is None:
-            return
-        self._shell.user_ns[LAST_RESULT_VAR] = result
-        if not out_var:
-            return
-        output = list(getattr(result, "output", []))
-        # as a completed run binds: an empty frame when nothing arrived (not raw)
-        value: Any = output if raw or output else _empty_frame()
-        if not raw and output and not hvdisplay.is_text_output(output):
-            try:
-                value = result.frame(columns)
-            except Exception:  # the objects themselves are still worth binding
-                value = output
-        self._shell.user_ns[out_var] = value
-        state = getattr(result, "state", "?")
-        print(f"{out_var} holds the {len(output)} object(s) that arrived before the pipeline "
-              f"ended ({state}): a partial result.")
-
-    def _run_with_live_display(self, session: SessionLike, script: str,
-                               parameters: dict[str, Any], timeout: float | None,
-                               live: hvdisplay.LiveRenderer, entry: SessionEntry) -> Result:
-        earlier = getattr(session, "last_result", None)
-        try:
-            return session.run(
-                script, parameters=parameters or None, timeout=timeout, on_event=live.on_event
-            )
-        except KeyboardInterrupt as exc:
-            live.finish()
-            self._show_partial(_partial_result(session, exc, earlier), live)
-            _raise_if_broken(session, entry, "the kernel was interrupted")
-            print(f"Pipeline stopped (interrupted); session {entry.alias!r} is still usable.")
-            raise PipelineStopped("the kernel was interrupted; the remote pipeline was stopped")\
-                from None
-        except PipelineTimeoutError as exc:
-            live.finish()
-            self._show_partial(exc.result, live)
-            limit = f"the {timeout:g} s timeout" if timeout is not None else "its timeout"
-            _raise_if_broken(session, entry, f"the pipeline ran past {limit}")
-            raise PowerShellError(
-                f"Pipeline stopped after {limit}; session {entry.alias!r} is still usable",
-                result=exc.result,
-            ) from None
-        except RemoteError as exc:
-            live.finish()
-            self._show_partial(exc.result, live)
-            record = exc.record if exc.record is not None else str(exc)
-            live.show_error(record)
-            # the error block above is the message; the closing line only says the cell failed
-            # (a second copy of the message is noise, and the record stays on .record)
-            others = len(getattr(exc.result, "errors", []) or [])
-            also = f" and {others} other error(s)" if others else ""
-            raise PowerShellError(
-                f"the cell failed with a terminating error{also} (shown above)",
-                record=exc.record, result=exc.result,
-                errors=[*getattr(exc.result, "errors", []), record],
-            ) from None
-        except (SessionBrokenError, TransportError) as exc:
-            live.finish()
-            raise _lost(entry, exc) from None
-        except SessionBusyError as exc:
-            live.finish()
-            raise UsageError(f"session {entry.alias!r} is busy: {_first_line(exc)}") from None
-        except EncodeError as exc:
-            live.finish()
-            raise UsageError(f"--with: {_first_line(exc)}") from None
-        except HvMagicError as exc:
-            # anything else the session reports on purpose (a host prompt the notebook cannot
-            # answer, a protocol error, a replay mismatch): one line, no traceback; details
-            # that follow the first line (a diff, the script) are printed above it
-            live.finish()
-            details = str(exc).strip().splitlines()[1:]
-            if details:
-                print("\n".join(details))
-            raise PowerShellError(_first_line(exc)) from None
-
-    def _finish_run(self, result: Result, columns: str | list[str], raw: bool,
-                    out_var: str | None,
-                    raise_on_error: bool, live: hvdisplay.LiveRenderer) -> None:
-        live.show_missing_errors(list(result.errors))
-        value = self._show_output(result, columns, raw, out_var, live)
-        if out_var:
-            self._shell.user_ns[out_var] = value
-        self._shell.user_ns[LAST_RESULT_VAR] = result
-        if self.feedback:
-            hvdisplay.publish(hvdisplay.render_feedback(len(result.output),
-                                                        getattr(result, "duration", None)))
-        if result.had_errors and raise_on_error:
-            count = len(result.errors)
-            what = f"{count} error(s)" if count else f"the pipeline ended {result.state}"
-            raise PowerShellError(
-                f"{what} in the pipeline (shown above); use --no-raise or "
-                "%config VmMagics.raise_on_error = False to continue past errors",
-                result=result,
-                errors=list(result.errors),
-            )
-
     def _run_fleet(self, script: str, args: Any, spec: str) -> None:
         """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
         without one; with ``--host``, the VMs ``Get-VM`` finds on each host, reached through it.
@@ -722,10 +496,13 @@ class VmMagics(Magics):
         credentials: dict[str, Any] | None = None
         if hosts:
             targets: list[str | Target] = list(fleets.split_targets(unquote(spec)))
-            adopted: dict[str | Target, SessionLike] = self._fleet_host_sessions(hosts)
-            options, credentials = self._fleet_host_arguments(args)
+            adopted: dict[str | Target, SessionLike] = self.sessions.kept_on_hosts(hosts)
+            options, credentials = connect_args.fleet_host_arguments(args, self._user_value)
         else:
-            by_alias = self._fleet_targets(spec)
+            try:
+                by_alias = self.sessions.fleet_targets(fleets.split_targets(unquote(spec)))
+            except LookupError as exc:
+                raise UsageError(str(exc)) from None
             targets = list(by_alias)
             adopted = {a: s for a, s in by_alias.items() if s is not None}
         connected: list[tuple[Target, SessionLike]] = []
@@ -737,85 +514,21 @@ class VmMagics(Magics):
             connected.append((target, session))
             return session
 
-        live = FleetLiveDisplay(show_streams=self.show_streams,
-                                progress_style=self.progress_style)
+        runner = self._runner()
         fl = fleet_factory.fleet(
             targets, host=hosts, sessions=adopted, connect=connect, connect_options=options,
             credentials=credentials, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
         )
         try:
-            result = fl.run(script, parameters or None, timeout, live.on_event, live.on_progress)
-        except fleets.FleetInterrupted as exc:
-            self._shell.user_ns[LAST_RESULT_VAR] = exc.result
-            hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
-            raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
-                                  f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
+            result = runner.run_fleet(fl, script, parameters=parameters, timeout=timeout)
         finally:
-            live.finish()
             self._keep_fleet_sessions(connected, args.via or "auto")
             fl.close(keep_sessions=True)  # the host shells go; the VMs' sessions stay
         if hosts and not len(result):
             raise UsageError(f"no running VM matches {unquote(spec)!r} on "
                              f"{', '.join(hosts)} (Get-VM on each host)")
-        self._finish_fleet(result, args, out_var)
-
-    def _fleet_host_sessions(self, hosts: list[str]) -> dict[str | Target, SessionLike]:
-        """Open sessions an earlier ``--host`` fleet cell kept (alias ``HOST/VM``) on ``hosts``,
-        by target: the fleet uses them for the VMs it resolves again."""
-        wanted = {host.casefold(): host for host in hosts}
-        adopted: dict[str | Target, SessionLike] = {}
-        for entry in self.sessions:
-            host, _, name = entry.alias.partition("/")
-            if name and host.casefold() in wanted:
-                adopted[Target(name, wanted[host.casefold()])] = entry.session
-        return adopted
-
-    def _fleet_host_arguments(self, args: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """``--via/--host-user/--host-options`` as the fleet's connect options, and
-        ``-u``/``--credentials`` as its credentials. Passwords are asked here, once, on the
-        kernel's thread: never by the targets' threads, whose prompts would race."""
-        options: dict[str, Any] = {}
-        if args.via:
-            options["via"] = args.via
-        if args.host_user:
-            options["host_username"] = args.host_user
-            if args.via in (None, "winrm"):
-                from hvmagic.hop import winrm_host_password
-
-                options["host_password"] = winrm_host_password(args.host_user, None)
-        if args.host_options:
-            value = self._user_value(args.host_options, "--host-options")
-            if not isinstance(value, Mapping):
-                raise UsageError(f"--host-options: {args.host_options!r} is a "
-                                 f"{type(value).__name__}, not a mapping")
-            options["host_options"] = dict(value)
-        credentials: dict[str, Any] | None = None
-        if args.credentials:
-            value = self._user_value(args.credentials, "--credentials")
-            if not isinstance(value, Mapping):
-                raise UsageError(f"--credentials: {args.credentials!r} is a "
-                                 f"{type(value).__name__}, not a mapping of VM/glob to "
-                                 "PSCredential or user name")
-            credentials = dict(value)
-        if args.username:  # everyone else's account: after the mapping's own entries
-            password = self._password_from_sources(args.username, "fleet")
-            credentials = {**(credentials or {}), "*": PSCredential(args.username, password)}
-        return options, credentials
-
-    def _fleet_targets(self, spec: str) -> dict[str, SessionLike | None]:
-        """``web*,db1`` → {alias: open session} for every open session matching, and
-        {name: None} for a plain name no session has (the fleet connects it)."""
-        adopted: dict[str, SessionLike | None] = {}
-        for pattern in fleets.split_targets(unquote(spec)):
-            matched = [e for e in self.sessions
-                       if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
-            if not matched and fleets.is_glob(pattern):
-                raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
-            if matched:
-                adopted.update({e.alias: e.session for e in matched})
-            else:
-                adopted[pattern] = None
-        return adopted
+        runner.finish_fleet(result, parse_columns(args.columns or self.default_columns),
+                            out_var, self.raise_on_error and not args.no_raise)
 
     def _keep_fleet_sessions(self, connected: list[tuple[Target, SessionLike]], via: str
                              ) -> None:
@@ -826,95 +539,6 @@ class VmMagics(Magics):
                                          make_default=False)
             if replaced is not None and replaced.session is not session:
                 self._close_quietly(replaced)
-
-    def _finish_fleet(self, result: FleetResult, args: Any, out_var: str | None) -> None:
-        """Show the fleet's frame and status table, bind them, and raise when a target failed."""
-        frame = result.frame(parse_columns(args.columns or self.default_columns))
-        hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit,
-                                                 bound_to=out_var or f"{LAST_RESULT_VAR}.frame()"))
-        hvdisplay.publish(hvdisplay.render_frame(result.status))
-        if out_var:
-            self._shell.user_ns[out_var] = frame
-        self._shell.user_ns[LAST_RESULT_VAR] = result
-        if self.raise_on_error and not args.no_raise and not result.ok:
-            raise PowerShellError(
-                f"{len(result.failed)} of {len(result)} target(s) did not complete cleanly "
-                "(status above); use --no-raise to continue past errors",
-                result=result, errors=[e for t in result for e in t.result.errors],
-            )
-
-    def _show_partial(self, result: Result | None, live: hvdisplay.LiveRenderer) -> None:
-        if result is None:
-            return
-        live.show_missing_errors(list(getattr(result, "errors", [])))
-        output = list(getattr(result, "output", []))
-        if output:
-            self._show_output(result, parse_columns(self.default_columns), False, None, live)
-
-    def _show_segment(self, values: list[Any], columns: str | list[str], ps_version: Any,
-                      where: str) -> None:
-        """One run of output shown in order among the stream records (LiveRenderer): lines of
-        text, or a table with PowerShell's headers. Called while the pipeline runs, so it
-        never raises: a table that cannot be built is said, not thrown into the run."""
-        if hvdisplay.is_text_output(values):
-            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit, ps_version))
-            return
-        if hvdisplay.is_format_output(values):
-            hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
-            return
-        if hvdisplay.is_help_output(values):
-            hvdisplay.publish(hvdisplay.render_help(values))
-            return
-        try:
-            shown = to_dataframe(values, columns, ps_version=ps_version, labels=True)
-        except Exception as exc:
-            hvdisplay.publish(hvdisplay.render_notice(
-                f"{len(values)} object(s) could not be tabulated here ({_first_line(exc)}); "
-                f"they are in {where}"
-            ))
-            return
-        hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
-
-    def _show_output(self, result: Result, columns: str | list[str], raw: bool,
-                     out_var: str | None, live: hvdisplay.LiveRenderer | None = None) -> Any:
-        values = list(result.output)
-        # Output already shown in order, among stream records: show only what is left (the
-        # last segment). Otherwise the whole result is one table, as before.
-        in_order = live is not None and live.segments_shown > 0
-        if live is not None:
-            if in_order:
-                live.flush_output()
-            else:
-                live.discard_output()
-        if not values:
-            return values if raw else _empty_frame()
-        if hvdisplay.is_text_output(values):
-            if not in_order:
-                hvdisplay.publish(hvdisplay.render_text_output(
-                    values, self.displaylimit, result.ps_version))
-            return values
-        if hvdisplay.is_format_output(values):
-            # Format-Table/-List emit layout instructions, not data: a frame of them is noise
-            if not in_order:
-                hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
-            return values
-        if hvdisplay.is_help_output(values):
-            if not in_order:
-                hvdisplay.publish(hvdisplay.render_help(values))
-            return values
-        try:
-            frame = result.frame(columns)
-            # bound: property names and unscaled values; shown: PowerShell's headers (WS(M))
-            shown = None if in_order else (
-                result.frame(columns, labels=True) if "hvmagic_labels" in frame.attrs else frame
-            )
-        except (KeyError, ValueError) as exc:
-            raise UsageError(f"--columns: {_first_line(exc)}") from None
-        if shown is not None:
-            # the notice names where the hidden rows are: the -o variable, else the last Result
-            where = out_var or f"{LAST_RESULT_VAR}.frame()"
-            hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
-        return values if raw else frame
 
     # ---------------------------------------------------------------------------- vmcopy
     @no_var_expand
@@ -988,26 +612,26 @@ class VmMagics(Magics):
                 return session.copy_from(src.path, dst.path, **kwargs)
         except KeyboardInterrupt:
             view.finish()
-            _raise_if_broken(session, entry, "the kernel was interrupted during the copy")
+            raise_if_broken(session, entry.alias, "the kernel was interrupted during the copy")
             print(f"Copy stopped (interrupted); session {entry.alias!r} is still usable.")
             raise PipelineStopped("the kernel was interrupted; the copy was stopped") from None
         except FileExistsError as exc:
             view.finish()
-            raise UsageError(f"%vmcopy: {_first_line(exc)}") from None
+            raise UsageError(f"%vmcopy: {first_line(exc)}") from None
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             view.finish()
-            raise UsageError(f"%vmcopy: {_first_line(exc)}") from None
+            raise UsageError(f"%vmcopy: {first_line(exc)}") from None
         except FileCopyError as exc:  # integrity mismatch and other copy failures
             view.finish()
-            raise CopyFailedError(_first_line(exc)) from None
+            raise CopyFailedError(first_line(exc)) from None
         except (SessionBrokenError, TransportError) as exc:
             view.finish()
-            raise _lost(entry, exc) from None
+            raise session_lost(entry.alias, exc) from None
         except RemoteError as exc:
             view.finish()
             if exc.record is not None:
                 hvdisplay.publish(hvdisplay.render_error(exc.record))
-            raise PowerShellError(_one_line(str(exc)), record=exc.record) from None
+            raise PowerShellError(one_line(str(exc)), record=exc.record) from None
 
     def _gsi_vm_name(self, remote: CopyEndpoint) -> str:
         ref = remote.session_ref
@@ -1073,14 +697,14 @@ class VmMagics(Magics):
         try:
             words = arg_split(line, posix=True)
         except ValueError as exc:  # unbalanced quotes
-            raise UsageError(f"%{name}: {_first_line(exc)}") from None
+            raise UsageError(f"%{name}: {first_line(exc)}") from None
         if "-h" in words or "--help" in words:
             print(parser.format_help().rstrip())
             return None
         try:
             return parse_argstring(magic, line)
         except UsageError as exc:
-            message = _first_line(exc)
+            message = first_line(exc)
             unknown = _UNRECOGNIZED.search(message)
             if unknown is not None:
                 options = [o for a in parser._actions for o in a.option_strings]
@@ -1089,7 +713,7 @@ class VmMagics(Magics):
                 ) from None
             raise UsageError(f"%{name}: {message}") from None
         except ValueError as exc:  # unbalanced quotes from the splitter
-            raise UsageError(f"%{name}: {_first_line(exc)}") from None
+            raise UsageError(f"%{name}: {first_line(exc)}") from None
 
     def _parse_cell_line(self, line: str) -> Any:
         """The ``%%vmps`` line: options only. Words beyond the one TARGET are a script typed
@@ -1123,67 +747,10 @@ def _fleet_spec(target: str | None) -> str | None:
     return None
 
 
-def _target_name(args: Any, via: str) -> str:
-    """The VM ``%vmconnect`` connects to: NAME, else ``demo`` for the simulator, else the
-    recording's name; a :class:`UsageError` when there is none."""
-    name = args.name
-    if not name and via == "sim":
-        name = "demo"
-    elif not name and args.replay:
-        name = _recording_stem(args.replay)
-    if not name:
-        raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
-    return str(name)
-
-
-def _recording_stem(path: str) -> str:
-    """``runs/web01.hvrec.json`` → ``web01`` (the name ``HVMAGIC_RECORD`` files are given)."""
-    base = os.path.basename(path)
-    for suffix in (".hvrec.json", ".json"):
-        if base.endswith(suffix) and len(base) > len(suffix):
-            return base[: -len(suffix)]
-    return base
-
-
-def _replaying(via: str, args: Any) -> bool:
-    """Whether :func:`hvmagic.connect` will serve this connection from a recording."""
-    if via == "replay" or args.replay:
-        return True
-    return bool(os.environ.get(REPLAY_ENV)) and not args.record
-
-
-def _refuse_powershell_direct_here(name: str) -> None:
-    """PowerShell Direct needs a Windows Hyper-V host with CPython 3.12+: say so at once
-    instead of asking for the guest's password and failing afterwards."""
-    # a Windows host with an older Python hops through a local powershell.exe instead
-    # (module attributes, not names: tests stand in for the platform checks)
-    if not hvsocket.hvsocket_supported() and not hop.local_hop_applies(name, "auto"):
-        raise UsageError(f"Cannot reach {name!r} by PowerShell Direct from here: "
-                         + hvsocket.unsupported_platform_message()
-                         + f" In a notebook: %vmconnect {name} --host HV01 [--via ssh].")
-
-
-def _host_arguments(args: Any) -> dict[str, Any]:
-    """``--host`` and its options as ``connect(host=..., host_options=...)`` arguments."""
-    options = {name: getattr(args, name) for name in ("port", "identity_file")
-               if getattr(args, name) is not None}
-    return {"host": args.host, "host_username": args.host_user, "host_options": options}
-
-
 def _connect(target: str, **kwargs: Any) -> SessionLike:
     """:func:`hvmagic.connect` (the magics' one way to open a session; tests replace it)."""
     return connection.connect(target, **kwargs)
 
-
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else "the pipeline failed"
-
-
-def _empty_frame() -> Any:
-    import pandas as pd
-
-    return pd.DataFrame()
 
 
 # --------------------------------------------------------------------------------------------

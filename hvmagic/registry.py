@@ -1,14 +1,17 @@
 """The named sessions of one IPython shell, and which one is the default.
 
 ``%vmconnect`` adds to it, ``%vmuse`` picks the default, ``%vmclose`` removes; ``%%vmps`` and
-``%vmcopy`` look sessions up in it by alias (case-insensitively, as Hyper-V matches VM names).
+``%vmcopy`` look sessions up in it by alias (case-insensitively, as Hyper-V matches VM names),
+and a fleet cell picks the open sessions its targets name (``web*,db1``, ``HOST/VM``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fnmatch
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from hvmagic.fleet_results import Target, is_glob
 from hvmagic.sessionlike import SessionLike
 
 
@@ -90,6 +93,33 @@ class SessionRegistry:
 
     def is_default(self, entry: SessionEntry) -> bool:
         return self._default == self._key(entry.alias)
+
+    def fleet_targets(self, patterns: Iterable[str]) -> dict[str, SessionLike | None]:
+        """``["web*", "db1"]`` → {alias: open session} for every open session matching, and
+        {name: None} for a plain name no session has (the fleet connects it); a
+        :class:`LookupError` for a glob no session matches."""
+        adopted: dict[str, SessionLike | None] = {}
+        for pattern in patterns:
+            matched = [e for e in self
+                       if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
+            if not matched and is_glob(pattern):
+                raise LookupError(f"no open session matches {pattern!r}; %vmsessions lists them")
+            if matched:
+                adopted.update({e.alias: e.session for e in matched})
+            else:
+                adopted[pattern] = None
+        return adopted
+
+    def kept_on_hosts(self, hosts: Iterable[str]) -> dict[str | Target, SessionLike]:
+        """Open sessions an earlier ``--host`` fleet cell kept (alias ``HOST/VM``) on ``hosts``,
+        by target: the fleet uses them for the VMs it resolves again."""
+        wanted = {host.casefold(): host for host in hosts}
+        adopted: dict[str | Target, SessionLike] = {}
+        for entry in self:
+            host, _, name = entry.alias.partition("/")
+            if name and host.casefold() in wanted:
+                adopted[Target(name, wanted[host.casefold()])] = entry.session
+        return adopted
 
 
 __all__ = ["SessionEntry", "SessionRegistry"]
