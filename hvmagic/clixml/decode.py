@@ -546,6 +546,44 @@ def _no_dtd(*_args: Any) -> None:
     raise _Failure("DTDs and entity declarations are not allowed in CLIXML")
 
 
+def _run_expat(
+    start: Callable[[str, dict[str, str]], None],
+    end: Callable[[str], None],
+    text: Callable[[str], Any],
+    chunks: list[bytes | str],
+    wrapped: bool,
+    line_offset: int,
+) -> None:
+    """Feed ``chunks`` to one expat parser calling these handlers, DTDs and entity declarations
+    refused; any failure becomes a :class:`DecodeError` that says where it happened."""
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.buffer_size = 1 << 16
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    parser.StartDoctypeDeclHandler = _no_dtd
+    parser.EntityDeclHandler = _no_dtd
+    parser.ExternalEntityRefHandler = _no_dtd  # type: ignore[assignment]
+    try:
+        last = len(chunks) - 1
+        for index, chunk in enumerate(chunks):
+            parser.Parse(chunk, index == last)
+    except _Failure as exc:
+        raise _located(exc, parser, wrapped, line_offset) from None
+    except expat.ExpatError as exc:
+        raise DecodeError(
+            f"malformed XML: {expat.ErrorString(exc.code)}",
+            _position(exc.lineno, exc.offset, wrapped, line_offset),
+        ) from exc
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, InvalidOperation,
+            binascii.Error, UnicodeError) as exc:
+        raise DecodeError(
+            f"bad CLIXML value: {exc}",
+            _position(parser.CurrentLineNumber, parser.CurrentColumnNumber, wrapped, line_offset),
+        ) from exc
+
+
 def _parse(
     chunks: list[bytes | str],
     max_depth: int,
@@ -559,6 +597,12 @@ def _parse(
 
     ``refs``/``type_tables`` carry RefId context in and out when a document is decoded one
     top-level object at a time (see :mod:`hvmagic.clixml._compiled`).
+
+    Long on purpose: expat calls ``start``/``end`` once per element, so the element handlers
+    are closures over the parse state (the frame stack, the text buffer, the RefId tables)
+    with the hot names bound to locals here. A class or handlers at module level would read
+    that state through attributes or extra arguments on every element, on the path every
+    document the compiled shapes do not cover takes (``bench/bench_clixml.py``).
     """
     out: list[Any] = []
     streams: list[str | None] = []
@@ -766,32 +810,7 @@ def _parse(
                 return frame[7]
         raise _Failure(f"<Ref> to unknown RefId {refid!r}")
 
-    parser = expat.ParserCreate()
-    parser.buffer_text = True
-    parser.buffer_size = 1 << 16
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = texts.append
-    parser.StartDoctypeDeclHandler = _no_dtd
-    parser.EntityDeclHandler = _no_dtd
-    parser.ExternalEntityRefHandler = _no_dtd  # type: ignore[assignment]
-    try:
-        last = len(chunks) - 1
-        for index, chunk in enumerate(chunks):
-            parser.Parse(chunk, index == last)
-    except _Failure as exc:
-        raise _located(exc, parser, wrapped, line_offset) from None
-    except expat.ExpatError as exc:
-        raise DecodeError(
-            f"malformed XML: {expat.ErrorString(exc.code)}",
-            _position(exc.lineno, exc.offset, wrapped, line_offset),
-        ) from exc
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, InvalidOperation,
-            binascii.Error, UnicodeError) as exc:
-        raise DecodeError(
-            f"bad CLIXML value: {exc}",
-            _position(parser.CurrentLineNumber, parser.CurrentColumnNumber, wrapped, line_offset),
-        ) from exc
+    _run_expat(start, end, texts.append, chunks, wrapped, line_offset)
     return out, streams
 
 
@@ -1047,18 +1066,11 @@ def _match_object(
         return _BUILD_FAILED
 
 
-def _document(
-    data: Any, max_bytes: int, max_depth: int, max_objects: int
-) -> tuple[list[Any], list[str | None]] | None:
-    """Shape-compiled fast path for an ``<Objs>`` document of top-level ``<Obj>`` elements.
-
-    Returns ``None`` when the input is anything else (streams, bare elements, UTF-16, unusual
-    XML) or is malformed: the expat path then decodes it or reports the error with its
-    position.
-    """
-    _compiled = _COMPILED
-    if _compiled is None:
-        return None
+def _fast_path_body(data: Any, max_bytes: int, compiled: Any) -> tuple[bytes, int, int] | None:
+    """``data`` as UTF-8 bytes and the span of its ``<Objs>`` content, if the compiled path
+    can take it: one ``<Objs>`` of top-level ``<Obj>`` elements within ``max_bytes``, valid
+    UTF-8 of XML characters, where a textual split sees what expat would (no ``<!``, ``<?``,
+    duplicate attributes or self-closing ``<Obj/>``)."""
     if isinstance(data, str):
         if len(data) > max_bytes or "#< CLIXML" in data[:64]:
             return None
@@ -1081,7 +1093,7 @@ def _document(
     names = _ATTRIBUTE_NAMES.findall(opening.group())
     if len(names) != len(set(names)):
         return None  # a duplicate attribute: expat reports it
-    if not body.startswith(b"<Obj", start) or not _compiled.is_safe(body):
+    if not body.startswith(b"<Obj", start) or not compiled.is_safe(body):
         return None
     if _SELF_CLOSING_OBJ.search(body, start, end) is not None:
         return None
@@ -1090,8 +1102,31 @@ def _document(
             body.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        if not _compiled.xml_chars_only(body):
+        if not compiled.xml_chars_only(body):
             return None
+    return body, start, end
+
+
+def _document(
+    data: Any, max_bytes: int, max_depth: int, max_objects: int
+) -> tuple[list[Any], list[str | None]] | None:
+    """Shape-compiled fast path for an ``<Objs>`` document of top-level ``<Obj>`` elements.
+
+    Returns ``None`` when the input is anything else (streams, bare elements, UTF-16, unusual
+    XML) or is malformed: the expat path then decodes it or reports the error with its
+    position.
+
+    The loop stays in one piece on purpose: it runs once per top-level object, and its state
+    (the RefId tables, the pending pieces of an object split at an inner ``</Obj>``, the
+    object count against ``max_objects``) would otherwise cross a call per object.
+    """
+    _compiled = _COMPILED
+    if _compiled is None:
+        return None
+    accepted = _fast_path_body(data, max_bytes, _compiled)
+    if accepted is None:
+        return None
+    body, start, end = accepted
     cache = _compiled.DOCUMENTS
     split = _compiled.FRAGMENT_SPLIT.split
     split_refids = _compiled.REFID.split
