@@ -245,87 +245,107 @@ def negotiate_broker(
     wire_domain = broker_domain(domain)
     talk = _Conversation(sock, "Broker")
     try:
-        if not legacy:
-            talk.send(VERSION_REQUEST, "version request")
-            version = talk.receive(_VERSION_REPLY_SIZE, "version request")
-            if not version.startswith(VERSION_PREFIX):
-                # A legacy broker took "VERSION" as the domain and answered PASS. Finish its
-                # conversation with a user nobody can have and no password, so it fails and
-                # exits cleanly, exactly as PowerShell does; the caller then reconnects.
-                log.info("Hyper-V broker is legacy (V1); finishing the probe conversation")
-                talk.send_text(LEGACY_PROBE_USER, "legacy probe user name")
-                talk.receive(_VERDICT_REPLY_SIZE, "legacy probe user name")
-                talk.send(b"EMPTYPW", "legacy probe password marker")
-                talk.receive(_VERDICT_REPLY_SIZE, "legacy probe password marker")
-                talk.send(b"FAIL", "legacy probe end")
-                return None
-            talk.send(CLIENT_VERSION, "client version")
-            talk.receive(_VERDICT_REPLY_SIZE, "client version")  # PASS; PowerShell ignores it
-
-        # The broker's replies to these intermediate steps are not checked by PowerShell (its
-        # own tests answer them with random PASS/FAIL); only the password verdict decides.
-        talk.send_text(wire_domain, "domain")
-        talk.receive(_VERDICT_REPLY_SIZE, "domain")
-        talk.send_text(user, "user name")
-        talk.receive(_VERDICT_REPLY_SIZE, "user name")
-
-        secure_password = as_secure(password)  # TypeError for anything but str/SecureString
-        if secure_password.reveal() == "":
-            # An empty password must be announced: a bare empty send would leave the broker
-            # blocked in recv.
-            talk.send(b"EMPTYPW", "empty-password marker")
-            verdict = talk.receive(_VERDICT_REPLY_SIZE, "empty-password marker")
-        else:
-            talk.send(b"NONEMPTYPW", "password marker")
-            talk.receive(_VERDICT_REPLY_SIZE, "password marker")
-            secret = bytearray(secure_password.reveal().encode("utf-16-le"))
-            try:
-                talk.send(secret, "password")
-            finally:
-                secret[:] = bytes(len(secret))  # do not leave the encoded password in memory
-            verdict = talk.receive(_VERDICT_REPLY_SIZE, "password")
-
-        if verdict not in ("FAIL", "PASS", "CONF"):
-            raise HandshakeError(_invalid_response("Broker", "Credential"))
-        if verdict == "FAIL":
-            talk.send(b"FAIL", "failure acknowledgement")
-            raise CredentialError(INVALID_CREDENTIAL)
-        if verdict == "CONF":
-            # The broker supports configuration names (Windows Server 2016 TP5 and later).
-            if configuration:
-                talk.send(b"NONEMPTYCF", "configuration marker")
-                talk.receive(_VERDICT_REPLY_SIZE, "configuration marker")
-                talk.send_text(configuration, "configuration name")
-            else:
-                talk.send(b"EMPTYCF", "configuration marker")
-        else:
-            # PASS: a pre-TP5 broker that knows no configurations; PowerShell echoes it.
-            if configuration:
-                log.warning(
-                    "the guest broker does not support configuration names; %r is ignored",
-                    configuration,
-                )
-            talk.send(b"PASS", "credential acknowledgement")
-
+        if not legacy and not _agree_version(talk):
+            return None
+        verdict = _send_credentials(talk, wire_domain, user, password)
+        _answer_verdict(talk, verdict, configuration)
         if legacy:
             return None
-        reply = talk.receive(_TOKEN_REPLY_SIZE, "token request")
-        if not reply.startswith(TOKEN_PREFIX):
-            # PowerShell appends the reply to this message; it may hold a token, so we do not.
-            raise HandshakeError(_invalid_response("Broker", "Token"))
-        # Passed on exactly as PowerShell passes it (trailing NULs gone, nothing trimmed): the
-        # guest's check trims what it receives, so the bytes on the second connection are
-        # PowerShell's too.
-        token = reply[len(TOKEN_PREFIX) :]
-        talk.send(b"PASS", "token acknowledgement")
-        if not token.strip():
-            # PowerShell acknowledges even an empty token (above, so the broker sees the same
-            # conversation) and only fails on the second connection with "The credential is
-            # invalid."; no guest could accept it, so we say what is wrong here.
-            raise HandshakeError(_invalid_response("Broker", "Token"))
-        return token
+        return _receive_token(talk)
     finally:
         talk.finish()
+
+
+def _agree_version(talk: _Conversation) -> bool:
+    """The V2 version exchange; ``False`` when the broker is legacy (V1), after finishing the
+    probe conversation harmlessly (the caller reconnects with ``legacy=True``)."""
+    talk.send(VERSION_REQUEST, "version request")
+    version = talk.receive(_VERSION_REPLY_SIZE, "version request")
+    if not version.startswith(VERSION_PREFIX):
+        # A legacy broker took "VERSION" as the domain and answered PASS. Finish its
+        # conversation with a user nobody can have and no password, so it fails and
+        # exits cleanly, exactly as PowerShell does; the caller then reconnects.
+        log.info("Hyper-V broker is legacy (V1); finishing the probe conversation")
+        talk.send_text(LEGACY_PROBE_USER, "legacy probe user name")
+        talk.receive(_VERDICT_REPLY_SIZE, "legacy probe user name")
+        talk.send(b"EMPTYPW", "legacy probe password marker")
+        talk.receive(_VERDICT_REPLY_SIZE, "legacy probe password marker")
+        talk.send(b"FAIL", "legacy probe end")
+        return False
+    talk.send(CLIENT_VERSION, "client version")
+    talk.receive(_VERDICT_REPLY_SIZE, "client version")  # PASS; PowerShell ignores it
+    return True
+
+
+def _send_credentials(talk: _Conversation, wire_domain: str, user: str,
+                      password: str | SecureString | None) -> str:
+    """Domain, user name and password; returns the broker's verdict on them."""
+    # The broker's replies to these intermediate steps are not checked by PowerShell (its
+    # own tests answer them with random PASS/FAIL); only the password verdict decides.
+    talk.send_text(wire_domain, "domain")
+    talk.receive(_VERDICT_REPLY_SIZE, "domain")
+    talk.send_text(user, "user name")
+    talk.receive(_VERDICT_REPLY_SIZE, "user name")
+
+    secure_password = as_secure(password)  # TypeError for anything but str/SecureString
+    if secure_password.reveal() == "":
+        # An empty password must be announced: a bare empty send would leave the broker
+        # blocked in recv.
+        talk.send(b"EMPTYPW", "empty-password marker")
+        return talk.receive(_VERDICT_REPLY_SIZE, "empty-password marker")
+    talk.send(b"NONEMPTYPW", "password marker")
+    talk.receive(_VERDICT_REPLY_SIZE, "password marker")
+    secret = bytearray(secure_password.reveal().encode("utf-16-le"))
+    try:
+        talk.send(secret, "password")
+    finally:
+        secret[:] = bytes(len(secret))  # do not leave the encoded password in memory
+    return talk.receive(_VERDICT_REPLY_SIZE, "password")
+
+
+def _answer_verdict(talk: _Conversation, verdict: str, configuration: str | None) -> None:
+    """FAIL: acknowledge and raise :class:`CredentialError`; CONF: name the configuration (or
+    none); PASS: a broker without configurations, acknowledged."""
+    if verdict not in ("FAIL", "PASS", "CONF"):
+        raise HandshakeError(_invalid_response("Broker", "Credential"))
+    if verdict == "FAIL":
+        talk.send(b"FAIL", "failure acknowledgement")
+        raise CredentialError(INVALID_CREDENTIAL)
+    if verdict == "CONF":
+        # The broker supports configuration names (Windows Server 2016 TP5 and later).
+        if configuration:
+            talk.send(b"NONEMPTYCF", "configuration marker")
+            talk.receive(_VERDICT_REPLY_SIZE, "configuration marker")
+            talk.send_text(configuration, "configuration name")
+        else:
+            talk.send(b"EMPTYCF", "configuration marker")
+    else:
+        # PASS: a pre-TP5 broker that knows no configurations; PowerShell echoes it.
+        if configuration:
+            log.warning(
+                "the guest broker does not support configuration names; %r is ignored",
+                configuration,
+            )
+        talk.send(b"PASS", "credential acknowledgement")
+
+
+def _receive_token(talk: _Conversation) -> str:
+    """The V2 token for the second connection, acknowledged."""
+    reply = talk.receive(_TOKEN_REPLY_SIZE, "token request")
+    if not reply.startswith(TOKEN_PREFIX):
+        # PowerShell appends the reply to this message; it may hold a token, so we do not.
+        raise HandshakeError(_invalid_response("Broker", "Token"))
+    # Passed on exactly as PowerShell passes it (trailing NULs gone, nothing trimmed): the
+    # guest's check trims what it receives, so the bytes on the second connection are
+    # PowerShell's too.
+    token = reply[len(TOKEN_PREFIX) :]
+    talk.send(b"PASS", "token acknowledgement")
+    if not token.strip():
+        # PowerShell acknowledges even an empty token (above, so the broker sees the same
+        # conversation) and only fails on the second connection with "The credential is
+        # invalid."; no guest could accept it, so we say what is wrong here.
+        raise HandshakeError(_invalid_response("Broker", "Token"))
+    return token
 
 
 def negotiate_server(sock: socket.socket, token: str) -> None:
