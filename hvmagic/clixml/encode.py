@@ -270,6 +270,9 @@ class _Encoder:
 
     # the dispatcher ----------------------------------------------------------------------
     def write(self, value: Any, name: str | None = None) -> None:
+        """Append ``value``'s element (``N="name"`` when given). One chain of type tests, the
+        common exact types first: it runs once per value written, so the leaves stay inline
+        and only containers and rarer objects call a ``_write_*`` step."""
         if value is None:
             attr = "" if name is None else f' N="{escape(name)}"'
             self.parts.append(f"<Nil{attr} />")
@@ -330,41 +333,50 @@ class _Encoder:
         elif isinstance(value, PSObject):
             self._write_psobject(value, name)
         elif isinstance(value, (list, tuple)):
-            self._open_obj(name, value, _ARRAY_TYPES)
-            self.parts.append("<LST>")
-            if value:
-                self._down()
-                for item in value:
-                    self.write(item)
-                self.depth -= 1
-            self.parts.append("</LST></Obj>")
+            self._write_list(value, name)
         elif isinstance(value, dict):
-            self._open_obj(name, value, _HASHTABLE_TYPES)
-            self.parts.append("<DCT>")
-            if value:
-                self._down()
-                for key, item in value.items():
-                    self.parts.append("<En>")
-                    if key is None:
-                        raise EncodeError("a hashtable key cannot be None ($null in .NET)")
-                    self.write(key, "Key")
-                    self.write(item, "Value")
-                    self.parts.append("</En>")
-                self.depth -= 1
-            self.parts.append("</DCT></Obj>")
+            self._write_hashtable(value, name)
         elif isinstance(value, PSCredential):
-            self._open_obj(name, value, _CREDENTIAL_TYPES)
-            self.parts.append("<ToString>System.Management.Automation.PSCredential</ToString>")
-            self.parts.append("<Props>")
-            self._down()
-            self.write(value.username, "UserName")
-            self.write(value.password, "Password")
-            self.depth -= 1
-            self.parts.append("</Props></Obj>")
+            self._write_credential(value, name)
         elif isinstance(value, ProgressRecord):
             self._write_progress(value, name)
         else:
             self.write(_adapt(value), name)
+
+    def _write_list(self, value: list[Any] | tuple[Any, ...], name: str | None) -> None:
+        self._open_obj(name, value, _ARRAY_TYPES)
+        self.parts.append("<LST>")
+        if value:
+            self._down()
+            for item in value:
+                self.write(item)
+            self.depth -= 1
+        self.parts.append("</LST></Obj>")
+
+    def _write_hashtable(self, value: dict[Any, Any], name: str | None) -> None:
+        self._open_obj(name, value, _HASHTABLE_TYPES)
+        self.parts.append("<DCT>")
+        if value:
+            self._down()
+            for key, item in value.items():
+                self.parts.append("<En>")
+                if key is None:
+                    raise EncodeError("a hashtable key cannot be None ($null in .NET)")
+                self.write(key, "Key")
+                self.write(item, "Value")
+                self.parts.append("</En>")
+            self.depth -= 1
+        self.parts.append("</DCT></Obj>")
+
+    def _write_credential(self, value: PSCredential, name: str | None) -> None:
+        self._open_obj(name, value, _CREDENTIAL_TYPES)
+        self.parts.append("<ToString>System.Management.Automation.PSCredential</ToString>")
+        self.parts.append("<Props>")
+        self._down()
+        self.write(value.username, "UserName")
+        self.write(value.password, "Password")
+        self.depth -= 1
+        self.parts.append("</Props></Obj>")
 
     def _write_enum(self, value: PSEnum, name: str | None) -> None:
         type_names = list(value.type_names) or ["System.Int32"]
