@@ -687,39 +687,29 @@ class Session:
         events stay in the client until dispatched, so an exception (Ctrl-C) anywhere here
         leaves the rest for the next call instead of losing it.
         """
+        failure, violation = self._take_received()
+        failure, callback_error = self._dispatch_events(failure, violation)
+        if violation is not None:
+            self._fail_current()
+            raise violation
+        if callback_error is not None and failure is None:
+            raise callback_error
+        if failure is not None:
+            self._break_on(failure)
+
+    def _take_received(self) -> tuple[BaseException | None, SessionBrokenError | None]:
+        """Buffer a batch of received chunks and let the client parse them, under the lock.
+
+        Returns ``(failure, violation)``: what ended the connection (an error line, EOF, a
+        reader's exception), and what broke the session while parsing (raised only once the
+        records that came before it are dispatched)."""
         failure: BaseException | None = None
-        violation: SessionBrokenError | None = None  # raised once the records are dispatched
-        pending = self._pending
+        violation: SessionBrokenError | None = None
         with self._lock:
             try:
                 self._needs_parse = True
                 self._client.process_buffered()  # what an interrupted batch left
-                # The chunks up to the first failure marker are buffered as one batch: one
-                # Ctrl-C-safe step per wake-up, not one per chunk (a server writes one line
-                # per object, so output arrives as thousands of small chunks).
-                chunks: list[bytes] = []
-                for index in range(min(len(pending), _BATCH)):  # (the reader appends meanwhile)
-                    item = pending[index]
-                    if isinstance(item, BaseException) or not item:
-                        break
-                    chunks.append(item)
-                if chunks:
-                    with _InterruptsDeferred():
-                        self._client.buffer_data(
-                            chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                        )
-                        for _ in chunks:
-                            pending.popleft()
-                    self._client.process_buffered()
-                if len(chunks) < _BATCH and pending:
-                    item = pending[0]
-                    if isinstance(item, BaseException):
-                        pending.popleft()
-                        failure = item
-                    elif not item:
-                        pending.popleft()
-                        if not self._client.closed:  # EOF after CloseAck(pool) is expected
-                            failure = _Broken("the PowerShell server closed the connection")
+                failure = self._buffer_batch(self._pending)
                 self._needs_parse = False
                 self._flush()
             except ProtocolError as exc:
@@ -743,6 +733,45 @@ class Session:
                     "(the session is broken; connect again)"
                 )
                 violation.__cause__ = exc
+        return failure, violation
+
+    def _buffer_batch(self, pending: collections.deque[bytes | BaseException]
+                      ) -> BaseException | None:
+        """Hand the chunks up to the first failure marker to the client as one batch; return
+        the failure marker when the batch ended at one (a reader's exception, or EOF)."""
+        # The chunks up to the first failure marker are buffered as one batch: one
+        # Ctrl-C-safe step per wake-up, not one per chunk (a server writes one line
+        # per object, so output arrives as thousands of small chunks).
+        chunks: list[bytes] = []
+        for index in range(min(len(pending), _BATCH)):  # (the reader appends meanwhile)
+            item = pending[index]
+            if isinstance(item, BaseException) or not item:
+                break
+            chunks.append(item)
+        if chunks:
+            with _InterruptsDeferred():
+                self._client.buffer_data(
+                    chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                )
+                for _ in chunks:
+                    pending.popleft()
+            self._client.process_buffered()
+        if len(chunks) < _BATCH and pending:
+            item = pending[0]
+            if isinstance(item, BaseException):
+                pending.popleft()
+                return item
+            if not item:
+                pending.popleft()
+                if not self._client.closed:  # EOF after CloseAck(pool) is expected
+                    return _Broken("the PowerShell server closed the connection")
+        return None
+
+    def _dispatch_events(self, failure: BaseException | None,
+                         violation: SessionBrokenError | None
+                         ) -> tuple[BaseException | None, BaseException | None]:
+        """Dispatch every event the client has; returns ``failure`` (or a host call's protocol
+        error) and the first exception a callback raised."""
         callback_error: BaseException | None = None
         while (event := self._client.next_event()) is not None:
             # Every event is dispatched even when on_event raised, so a final state that came
@@ -758,23 +787,21 @@ class Session:
                 callback_error = callback_error or exc
                 if self._current is not None:
                     self._current.on_event = None  # record the rest of the batch, quietly
-        if violation is not None:
-            self._fail_current()
-            raise violation
-        if callback_error is not None and failure is None:
-            raise callback_error
-        if failure is not None:
-            if isinstance(failure, (TransportError, _Broken)):
-                reason = str(failure)
-            else:
-                reason = f"{type(failure).__name__}: {failure}"
-            self._mark_broken(reason)
-            self._fail_current()
-            cause = failure if isinstance(failure, Exception) else None
-            where = "" if reason.startswith(self.description) else f"{self.description}: "
-            raise SessionBrokenError(
-                f"{where}{reason} (the session is broken; connect again)"
-            ) from cause
+        return failure, callback_error
+
+    def _break_on(self, failure: BaseException) -> None:
+        """The connection failed: mark the session broken, fail the run, raise."""
+        if isinstance(failure, (TransportError, _Broken)):
+            reason = str(failure)
+        else:
+            reason = f"{type(failure).__name__}: {failure}"
+        self._mark_broken(reason)
+        self._fail_current()
+        cause = failure if isinstance(failure, Exception) else None
+        where = "" if reason.startswith(self.description) else f"{self.description}: "
+        raise SessionBrokenError(
+            f"{where}{reason} (the session is broken; connect again)"
+        ) from cause
 
     def _fail_current(self) -> None:
         run = self._current
