@@ -308,14 +308,42 @@ def install(
     ``%vmuse``, ``%vmclose`` and ``-s``); ``cell_mode()`` tells whether plain cells are
     PowerShell; ``split_line`` splits a ``%vmps`` line into options and script.
     """
-    from IPython.core.completer import SimpleCompletion, context_matcher
-
     def guest_for(ref: str | None) -> Session | None:
         try:
             session = sessions(ref)
         except LookupError:
             return None
         return live_session(session)
+
+    vmps_matcher = _completion_matcher(guest_for, aliases, cell_mode, split_line, timeout)
+    ipython.Completer.custom_matchers.insert(0, vmps_matcher)
+
+    kernel: Any = getattr(ipython, "kernel", None)
+    original_inspect = getattr(kernel, "do_inspect", None) if kernel is not None else None
+    do_inspect: Callable[..., Any] | None = None
+    if original_inspect is not None:
+        do_inspect = _inspect_hook(original_inspect, guest_for, cell_mode, split_line, timeout)
+        kernel.do_inspect = do_inspect
+
+    def uninstall() -> None:
+        if vmps_matcher in ipython.Completer.custom_matchers:
+            ipython.Completer.custom_matchers.remove(vmps_matcher)
+        if do_inspect is not None and getattr(kernel, "do_inspect", None) is do_inspect:
+            kernel.do_inspect = original_inspect
+
+    return uninstall
+
+
+def _completion_matcher(
+    guest_for: Callable[[str | None], Session | None],
+    aliases: Callable[[], Iterable[str]],
+    cell_mode: Callable[[], bool],
+    split_line: Callable[[str], tuple[str, str]],
+    timeout: Callable[[], float],
+) -> Callable[[Any], dict[str, Any]]:
+    """IPython's matcher for PowerShell in ``%%vmps`` cells, ``%vmps`` lines and cell mode:
+    session aliases where one is typed, else the guest's own completions."""
+    from IPython.core.completer import SimpleCompletion, context_matcher
 
     @context_matcher()  # type: ignore[untyped-decorator,unused-ignore]
     def vmps_matcher(context: Any) -> dict[str, Any]:
@@ -347,10 +375,18 @@ def install(
             "ordered": True,  # the guest's order (PowerShell sorts by relevance) is kept
         }
 
-    ipython.Completer.custom_matchers.insert(0, vmps_matcher)
+    return vmps_matcher
 
-    kernel: Any = getattr(ipython, "kernel", None)
-    original_inspect = getattr(kernel, "do_inspect", None) if kernel is not None else None
+
+def _inspect_hook(
+    original_inspect: Callable[..., Any],
+    guest_for: Callable[[str | None], Session | None],
+    cell_mode: Callable[[], bool],
+    split_line: Callable[[str], tuple[str, str]],
+    timeout: Callable[[], float],
+) -> Callable[..., Any]:
+    """The kernel's ``do_inspect`` (Shift-Tab) with the guest's help for a PowerShell command,
+    the original one for anything else."""
 
     async def do_inspect(code: str, cursor_pos: int | None, detail_level: int = 0,
                          omit_sections: Any = ()) -> Any:
@@ -364,20 +400,10 @@ def install(
                 return {"status": "ok", "found": True, "metadata": {},
                         "data": {"text/plain": found_help.text()}}
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
-        assert original_inspect is not None
         reply = original_inspect(code, cursor_pos, detail_level, omit_sections)
         return await reply if inspect.isawaitable(reply) else reply
 
-    if original_inspect is not None:
-        kernel.do_inspect = do_inspect
-
-    def uninstall() -> None:
-        if vmps_matcher in ipython.Completer.custom_matchers:
-            ipython.Completer.custom_matchers.remove(vmps_matcher)
-        if original_inspect is not None and getattr(kernel, "do_inspect", None) is do_inspect:
-            kernel.do_inspect = original_inspect
-
-    return uninstall
+    return do_inspect
 
 
 _ALIAS_MAGIC = re.compile(r"^\s*%(?:vmuse|vmclose)\s+(\S*)$")

@@ -270,6 +270,9 @@ def connect(
     ``T`` — take ``T`` from :func:`last_boot_time` before ``Restart-Computer``. Without it a
     reconnect right after ``Restart-Computer`` can reach the guest *before* it shuts down, as
     ``Restart-Computer`` returns first.
+
+    (Long for its keywords and this documentation: the body is a few steps, each a function —
+    :class:`Request`, :func:`_choose`, :func:`_retry_while_unreachable`.)
     """
     if not isinstance(target, str) or not target.strip():
         raise ValueError(f"target must be a VM or host name, not {target!r}")
