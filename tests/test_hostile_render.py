@@ -140,7 +140,7 @@ def test_redaction_walks_shared_objects_once_and_finds_secrets_behind_cycles() -
 
 @pytest.fixture(scope="module")
 def guest() -> Iterator[FakeGuest]:
-    fake = FakeGuest(demo=False)
+    fake = FakeGuest()
 
     @fake.handle(r"^hostile (\w+)$", regex=True)
     def hostile(ctx: HandlerContext) -> None:

@@ -6,9 +6,10 @@ assert on live displays (``display_data`` with a display id, then ``update_displ
 well as on the saved ``.ipynb``. The kernel's ``IPYTHONDIR`` is a temporary directory, so its
 history database can be searched for secrets after shutdown.
 
-Cells either connect with ``%vmconnect … --via sim`` (the built-in simulated guest) or adopt a
-session to a :class:`hvmagic.testing.FakeGuest` whose handlers the notebook defines (exact
-streams, progress, errors, a long sleep to interrupt).
+Cells connect with ``%vmconnect … --via sim`` (the password paths: a sim name other than "sim"
+asks for one as a real guest would) and adopt a session to a :class:`hvmagic.testing.FakeGuest`
+whose handlers the notebook defines (services, exact streams, progress, errors, a long sleep to
+interrupt), which every run cell uses.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ get_ipython().kernel.getpass = lambda prompt="", stream=None: os.environ["HVMAGI
 from hvmagic.testing import FakeGuest
 from psrpcore.types import PSCustomObject
 
-guest = FakeGuest(demo=False)
+guest = FakeGuest()
 
 @guest.handle("Invoke-Streams")
 def streams(ctx):
@@ -88,6 +89,13 @@ def many(ctx):
     for i in range(30):
         ctx.output(PSCustomObject(Name=f"svc{i:02d}", Status="Running", Index=i))
 
+@guest.handle("Get-IntegrationService")
+def integration_services(ctx):
+    for name, display in [("vmicheartbeat", "Hyper-V Heartbeat Service"),
+                          ("vmicvss", "Hyper-V Volume Shadow Copy Requestor")]:
+        ctx.output({"PSTypeName": "System.ServiceProcess.ServiceController", "Status": "Running",
+                    "Name": name, "DisplayName": display, "StartType": "Manual"})
+
 custom_session = guest.connect()
 '''
 
@@ -98,9 +106,7 @@ CELLS: list[tuple[str, str, list[str]]] = [
     ("connect_getpass", "%vmconnect demo2 --via sim -u administrator", []),
     ("connect_custom", "%vmconnect custom --session custom_session", []),
     ("sessions", "%vmsessions", []),
-    ("services", "%%vmps demo -o running\n"
-                 "Get-Service | Where-Object { $_.Status -eq 'Running' -and $_.Name -like 'vm*' }",
-     []),
+    ("services", "%%vmps custom -o running\nGet-IntegrationService", []),
     ("services_check", "print(type(running).__name__, list(running.columns), len(running))", []),
     ("limit", "%config VmMagics.displaylimit = 5\n", []),
     ("many", "%%vmps -o many\nGet-Many", []),
@@ -270,8 +276,7 @@ def test_services_dataframe_as_powershell_shows_it(executed: Executed) -> None:
     assert [h for h in ("Status", "Name", "DisplayName") if f"<th>{h}</th>" in header] == [
         "Status", "Name", "DisplayName"]
     assert "<td>Running</td>" in html and "<td>vmicheartbeat</td>" in html
-    assert executed.stdout("services_check").startswith(
-        "DataFrame ['Status', 'Name', 'DisplayName']")
+    assert executed.stdout("services_check") == "DataFrame ['Status', 'Name', 'DisplayName'] 2\n"
 
 
 def test_display_limit_notice(executed: Executed) -> None:
@@ -415,10 +420,16 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
     runbook = nbformat.v4.new_notebook()
     runbook.cells = [
         nbformat.v4.new_markdown_cell("# Guest services triage"),
-        nbformat.v4.new_code_cell("%load_ext hvmagic\n%vmconnect demo --via sim"),
         nbformat.v4.new_code_cell(
-            "%%vmps -o running\n"
-            "Get-Service | Where-Object { $_.Status -eq 'Running' -and $_.Name -like 'vm*' }"),
+            "%load_ext hvmagic\n"
+            "from hvmagic.testing import FakeGuest\n"
+            "guest = FakeGuest()\n"
+            "guest.add_handler('Get-IntegrationService', lambda ctx: [\n"
+            "    {'PSTypeName': 'System.ServiceProcess.ServiceController', 'Status': 'Running',\n"
+            "     'Name': 'vmicheartbeat', 'DisplayName': 'Hyper-V Heartbeat Service'}])\n"
+            "demo_session = guest.connect()\n"
+            "%vmconnect demo --session demo_session"),
+        nbformat.v4.new_code_cell("%%vmps -o running\nGet-IntegrationService"),
         nbformat.v4.new_code_cell("len(running)"),
     ]
     source = tmp_path / "services-triage.ipynb"
@@ -432,7 +443,7 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
     page = (out / "services-triage.html").read_text(encoding="utf-8")
     assert "hvmagic-frame" in page and "vmicheartbeat" in page
     executed = nbformat.read(str(out / "services-triage.ipynb"), as_version=4)
-    assert int(executed.cells[3].outputs[0].data["text/plain"]) > 0
+    assert executed.cells[3].outputs[0].data["text/plain"] == "1"
 
 
 def test_hvmagic_demo_runs_runbooks_in_the_output_folder(tmp_path: Path,
