@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from hvmagic.clixml.values import PSCredential, PSObject, SecureString
 from hvmagic.errors import HvMagicError
-
-__version__ = "0.1.0"
+from hvmagic.version import __version__
 
 __all__ = [
     "HvMagicError",
@@ -28,17 +27,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers only
+    from hvmagic.connection import connect, last_boot_time
     from hvmagic.doctor import doctor
-    from hvmagic.fleets import fleet
+    from hvmagic.fleet_factory import fleet
     from hvmagic.frames import to_dataframe
-    from hvmagic.session import connect, last_boot_time
 
 _LAZY = {
-    "connect": ("hvmagic.session", "connect"),
+    "connect": ("hvmagic.connection", "connect"),
     "to_dataframe": ("hvmagic.frames", "to_dataframe"),
     "doctor": ("hvmagic.doctor", "doctor"),
-    "fleet": ("hvmagic.fleets", "fleet"),
-    "last_boot_time": ("hvmagic.session", "last_boot_time"),
+    "fleet": ("hvmagic.fleet_factory", "fleet"),
+    "last_boot_time": ("hvmagic.connection", "last_boot_time"),
 }
 
 

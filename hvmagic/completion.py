@@ -36,11 +36,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hvmagic.errors import HvMagicError, PipelineTimeoutError
+from hvmagic.recording import RecordingSession, ReplaySession
+from hvmagic.session import Session
+from hvmagic.sessionlike import SessionLike
+
 #: seconds a completion or help question may take before the notebook gives up on it
 COMPLETION_TIMEOUT = 2.0
 #: seconds a session is left alone after one of its questions timed out
 BACKOFF = 60.0
-_slow_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_slow_until: weakref.WeakKeyDictionary[SessionLike, float] = weakref.WeakKeyDictionary()
 
 # The user's text and cursor reach TabExpansion2 as parameters. ``& { }`` keeps its locals out of
 # the session's scope; the finally block removes the two parameter variables the wrapper set,
@@ -130,7 +135,7 @@ def _text(value: Any) -> str:
 
 
 def complete(
-    session: Any, script: str, cursor: int, timeout: float = COMPLETION_TIMEOUT
+    session: SessionLike, script: str, cursor: int, timeout: float = COMPLETION_TIMEOUT
 ) -> CompletionReply | None:
     """Ask the guest what completes ``script`` at ``cursor``; ``None`` when it could not say
     in time (busy, slow, broken session) — completion is a convenience, never an error."""
@@ -159,7 +164,7 @@ def complete(
 
 
 def command_help(
-    session: Any, name: str, timeout: float = COMPLETION_TIMEOUT
+    session: SessionLike, name: str, timeout: float = COMPLETION_TIMEOUT
 ) -> CommandHelp | None:
     """The guest's synopsis and syntax for the command ``name`` (aliases resolved), or
     ``None`` when there is no such command or the guest did not answer in time."""
@@ -173,9 +178,9 @@ def command_help(
     )
 
 
-def _ask(session: Any, script: str, parameters: dict[str, Any], timeout: float) -> list[Any]:
-    from hvmagic.errors import HvMagicError, PipelineTimeoutError
-
+def _ask(
+    session: SessionLike, script: str, parameters: dict[str, Any], timeout: float
+) -> list[Any]:
     with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced
         if _slow_until.get(session, 0.0) > time.monotonic():
             return []
@@ -189,12 +194,9 @@ def _ask(session: Any, script: str, parameters: dict[str, Any], timeout: float) 
         return []
 
 
-def live_session(session: Any) -> Any | None:
+def live_session(session: object) -> Session | None:
     """The session a question may go to: the live session itself, the live session under a
     recording (so questions are not recorded), nothing for a replay."""
-    from hvmagic.recording import RecordingSession, ReplaySession
-    from hvmagic.session import Session
-
     if isinstance(session, RecordingSession):
         session = session._session  # same package: the recorder's own live session
     if isinstance(session, ReplaySession) or not isinstance(session, Session):
@@ -293,7 +295,7 @@ def word_at(text: str, cursor: int) -> str | None:
 def install(
     ipython: Any,
     *,
-    sessions: Callable[[str | None], Any],
+    sessions: Callable[[str | None], SessionLike],
     aliases: Callable[[], Iterable[str]],
     cell_mode: Callable[[], bool],
     split_line: Callable[[str], tuple[str, str]],
@@ -308,7 +310,7 @@ def install(
     """
     from IPython.core.completer import SimpleCompletion, context_matcher
 
-    def guest_for(ref: str | None) -> Any | None:
+    def guest_for(ref: str | None) -> Session | None:
         try:
             session = sessions(ref)
         except LookupError:

@@ -89,12 +89,10 @@ def _keyring_lookup(username: str, keyring_module: Any) -> str | None:
     backend = keyring_module
     if backend is None:
         try:
-            import importlib
-
-            # optional dependency: used only when installed
-            backend = importlib.import_module("keyring")
+            import keyring  # optional dependency: used only when installed
         except ImportError:
             return None
+        backend = keyring
     try:
         found = backend.get_password(KEYRING_SERVICE, username)
     except Exception:

@@ -46,6 +46,7 @@ from hvmagic.errors import (
     VMNotFoundError,
     VMStateError,
 )
+from hvmagic.hop import plain_remote_session
 from hvmagic.transports.vmresolve import (
     DEFAULT_RUNNER_TIMEOUT,
     Runner,
@@ -507,8 +508,6 @@ def _remote_host_checks(
         later += ["VM found"]
     if reach.status == "fail":
         return checks + [Check(name, "skipped", "The host cannot be reached.") for name in later]
-    from hvmagic.hop import plain_remote_session  # sessions are above this module
-
     try:
         session = plain_remote_session(host, via=via, host_username=host_username,
                                        timeout=timeout, **host_options)

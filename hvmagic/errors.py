@@ -1,7 +1,7 @@
 """One error taxonomy for hvmagic.
 
 Every exception hvmagic raises on purpose is an :class:`HvMagicError`. Third-party exceptions
-(psrpcore, lxml, socket errors) are translated once, at the layer boundary where they happen,
+(psrpcore, expat, socket errors) are translated once, at the layer boundary where they happen,
 with ``raise ... from exc`` so the cause stays visible to whoever debugs it.
 
 Exception text never contains secrets: code that builds a message from user input passes it

@@ -62,9 +62,8 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from hvmagic.errors import (
     FileCopyError,
@@ -75,6 +74,7 @@ from hvmagic.errors import (
     HvMagicError,
     RemoteError,
 )
+from hvmagic.sessionlike import CopiedFile, CopyProgress, CopyResult, SessionLike
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -145,58 +145,6 @@ def format_rate(size: int, seconds: float) -> str:
             break
         rate /= 1024
     return f" ({rate:.3g} {unit})" if rate >= 1 else ""
-
-
-class _Runner(Protocol):
-    """What the engine needs from a session: :meth:`hvmagic.session.Session.run`."""
-
-    def run(self, script: str, parameters: Mapping[str, Any] | None = None) -> Any: ...
-
-
-@dataclass(frozen=True)
-class CopyProgress:
-    """Reported after each chunk: the current file and the totals of the whole copy."""
-
-    source: str
-    destination: str
-    file_bytes_done: int
-    file_bytes_total: int
-    bytes_done: int
-    bytes_total: int
-    files_done: int
-    files_total: int
-
-    @property
-    def percent(self) -> int:
-        return 100 if self.bytes_total == 0 else int(100 * self.bytes_done / self.bytes_total)
-
-
-@dataclass(frozen=True)
-class CopiedFile:
-    source: str
-    destination: str
-    size: int
-    sha256: str
-
-
-@dataclass
-class CopyResult:
-    files: list[CopiedFile] = field(default_factory=list)
-    directories: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    #: things worth knowing that did not stop the copy (e.g. names Windows could not store)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.bytes / (1 << 20) / self.seconds if self.seconds > 0 else 0.0
-
-    def __repr__(self) -> str:
-        return f"<CopyResult {len(self.files)} file(s), {self.bytes} bytes in {self.seconds:.2f} s>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,18 +279,18 @@ try {{
 }
 
 
-def _run(session: _Runner, operation: str, **parameters: Any) -> list[Any]:
+def _run(session: SessionLike, operation: str, **parameters: Any) -> list[Any]:
     """Run one guest script; translate its deliberate failures into typed copy errors."""
     arguments = {f"hvmagic_copy_{name}": value for name, value in parameters.items()}
     try:
         result = session.run(SCRIPTS[operation], arguments)
     except RemoteError as exc:
         raise _translate(exc, parameters) from exc
-    errors = list(getattr(result, "errors", []) or [])
+    errors = list(result.errors)
     if errors:
         message = getattr(errors[0], "message", None) or str(errors[0])
         raise FileCopyError(f"guest reported an error during {operation}: {message}")
-    return list(getattr(result, "output", result) or [])
+    return list(result.output)
 
 
 def _translate(exc: RemoteError, parameters: Mapping[str, Any]) -> FileCopyError:
@@ -440,7 +388,7 @@ def _guest_join(base: str, relative: str) -> str:
 
 
 def copy_to(
-    session: _Runner,
+    session: SessionLike,
     local: str | os.PathLike[str],
     remote: str,
     *,
@@ -520,7 +468,7 @@ def copy_to(
 
 
 def _send_file(
-    session: _Runner,
+    session: SessionLike,
     path: Path,
     target: str,
     overwrite: bool,
@@ -591,7 +539,7 @@ def _send_file(
 
 
 def copy_from(
-    session: _Runner,
+    session: SessionLike,
     remote: str,
     local: str | os.PathLike[str],
     *,
@@ -840,7 +788,7 @@ def _open_partial(target: Path) -> tuple[Path, BinaryIO]:
     raise FileCopyError(f"could not create a partial file beside {target}")
 
 
-def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterator[bytes]:
+def _chunks(session: SessionLike, full: str, length: int, chunk_size: int) -> Iterator[bytes]:
     offset = 0
     while offset < length:
         block = _first(
@@ -872,7 +820,7 @@ def _chunks(session: _Runner, full: str, length: int, chunk_size: int) -> Iterat
 
 
 def _receive_file(
-    session: _Runner,
+    session: SessionLike,
     full: str,
     target: Path,
     length: int,

@@ -76,6 +76,7 @@ from hvmagic.fleets import (
     run_target,
 )
 from hvmagic.session import STOP_TIMEOUT
+from hvmagic.sessionlike import RESULT_LISTS, SessionLike
 
 try:  # the optional extra: hvmagic[fleet]
     from distributed import WorkerPlugin
@@ -89,10 +90,6 @@ RESOURCE_PREFIX = "hyperv:"
 HOSTS_ENV = "HVMAGIC_FLEET_HOSTS"
 _POLL = 0.25  # how often the client checks that the workers it waits on are alive
 
-#: the records replayed to on_event, in this order, when a target's result arrives
-_REPLAY = (("output", "output"), ("error", "errors"), ("warning", "warnings"),
-           ("verbose", "verbose"), ("debug", "debug"), ("information", "information"),
-           ("progress", "progress"), ("host", "host"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +109,7 @@ class _WorkerState:
         self.pool = SessionPool(self.connect, credentials=plugin.credentials,
                                 connect_timeout=plugin.connect_timeout)
         self._lock = threading.Lock()
-        self.running: dict[str, dict[tuple[str, str], Any]] = {}
+        self.running: dict[str, dict[tuple[str, str], SessionLike]] = {}
         self.cancelled: dict[str, threading.Event] = {}
         self._own_resolver: HostShellResolver | None = None
 
@@ -155,7 +152,7 @@ class _WorkerState:
             self._own_resolver.close()
 
 
-def _connect_here(target: Target, **kwargs: Any) -> Any:
+def _connect_here(target: Target, **kwargs: Any) -> SessionLike:
     """The worker is on the target's host: connect locally (PowerShell Direct), no hop."""
     return connect_target(Target(target.name, None, target.options), **kwargs)
 
@@ -385,7 +382,7 @@ class DaskRunner:
                 outcome.duration = time.monotonic() - submitted
             outcomes[target.key] = outcome
             if on_event is not None:
-                for stream, attribute in _REPLAY:
+                for stream, attribute in RESULT_LISTS.items():  # in the streams' order
                     for record in getattr(outcome.result, attribute):
                         on_event(target, stream, record)
 

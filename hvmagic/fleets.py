@@ -49,7 +49,9 @@ They are handed to the connect function only — never stored on results or show
 Dask
 ----
 ``cluster=<distributed.Client>`` runs each target on the worker serving its host; see
-:mod:`hvmagic.fleet_dask`.
+:mod:`hvmagic.fleet_dask`. A :class:`Fleet` only knows the :class:`RemoteRunner` it is given;
+:func:`hvmagic.fleet` (:mod:`hvmagic.fleet_factory`) builds the Dask one, so this module never
+imports Dask's backend (which imports this module).
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hvmagic.clixml.values import PSCredential
+from hvmagic.connection import connect
 from hvmagic.errors import (
     FleetError,
     HvMagicError,
@@ -73,7 +76,8 @@ from hvmagic.errors import (
     SessionBrokenError,
     UnsupportedPlatformError,
 )
-from hvmagic.session import STOP_TIMEOUT, Result
+from hvmagic.session import STOP_TIMEOUT
+from hvmagic.sessionlike import RESULT_LISTS, Result, SessionLike
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -86,10 +90,10 @@ __all__ = [
     "FleetInterrupted",
     "FleetResult",
     "HostShellResolver",
+    "RemoteRunner",
     "SessionPool",
     "Target",
     "TargetResult",
-    "fleet",
 ]
 
 #: ``Invoke-Command``'s default ``-ThrottleLimit``
@@ -129,10 +133,24 @@ class Target:
 
 CredentialValue = PSCredential | str | None
 CredentialSource = CredentialValue | Callable[[Target], CredentialValue]
-ConnectFunction = Callable[..., Any]
+ConnectFunction = Callable[..., SessionLike]
 #: ``resolver(host, pattern, running_only=...)`` → the VM names on ``host`` matching ``pattern``
 Resolver = Callable[..., list[str]]
 OnFleetEvent = Callable[[Target, str, Any], None]
+
+
+class RemoteRunner(Protocol):
+    """Runs a fleet's targets elsewhere (the Dask runner of :mod:`hvmagic.fleet_dask`): the
+    fleet hands it name resolution and runs and keeps its own bookkeeping."""
+
+    def resolve(self, host: str | None, pattern: str, *, running_only: bool) -> list[str]: ...
+
+    def run(
+        self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
+        timeout: float | None, on_event: OnFleetEvent | None, throttle: int, started: float,
+    ) -> dict[tuple[str, str], TargetResult]: ...
+
+    def close(self) -> None: ...
 
 
 def is_glob(text: str) -> bool:
@@ -352,11 +370,9 @@ def credential_kwargs(value: CredentialValue) -> dict[str, Any]:
     return {}
 
 
-def connect_target(target: Target, **kwargs: Any) -> Any:
+def connect_target(target: Target, **kwargs: Any) -> SessionLike:
     """The default connect function: :func:`hvmagic.connect` with the target's options,
     ``host=`` when the target names one, and the fleet's credential/timeout keywords."""
-    from hvmagic.session import connect
-
     options = {**target.options, **kwargs}
     if target.host is not None:
         options.setdefault("host", target.host)
@@ -385,9 +401,9 @@ class HostShellResolver:
     use a Dask fleet, whose workers resolve on their own hosts). Host sessions are kept.
     """
 
-    def __init__(self, open_host: Callable[[str | None], Any] | None = None) -> None:
+    def __init__(self, open_host: Callable[[str | None], SessionLike] | None = None) -> None:
         self._open_host = open_host or _open_local_host_shell
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[str, SessionLike] = {}
         self._lock = threading.Lock()
 
     def __call__(self, host: str | None, pattern: str, *, running_only: bool = True) -> list[str]:
@@ -411,7 +427,7 @@ class HostShellResolver:
                 session.close()
 
 
-def _open_local_host_shell(host: str | None) -> Any:
+def _open_local_host_shell(host: str | None) -> SessionLike:
     if host is not None:
         raise UnsupportedPlatformError(
             f"cannot ask Hyper-V host {host!r} for its VMs from here: name the VMs, pass "
@@ -422,8 +438,6 @@ def _open_local_host_shell(host: str | None) -> Any:
             "resolving VM names and globs needs Get-VM on a Windows Hyper-V host: name the "
             "VMs explicitly or pass resolver="
         )
-    from hvmagic.session import connect
-
     return connect("localhost", via="process", executable="powershell.exe")
 
 
@@ -440,13 +454,13 @@ class SessionPool:
         *,
         credentials: Mapping[str, CredentialSource] | None = None,
         connect_timeout: float | None = None,
-        adopted: Mapping[Target, Any] | None = None,
+        adopted: Mapping[Target, SessionLike] | None = None,
     ) -> None:
         self._connect = connect
         self._credentials = credentials
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
-        self._sessions: dict[tuple[str, str], Any] = {}
+        self._sessions: dict[tuple[str, str], SessionLike] = {}
         self._adopted: set[tuple[str, str]] = set()
         self._closed = False
         for target, session in (adopted or {}).items():
@@ -456,7 +470,7 @@ class SessionPool:
     def get(
         self, target: Target, *, connect: ConnectFunction | None = None,
         credential: Mapping[str, Any] | None = None,
-    ) -> Any:
+    ) -> SessionLike:
         """The target's open session, connecting when there is none or it broke.
 
         ``connect``/``credential`` (connect keywords) override the pool's own for this
@@ -495,7 +509,7 @@ class SessionPool:
             with contextlib.suppress(Exception):
                 session.close()
 
-    def peek(self, target: Target) -> Any:
+    def peek(self, target: Target) -> SessionLike | None:
         with self._lock:
             return self._sessions.get(target.key)
 
@@ -514,14 +528,9 @@ class SessionPool:
                 session.close()
 
 
-def _unusable(session: Any) -> bool:
+def _unusable(session: SessionLike) -> bool:
+    # getattr: an adopted session (%vmconnect --session) may be any object with run()
     return bool(getattr(session, "broken", False) or getattr(session, "closed", False))
-
-
-_STREAM_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -536,7 +545,7 @@ def run_target(
     parameters: Mapping[str, Any] | None,
     timeout: float | None,
     on_event: Callable[[str, Any], None] | None = None,
-    running: dict[tuple[str, str], Any] | None = None,
+    running: dict[tuple[str, str], SessionLike] | None = None,
     cancelled: threading.Event | None = None,
     *,
     connect: ConnectFunction | None = None,
@@ -563,7 +572,7 @@ def run_target(
     partial = outcome.result
 
     def record(stream: str, value: Any) -> None:
-        getattr(partial, _STREAM_LISTS.get(stream, "output")).append(value)
+        getattr(partial, RESULT_LISTS.get(stream, "output")).append(value)
         if on_event is not None:
             on_event(stream, value)
 
@@ -625,8 +634,8 @@ class Fleet:
         connect_timeout: float | None = None,
         resolver: Resolver | None = None,
         running_only: bool = True,
-        sessions: Mapping[str | Target, Any] | None = None,
-        cluster: Any = None,
+        sessions: Mapping[str | Target, SessionLike] | None = None,
+        remote: RemoteRunner | None = None,
     ) -> None:
         if throttle < 1:
             raise ValueError("throttle must be at least 1")
@@ -651,14 +660,7 @@ class Fleet:
             connect_timeout=connect_timeout, adopted=adopted,
         )
         self._run_lock = threading.Lock()
-        self._dask: Any = None
-        if cluster is not None:
-            from hvmagic.fleet_dask import DaskRunner
-
-            self._dask = DaskRunner(
-                cluster, connect=connect, credentials=credentials,
-                connect_timeout=connect_timeout, resolver=resolver,
-            )
+        self._remote = remote
 
     # -- targets ---------------------------------------------------------------------------
     @property
@@ -709,8 +711,8 @@ class Fleet:
         return resolved
 
     def _resolve_on(self, host: str | None, pattern: str) -> list[str]:
-        if self._dask is not None and self._resolver is None:
-            return self._dask.resolve(host, pattern, running_only=self.running_only)
+        if self._remote is not None and self._resolver is None:
+            return self._remote.resolve(host, pattern, running_only=self.running_only)
         resolver = self._resolver
         if resolver is None:
             if self._own_resolver is None:
@@ -739,10 +741,10 @@ class Fleet:
             started = time.monotonic()
             planned = self._resolve()
             runnable = [t.target for t in planned if t.state == "NotStarted"]
-            if self._dask is None:
+            if self._remote is None:
                 return self._run_local(runnable, script, parameters, timeout, on_event, started)
             try:
-                outcomes = self._dask.run(runnable, script, parameters, timeout, on_event,
+                outcomes = self._remote.run(runnable, script, parameters, timeout, on_event,
                                           self.throttle, started)
             except FleetInterrupted as exc:
                 merged = self._merge({t.target.key: t for t in exc.result}, started)
@@ -764,7 +766,7 @@ class Fleet:
         timeout: float | None, on_event: OnFleetEvent | None, started: float,
     ) -> FleetResult:
         outcomes: dict[tuple[str, str], TargetResult] = {}
-        running: dict[tuple[str, str], Any] = {}
+        running: dict[tuple[str, str], SessionLike] = {}
         cancelled = threading.Event()
         callback_lock = threading.Lock()
 
@@ -824,8 +826,8 @@ class Fleet:
         self._pool.close()
         if self._own_resolver is not None:
             self._own_resolver.close()
-        if self._dask is not None:
-            self._dask.close()
+        if self._remote is not None:
+            self._remote.close()
 
     def __enter__(self) -> Fleet:
         return self
@@ -834,41 +836,7 @@ class Fleet:
         self.close()
 
     def __repr__(self) -> str:
-        where = "on Dask" if self._dask is not None else f"throttle {self.throttle}"
+        where = "on Dask" if self._remote is not None else f"throttle {self.throttle}"
         count = f"{len(self._resolved)} target(s)" if self._resolved is not None else (
             f"{len(self._specs)} spec(s), unresolved")
         return f"<Fleet {count}, {where}, {len(self._pool)} open session(s)>"
-
-
-def fleet(
-    targets: str | Target | Sequence[str | Target],
-    *,
-    hosts: str | Sequence[str | None] | None = None,
-    throttle: int = DEFAULT_THROTTLE,
-    timeout: float | None = None,
-    connect: ConnectFunction | None = None,
-    credentials: Mapping[str, CredentialSource] | None = None,
-    connect_timeout: float | None = None,
-    resolver: Resolver | None = None,
-    running_only: bool = True,
-    sessions: Mapping[str | Target, Any] | None = None,
-    cluster: Any = None,
-) -> Fleet:
-    """A :class:`Fleet` over ``targets``: ``"web*,db1"``, a list of names/globs/:class:`Target`.
-
-    ``hosts`` (a name, ``"hv01,hv02"`` or a list) are the Hyper-V hosts names and globs are
-    resolved on (default: this machine). ``throttle``: at most this many targets at once.
-    ``timeout``: per target, per run (``run(timeout=)`` overrides). ``connect(target,
-    **kwargs)``: opens a target's session (default :func:`connect_target`). ``credentials``:
-    see the module docstring. ``sessions``: already open sessions to use (never closed by the
-    fleet). ``cluster``: a ``distributed.Client`` (see :mod:`hvmagic.fleet_dask`).
-    """
-    if isinstance(targets, (str, Target)):
-        targets = [targets]
-    if isinstance(hosts, str):
-        hosts = split_targets(hosts)
-    return Fleet(
-        list(targets), hosts=hosts, throttle=throttle, timeout=timeout, connect=connect,
-        credentials=credentials, connect_timeout=connect_timeout, resolver=resolver,
-        running_only=running_only, sessions=sessions, cluster=cluster,
-    )

@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hvmagic.clixml.values import ErrorRecord, PSCredential, SecureString
+from hvmagic.credentials import PASSWORD_ENV_VAR, get_password
 from hvmagic.errors import (
     CredentialError,
     HvMagicError,
@@ -52,7 +53,8 @@ from hvmagic.errors import (
 )
 from hvmagic.host import HostUI
 from hvmagic.psrp.client import ClientEvent, PipelineRecord
-from hvmagic.session import OPEN_TIMEOUT, WRAPPER_SCRIPT, OnEvent, Result, Session
+from hvmagic.session import OPEN_TIMEOUT, WRAPPER_SCRIPT, Session
+from hvmagic.sessionlike import OnEvent, Result
 from hvmagic.transports.base import Transport
 
 __all__ = [
@@ -240,8 +242,6 @@ def winrm_host_password(
     repeated at every attempt."""
     if not host_username or host_password is not None:
         return host_password
-    from hvmagic.credentials import PASSWORD_ENV_VAR, get_password
-
     from_env = os.environ.get(HOST_PASSWORD_ENV)
     env = {PASSWORD_ENV_VAR: from_env} if from_env is not None else {}
     return get_password(host_username, None, env=env)
@@ -366,8 +366,6 @@ def connect_hop(
         host_username = host_username or host_credential.username
         host_password = host_password if host_password is not None else host_credential.password
     if pssession_arguments is None:
-        from hvmagic.credentials import get_password
-
         if credential is not None:
             username = username or credential.username
             password = password if password is not None else credential.password
@@ -455,65 +453,3 @@ def plain_remote_session(
         **transport_options,
     )
     return open_remote_session(transport, name=target, host_ui=host_ui, timeout=timeout)
-
-
-def connect_remote(
-    target: str,
-    *,
-    host: str | None,
-    via: str,
-    executable: str | None = None,
-    host_username: str | None = None,
-    host_password: str | SecureString | None = None,
-    host_credential: PSCredential | None = None,
-    host_ui: HostUI | None = None,
-    timeout: float | None = None,
-    **options: Any,
-) -> Session:
-    """What :func:`hvmagic.connect` does with ``host=``, ``via="ssh"|"winrm"`` or a local hop.
-
-    * ``host`` given: a hop to VM ``target`` through that host, ``via`` ssh/winrm/process
-      (``"auto"`` means WinRM, which every Windows Server has enabled);
-    * no ``host``, ``via`` ssh/winrm: a session in ``target``'s own PowerShell;
-    * no ``host``, ``via="auto"`` on Windows with Python < 3.12: a hop through a local
-      ``powershell.exe -s`` (PowerShell Direct needs AF_HYPERV sockets, new in 3.12).
-    """
-    if host is None and via in ("ssh", "winrm"):
-        # no VM behind: the account named for the "guest" is the one that logs on to target
-        credential = options.pop("credential", None)
-        host_credential = host_credential or credential
-        host_username = host_username or options.pop("username", None)
-        if host_password is None:
-            host_password = options.pop("password", None)
-        configuration = options.pop("configuration", None)
-        if configuration and via == "winrm":  # the endpoint (JEA) on the host itself
-            options["winrm"] = {**dict(options.get("winrm") or {}), "configuration": configuration}
-        elif configuration:
-            raise ValueError("configuration= needs WinRM (SSH has no session configurations)")
-        for unused in ("username", "password"):
-            if options.pop(unused, None) is not None:
-                raise ValueError(f"{unused}= has no meaning for a session without a VM hop")
-        if host_credential is not None:
-            host_username = host_username or host_credential.username
-            if host_password is None:
-                host_password = host_credential.password
-        return plain_remote_session(
-            target, via=via, host_username=host_username, host_password=host_password,
-            host_ui=host_ui, timeout=timeout, **options,
-        )
-    if host is None:
-        if not local_hop_applies(target, via):
-            raise ValueError(f"no Hyper-V host given for via={via!r}")
-        host, via = "localhost", "process"
-    if via == "auto":
-        via = "winrm"
-    if via not in HOP_VIAS:
-        raise ValueError(
-            f"a VM behind host={host!r} is reached via ssh, winrm or process, not {via!r}"
-        )
-    if via == "process" and executable is not None:
-        options["executable"] = executable
-    return connect_hop(
-        target, host=host, via=via, host_username=host_username, host_password=host_password,
-        host_credential=host_credential, host_ui=host_ui, timeout=timeout, **options,
-    )

@@ -26,24 +26,22 @@ Syntax (``%vmps?`` etc. print the full help)::
 In PowerShell cell mode a cell whose first line is ``#py`` runs as Python, and cells that start
 with ``%`` or ``!`` run as IPython magics/shell commands as usual. (``%%python`` is not used as
 the escape because IPython already has a ``%%python`` magic that runs a *subprocess*.)
+
+What the magics use lives beside them: :mod:`hvmagic.registry` (named sessions),
+:mod:`hvmagic.magic_args` (reading magic lines), :mod:`hvmagic.cellmode` (the cell-mode
+transformer), :mod:`hvmagic.vmcopy` (copy endpoints, Copy-VMFile, copy progress),
+:mod:`hvmagic.notebook_host` (the guest's prompts) and :mod:`hvmagic.magic_errors` (the short
+exceptions a failed cell raises).
 """
 
 from __future__ import annotations
 
 import atexit
-import difflib
 import fnmatch
 import getpass
-import importlib
-import keyword
 import os
 import re
-import subprocess
-import sys
-import threading
-import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -58,14 +56,16 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, validate
 
+from hvmagic import connection, fleet_factory, fleets, hop
 from hvmagic import display as hvdisplay
-from hvmagic.clixml.values import ProgressRecord, PSCredential, SecureString
+from hvmagic.cellmode import PowerShellCellMode
+from hvmagic.clixml.values import PSCredential, SecureString
 from hvmagic.completion import install as install_completion
 from hvmagic.credentials import get_password
+from hvmagic.doctor import explain as explain_failure
 from hvmagic.errors import (
     EncodeError,
     FileCopyError,
-    HostInteractionError,
     HvMagicError,
     PipelineTimeoutError,
     RemoteError,
@@ -74,262 +74,64 @@ from hvmagic.errors import (
     TransportError,
 )
 from hvmagic.filecopy import advice as copy_advice
-from hvmagic.filecopy import format_rate
-from hvmagic.host import Choice, Field, HostUI
+from hvmagic.fleets import FleetResult, Target
+from hvmagic.frames import to_dataframe
+from hvmagic.magic_args import (
+    check_identifier,
+    explain_unknown_arguments,
+    parse_columns,
+    parse_names,
+    python_name_hint,
+    split_leading_options,
+    strip_magic_comment,
+    unquote,
+)
+from hvmagic.magic_errors import (
+    CopyFailedError,
+    PipelineStopped,
+    PowerShellError,
+    SessionLostError,
+)
+from hvmagic.notebook_host import NotebookHostUI, guest_text
+from hvmagic.recording import REPLAY_ENV
+from hvmagic.registry import SessionEntry, SessionRegistry
+from hvmagic.sessionlike import CopyResult, Result, SessionLike
+from hvmagic.transports import hvsocket
+from hvmagic.vmcopy import (
+    CopyEndpoint,
+    copy_progress_adapter,
+    copy_summary,
+    copy_vmfile,
+    parse_copy_endpoint,
+)
 
 #: where the default session's last :class:`~hvmagic.session.Result` is kept in the user namespace
 LAST_RESULT_VAR = "_vmps_result"
 
 
-
-def _is_python_name(name: str) -> bool:
-    # Python identifiers (Unicode letters included) are all valid PowerShell variable names
-    return name.isidentifier() and not keyword.iskeyword(name)
-
-
 # --------------------------------------------------------------------------------------------
-# short exceptions: what a notebook shows instead of a Python traceback
+# what a failed run leaves, and how it is reported
 
 
-class _ShortTraceback:
-    """IPython asks an exception for ``_render_traceback_`` before formatting a traceback; the
-    PowerShell error is already rendered above the exception, so one line is enough."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
-
-
-class PowerShellError(_ShortTraceback, RemoteError):
-    """A ``%%vmps`` cell failed: a terminating error, a timeout, or non-terminating errors
-    while ``raise_on_error`` is on. ``result`` holds what the pipeline produced; ``errors``
-    the error records."""
-
-    def __init__(
-        self, message: str, record: Any = None, result: Any = None, errors: Sequence[Any] = ()
-    ) -> None:
-        super().__init__(message, record=record, result=result)
-        self.errors = list(errors)
-
-
-class SessionLostError(_ShortTraceback, SessionBrokenError):
-    """The session's connection died while running a cell; reconnect with ``%vmconnect``."""
-
-
-def _partial_result(session: Any, exc: BaseException, earlier: Any) -> Any:
+def _partial_result(
+    session: SessionLike, exc: BaseException, earlier: Result | None
+) -> Result | None:
     """The Result a failed run left: the exception's own, else the session's latest result if
     this run made one (a Ctrl-C carries none; ``earlier`` tells an older result apart)."""
-    result = getattr(exc, "result", None)
+    result: Result | None = getattr(exc, "result", None)
     if result is not None:
         return result
-    latest = getattr(session, "last_result", None)
+    latest: Result | None = getattr(session, "last_result", None)  # an adopted object may lack it
     return latest if latest is not earlier else None
 
 
-def _raise_if_broken(session: Any, entry: SessionEntry, what: str) -> None:
+def _raise_if_broken(session: SessionLike, entry: SessionEntry, what: str) -> None:
     """After a timeout or interrupt the session is only "still usable" if stopping worked."""
     if getattr(session, "broken", False):
         raise SessionLostError(
             f"{what} and the pipeline could not be stopped cleanly; session {entry.alias!r} "
             "is broken — reconnect with %vmconnect"
         ) from None
-
-
-class CopyFailedError(_ShortTraceback, FileCopyError):
-    """``%vmcopy`` failed after it started (e.g. the SHA-256 check); nothing partial is left."""
-
-
-class PipelineStopped(_ShortTraceback, KeyboardInterrupt):
-    """The kernel was interrupted while a pipeline ran: the pipeline was stopped remotely and the
-    session stays usable. A ``KeyboardInterrupt`` so that *Run all* stops at this cell."""
-
-
-# --------------------------------------------------------------------------------------------
-# sessions
-
-
-@dataclass
-class SessionEntry:
-    alias: str
-    session: Any
-    target: str
-    via: str
-
-
-class SessionRegistry:
-    """Named sessions of one IPython shell and which one is the default.
-
-    Aliases are matched case-insensitively, as Hyper-V matches VM names.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[str, SessionEntry] = {}
-        self._default: str | None = None
-
-    @staticmethod
-    def _key(alias: str) -> str:
-        return alias.casefold()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[SessionEntry]:
-        return iter(list(self._entries.values()))
-
-    def __contains__(self, alias: object) -> bool:
-        return isinstance(alias, str) and self._key(alias) in self._entries
-
-    @property
-    def default(self) -> SessionEntry | None:
-        return self._entries.get(self._default) if self._default is not None else None
-
-    def add(self, entry: SessionEntry, *, make_default: bool = True) -> SessionEntry | None:
-        """Register ``entry``; returns the entry it replaced (same alias), which the caller
-        closes. The newest connection becomes the default, as the last ``Enter-PSSession``
-        would."""
-        key = self._key(entry.alias)
-        replaced = self._entries.get(key)
-        self._entries[key] = entry
-        if make_default or self._default is None:
-            self._default = key
-        return replaced
-
-    def get(self, alias: str | None = None) -> SessionEntry:
-        """The session named ``alias``, else the default; :class:`LookupError` with a message a
-        user can act on when there is none."""
-        if alias is None:
-            entry = self.default
-            if entry is None:
-                raise LookupError(
-                    "No session: connect first with %vmconnect NAME (or %vmconnect demo --via sim)"
-                )
-            return entry
-        entry = self._entries.get(self._key(alias))
-        if entry is None:
-            known = ", ".join(e.alias for e in self._entries.values()) or "none"
-            raise LookupError(f"No session named {alias!r} (sessions: {known})")
-        return entry
-
-    def use(self, alias: str) -> SessionEntry:
-        entry = self.get(alias)
-        self._default = self._key(entry.alias)
-        return entry
-
-    def remove(self, alias: str) -> SessionEntry:
-        entry = self.get(alias)
-        key = self._key(entry.alias)
-        del self._entries[key]
-        if self._default == key:
-            # fall back to the most recently added remaining session
-            self._default = next(reversed(self._entries), None) if self._entries else None
-        return entry
-
-    def is_default(self, entry: SessionEntry) -> bool:
-        return self._default == self._key(entry.alias)
-
-
-# --------------------------------------------------------------------------------------------
-# argument helpers (pure; unit-tested without IPython)
-
-
-def parse_columns(spec: str | None) -> str | list[str]:
-    """``default`` / ``all`` / ``Name,Status`` → what :func:`hvmagic.to_dataframe` takes."""
-    if spec is None:
-        return "default"
-    text = spec.strip()
-    if text.lower() in ("default", "all"):
-        return text.lower()
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise UsageError(f"--columns needs default, all or a comma-separated list, not {spec!r}")
-    return names
-
-
-def parse_names(spec: str | None, option: str) -> list[str]:
-    """``a,b`` → ``["a", "b"]``, each a Python identifier (and so a valid PowerShell name)."""
-    if not spec:
-        return []
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    for name in names:
-        if not _is_python_name(name):
-            raise UsageError(f"{option}: {name!r} is not a Python variable name")
-    return names
-
-
-def check_identifier(name: str, option: str) -> str:
-    if not _is_python_name(name):
-        raise UsageError(f"{option}: {name!r} is not a valid Python variable name")
-    return name
-
-
-def split_leading_options(
-    line: str, value_options: Sequence[str], flag_options: Sequence[str],
-    *, strict: bool = False,
-) -> tuple[str, str]:
-    """Split a line magic into its leading options and the PowerShell that follows.
-
-    ``%vmps -o svc Get-ChildItem -Recurse C:\\x`` → (``-o svc``, ``Get-ChildItem -Recurse C:\\x``):
-    options are read only until the first word that is not one of ours, so PowerShell's own
-    ``-Parameters`` are never taken for options. ``--`` ends the options explicitly. The script
-    part is returned verbatim (quotes, ``$`` and braces untouched).
-
-    ``strict``: a leading ``--word`` that is not an option is a mistyped option (no PowerShell
-    statement starts that way; ``--$i`` does, and stays script), so it is a :class:`UsageError`
-    naming the closest option instead of being sent to PowerShell as script.
-    """
-    pos = 0
-    taken: list[str] = []
-    token = re.compile(r"\s*(\S+)")
-    while True:
-        match = token.match(line, pos)
-        if match is None:
-            return " ".join(taken), ""
-        word = match.group(1)
-        name = word.split("=", 1)[0]
-        if word == "--":
-            return " ".join(taken), line[match.end():].strip()
-        if name in flag_options:
-            taken.append(word)
-            pos = match.end()
-            continue
-        if name in value_options:
-            taken.append(word)
-            pos = match.end()
-            if "=" not in word:
-                value = _quoted_or_word(line, pos)
-                if value is None:
-                    return " ".join(taken), ""
-                text, pos = value
-                taken.append(text)
-            continue
-        if strict and _LONG_OPTION.match(word):
-            raise UsageError(
-                explain_unknown_arguments("vmps", [word], [*value_options, *flag_options])
-            )
-        return " ".join(taken), line[match.start(1):].strip()
-
-
-_LONG_OPTION = re.compile(r"--[A-Za-z][\w-]*(=.*)?\Z")
-
-
-def _quoted_or_word(line: str, pos: int) -> tuple[str, int] | None:
-    match = re.compile(r"""\s*("[^"]*"|'[^']*'|\S+)""").match(line, pos)
-    if match is None:
-        return None
-    return match.group(1), match.end()
-
-
-#: ``VM:path`` (default session) or ``ALIAS:path``; one-letter prefixes are drive letters
-_REMOTE_PATH = re.compile(r"^(?P<prefix>[^:\\/]{2,}):(?P<path>.*)$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class CopyEndpoint:
-    path: str
-    session_ref: str | None = None  # None = local; "" = the default session; else an alias
-
-    @property
-    def remote(self) -> bool:
-        return self.session_ref is not None
 
 
 def _lost(entry: SessionEntry, exc: BaseException) -> SessionLostError:
@@ -339,303 +141,14 @@ def _lost(entry: SessionEntry, exc: BaseException) -> SessionLostError:
     )
 
 
-def _unquote(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        return text[1:-1]
-    return text
-
-
-def parse_copy_endpoint(text: str, known_aliases: Callable[[str], bool]) -> CopyEndpoint:
-    """``VM:C:\\x`` → remote in the default session; ``web01:C:\\x`` → remote in session
-    ``web01`` when that alias exists; anything else (``C:\\x``, ``./x``, ``unknown:x``) is local.
-
-    A one-letter prefix is never a session: ``C:\\temp`` is a Windows drive path.
-    """
-    match = _REMOTE_PATH.match(text)
-    if match is None:
-        return CopyEndpoint(text)
-    prefix, path = match.group("prefix"), match.group("path")
-    if prefix.upper() == "VM":
-        return CopyEndpoint(path, "")
-    if known_aliases(prefix):
-        return CopyEndpoint(path, prefix)
-    return CopyEndpoint(text)
-
-
-# --------------------------------------------------------------------------------------------
-# PowerShell cell mode
-
-
-class PowerShellCellMode:
-    """An IPython input transformer: when enabled, a plain cell becomes ``%%vmps`` + the cell.
-
-    Left alone: empty cells, cells starting with ``%`` (magics, including ``%vmps_mode off``) or
-    ``!`` (shell), cells whose first line is ``#py`` (the documented way to run Python in cell
-    mode), and papermill's injected ``# Parameters`` cells.
-    """
-
-    PYTHON_MARKERS = ("#py", "# py", "#python", "# python")
-
-    def __init__(self, magic: str = "vmps") -> None:
-        self.enabled = False
-        self.magic = magic
-
-    def __call__(self, lines: list[str]) -> list[str]:
-        if not self.enabled:
-            return lines
-        first = next((line for line in lines if line.strip()), None)
-        if first is None:
-            return lines
-        head = first.strip()
-        if head.startswith(("%", "!")):
-            return lines
-        lowered = head.lower()
-        if lowered in self.PYTHON_MARKERS or lowered.startswith(("#py ", "# parameters")):
-            return lines
-        return [f"%%{self.magic}\n", *lines]
-
-
-# --------------------------------------------------------------------------------------------
-# Copy-VMFile (Guest Service Interface) from the Hyper-V host
-
-#: the Guest Service Interface integration component's id (same on every Hyper-V version; its
-#: display name is localised, so the id is what the check matches)
-GSI_COMPONENT_ID = "6C09BB55-D683-4DA0-8931-C9BF705F6480"
-
-# Values reach the script through environment variables, never through its text: a path like
-# "x'; Remove-Item C:\ -Recurse; '" stays a path.
-_GSI_SCRIPT = r"""
-$ErrorActionPreference = 'Stop'
-if (-not (Get-Command Copy-VMFile -ErrorAction SilentlyContinue)) {
-    [Console]::Out.WriteLine('HVMAGIC-NO-HYPERV'); exit 3
-}
-$vm = Get-VM -Name $env:HVMAGIC_GSI_VM
-$gsi = Get-VMIntegrationService -VM $vm | Where-Object {
-    $_.Id -like ('*' + $env:HVMAGIC_GSI_ID) -or $_.Name -eq 'Guest Service Interface' }
-if (-not $gsi -or -not $gsi.Enabled) { [Console]::Out.WriteLine('HVMAGIC-GSI-DISABLED'); exit 4 }
-$copy = @{ VM = $vm; SourcePath = $env:HVMAGIC_GSI_SRC; DestinationPath = $env:HVMAGIC_GSI_DST;
-           FileSource = 'Host'; CreateFullPath = $true }
-if ($env:HVMAGIC_GSI_FORCE -eq '1') { $copy.Force = $true }
-Copy-VMFile @copy
-[Console]::Out.WriteLine('HVMAGIC-GSI-OK')
-"""
-
-
-def copy_vmfile(
-    vm_name: str,
-    source: str,
-    destination: str,
-    *,
-    force: bool = False,
-    platform: str = sys.platform,
-    run: Callable[..., Any] = subprocess.run,
-    powershell: str = "powershell.exe",
-) -> str:
-    """Copy a host file into a guest with ``Copy-VMFile`` (host → guest only) and return a
-    one-line summary; raises :class:`UsageError` with the remedy when it cannot work."""
-    if not platform.startswith("win"):
-        raise UsageError(
-            "--gsi uses Copy-VMFile, which runs on the Hyper-V host itself (Windows with the "
-            f"Hyper-V PowerShell module); this machine is {platform}. Copy over the session "
-            "instead: drop --gsi."
-        )
-    import base64
-
-    encoded = base64.b64encode(_GSI_SCRIPT.encode("utf-16-le")).decode("ascii")
-    env = dict(os.environ)
-    env.update(
-        HVMAGIC_GSI_VM=vm_name,
-        HVMAGIC_GSI_SRC=source,
-        HVMAGIC_GSI_DST=destination,
-        HVMAGIC_GSI_ID=GSI_COMPONENT_ID,
-        HVMAGIC_GSI_FORCE="1" if force else "0",
-    )
-    try:
-        done = run(
-            [powershell, "-NoProfile", "-NonInteractive", "-EncodedCommand", encoded],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise UsageError(f"--gsi needs {powershell} on this machine (a Hyper-V host)") from exc
-    out = (done.stdout or "") + (done.stderr or "")
-    if "HVMAGIC-NO-HYPERV" in out:
-        raise UsageError(
-            "--gsi: Copy-VMFile is not available: this is not a Hyper-V host (install the "
-            "Hyper-V PowerShell module, or drop --gsi to copy over the session)"
-        )
-    if "HVMAGIC-GSI-DISABLED" in out:
-        raise UsageError(
-            f"--gsi: the Guest Service Interface integration service of VM {vm_name!r} is "
-            "disabled; enable it with: Enable-VMIntegrationService -VMName "
-            f"'{vm_name}' -Name 'Guest Service Interface' (or drop --gsi)"
-        )
-    if done.returncode != 0 or "HVMAGIC-GSI-OK" not in out:
-        first = next((line for line in out.splitlines() if line.strip()), "no output")
-        raise UsageError(f"--gsi: Copy-VMFile failed (exit {done.returncode}): {first.strip()}")
-    return f"Copied {source} to {vm_name}:{destination} with Copy-VMFile (Guest Service Interface)"
-
-
-# --------------------------------------------------------------------------------------------
-# the guest's prompts, answered in the notebook
-
-
-class NotebookHostUI(HostUI):
-    """Answers the guest's ``Read-Host``, ``Get-Credential`` and choice prompts in the frontend.
-
-    Text goes through :func:`input`, secrets through :func:`getpass.getpass`; inside a kernel
-    both are ipykernel's stdin requests (a password box for secrets), so nothing typed is
-    echoed or stored in the notebook. A frontend without stdin (nbclient, papermill) makes the
-    prompt fail *in the guest* with a clear message instead of hanging the run.
-
-    The guest is not trusted, and its prompts must not pass for hvmagic's own (``%vmconnect``
-    asks ``%vmconnect VM: Password for USER:``). Every prompt text starts with
-    ``[guest 'VM' <what asks>: <how the answer travels>]``: ``hidden, sent encrypted`` for
-    SecureString/PSCredential answers, ``visible, sent as plain text`` for everything else — a
-    plain-text field whose label asks for a password gets a warning saying so. The guest's own
-    words (labels, captions, choices) are shown on one line, without control or bidirectional
-    formatting characters, and shortened, so they cannot push the marker out of sight.
-
-    The prompts run on the cell's own thread (:attr:`HostUI.answer_on_caller_thread`): ipykernel
-    ties stdin requests to the executing cell, and an interrupt must reach the prompt. A
-    ``--timeout`` therefore waits for a prompt's answer; interrupting the kernel cancels it.
-    """
-
-    name = "hvmagic (Jupyter)"
-    answer_on_caller_thread = True
-
-    def __init__(
-        self,
-        read: Callable[[str], str] | None = None,
-        read_secret: Callable[[str], str] | None = None,
-        guest: str = "the VM",
-    ) -> None:
-        self._read = read
-        self._read_secret = read_secret
-        #: the VM name shown in every prompt the guest asks
-        self.guest = _guest_text(guest, 60)
-
-    def _ask(self, prompt: str, *, secret: bool) -> str:
-        # looked up at call time: ipykernel swaps input/getpass in for each execution
-        ask = (self._read_secret or getpass.getpass) if secret else (self._read or input)
-        if threading.current_thread() is not threading.main_thread() and (
-            self._read_secret if secret else self._read
-        ) is None:
-            # a fleet runs targets on worker threads: ipykernel's input requests share one
-            # socket and take the first reply, so an answer typed for one guest could reach
-            # another (or a thread could hang past the timeout); refuse instead of guessing
-            raise HostInteractionError(
-                f"the guest {self.guest!r} asked for input during a run on several guests; "
-                "prompts are answered only one guest at a time — pass the value with "
-                "%%vmps --with NAME instead"
-            )
-        try:
-            return ask(prompt)
-        except (StdinNotImplementedError, EOFError) as exc:
-            raise HostInteractionError(
-                "the guest asked for input, but this notebook frontend cannot prompt; pass the "
-                "value with %%vmps --with NAME instead"
-            ) from exc
-
-    def _marker(self, what: str, *, secret: bool) -> str:
-        travel = "hidden, sent encrypted" if secret else "visible, sent as plain text"
-        return f"[guest {self.guest!r} {what}: {travel}] "
-
-    def _ask_guest(self, what: str, label: str, *, secret: bool) -> str:
-        text = _guest_text(label)
-        warning = ""
-        if not secret and _LOOKS_SECRET.search(text):
-            warning = "WARNING: the guest asks for this as plain text, not a SecureString. "
-        prompt = f"{self._marker(what, secret=secret)}{warning}{text}{': ' if text else ''}"
-        return self._ask(prompt, secret=secret)
-
-    def _show(self, what: str, caption: str, message: str) -> None:
-        lines = [_guest_text(t) for t in (caption, message) if t]
-        if lines:
-            print(f"[guest {self.guest!r} {what}] " + " — ".join(lines))
-
-    def read_line(self, prompt: str | None = None) -> str:
-        return self._ask_guest("Read-Host", prompt or "", secret=False)
-
-    def read_line_as_secure_string(self, prompt: str | None = None) -> SecureString:
-        return SecureString(self._ask_guest("Read-Host", prompt or "", secret=True))
-
-    def prompt(self, caption: str, message: str, fields: list[Field]) -> dict[str, Any]:
-        self._show("prompt", caption, message)
-        answers: dict[str, Any] = {}
-        for field in fields:
-            label = field.label or field.name
-            if field.type_name.endswith("PSCredential"):
-                answers[field.name] = self.prompt_for_credential(caption, message, None, None)
-            elif field.is_secret:
-                answers[field.name] = SecureString(self._ask_guest("prompt", label, secret=True))
-            else:
-                answers[field.name] = self._ask_guest("prompt", label, secret=False)
-        return answers
-
-    def prompt_for_credential(
-        self, caption: str, message: str, username: str | None, target_name: str | None
-    ) -> PSCredential:
-        self._show("credential request", caption, message)
-        user = username or self._ask_guest("credential request", "User", secret=False)
-        password = self._ask_guest("credential request", f"Password for {user}", secret=True)
-        return PSCredential(user, SecureString(password))
-
-    def prompt_for_choice(
-        self, caption: str, message: str, choices: list[Choice], default: int
-    ) -> int:
-        self._show("choice", caption, message)
-        labels = [_guest_text(c.label.replace("&", ""), 60) for c in choices]
-        menu = "  ".join(
-            f"[{_guest_text(c.hot_key or '', 1) or i}] {labels[i]}" for i, c in enumerate(choices)
-        )
-        hint = f" (default {labels[default]})" if 0 <= default < len(choices) else ""
-        prompt = f"{self._marker('choice', secret=False)}{menu}{hint}: "
-        answer = self._ask(prompt, secret=False).strip()
-        if not answer and 0 <= default < len(choices):
-            return default
-        for index, choice in enumerate(choices):
-            if answer.upper() == (choice.hot_key or "") or answer.lower() == choice.label.replace(
-                "&", ""
-            ).lower() or answer == str(index):
-                return index
-        raise HostInteractionError(f"{answer!r} is not one of the choices")
-
-
-#: labels that ask for something secret; such a plain-text field gets a warning
-_LOOKS_SECRET = re.compile(
-    r"pass(word|phrase|wd)?\b|kennwort|passwort|mot de passe|contraseña|secret|\bpin\b|"
-    r"token|api.?key|private.?key|credential",
-    re.IGNORECASE,
-)
-
-
-def _guest_text(text: str, limit: int = 200) -> str:
-    """The guest's words for a prompt: one line, no control or bidi characters, bounded."""
-    cleaned = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in str(text)
-    )
-    cleaned = " ".join(cleaned.split())
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
-
-
 # --------------------------------------------------------------------------------------------
 # the magics
 
 
 def _explain(exc: BaseException) -> str | None:
-    """The doctor's explanation of a connection failure, when ``hvmagic.doctor`` provides one."""
+    """The doctor's explanation of a connection failure, if it has one."""
     try:
-        doctor = importlib.import_module("hvmagic.doctor")
-    except ImportError:
-        return None
-    explain = getattr(doctor, "explain", None)
-    if not callable(explain):
-        return None
-    try:
-        text = explain(exc)
+        text = explain_failure(exc)
     except Exception:
         # the explanation is a courtesy; a bug in it must not hide the connection error itself
         return None
@@ -653,50 +166,6 @@ _VMPS_FLAG_OPTIONS = ("--raw", "--no-raise")
 _HELP_OPTIONS = ("-h", "--help")
 _VMPS_KNOWN = (*_VMPS_VALUE_OPTIONS, *_VMPS_FLAG_OPTIONS, *_HELP_OPTIONS)
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (.*)$")
-
-
-_BRACED_NAME = re.compile(r"(?<![\w$@]){([A-Za-z_]\w*)}")
-
-
-def python_name_hint(
-    script: str, namespace: Mapping[str, Any], passed: Mapping[str, Any]
-) -> str | None:
-    """jupysql and sparkmagic users write ``{name}`` to use a Python variable; in PowerShell
-    that is a script block, and hvmagic never pastes values into script text. One line that
-    says how to pass it, when ``name`` is a Python variable not already passed."""
-    for match in _BRACED_NAME.finditer(script):
-        name = match.group(1)
-        if name in namespace and not name.startswith("_") and name not in passed:
-            return (f"Note: {{{name}}} is a PowerShell script block here, not the Python "
-                    f"variable {name}; to use its value, add --with {name} and write ${name}.")
-    return None
-
-
-def strip_magic_comment(line: str) -> str:
-    """Drop a ``# comment`` from a magic line (as pasted from the README): a ``#`` at the start
-    or after whitespace, outside quotes, ends the arguments."""
-    quote: str | None = None
-    for index, char in enumerate(line):
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and (index == 0 or line[index - 1].isspace()):
-            return line[:index].rstrip()
-    return line
-
-
-def explain_unknown_arguments(magic: str, words: Sequence[str], options: Sequence[str]) -> str:
-    """One line for argparse's "unrecognized arguments": the first unknown option and the
-    closest real one, or the stray words."""
-    for word in words:
-        if word.startswith("-") and word.split("=")[0] not in options:
-            given = word.split("=")[0]
-            close = difflib.get_close_matches(given, options, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            return f"%{magic}: unknown option {given}{hint}; %{magic} -h lists the options"
-    return f"%{magic}: unexpected argument(s) {' '.join(words)}; %{magic} -h shows the usage"
 
 
 @magics_class
@@ -765,7 +234,7 @@ class VmMagics(Magics):
     @no_var_expand
     @magic_arguments()
     @argument("name", nargs="?", default=None,
-              help="VM name (or id); with --via sim a label for the simulated guest "
+              help="VM name (or id); with --via sim the name of a demo machine "
                    "(default 'demo')")
     @argument("-u", "--username", default=None,
               help="guest user (DOMAIN\\user, user@domain); the password is asked without echo")
@@ -775,8 +244,9 @@ class VmMagics(Magics):
               help="direct = PowerShell Direct over hvsocket; process = a local pwsh / "
                    "powershell.exe -s (with --host localhost: then New-PSSession -VMName, as "
                    "auto does on a Hyper-V host whose Python is older than 3.12); sim = the "
-                   "built-in simulated guest; replay = a recording; with --host: winrm "
-                   "(default) or ssh to the Hyper-V host, then New-PSSession -VMName")
+                   "demo guest (a local PowerShell with simulated Windows data); replay = a "
+                   "recording; with --host: winrm (default) or ssh to the Hyper-V host, then "
+                   "New-PSSession -VMName")
     @argument("--host", default=None, metavar="HV01",
               help="the VM's Hyper-V host: PowerShell Direct from there (hvmagic.hop)")
     @argument("--host-user", default=None, metavar="U",
@@ -814,34 +284,12 @@ class VmMagics(Magics):
             self._adopt_session(args)
             return
         via = args.via or ("replay" if args.replay else "auto")
-        name = args.name
-        if not name and via == "sim":
-            name = "demo"
-        elif not name and args.replay:
-            name = _recording_stem(args.replay)
-        if not name:
-            raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
+        name = _target_name(args, via)
         alias = args.alias or name
         if (via in ("auto", "direct") and name != "sim" and not args.host
                 and not _replaying(via, args)):
             _refuse_powershell_direct_here(name)  # before any password prompt, not after
-        kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI(guest=name)}
-        for option in ("configuration", "record", "replay", "timeout", "wait"):
-            value = getattr(args, option)
-            if value is not None:
-                kwargs[option] = value
-        if args.allow_legacy:
-            kwargs["allow_legacy"] = True
-        if args.host:
-            kwargs.update(_host_arguments(args))
-        # A recording, and the simulated guest "sim" that runbooks default to, answer without
-        # logging on: asking for a password would only stop a CI run (no stdin) of a runbook
-        # written with -u USER. Another name with --via sim -u USER rehearses the real prompt.
-        if _replaying(via, args) or (name == "sim" and via in ("auto", "sim")):
-            if args.username:
-                kwargs["username"] = args.username
-        else:
-            kwargs.update(self._credentials(args))
+        kwargs = self._connect_arguments(args, name, via)
         try:
             session = _connect(name, **kwargs)
         except (HvMagicError, OSError, ValueError) as exc:
@@ -852,6 +300,28 @@ class VmMagics(Magics):
         finally:
             kwargs.clear()  # drop our reference to the password at once
         self._register(SessionEntry(alias, session, name, via))
+
+    def _connect_arguments(self, args: Any, name: str, via: str) -> dict[str, Any]:
+        """``%vmconnect``'s options as :func:`hvmagic.connect` keywords, the password included
+        (asked for here when needed; the caller clears the dict once connected)."""
+        kwargs: dict[str, Any] = {"via": via, "host_ui": NotebookHostUI(guest=name)}
+        for option in ("configuration", "record", "replay", "timeout", "wait"):
+            value = getattr(args, option)
+            if value is not None:
+                kwargs[option] = value
+        if args.allow_legacy:
+            kwargs["allow_legacy"] = True
+        if args.host:
+            kwargs.update(_host_arguments(args))
+        # A recording, and the demo guest "sim" that runbooks default to, answer without
+        # logging on: asking for a password would only stop a CI run (no stdin) of a runbook
+        # written with -u USER. Another name with --via sim -u USER rehearses the real prompt.
+        if _replaying(via, args) or (name == "sim" and via in ("auto", "sim")):
+            if args.username:
+                kwargs["username"] = args.username
+        else:
+            kwargs.update(self._credentials(args))
+        return kwargs
 
     def _credentials(self, args: Any) -> dict[str, Any]:
         if args.credential:
@@ -886,7 +356,7 @@ class VmMagics(Magics):
 
         def ask(text: str) -> str:
             # getpass looked up at call time: ipykernel swaps its own in for each execution
-            return getpass.getpass(f"%vmconnect {_guest_text(target or '', 60)}: {text}")
+            return getpass.getpass(f"%vmconnect {guest_text(target or '', 60)}: {text}")
 
         try:
             return get_password(username, prompt=ask)
@@ -916,7 +386,7 @@ class VmMagics(Magics):
         how = {
             "auto": "",
             "python": " (an existing Session object)",
-            "sim": " via the built-in simulator",
+            "sim": "",  # the description says "demo guest ... (simulated data, pwsh)"
         }.get(entry.via, f" via {entry.via}")
         note = "; replaced the previous session of that name" if replaced else ""
         print(f"Connected {entry.alias!r}{how}: {description}. It is the default session{note}.")
@@ -1065,15 +535,9 @@ class VmMagics(Magics):
             entry = self.sessions.get(args.session or args.target)
         except LookupError as exc:
             raise UsageError(str(exc)) from None
-        out_var = check_identifier(args.out, "-o") if args.out else None
-        parameters = {
-            name: self._user_value(name, "--with")
-            for name in parse_names(args.with_vars, "--with")
-        }
+        out_var, parameters = self._out_and_parameters(args)
         columns = parse_columns(args.columns or self.default_columns)
-        timeout = args.timeout if args.timeout is not None else self.default_timeout
-        if timeout is not None and timeout <= 0:
-            raise UsageError(f"--timeout must be positive, not {timeout}")
+        timeout = self._timeout(args)
         raise_on_error = self.raise_on_error and not args.no_raise
         hint = python_name_hint(script, self._shell.user_ns, parameters)
         if hint:
@@ -1100,7 +564,23 @@ class VmMagics(Magics):
             live.finish()  # whatever happened, no progress bar stays behind
         self._finish_run(result, columns, args.raw, out_var, raise_on_error, live)
 
-    def _bind_partial(self, result: Any, columns: str | list[str], raw: bool,
+    def _out_and_parameters(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+        """``-o VAR`` checked, and the ``--with`` variables' values from the user namespace."""
+        out_var = check_identifier(args.out, "-o") if args.out else None
+        parameters = {
+            name: self._user_value(name, "--with")
+            for name in parse_names(args.with_vars, "--with")
+        }
+        return out_var, parameters
+
+    def _timeout(self, args: Any) -> float | None:
+        """``--timeout``, else the ``default_timeout`` setting; positive or ``None``."""
+        timeout: float | None = args.timeout if args.timeout is not None else self.default_timeout
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"--timeout must be positive, not {timeout}")
+        return timeout
+
+    def _bind_partial(self, result: Result | None, columns: str | list[str], raw: bool,
                       out_var: str | None) -> None:
         """Bind the partial result of a run that did not complete (timeout, Ctrl-C, error,
         broken session) to ``_vmps_result`` and the ``-o`` variable, and say it is partial."""
@@ -1122,9 +602,9 @@ class VmMagics(Magics):
         print(f"{out_var} holds the {len(output)} object(s) that arrived before the pipeline "
               f"ended ({state}): a partial result.")
 
-    def _run_with_live_display(self, session: Any, script: str, parameters: dict[str, Any],
-                               timeout: float | None, live: hvdisplay.LiveRenderer,
-                               entry: SessionEntry) -> Any:
+    def _run_with_live_display(self, session: SessionLike, script: str,
+                               parameters: dict[str, Any], timeout: float | None,
+                               live: hvdisplay.LiveRenderer, entry: SessionEntry) -> Result:
         earlier = getattr(session, "last_result", None)
         try:
             return session.run(
@@ -1179,7 +659,8 @@ class VmMagics(Magics):
                 print("\n".join(details))
             raise PowerShellError(_first_line(exc)) from None
 
-    def _finish_run(self, result: Any, columns: str | list[str], raw: bool, out_var: str | None,
+    def _finish_run(self, result: Result, columns: str | list[str], raw: bool,
+                    out_var: str | None,
                     raise_on_error: bool, live: hvdisplay.LiveRenderer) -> None:
         live.show_missing_errors(list(result.errors))
         value = self._show_output(result, columns, raw, out_var, live)
@@ -1202,33 +683,59 @@ class VmMagics(Magics):
     def _run_fleet(self, script: str, args: Any, spec: str) -> None:
         """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
         without one; output as one frame with VMName, then the status table."""
-        from hvmagic import fleets
-
-        adopted: dict[str, Any] = {}
-        for pattern in fleets.split_targets(_unquote(spec)):
-            matched = [e for e in self.sessions
-                       if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
-            if not matched and fleets.is_glob(pattern):
-                raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
-            adopted.update({e.alias: e.session for e in matched} or {pattern: None})
-        out_var = check_identifier(args.out, "-o") if args.out else None
-        parameters = {name: self._user_value(name, "--with")
-                      for name in parse_names(args.with_vars, "--with")}
-        timeout = args.timeout if args.timeout is not None else self.default_timeout
-        if timeout is not None and timeout <= 0:
-            raise UsageError(f"--timeout must be positive, not {timeout}")
+        adopted = self._fleet_targets(spec)
+        out_var, parameters = self._out_and_parameters(args)
+        timeout = self._timeout(args)
         if args.throttle is not None and args.throttle < 1:
             raise UsageError(f"--throttle must be at least 1, not {args.throttle}")
-        connected: list[tuple[str, Any]] = []
+        connected: list[tuple[str, SessionLike]] = []
 
-        def connect(target: Any, **kwargs: Any) -> Any:  # names without a session yet
+        def connect(target: Target, **kwargs: Any) -> SessionLike:  # names without a session
             session = _connect(target.name, **kwargs)
             connected.append((target.name, session))
             return session
 
         renderers: dict[str, hvdisplay.LiveRenderer] = {}
+        fl = fleet_factory.fleet(
+            list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
+            connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
+        )
+        try:
+            result = fl.run(script, parameters or None, timeout,
+                            self._fleet_event_sink(renderers))
+        except fleets.FleetInterrupted as exc:
+            self._shell.user_ns[LAST_RESULT_VAR] = exc.result
+            hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
+            raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
+                                  f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
+        finally:
+            for live in renderers.values():
+                live.finish()
+            self._keep_fleet_sessions(connected)
+        self._finish_fleet(result, args, out_var)
 
-        def on_event(target: Any, stream: str, record: Any) -> None:
+    def _fleet_targets(self, spec: str) -> dict[str, SessionLike | None]:
+        """``web*,db1`` → {alias: open session} for every open session matching, and
+        {name: None} for a plain name no session has (the fleet connects it)."""
+        adopted: dict[str, SessionLike | None] = {}
+        for pattern in fleets.split_targets(unquote(spec)):
+            matched = [e for e in self.sessions
+                       if fnmatch.fnmatchcase(e.alias.casefold(), pattern.casefold())]
+            if not matched and fleets.is_glob(pattern):
+                raise UsageError(f"no open session matches {pattern!r}; %vmsessions lists them")
+            if matched:
+                adopted.update({e.alias: e.session for e in matched})
+            else:
+                adopted[pattern] = None
+        return adopted
+
+    def _fleet_event_sink(
+        self, renderers: dict[str, hvdisplay.LiveRenderer]
+    ) -> Callable[[Target, str, Any], None]:
+        """The fleet's ``on_event``: one live renderer per target (made on its first record,
+        kept in ``renderers`` for the caller to finish), each line labelled with the target."""
+
+        def on_event(target: Target, stream: str, record: Any) -> None:
             live = renderers.get(target.label)
             if live is None:
                 prefix = f"[{target.label}] "
@@ -1238,25 +745,18 @@ class VmMagics(Magics):
                 )
             live.on_event(stream, record)
 
-        fl = fleets.fleet(
-            list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
-            connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
-        )
-        try:
-            result = fl.run(script, parameters or None, timeout, on_event)
-        except fleets.FleetInterrupted as exc:
-            self._shell.user_ns[LAST_RESULT_VAR] = exc.result
-            hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
-            raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
-                                  f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
-        finally:
-            for live in renderers.values():
-                live.finish()
-            for name, session in connected:  # new sessions persist across cells, by name
-                replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
-                                             make_default=False)
-                if replaced is not None and replaced.session is not session:
-                    self._close_quietly(replaced)
+        return on_event
+
+    def _keep_fleet_sessions(self, connected: list[tuple[str, SessionLike]]) -> None:
+        """Sessions a fleet connected persist across cells, by name (not as the default)."""
+        for name, session in connected:
+            replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
+                                         make_default=False)
+            if replaced is not None and replaced.session is not session:
+                self._close_quietly(replaced)
+
+    def _finish_fleet(self, result: FleetResult, args: Any, out_var: str | None) -> None:
+        """Show the fleet's frame and status table, bind them, and raise when a target failed."""
         frame = result.frame(parse_columns(args.columns or self.default_columns))
         hvdisplay.publish(hvdisplay.render_frame(frame, self.displaylimit,
                                                  bound_to=out_var or f"{LAST_RESULT_VAR}.frame()"))
@@ -1271,7 +771,7 @@ class VmMagics(Magics):
                 result=result, errors=[e for t in result for e in t.result.errors],
             )
 
-    def _show_partial(self, result: Any, live: hvdisplay.LiveRenderer) -> None:
+    def _show_partial(self, result: Result | None, live: hvdisplay.LiveRenderer) -> None:
         if result is None:
             return
         live.show_missing_errors(list(getattr(result, "errors", [])))
@@ -1290,8 +790,6 @@ class VmMagics(Magics):
         if hvdisplay.is_format_output(values):
             hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
             return
-        from hvmagic.frames import to_dataframe
-
         try:
             shown = to_dataframe(values, columns, ps_version=ps_version, labels=True)
         except Exception as exc:
@@ -1302,7 +800,7 @@ class VmMagics(Magics):
             return
         hvdisplay.publish(hvdisplay.render_frame(shown, self.displaylimit, bound_to=where))
 
-    def _show_output(self, result: Any, columns: str | list[str], raw: bool,
+    def _show_output(self, result: Result, columns: str | list[str], raw: bool,
                      out_var: str | None, live: hvdisplay.LiveRenderer | None = None) -> Any:
         values = list(result.output)
         # Output already shown in order, among stream records: show only what is left (the
@@ -1356,15 +854,7 @@ class VmMagics(Magics):
         args = self._parse(self.vmcopy, line)
         if args is None:
             return
-        # IPython splits magic lines non-POSIX (backslashes survive, quotes stay on the word),
-        # so "VM:C:\Program Files\x" arrives quoted: unquote before reading the prefix.
-        src = parse_copy_endpoint(_unquote(args.source), self.sessions.__contains__)
-        dst = parse_copy_endpoint(_unquote(args.destination), self.sessions.__contains__)
-        if src.remote == dst.remote:
-            raise UsageError(
-                "%vmcopy: exactly one side must be in the guest, written VM:path (default "
-                "session) or ALIAS:path, e.g. %vmcopy setup.ps1 VM:C:\\Temp\\setup.ps1"
-            )
+        src, dst = self._copy_endpoints(args)
         remote = src if src.remote else dst
         if args.gsi:
             if src.remote:
@@ -1384,17 +874,38 @@ class VmMagics(Magics):
         )
         direction = "to" if dst.remote else "from"
         activity = f"Copying {args.source} → {args.destination}"
-        on_progress = _copy_progress_adapter(view, activity)
+        on_progress = copy_progress_adapter(view, activity)
         kwargs: dict[str, Any] = {"overwrite": args.force, "on_progress": on_progress}
         if args.recurse:
             kwargs["recurse"] = True
+        summary = self._copy_over_session(entry, src, dst, kwargs, view)
+        view.finish()
+        print(copy_summary(summary, direction, entry.alias))
+
+    def _copy_endpoints(self, args: Any) -> tuple[CopyEndpoint, CopyEndpoint]:
+        """SRC and DST read as endpoints; exactly one of them must be in a guest."""
+        # IPython splits magic lines non-POSIX (backslashes survive, quotes stay on the word),
+        # so "VM:C:\Program Files\x" arrives quoted: unquote before reading the prefix.
+        src = parse_copy_endpoint(unquote(args.source), self.sessions.__contains__)
+        dst = parse_copy_endpoint(unquote(args.destination), self.sessions.__contains__)
+        if src.remote == dst.remote:
+            raise UsageError(
+                "%vmcopy: exactly one side must be in the guest, written VM:path (default "
+                "session) or ALIAS:path, e.g. %vmcopy setup.ps1 VM:C:\\Temp\\setup.ps1"
+            )
+        return src, dst
+
+    def _copy_over_session(self, entry: SessionEntry, src: CopyEndpoint, dst: CopyEndpoint,
+                           kwargs: dict[str, Any], view: hvdisplay.ProgressView
+                           ) -> CopyResult:
+        """``copy_to``/``copy_from`` in ``entry``'s session; a failure ends the progress view
+        and becomes the one-line error ``%vmcopy`` shows."""
         session = entry.session
         try:
             with copy_advice("magic"):  # errors name --force / -r, not the API's keywords
                 if dst.remote:
-                    summary = session.copy_to(src.path, dst.path, **kwargs)
-                else:
-                    summary = session.copy_from(src.path, dst.path, **kwargs)
+                    return session.copy_to(src.path, dst.path, **kwargs)
+                return session.copy_from(src.path, dst.path, **kwargs)
         except KeyboardInterrupt:
             view.finish()
             _raise_if_broken(session, entry, "the kernel was interrupted during the copy")
@@ -1417,8 +928,6 @@ class VmMagics(Magics):
             if exc.record is not None:
                 hvdisplay.publish(hvdisplay.render_error(exc.record))
             raise PowerShellError(_one_line(str(exc)), record=exc.record) from None
-        view.finish()
-        print(_copy_summary(summary, direction, entry.alias))
 
     def _gsi_vm_name(self, remote: CopyEndpoint) -> str:
         ref = remote.session_ref
@@ -1548,6 +1057,19 @@ def _prefixed(bundle: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return labelled
 
 
+def _target_name(args: Any, via: str) -> str:
+    """The VM ``%vmconnect`` connects to: NAME, else ``demo`` for the simulator, else the
+    recording's name; a :class:`UsageError` when there is none."""
+    name = args.name
+    if not name and via == "sim":
+        name = "demo"
+    elif not name and args.replay:
+        name = _recording_stem(args.replay)
+    if not name:
+        raise UsageError("%vmconnect needs the VM name: %vmconnect NAME [-u USER]")
+    return str(name)
+
+
 def _recording_stem(path: str) -> str:
     """``runs/web01.hvrec.json`` → ``web01`` (the name ``HVMAGIC_RECORD`` files are given)."""
     base = os.path.basename(path)
@@ -1561,21 +1083,17 @@ def _replaying(via: str, args: Any) -> bool:
     """Whether :func:`hvmagic.connect` will serve this connection from a recording."""
     if via == "replay" or args.replay:
         return True
-    from hvmagic.recording import REPLAY_ENV
-
     return bool(os.environ.get(REPLAY_ENV)) and not args.record
 
 
 def _refuse_powershell_direct_here(name: str) -> None:
     """PowerShell Direct needs a Windows Hyper-V host with CPython 3.12+: say so at once
     instead of asking for the guest's password and failing afterwards."""
-    from hvmagic.hop import local_hop_applies
-    from hvmagic.transports.hvsocket import hvsocket_supported, unsupported_platform_message
-
     # a Windows host with an older Python hops through a local powershell.exe instead
-    if not hvsocket_supported() and not local_hop_applies(name, "auto"):
+    # (module attributes, not names: tests stand in for the platform checks)
+    if not hvsocket.hvsocket_supported() and not hop.local_hop_applies(name, "auto"):
         raise UsageError(f"Cannot reach {name!r} by PowerShell Direct from here: "
-                         + unsupported_platform_message()
+                         + hvsocket.unsupported_platform_message()
                          + f" In a notebook: %vmconnect {name} --host HV01 [--via ssh].")
 
 
@@ -1586,10 +1104,9 @@ def _host_arguments(args: Any) -> dict[str, Any]:
     return {"host": args.host, "host_username": args.host_user, "host_options": options}
 
 
-def _connect(target: str, **kwargs: Any) -> Any:
-    """:func:`hvmagic.connect`, imported on first use (the session layer pulls in psrpcore)."""
-    session_module = importlib.import_module("hvmagic.session")
-    return session_module.connect(target, **kwargs)
+def _connect(target: str, **kwargs: Any) -> SessionLike:
+    """:func:`hvmagic.connect` (the magics' one way to open a session; tests replace it)."""
+    return connection.connect(target, **kwargs)
 
 
 def _one_line(text: str) -> str:
@@ -1601,57 +1118,6 @@ def _empty_frame() -> Any:
     import pandas as pd
 
     return pd.DataFrame()
-
-
-def _copy_progress_adapter(view: hvdisplay.ProgressView, activity: str) -> Callable[..., None]:
-    """Feeds the copy engine's reports (:class:`hvmagic.filecopy.CopyProgress`) into a progress
-    view: the whole copy as the parent bar, the current file nested under it."""
-
-    def on_progress(report: Any) -> None:
-        if isinstance(report, ProgressRecord):
-            view.update(report)
-            return
-        done, total = report.bytes_done, report.bytes_total
-        files = f"file {min(report.files_done + 1, report.files_total)} of {report.files_total}"
-        view.update(
-            ProgressRecord(
-                activity, 1, f"{_human_bytes(done)} of {_human_bytes(total)}, {files}",
-                percent_complete=report.percent,
-            )
-        )
-        if report.files_total > 1 and report.file_bytes_total:
-            view.update(
-                ProgressRecord(
-                    report.source, 2,
-                    f"{_human_bytes(report.file_bytes_done)} of "
-                    f"{_human_bytes(report.file_bytes_total)}",
-                    parent_activity_id=1,
-                    percent_complete=int(100 * report.file_bytes_done / report.file_bytes_total),
-                )
-            )
-
-    return on_progress
-
-
-def _human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GB"
-
-
-def _copy_summary(summary: Any, direction: str, alias: str) -> str:
-    files = getattr(summary, "files", None)
-    if files is None:
-        return f"Copied {direction} {alias}"
-    size = getattr(summary, "bytes", 0)
-    seconds = getattr(summary, "seconds", 0.0)
-    rate = format_rate(size, seconds)
-    return (
-        f"Copied {len(files)} file(s), {_human_bytes(size)} {direction} {alias!r} in "
-        f"{seconds:.2f} s{rate}; SHA-256 verified"
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1705,18 +1171,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 __all__ = [
     "LAST_RESULT_VAR",
-    "CopyEndpoint",
-    "PipelineStopped",
-    "PowerShellCellMode",
-    "PowerShellError",
-    "SessionEntry",
-    "SessionLostError",
-    "SessionRegistry",
     "VmMagics",
-    "copy_vmfile",
     "load_ipython_extension",
-    "parse_columns",
-    "parse_copy_endpoint",
-    "split_leading_options",
     "unload_ipython_extension",
 ]

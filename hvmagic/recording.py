@@ -50,16 +50,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hvmagic import __version__
-from hvmagic.clixml import dumps, loads
+from hvmagic import filecopy
+from hvmagic.clixml import DEFAULT_MAX_DEPTH, dumps, loads
 from hvmagic.clixml.values import (
     ErrorRecord,
     InformationRecord,
     ProgressRecord,
-    PSCredential,
-    PSObject,
     PSVersion,
-    SecureString,
 )
 from hvmagic.errors import (
     HvMagicError,
@@ -71,24 +68,28 @@ from hvmagic.errors import (
 from hvmagic.frame_parameters import prepare_parameters
 from hvmagic.hosttext import HostText, console_color
 from hvmagic.psrp.client import normalise_record
-from hvmagic.session import Result, Session
+from hvmagic.secrets import contains_secret, redact
+from hvmagic.sessionlike import (
+    RESULT_LISTS,
+    CopyProgress,
+    CopyResult,
+    OnEvent,
+    Result,
+    SessionLike,
+)
+from hvmagic.version import __version__
 
 FORMAT = "hvmagic-recording"
 VERSION = 1
-REDACTED = "<redacted SecureString>"
 #: environment variables that make every ``hvmagic.connect`` in a process record or replay:
 #: a directory, one file per session (``<name>.hvrec.json``)
 RECORD_ENV = "HVMAGIC_RECORD"
 REPLAY_ENV = "HVMAGIC_REPLAY"
 SUFFIX = ".hvrec.json"
 
-_RESULT_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
-_PROGRESS_FIELDS = ProgressRecord.__slots__
-
-OnEvent = Callable[[str, Any], None]
+#: a record is kept as deep as the decoder accepted it from the guest (parameters are held to
+#: what PowerShell accepts, :data:`hvmagic.clixml.MAX_DEPTH`, as the live run holds them)
+_RECORD_DEPTH = DEFAULT_MAX_DEPTH
 
 
 def recording_path(directory: str | Path, name: str, occurrence: int = 1) -> Path:
@@ -114,96 +115,6 @@ def next_recording_path(mode: str, directory: str | Path, name: str) -> Path:
         return recording_path(directory, name, _occurrences[key])
 
 
-# -- redaction ------------------------------------------------------------------------------
-def redact(value: Any, _depth: int = 0) -> Any:
-    """A copy of ``value`` with every SecureString/PSCredential replaced (see module doc).
-
-    Shared and cyclic objects (the decoder resolves ``<Ref>`` to the same Python object) are
-    walked once each, and copied once each, so the cost is linear in the distinct objects."""
-    secret: dict[int, bool] = {}
-    if not _has_secret(value, 0, secret):
-        return value
-    return _redact(value, secret, {})
-
-
-def _redact(value: Any, secret: dict[int, bool], copies: dict[int, Any]) -> Any:
-    if isinstance(value, SecureString):
-        return REDACTED
-    if isinstance(value, PSCredential):
-        return PSObject(
-            {"UserName": value.username, "Password": REDACTED},
-            ["System.Management.Automation.PSCustomObject", "System.Object"],
-        )
-    if not secret.get(id(value), False):
-        return value  # nothing secret below: shared as it is
-    done = copies.get(id(value))
-    if done is not None:
-        return done
-    if isinstance(value, PSObject):
-        copy = type(value)({}, list(value.type_names), value.to_string, None, value.adapted)
-        copies[id(value)] = copy
-        copy.properties.update(
-            {k: _redact(v, secret, copies) for k, v in value.properties.items()}
-        )
-        copy.value = _redact(value.value, secret, copies)
-        return copy
-    if isinstance(value, dict):
-        copied: dict[Any, Any] = {}
-        copies[id(value)] = copied
-        copied.update({k: _redact(v, secret, copies) for k, v in value.items()})
-        return copied
-    if isinstance(value, list):
-        items: list[Any] = []
-        copies[id(value)] = items
-        items.extend(_redact(v, secret, copies) for v in value)
-        return items
-    if isinstance(value, tuple):
-        return type(value)(_redact(v, secret, copies) for v in value)
-    return value
-
-
-def _children(value: Any) -> Any:
-    if isinstance(value, PSObject):
-        return [*value.properties.values(), value.value]
-    if isinstance(value, Mapping):
-        return value.values()
-    return value
-
-
-def _has_secret(value: Any, depth: int = 0, secret: dict[int, bool] | None = None) -> bool:
-    """True when a SecureString/PSCredential is reachable from ``value``.
-
-    Fills ``secret`` (container id → reaches a secret) for every container reachable. An
-    iterative walk plus a backward pass: shared objects are visited once, cycles end, and an
-    object that reaches a secret only through a cycle is still marked (a recursive walk that
-    answers "no" for an object in progress would leave it unredacted)."""
-    if isinstance(value, (SecureString, PSCredential)):
-        return True
-    if not isinstance(value, (PSObject, Mapping, list, tuple)):
-        return False
-    marks = secret if secret is not None else {}
-    parents: dict[int, list[int]] = {}
-    stack = [value]
-    marks[id(value)] = False
-    holders: list[int] = []
-    while stack:
-        node = stack.pop()
-        for child in _children(node):
-            if isinstance(child, (SecureString, PSCredential)):
-                holders.append(id(node))
-            elif isinstance(child, (PSObject, Mapping, list, tuple)):
-                parents.setdefault(id(child), []).append(id(node))
-                if id(child) not in marks:
-                    marks[id(child)] = False
-                    stack.append(child)
-    while holders:  # everything that can reach a holder holds a secret too
-        key = holders.pop()
-        if not marks[key]:
-            marks[key] = True
-            holders.extend(parents.get(key, ()))
-    return marks[id(value)]
-
-
 # -- (de)serializing records ------------------------------------------------------------------
 def _encode_event(stream: str, record: Any, offset: float) -> dict[str, Any]:
     event: dict[str, Any] = {"t": round(offset, 4), "stream": stream}
@@ -217,9 +128,9 @@ def _encode_event(stream: str, record: Any, offset: float) -> dict[str, Any]:
             if not record.newline:
                 event["nonewline"] = True
     elif isinstance(record, ProgressRecord):
-        event["progress"] = {name: getattr(record, name) for name in _PROGRESS_FIELDS}
+        event["progress"] = record.fields()
     else:
-        event["clixml"] = dumps(redact(record))
+        event["clixml"] = dumps(redact(record), max_depth=_RECORD_DEPTH)
     return event
 
 
@@ -230,7 +141,7 @@ def _decode_event(event: Mapping[str, Any]) -> tuple[str, Any]:
                                 background=console_color(event.get("bg")),
                                 newline=not event.get("nonewline"))
     if "progress" in event:
-        return stream, ProgressRecord(**event["progress"])
+        return stream, ProgressRecord.from_fields(event["progress"])
     values = loads(event["clixml"])
     if len(values) != 1:
         raise HvMagicError(f"a recorded {stream} record holds {len(values)} values, not 1")
@@ -273,7 +184,7 @@ def _encode_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     encoded: dict[str, Any] = {}
     # DataFrames are recorded as the objects the guest receives (see Session.run)
     for name, value in prepare_parameters(parameters or {}).items():
-        if _has_secret(value):
+        if contains_secret(value):
             encoded[name] = {"redacted": type(value).__name__}
             continue
         text = dumps(value)
@@ -319,21 +230,39 @@ class _SessionWrapper(abc.ABC):
     ) -> Result:
         """Run (or replay) one script; see :meth:`hvmagic.session.Session.run`."""
 
-    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
-        from hvmagic import filecopy
+    def copy_to(
+        self: SessionLike,
+        local: str | os.PathLike[str],
+        remote: str,
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
+        """Copy into the guest as PowerShell runs of this session (see :mod:`hvmagic.filecopy`)."""
+        return filecopy.copy_to(self, local, remote, overwrite=overwrite, recurse=recurse,
+                                chunk_size=chunk_size, on_progress=on_progress)
 
-        return filecopy.copy_to(self, local, remote, **options)
-
-    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
-        from hvmagic import filecopy
-
-        return filecopy.copy_from(self, remote, local, **options)
+    def copy_from(
+        self: SessionLike,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
+        """Copy from the guest as PowerShell runs of this session (see :mod:`hvmagic.filecopy`)."""
+        return filecopy.copy_from(self, remote, local, overwrite=overwrite, recurse=recurse,
+                                  chunk_size=chunk_size, on_progress=on_progress)
 
 
 class RecordingSession(_SessionWrapper):
     """Wraps a live session; every :meth:`run` is appended to ``path`` as it finishes."""
 
-    def __init__(self, session: Session, path: str | Path) -> None:
+    def __init__(self, session: SessionLike, path: str | Path) -> None:
         self._session = session
         self.path = Path(path)
         self._lock = threading.Lock()
@@ -359,12 +288,35 @@ class RecordingSession(_SessionWrapper):
         self.path.write_text(opening + _CLOSING, encoding="utf-8")
 
     # Session surface ------------------------------------------------------------------------
-    name = property(lambda self: self._session.name)
-    description = property(lambda self: f"{self._session.description} (recording to {self.path})")
-    broken = property(lambda self: self._session.broken)
-    closed = property(lambda self: self._session.closed)
+    @property
+    def name(self) -> str:
+        return self._session.name
+
+    @property
+    def description(self) -> str:
+        return f"{self._session.description} (recording to {self.path})"
+
+    @property
+    def broken(self) -> bool:
+        return self._session.broken
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    @property
+    def ps_version(self) -> PSVersion | None:
+        return self._session.ps_version
+
+    @property
+    def last_result(self) -> Result | None:
+        return self._session.last_result
+
+    def stop(self) -> None:
+        self._session.stop()
 
     def __getattr__(self, item: str) -> Any:
+        # the rest of the live session (host_ui, wrapper_script …), as it is
         return getattr(self._session, item)
 
     def __repr__(self) -> str:
@@ -407,7 +359,7 @@ class RecordingSession(_SessionWrapper):
             entry["raised"] = {"type": type(exc).__name__, "message": str(exc)}
             record = getattr(exc, "record", None)
             if record is not None:
-                entry["raised"]["record"] = dumps(redact(record))
+                entry["raised"]["record"] = dumps(redact(record), max_depth=_RECORD_DEPTH)
             self._append(entry)
             raise
         entry["events"] = _with_quiet_records(events, result)
@@ -541,7 +493,7 @@ class ReplaySession(_SessionWrapper):
         result = Result(ps_version=self.ps_version)
         self.last_result = result  # as Session.last_result: whatever the outcome
         for stream, record, quiet in self._events(entry):
-            getattr(result, _RESULT_LISTS[stream]).append(record)
+            getattr(result, RESULT_LISTS[stream]).append(record)
             if on_event is not None and not quiet:
                 on_event(stream, record)
         result.state = str(entry.get("state", "Completed"))

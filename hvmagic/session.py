@@ -71,36 +71,26 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
-import datetime as _dt
-import importlib
 import os
 import re
 import signal
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
+from hvmagic import filecopy
 from hvmagic.clixml.values import (
-    ErrorRecord,
     InformationalRecord,
     InformationRecord,
-    ProgressRecord,
-    PSCredential,
-    PSObject,
     PSVersion,
-    SecureString,
 )
 from hvmagic.errors import (
-    CredentialError,
     EncodeError,
     HostInteractionError,
     HvMagicError,
-    LegacyGuestRefusedError,
     LimitExceededError,
     PipelineTimeoutError,
     ProtocolError,
@@ -110,7 +100,6 @@ from hvmagic.errors import (
     SessionLimitExceededError,
     StopNotAcknowledgedError,
     TransportError,
-    UnsupportedPlatformError,
 )
 from hvmagic.frame_parameters import is_dataframe, prepare_parameters
 from hvmagic.host import HostUI, answer_host_call
@@ -129,14 +118,11 @@ from hvmagic.psrp.client import (
     PoolOpened,
     PSRPClient,
 )
+from hvmagic.secrets import contains_secret
+from hvmagic.sessionlike import RESULT_LISTS, CopyProgress, CopyResult, OnEvent, Result
 from hvmagic.transports.base import Transport
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
-    from hvmagic.recording import RecordingSession, ReplaySession
-
-__all__ = ["WRAPPER_SCRIPT", "Result", "Session", "connect", "open_session"]
+__all__ = ["RESULT_LISTS", "WRAPPER_SCRIPT", "OnEvent", "Result", "Session", "open_session"]
 
 #: The fixed script every run sends; the user's script and values are its parameters.
 #: Dot-sourced (``UseLocalScope=false``) so it runs in the runspace's scope. Why it is built so:
@@ -160,6 +146,8 @@ WRAPPER_SCRIPT = (
     " finally { Remove-Variable -Name __hvmagic_script, __hvmagic_parameters, __hvmagic_name"
     " -ErrorAction Ignore } )\n"
 )
+
+_S = TypeVar("_S", bound="Session")
 
 #: a plain PowerShell variable name (Unicode letters allowed, as in ``$größe``); no scope or
 #: provider prefix (``env:``, ``global:``) and none of the wrapper's own names
@@ -226,57 +214,6 @@ class _InterruptsDeferred:
 
 
 @dataclass
-class Result:
-    """Everything one :meth:`Session.run` produced."""
-
-    output: list[Any] = field(default_factory=list)
-    errors: list[ErrorRecord] = field(default_factory=list)
-    warnings: list[InformationalRecord] = field(default_factory=list)
-    verbose: list[InformationalRecord] = field(default_factory=list)
-    debug: list[InformationalRecord] = field(default_factory=list)
-    information: list[InformationRecord] = field(default_factory=list)
-    progress: list[ProgressRecord] = field(default_factory=list)
-    host: list[str] = field(default_factory=list)
-    #: ``"Completed"``, ``"Failed"`` or ``"Stopped"`` (``"Running"`` only inside ``on_event``)
-    state: str = "Running"
-    #: seconds from sending the pipeline to its final state
-    duration: float = 0.0
-    #: the terminating error of a ``Failed`` pipeline
-    terminating_error: ErrorRecord | None = None
-    #: the guest's PowerShell version (:attr:`Session.ps_version`): :meth:`frame` picks the
-    #: default columns of that PowerShell's views
-    ps_version: PSVersion | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def had_errors(self) -> bool:
-        return bool(self.errors) or self.state == "Failed"
-
-    def frame(self, columns: str | list[str] = "default", *, labels: bool = False) -> pd.DataFrame:
-        """:attr:`output` as a DataFrame (see :func:`hvmagic.to_dataframe`): property names
-        and unscaled values for analysis; ``labels=True`` for PowerShell's headers."""
-        from hvmagic.frames import to_dataframe
-
-        return to_dataframe(self.output, columns, ps_version=self.ps_version, labels=labels)
-
-    def __repr__(self) -> str:
-        counts = ", ".join(
-            f"{len(getattr(self, name))} {name}"
-            for name in ("output", "errors", "warnings", "verbose", "debug", "information",
-                         "progress", "host")
-            if getattr(self, name)
-        )
-        return f"<Result {self.state} in {self.duration:.3f}s: {counts or 'nothing'}>"
-
-
-_STREAM_LISTS = {
-    "output": "output", "error": "errors", "warning": "warnings", "verbose": "verbose",
-    "debug": "debug", "information": "information", "progress": "progress", "host": "host",
-}
-
-OnEvent = Callable[[str, Any], None]
-
-
-@dataclass
 class _Run:
     pipeline_id: uuid.UUID
     result: Result
@@ -302,20 +239,6 @@ class _Broken(Exception):
     """Internal: the inbox delivered a transport failure."""
 
 
-def _contains_secret(value: Any, depth: int = 0) -> bool:
-    if depth > 64:
-        return False
-    if isinstance(value, (SecureString, PSCredential)):
-        return True
-    if isinstance(value, PSObject):
-        return any(_contains_secret(v, depth + 1) for v in value.properties.values())
-    if isinstance(value, Mapping):
-        return any(_contains_secret(v, depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_contains_secret(v, depth + 1) for v in value)
-    return False
-
-
 _VERSION_TEXT = re.compile(r"(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?")
 
 
@@ -334,7 +257,8 @@ def _parse_ps_version(value: Any) -> PSVersion | None:
 
 
 class Session:
-    """One PowerShell session in a guest; create with :func:`connect` or :func:`open_session`."""
+    """One PowerShell session in a guest; create with :func:`hvmagic.connect` or
+    :func:`open_session`."""
 
     #: the fixed script every run sends (a hop through a Hyper-V host relays it: hvmagic.hop)
     wrapper_script: str = WRAPPER_SCRIPT
@@ -406,7 +330,7 @@ class Session:
         self._ps_version = _parse_ps_version(text)
         self._ps_version_read = True
 
-    def __enter__(self) -> Session:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -482,7 +406,7 @@ class Session:
         self, script: str, variables: dict[str, Any], timeout: float | None,
         on_event: OnEvent | None,
     ) -> Result:
-        if _contains_secret(variables):
+        if contains_secret(variables):
             self._ensure_key()
         started = time.monotonic()
         with self._lock:
@@ -645,15 +569,33 @@ class Session:
                     self._on_close()
 
     # -- file copy (implemented in hvmagic.filecopy) ---------------------------------------
-    def copy_to(self, local: str | Path, remote: str, **options: Any) -> Any:
+    def copy_to(
+        self,
+        local: str | os.PathLike[str],
+        remote: str,
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
         """Copy a local file or directory into the guest (see :mod:`hvmagic.filecopy`)."""
-        filecopy = importlib.import_module("hvmagic.filecopy")
-        return filecopy.copy_to(self, local, remote, **options)
+        return filecopy.copy_to(self, local, remote, overwrite=overwrite, recurse=recurse,
+                                chunk_size=chunk_size, on_progress=on_progress)
 
-    def copy_from(self, remote: str, local: str | Path, **options: Any) -> Any:
+    def copy_from(
+        self,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
         """Copy a guest file or directory to this machine (see :mod:`hvmagic.filecopy`)."""
-        filecopy = importlib.import_module("hvmagic.filecopy")
-        return filecopy.copy_from(self, remote, local, **options)
+        return filecopy.copy_from(self, remote, local, overwrite=overwrite, recurse=recurse,
+                                  chunk_size=chunk_size, on_progress=on_progress)
 
     # -- the loop --------------------------------------------------------------------------
     def _check_usable(self) -> None:
@@ -847,7 +789,7 @@ class Session:
             record = event.record
             stream = event.stream
             result = run.result
-            getattr(result, _STREAM_LISTS[stream]).append(record)
+            getattr(result, RESULT_LISTS[stream]).append(record)
             if stream == "information" and isinstance(record, InformationRecord) and (
                 record.is_host_output
             ):
@@ -947,7 +889,7 @@ class Session:
                 raise  # Ctrl-C at a prompt on the caller's thread: the run stops the pipeline
             self._respond(call, None, "the prompt was cancelled", run)
             return
-        if _contains_secret(value) and not self._client.key_exchanged:
+        if contains_secret(value) and not self._client.key_exchanged:
             self._respond(call, None, "the session key has not been exchanged yet; "
                                       "pass secrets as parameters instead", run)
             return
@@ -963,7 +905,7 @@ class Session:
             due.remove(text)
         else:
             record = InformationalRecord({"InformationalRecord_Message": text}, [], text)
-            getattr(run.result, _STREAM_LISTS[stream]).append(record)
+            getattr(run.result, RESULT_LISTS[stream]).append(record)
             if run.on_event is not None:
                 run.on_event(stream, record)
         if call.needs_response:
@@ -1011,245 +953,3 @@ def open_session(
         session.close()
         raise
     return session
-
-
-_VIA = ("auto", "direct", "process", "sim", "replay", "ssh", "winrm")
-
-
-def connect(
-    target: str = "sim",
-    *,
-    via: str = "auto",
-    username: str | None = None,
-    password: str | SecureString | None = None,
-    credential: PSCredential | None = None,
-    configuration: str | None = None,
-    executable: str | None = None,
-    allow_legacy: bool = False,
-    host_ui: HostUI | None = None,
-    record: str | Path | None = None,
-    replay: str | Path | None = None,
-    timeout: float | None = None,
-    wait: float | None = None,
-    booted_after: _dt.datetime | None = None,
-    host: str | None = None,
-    host_username: str | None = None,
-    host_password: str | SecureString | None = None,
-    host_credential: PSCredential | None = None,
-    host_options: Mapping[str, Any] | None = None,
-) -> Session | RecordingSession | ReplaySession:
-    """Connect to ``target`` and open a PowerShell session.
-
-    ``via``: ``"sim"`` — the built-in simulated guest (demo data, no Hyper-V needed);
-    ``"process"`` — a local ``pwsh -s`` / ``powershell.exe -s`` (``executable`` picks which);
-    ``"direct"`` — PowerShell Direct to the VM named ``target`` (Windows Hyper-V host,
-    CPython ≥ 3.12); ``"auto"`` — ``sim`` for target ``"sim"``, else ``direct`` where it works;
-    ``"replay"`` — serve runs from a recording (``replay=FILE``).
-
-    ``host="hv01"`` reaches the VM through its Hyper-V host (:mod:`hvmagic.hop`): ``via`` is then
-    ``"winrm"`` (the default, ``"auto"``), ``"ssh"`` or ``"process"`` (this machine is the
-    host), the host account is ``host_username``/``host_password``/``host_credential`` and
-    ``host_options`` holds ``port``, ``identity_file``, ``ssh_options``, ``ssh_config``,
-    ``vm_id``, ``winrm``.
-    ``via="ssh"``/``"winrm"`` without ``host`` opens a session in ``target``'s own PowerShell.
-    On a Windows host whose Python is < 3.12, ``via="auto"`` hops through a local
-    ``powershell.exe -s``.
-
-    ``record=FILE`` wraps the live session in a :class:`~hvmagic.recording.RecordingSession`;
-    ``replay=FILE`` returns a :class:`~hvmagic.recording.ReplaySession` without connecting.
-    The environment variables ``HVMAGIC_RECORD=DIR`` / ``HVMAGIC_REPLAY=DIR`` do the same for
-    every ``connect`` that names no file (``DIR/<target>.hvrec.json``), for CI.
-
-    ``wait=S`` keeps retrying for up to ``S`` seconds while the guest cannot be reached (it is
-    booting or rebooting: connection refused, reset or timed out), so a runbook can reboot a
-    VM and reconnect in one call. Rejected credentials and platform errors are never retried;
-    the password is resolved once, before the first attempt.
-
-    ``booted_after=T`` (with ``wait``) also waits until the guest's last boot time is later than
-    ``T`` — take ``T`` from :func:`last_boot_time` before ``Restart-Computer``. Without it a
-    reconnect right after ``Restart-Computer`` can reach the guest *before* it shuts down, as
-    ``Restart-Computer`` returns first.
-    """
-    if isinstance(password, str):
-        # At the API boundary: from here on no frame (this one, the retry closure, the
-        # transport's) holds the plain str, which tracebacks printing locals (IPython's
-        # %xmode Verbose) would show. The transport reveals it only at its own send.
-        password = SecureString(password)
-    if via not in _VIA:
-        raise ValueError(f"via must be one of {', '.join(_VIA)}, not {via!r}")
-    if record is not None and replay is not None:
-        raise ValueError("give record= or replay=, not both")
-    from hvmagic import recording  # the recording layer wraps sessions; imported on demand
-
-    if replay is None and record is None:
-        replay_dir = os.environ.get(recording.REPLAY_ENV)
-        if replay_dir:
-            replay = recording.next_recording_path("replay", replay_dir, target)
-    if via == "replay" and replay is None:
-        raise ValueError(
-            f"via='replay' needs replay=FILE (or {recording.REPLAY_ENV}=DIR in the environment)"
-        )
-    if replay is not None:
-        return recording.ReplaySession(replay, name=None if target == "sim" else target)
-    if wait and (via in ("direct", "auto") or host is not None) and target != "sim":
-        from hvmagic.credentials import get_password
-
-        if credential is not None:
-            username = username or credential.username
-            password = password if password is not None else credential.password
-            credential = None
-        if username:  # ask once, not at every attempt
-            password = get_password(username, password)
-        if host is not None and via in ("auto", "winrm") and host_credential is None:
-            from hvmagic.hop import winrm_host_password
-
-            host_password = winrm_host_password(host_username, host_password)
-    def attempt() -> Session:
-        from hvmagic import hop  # remote hosts: imported on demand
-
-        if host is not None or via in ("ssh", "winrm") or hop.local_hop_applies(target, via):
-            live = hop.connect_remote(
-                target, host=host, via=via, username=username, password=password,
-                credential=credential, configuration=configuration, executable=executable,
-                host_username=host_username, host_password=host_password,
-                host_credential=host_credential, host_ui=host_ui, timeout=timeout,
-                **dict(host_options or {}),
-            )
-        else:
-            live = _connect_live(
-                target, via=via, username=username, password=password, credential=credential,
-                configuration=configuration, executable=executable, allow_legacy=allow_legacy,
-                host_ui=host_ui, timeout=timeout,
-            )
-        if booted_after is not None:
-            try:
-                booted = last_boot_time(live)
-            except BaseException:
-                live.close()
-                raise
-            if not _later(booted, booted_after):
-                live.close()
-                raise _NotRestartedYet(
-                    f"{target!r} answers but has not restarted yet (last boot {booted})"
-                )
-        return live
-
-    session = _retry_while_unreachable(attempt, wait or 0.0)
-    if record is None:
-        record_dir = os.environ.get(recording.RECORD_ENV)
-        if record_dir:
-            record = recording.next_recording_path("record", record_dir, target)
-    if record is not None:
-        try:
-            return recording.RecordingSession(session, record)
-        except BaseException:
-            session.close()
-            raise
-    return session
-
-
-#: PowerShell 5.1 and 7 both have it; the value crosses as a DateTime with the guest's offset
-LAST_BOOT_SCRIPT = "(Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime"
-
-
-def last_boot_time(session: Session | RecordingSession | ReplaySession) -> _dt.datetime:
-    """When the guest last booted (``Win32_OperatingSystem.LastBootUpTime``)."""
-    output = session.run(LAST_BOOT_SCRIPT).output
-    if len(output) != 1 or not isinstance(output[0], _dt.datetime):
-        raise ProtocolError(f"the guest answered {output!r} for its last boot time")
-    return output[0]
-
-
-def _later(value: _dt.datetime, reference: _dt.datetime) -> bool:
-    if (value.tzinfo is None) != (reference.tzinfo is None):  # compare wall clocks then
-        value, reference = value.replace(tzinfo=None), reference.replace(tzinfo=None)
-    return value > reference
-
-
-class _NotRestartedYet(TransportError):
-    """Internal: connected, but to the guest as it was before the restart; retried."""
-
-
-def _retry_while_unreachable(
-    attempt: Callable[[], Session], wait: float, sleep: Callable[[float], None] = time.sleep
-) -> Session:
-    deadline = time.monotonic() + wait
-    delay = 0.5
-    while True:
-        try:
-            return attempt()
-        except (ConnectionError, TimeoutError) as exc:  # TransportError is a ConnectionError
-            # only "unreachable" is worth waiting for: a guest that refuses (credentials, the
-            # legacy handshake) or a platform that cannot connect answers the same next time
-            if isinstance(exc, (CredentialError, UnsupportedPlatformError,
-                                LegacyGuestRefusedError)):
-                raise
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise
-            sleep(min(delay, remaining))
-            delay = min(delay * 1.5, 5.0)
-
-
-def _connect_live(
-    target: str,
-    *,
-    via: str,
-    username: str | None,
-    password: str | SecureString | None,
-    credential: PSCredential | None,
-    configuration: str | None,
-    executable: str | None,
-    allow_legacy: bool,
-    host_ui: HostUI | None,
-    timeout: float | None,
-) -> Session:
-    if via == "auto":
-        via = _auto_via(target)
-    if via == "sim":
-        from hvmagic.testing import FakeGuest
-
-        # One simulated machine per name for the whole process: a runbook that reboots the
-        # guest and reconnects must find the same machine (files, features, boot count).
-        guest = FakeGuest.shared(target)
-        return open_session(guest.transport(), name=target, host_ui=host_ui, timeout=timeout)
-    if via == "process":
-        from hvmagic.transports.process import ProcessTransport
-
-        proc = ProcessTransport(executable=executable)
-        return open_session(proc, name=target, host_ui=host_ui, timeout=timeout)
-    # direct
-    if credential is not None:
-        username = username or credential.username
-        password = password if password is not None else credential.password
-    if not username:
-        raise CredentialError(
-            "PowerShell Direct needs a guest user name (username= or credential=)"
-        )
-    from hvmagic.credentials import get_password
-    from hvmagic.transports.hvsocket import connect_vm
-
-    # explicit value, else HVMAGIC_PASSWORD, else keyring, else a non-echoing prompt
-    password = get_password(username, password)
-    kwargs: dict[str, Any] = {}
-    if timeout is not None:
-        kwargs["timeout"] = timeout
-    transport = connect_vm(
-        target, username=username, password=password, configuration=configuration,
-        allow_legacy=allow_legacy, **kwargs,
-    )
-    return open_session(transport, name=target, host_ui=host_ui, timeout=timeout)
-
-
-def _auto_via(target: str) -> str:
-    if target == "sim":
-        return "sim"
-    if sys.platform == "win32" and sys.version_info >= (3, 12):
-        return "direct"
-    raise UnsupportedPlatformError(
-        f"PowerShell Direct to {target!r} needs a Windows Hyper-V host with CPython 3.12+ "
-        f"(this is {sys.platform}, Python {sys.version_info.major}.{sys.version_info.minor}). "
-        "Alternatives: via='process' for a local pwsh, or hvmagic.connect('sim') for the "
-        "simulated guest; from a workstation, host='HV01' reaches the VM through its Hyper-V "
-        "host (via='winrm' or 'ssh')."
-    )

@@ -12,6 +12,15 @@ SHARED = Path(os.environ.get("HVMAGIC_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The demo guest (``connect("sim")``, ``%vmconnect sim``) runs in a local PowerShell: where
+    none is named, the suite's own (``../shared/tools/pwsh``, as CI has it, off PATH) is handed
+    to this process and the kernels it starts. Tests of the no-PowerShell paths unset it."""
+    shipped = SHARED / "tools" / "pwsh"
+    if not os.environ.get("HVMAGIC_PWSH") and shipped.is_file() and os.access(shipped, os.X_OK):
+        os.environ["HVMAGIC_PWSH"] = str(shipped)
+
+
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     """The real captures; tests that need them skip with the reason when they are absent."""

@@ -434,7 +434,7 @@ def test_vmps_cell_on_matching_sessions_shows_one_frame_status_and_prefixed_stre
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from hvmagic.magics import PowerShellError
+    from hvmagic.magic_errors import PowerShellError
 
     def failing(ctx: HandlerContext) -> None:
         ctx.output({"Index": 0})

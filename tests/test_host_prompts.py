@@ -17,7 +17,8 @@ from IPython.utils.capture import capture_output
 
 from hvmagic import magics as hvmagics
 from hvmagic.clixml.values import SecureString
-from hvmagic.host import Field, answer_host_call
+from hvmagic.host import Choice, Field, answer_host_call
+from hvmagic.notebook_host import NotebookHostUI
 from hvmagic.testing import FakeGuest, HandlerContext
 
 
@@ -35,8 +36,8 @@ class Recorder:
         self.asked.append(("secret", prompt))
         return "hidden-typed"
 
-    def ui(self, guest: str = "web01") -> hvmagics.NotebookHostUI:
-        return hvmagics.NotebookHostUI(read=self.read, read_secret=self.read_secret, guest=guest)
+    def ui(self, guest: str = "web01") -> NotebookHostUI:
+        return NotebookHostUI(read=self.read, read_secret=self.read_secret, guest=guest)
 
 
 GUEST_MARK_TEXT = "[guest 'web01' {what}: visible, sent as plain text] "
@@ -67,7 +68,7 @@ def test_every_guest_prompt_is_marked_and_none_looks_like_vmconnect(
                                    Field("Key", "System.Security.SecureString")])
     ui.prompt_for_credential("Login", "For the share", "CORP\\admin", None)
     ui.prompt_for_credential("Login", "", None, None)
-    choices = [hvmagics.Choice("&Yes"), hvmagics.Choice("&No")]
+    choices = [Choice("&Yes"), Choice("&No")]
     assert ui.prompt_for_choice("Restart", "Now?", choices, 1) == 0
     assert rec.asked == [
         ("text", GUEST_MARK_TEXT.format(what="Read-Host") + "Name: "),
@@ -126,7 +127,7 @@ def test_vmconnect_password_box_is_hvmagics_own(ip: InteractiveShell,
         ip.run_line_magic("vmconnect", "web01 -u administrator --via direct")
     assert asked == ["%vmconnect web01: Password for administrator: "]
     ui = seen[-1]["host_ui"]
-    assert isinstance(ui, hvmagics.NotebookHostUI) and ui.guest == "web01"
+    assert isinstance(ui, NotebookHostUI) and ui.guest == "web01"
     with capture_output():
         ip.run_line_magic("vmclose", "--all")
 
@@ -198,7 +199,7 @@ def test_a_guest_prompt_on_a_fleet_worker_thread_is_refused_not_misrouted(
 
     monkeypatch.setattr("getpass.getpass", lambda prompt="": pytest.fail("prompted"))
     monkeypatch.setattr("builtins.input", lambda prompt="": pytest.fail("prompted"))
-    ui = hvmagics.NotebookHostUI(guest="web01")
+    ui = NotebookHostUI(guest="web01")
     seen: list[BaseException] = []
 
     def worker() -> None:

@@ -26,7 +26,8 @@ from hvmagic import display
 from hvmagic.clixml import loads
 from hvmagic.clixml.values import PSObject, SecureString, bounded_text
 from hvmagic.frames import to_dataframe
-from hvmagic.recording import _decode_event, _encode_event, redact
+from hvmagic.recording import _decode_event, _encode_event
+from hvmagic.secrets import redact
 from hvmagic.testing import FakeGuest, HandlerContext
 
 NS = 'xmlns="http://schemas.microsoft.com/powershell/2004/04"'
@@ -247,7 +248,7 @@ def test_ctrl_c_binds_what_arrived_and_says_it_is_partial(
 
 
 def test_a_str_password_is_in_no_frame_below_connect() -> None:
-    # was: the plain str in the locals of connect, its retry closure and _connect_live,
+    # was: the plain str in the locals of connect, its retry closure and the direct opener,
     # which %xmode Verbose prints with a traceback
     secret = "hunter2-" + "not-in-any-frame"
     with pytest.raises(hvmagic.errors.HvMagicError) as info:

@@ -20,6 +20,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from hvmagic import magics as hvmagics
+from hvmagic.cellmode import PowerShellCellMode
 from hvmagic.clixml.values import (
     ErrorRecord,
     InformationalRecord,
@@ -34,6 +35,16 @@ from hvmagic.errors import (
     RemoteError,
     SessionBrokenError,
 )
+from hvmagic.magic_args import (
+    parse_columns,
+    parse_names,
+    split_leading_options,
+    strip_magic_comment,
+)
+from hvmagic.magic_errors import PipelineStopped, PowerShellError, SessionLostError
+from hvmagic.notebook_host import NotebookHostUI
+from hvmagic.registry import SessionEntry, SessionRegistry
+from hvmagic.vmcopy import CopyEndpoint, copy_vmfile, parse_copy_endpoint
 
 HOSTILE = ["'; Remove-Item C:\\ -Recurse; '", "$(Stop-Computer -Force)", '"; exit; "', "{x} $x `n"]
 
@@ -146,7 +157,7 @@ def run_cell(ip: InteractiveShell, code: str) -> tuple[Any, Any]:
 
 
 def test_split_leading_options_keeps_powershell_parameters() -> None:
-    split = hvmagics.split_leading_options
+    split = split_leading_options
     opts, flags = hvmagics._VMPS_VALUE_OPTIONS, hvmagics._VMPS_FLAG_OPTIONS
     assert split("-o svc Get-ChildItem -Recurse C:\\x", opts, flags) == (
         "-o svc", "Get-ChildItem -Recurse C:\\x")
@@ -159,42 +170,42 @@ def test_split_leading_options_keeps_powershell_parameters() -> None:
 
 
 def test_parse_columns_and_names() -> None:
-    assert hvmagics.parse_columns(None) == "default"
-    assert hvmagics.parse_columns("ALL") == "all"
-    assert hvmagics.parse_columns(" Name, Status ") == ["Name", "Status"]
+    assert parse_columns(None) == "default"
+    assert parse_columns("ALL") == "all"
+    assert parse_columns(" Name, Status ") == ["Name", "Status"]
     with pytest.raises(UsageError):
-        hvmagics.parse_columns(",")
-    assert hvmagics.parse_names("a, b_2, größe", "--with") == ["a", "b_2", "größe"]
+        parse_columns(",")
+    assert parse_names("a, b_2, größe", "--with") == ["a", "b_2", "größe"]
     with pytest.raises(UsageError, match="not a Python variable name"):
-        hvmagics.parse_names("a,$(x)", "--with")
+        parse_names("a,$(x)", "--with")
     with pytest.raises(UsageError):
-        hvmagics.parse_names("class", "--with")
+        parse_names("class", "--with")
 
 
 def test_copy_endpoints() -> None:
     def known(alias: str) -> bool:
         return alias.lower() == "web01"
 
-    parse = hvmagics.parse_copy_endpoint
-    assert parse("VM:C:\\Temp\\a.txt", known) == hvmagics.CopyEndpoint("C:\\Temp\\a.txt", "")
+    parse = parse_copy_endpoint
+    assert parse("VM:C:\\Temp\\a.txt", known) == CopyEndpoint("C:\\Temp\\a.txt", "")
     assert parse("vm:/tmp/x", known).session_ref == ""
-    assert parse("WEB01:C:\\x", known) == hvmagics.CopyEndpoint("C:\\x", "WEB01")
-    assert parse("C:\\Temp\\a.txt", known) == hvmagics.CopyEndpoint("C:\\Temp\\a.txt")
+    assert parse("WEB01:C:\\x", known) == CopyEndpoint("C:\\x", "WEB01")
+    assert parse("C:\\Temp\\a.txt", known) == CopyEndpoint("C:\\Temp\\a.txt")
     assert not parse("other:x", known).remote
     assert not parse("./data/file.csv", known).remote
 
 
 def test_session_registry() -> None:
-    reg = hvmagics.SessionRegistry()
+    reg = SessionRegistry()
     with pytest.raises(LookupError, match="connect first"):
         reg.get()
     a, b = FakeSession("a"), FakeSession("b")
-    assert reg.add(hvmagics.SessionEntry("A", a, "a", "sim")) is None
-    reg.add(hvmagics.SessionEntry("B", b, "b", "sim"))
+    assert reg.add(SessionEntry("A", a, "a", "sim")) is None
+    reg.add(SessionEntry("B", b, "b", "sim"))
     assert reg.get().session is b and reg.get("a").session is a  # case-insensitive
     reg.use("a")
     assert reg.default is not None and reg.default.alias == "A"
-    replaced = reg.add(hvmagics.SessionEntry("b", FakeSession("b2"), "b", "sim"))
+    replaced = reg.add(SessionEntry("b", FakeSession("b2"), "b", "sim"))
     assert replaced is not None and replaced.session is b
     reg.remove("B")
     assert reg.get().alias == "A" and "b" not in reg and len(reg) == 1
@@ -203,7 +214,7 @@ def test_session_registry() -> None:
 
 
 def test_cell_mode_transformer() -> None:
-    mode = hvmagics.PowerShellCellMode()
+    mode = PowerShellCellMode()
     cell = ["Get-Service\n", "| Select Name\n"]
     assert mode(cell) == cell  # disabled
     mode.enabled = True
@@ -215,7 +226,7 @@ def test_cell_mode_transformer() -> None:
 
 def test_copy_vmfile_outside_windows_and_with_injected_powershell() -> None:
     with pytest.raises(UsageError, match="runs on the Hyper-V host itself"):
-        hvmagics.copy_vmfile("web01", "a.txt", "C:\\a.txt", platform="linux")
+        copy_vmfile("web01", "a.txt", "C:\\a.txt", platform="linux")
 
     calls: list[dict[str, Any]] = []
 
@@ -232,7 +243,7 @@ def test_copy_vmfile_outside_windows_and_with_injected_powershell() -> None:
         return run
 
     evil = "x'; Remove-Item C:\\ -Recurse; '"
-    summary = hvmagics.copy_vmfile("web01", evil, "C:\\in\\a.txt", force=True, platform="win32",
+    summary = copy_vmfile("web01", evil, "C:\\in\\a.txt", force=True, platform="win32",
                                    run=fake_run(Done(0, "HVMAGIC-GSI-OK\n")))
     assert "Copy-VMFile" in summary
     argv, env = calls[-1]["argv"], calls[-1]["env"]
@@ -244,13 +255,13 @@ def test_copy_vmfile_outside_windows_and_with_injected_powershell() -> None:
     assert env["HVMAGIC_GSI_SRC"] == evil and env["HVMAGIC_GSI_FORCE"] == "1"
     with pytest.raises(UsageError, match="Guest Service Interface integration service of VM "
                                          "'web01' is disabled; enable it with"):
-        hvmagics.copy_vmfile("web01", "a", "b", platform="win32",
+        copy_vmfile("web01", "a", "b", platform="win32",
                              run=fake_run(Done(4, "HVMAGIC-GSI-DISABLED\n")))
     with pytest.raises(UsageError, match="not a Hyper-V host"):
-        hvmagics.copy_vmfile("web01", "a", "b", platform="win32",
+        copy_vmfile("web01", "a", "b", platform="win32",
                              run=fake_run(Done(3, "HVMAGIC-NO-HYPERV\n")))
     with pytest.raises(UsageError, match=r"Copy-VMFile failed \(exit 1\): Copy-VMFile : denied"):
-        hvmagics.copy_vmfile("web01", "a", "b", platform="win32",
+        copy_vmfile("web01", "a", "b", platform="win32",
                              run=fake_run(Done(1, "", "Copy-VMFile : denied\n")))
 
 
@@ -376,7 +387,7 @@ def test_live_streams_progress_and_errors_then_short_raise(ip: InteractiveShell,
     assert any(t.startswith("disk C: is full") for t in texts)
     assert texts.count("done") == 1
     exc = result.error_in_exec
-    assert isinstance(exc, hvmagics.PowerShellError) and isinstance(exc, RemoteError)
+    assert isinstance(exc, PowerShellError) and isinstance(exc, RemoteError)
     assert exc._render_traceback_() == [
         "PowerShellError: 1 error(s) in the pipeline (shown above); use --no-raise or "
         "%config VmMagics.raise_on_error = False to continue past errors"]
@@ -404,7 +415,7 @@ def test_terminating_error_timeout_interrupt_and_lost_session(ip: InteractiveShe
     assert texts[1].startswith("Cannot find path 'C:\\nope' because it does not exist.")
     assert "FullyQualifiedErrorId : Boom" in texts[1]
     exc = result.error_in_exec
-    assert isinstance(exc, hvmagics.PowerShellError) and exc.record is failing
+    assert isinstance(exc, PowerShellError) and exc.record is failing
     assert str(exc) == "the cell failed with a terminating error (shown above)"
 
     def slow(script: str, params: dict[str, Any], emit: Any) -> Any:
@@ -420,7 +431,7 @@ def test_terminating_error_timeout_interrupt_and_lost_session(ip: InteractiveShe
 
     session.behaviour = interrupted
     result, captured = run_cell(ip, "%%vmps\nStart-Sleep 60\n")
-    assert isinstance(result.error_in_exec, hvmagics.PipelineStopped)
+    assert isinstance(result.error_in_exec, PipelineStopped)
     assert "Pipeline stopped (interrupted); session 'demo' is still usable." in captured.stdout
 
     def lost(script: str, params: dict[str, Any], emit: Any) -> Any:
@@ -445,7 +456,7 @@ def test_timeout_or_interrupt_with_a_failed_stop_does_not_claim_the_session_is_u
     session.behaviour = timeout_then_broken
     result, captured = run_cell(ip, "%%vmps --timeout 0.5\nStart-Sleep 60\n")
     exc = result.error_in_exec
-    assert isinstance(exc, hvmagics.SessionLostError)
+    assert isinstance(exc, SessionLostError)
     assert str(exc) == (
         "the pipeline ran past the 0.5 s timeout and the pipeline could not be stopped cleanly; "
         "session 'demo' is broken — reconnect with %vmconnect")
@@ -458,7 +469,7 @@ def test_timeout_or_interrupt_with_a_failed_stop_does_not_claim_the_session_is_u
     session.behaviour = interrupt_then_broken
     result, captured = run_cell(ip, "%%vmps\nStart-Sleep 60\n")
     exc = result.error_in_exec
-    assert isinstance(exc, hvmagics.SessionLostError)
+    assert isinstance(exc, SessionLostError)
     assert "the kernel was interrupted and the pipeline could not be stopped" in str(exc)
     assert "still usable" not in captured.stdout
 
@@ -467,7 +478,7 @@ def test_timeout_or_interrupt_with_a_failed_stop_does_not_claim_the_session_is_u
         raise KeyboardInterrupt
 
     session.copy_to = copy_interrupted  # type: ignore[method-assign]
-    with capture_output() as captured, pytest.raises(hvmagics.SessionLostError,
+    with capture_output() as captured, pytest.raises(SessionLostError,
                                                      match="interrupted during the copy"):
         ip.run_line_magic("vmcopy", "a.txt VM:C:\\a.txt")
     assert "still usable" not in captured.stdout
@@ -509,7 +520,7 @@ def test_timeout_whose_stop_is_ignored_reports_a_broken_session(
             ip.run_line_magic("vmconnect", "st --session stubborn_session")
         result, captured = run_cell(ip, "%%vmps --timeout 0.2\nStubborn\n")
         exc = result.error_in_exec
-        assert isinstance(exc, hvmagics.SessionLostError)
+        assert isinstance(exc, SessionLostError)
         assert "session 'st' is broken" in str(exc)
         assert "still usable" not in captured.stdout + str(exc)
         assert sess.broken
@@ -670,8 +681,8 @@ def test_a_comment_on_a_magic_line_is_not_an_argument(
     assert "names" in ip.user_ns
     with capture_output():
         ip.run_line_magic("vmuse", "demo  # back to the demo")
-    assert hvmagics.strip_magic_comment("x '#not a comment' # comment") == "x '#not a comment'"
-    assert hvmagics.strip_magic_comment("a#b") == "a#b"
+    assert strip_magic_comment("x '#not a comment' # comment") == "x '#not a comment'"
+    assert strip_magic_comment("a#b") == "a#b"
 
 
 def test_vmconnect_failure_shows_doctor_advice(ip: InteractiveShell,
@@ -752,7 +763,7 @@ def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None
         ctx.output(f"{name}|{type(secret).__name__}|{secret.decrypt() == 's3cret'}|{choice}")
 
     with guest:
-        ui = hvmagics.NotebookHostUI(read=read, read_secret=read_secret, guest="web01")
+        ui = NotebookHostUI(read=read, read_secret=read_secret, guest="web01")
         with guest.connect(host_ui=ui) as session:
             result = session.run("Ask-Things")
             assert result.output == ["alice|PSSecureString|True|0"]
@@ -767,7 +778,7 @@ def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None
         def no_stdin(prompt: str) -> str:
             raise StdinNotImplementedError("no stdin")
 
-        with guest.connect(host_ui=hvmagics.NotebookHostUI(read=no_stdin)) as session:
+        with guest.connect(host_ui=NotebookHostUI(read=no_stdin)) as session:
             with pytest.raises(RemoteError) as info:
                 session.run("Ask-Things")
             assert "this notebook frontend cannot prompt" in str(info.value)
@@ -784,7 +795,7 @@ def test_notebook_host_ui_choices_and_credentials(capsys: pytest.CaptureFixture[
         asked.append(prompt)
         return next(answers)
 
-    ui = hvmagics.NotebookHostUI(read=read, read_secret=lambda prompt: "pw")
+    ui = NotebookHostUI(read=read, read_secret=lambda prompt: "pw")
     choices = [Choice("&Yes"), Choice("&No"), Choice("&Suspend")]
     assert ui.prompt_for_choice("Reboot", "Reboot now?", choices, 1) == 1  # empty → default
     assert asked[0] == ("[guest 'the VM' choice: visible, sent as plain text] "

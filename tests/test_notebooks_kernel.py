@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -257,12 +258,14 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Executed:
 
 
 def test_connect_prints_the_path_used(executed: Executed) -> None:
-    assert executed.stdout("connect_env") == (
-        "Connected 'demo' via the built-in simulator: simulated guest SIMULATED-GUEST "
-        "(socket pair). It is the default session.\n"
-    )
+    # --via sim is the demo guest: a local PowerShell (its file name ends the description)
+    assert re.fullmatch(
+        r"Connected 'demo': demo guest 'demo' \(simulated data, "
+        r"[^()]+\)\. It is the default session\.\n",
+        executed.stdout("connect_env"),
+    ), executed.stdout("connect_env")
     assert executed.stdout("connect_getpass").startswith(
-        "Connected 'demo2' via the built-in simulator: simulated guest")
+        "Connected 'demo2': demo guest 'demo2' (simulated data, ")
     assert executed.stdout("connect_custom").startswith(
         "Connected 'custom' (an existing Session object): simulated guest")
     table = executed.displays("sessions")[0].splitlines()
@@ -412,10 +415,26 @@ def test_no_secret_in_saved_notebook_history_or_namespace(executed: Executed) ->
         assert secret.encode("utf-16-le") not in history
 
 
+def _live_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hvmagic demo --live`` needs the demo guest's PowerShell (no recording of these
+    notebooks ships): the one the pwsh suite runs, handed to the kernel as $HVMAGIC_PWSH."""
+    from tests.pwsh.conftest import REQUIRE_ENV, find_pwsh
+
+    pwsh = find_pwsh()
+    if pwsh is None:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but no PowerShell found for the demo guest")
+        pytest.skip("no PowerShell for the demo guest (set HVMAGIC_PWSH)")
+    monkeypatch.setenv("HVMAGIC_PWSH", pwsh)
+
+
 def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch,
                                                         ) -> None:
     from hvmagic.__main__ import main
+
+    _live_demo(monkeypatch)
 
     runbook = nbformat.v4.new_notebook()
     runbook.cells = [
@@ -435,11 +454,12 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
     source = tmp_path / "services-triage.ipynb"
     nbformat.write(runbook, str(source))
     out = tmp_path / "out"
-    assert main(["demo", "--notebook", str(source), "--output", str(out)]) == 0
+    assert main(["demo", "--live", "--notebook", str(source), "--output", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].startswith("Executed services-triage.ipynb: 3 code cells, 1 tables, ")
-    assert printed[0].endswith(" s, ok")
-    assert printed[1] == f"HTML:     {out / 'services-triage.html'}"
+    assert printed[0].startswith("Live: the demo guest is ")
+    assert printed[1].startswith("Executed services-triage.ipynb: 3 code cells, 1 tables, ")
+    assert printed[1].endswith(" s, ok")
+    assert printed[2] == f"HTML:     {out / 'services-triage.html'}"
     page = (out / "services-triage.html").read_text(encoding="utf-8")
     assert "hvmagic-frame" in page and "vmicheartbeat" in page
     executed = nbformat.read(str(out / "services-triage.ipynb"), as_version=4)
@@ -447,10 +467,13 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
 
 
 def test_hvmagic_demo_runs_runbooks_in_the_output_folder(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch,
                                                          ) -> None:
     """What a runbook writes lands beside its HTML; its companion folders are found."""
     from hvmagic.__main__ import main
+
+    _live_demo(monkeypatch)
 
     source_dir = tmp_path / "runbooks"
     (source_dir / "dsc").mkdir(parents=True)
@@ -463,7 +486,8 @@ def test_hvmagic_demo_runs_runbooks_in_the_output_folder(tmp_path: Path,
     )]
     nbformat.write(runbook, str(source_dir / "writer.ipynb"))
     out = tmp_path / "out"
-    assert main(["demo", "--notebook", str(source_dir / "writer.ipynb"), "--output", str(out)]) == 0
+    argv = ["demo", "--live", "--notebook", str(source_dir / "writer.ipynb"), "--output", str(out)]
+    assert main(argv) == 0
     assert (out / "bundle" / "summary.txt").read_text(encoding="utf-8") == "# companion"
     assert not (source_dir / "bundle").exists()
 
@@ -483,7 +507,7 @@ def test_demo_notebook_search_order(tmp_path: Path) -> None:
 
 
 def test_demo_companions_skip_the_output_folder_and_virtual_environments(tmp_path: Path) -> None:
-    from hvmagic.__main__ import _copy_companions
+    from hvmagic.nbrun import copy_companions
 
     source = tmp_path / "runbooks"
     (source / "dsc").mkdir(parents=True)
@@ -492,5 +516,5 @@ def test_demo_companions_skip_the_output_folder_and_virtual_environments(tmp_pat
     (source / "venv" / "pyvenv.cfg").write_text("home = /usr", encoding="utf-8")
     output = source / "out" / "run1"  # inside a folder beside the notebook
     output.mkdir(parents=True)
-    _copy_companions(source, output)  # used to copy out/ into itself until RecursionError
+    copy_companions(source, output)  # used to copy out/ into itself until RecursionError
     assert sorted(p.name for p in output.iterdir()) == ["dsc"]

@@ -59,7 +59,6 @@ from hvmagic.psrp.client import (
     PoolClosed,
     PoolOpened,
     PSRPClient,
-    to_psrpcore,
 )
 from hvmagic.psrp.messages import FragmentAssembler, build_fragment
 from hvmagic.psrp.outofproc import (
@@ -599,14 +598,18 @@ def test_fragment_assembler_rules() -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# parameters: hvmagic values → psrpcore → CLIXML
+# parameters: hvmagic values → hvmagic's encoder → psrpcore's message
 # ------------------------------------------------------------------------------------------
 
 
-def _xml(value: Any) -> str:
+def _xml(value: Any, cipher: Any = None) -> str:
+    """What psrpcore's serializer writes for a value the client encoded (the hook of
+    :mod:`hvmagic.psrp.psrpcore_fixes`)."""
     from xml.etree import ElementTree
 
-    return ElementTree.tostring(psrpcore.types.serialize(to_psrpcore(value), None)).decode()
+    return ElementTree.tostring(
+        psrpcore.types.serialize(PSRPClient().encode(value), cipher), encoding="unicode"
+    )
 
 
 @pytest.mark.parametrize(
@@ -618,8 +621,8 @@ def _xml(value: Any) -> str:
         (2**63 + 5, "<U64>9223372036854775813</U64>"),
         (True, "<B>true</B>"),
         (None, "<Nil />"),
-        # PowerShell's own escaping: CJK as character references, astral chars as surrogates
-        ("日本 🙂", "<S>&#26085;&#26412; _xD83D__xDE42_</S>"),
+        ("日本 🙂", "<S>日本 🙂</S>"),
+        ("a\r\nb_x0041_", "<S>a_x000D__x000A_b_x005F_x0041_</S>"),
         (b"\x00\x01", "<BA>AAE=</BA>"),
         (PSChar("A"), "<C>65</C>"),
         (PSUri("https://example.com/"), "<URI>https://example.com/</URI>"),
@@ -627,7 +630,9 @@ def _xml(value: Any) -> str:
         (PSScriptBlock("Get-Date"), "<SBK>Get-Date</SBK>"),
         (PSXmlDocument("<a/>"), "<XD>&lt;a/&gt;</XD>"),
         (uuid.UUID(int=1), "<G>00000000-0000-0000-0000-000000000001</G>"),
-        (PSEnum(4, "Running"), "<I32>4</I32>"),
+        (PSEnum(4, "Running"), '<Obj RefId="0"><TN RefId="0"><T>System.Int32</T>'
+         "<T>System.Enum</T><T>System.ValueType</T><T>System.Object</T></TN>"
+         "<ToString>Running</ToString><I32>4</I32></Obj>"),
     ],
 )
 def test_parameter_types(value: Any, expected: str) -> None:
@@ -661,33 +666,54 @@ def test_parameter_collections_and_objects() -> None:
     assert '<S N="Name">x</S>' in text and '<I32 N="Size">3</I32>' in text
 
 
-def test_parameter_secrets_need_and_use_the_session_key() -> None:
+def test_encoded_values_get_refids_after_psrpcores_own() -> None:
+    # PowerShell resolves <Ref RefId> within a whole message: ids of an inserted element
+    # must not collide with the ones psrpcore gave the objects around it
     from xml.etree import ElementTree
 
-    with pytest.raises(psrpcore.MissingCipherError):
-        psrpcore.types.serialize(to_psrpcore(SecureString("pw")), psrpcore.PSRemotingCrypto())
-    cipher = psrpcore.PSRemotingCrypto()
-    cipher.register_key(bytes(range(32)))
-    text = ElementTree.tostring(
-        psrpcore.types.serialize(to_psrpcore(SecureString("pw-Ünïcode")), cipher)
-    ).decode()
-    assert text.startswith("<SS>") and "pw" not in text
-    credential = to_psrpcore(PSCredential("CORP\\admin", "pw"))
-    assert credential.UserName == "CORP\\admin"
-    assert isinstance(credential.Password, psrpcore.types.PSSecureString)
+    shared = ["s"]
+    encoded = PSRPClient().encode({"a": shared, "b": shared})
+    outer = PSCustomObject(First=PSCustomObject(X=1), Value=encoded, Last=PSCustomObject(Y=2))
+    root = ElementTree.fromstring(ElementTree.tostring(psrpcore.types.serialize(outer, None)))
+    ids = [node.get("RefId") for node in root.iter("Obj")]
+    assert len(ids) == len(set(ids)) == 5  # outer, First, the table, its list, Last
+    types_ids = [node.get("RefId") for node in root.iter("TN")]
+    assert len(types_ids) == len(set(types_ids))
+    (ref,) = root.iter("Ref")
+    target = next(node for node in root.iter("Obj") if node.get("RefId") == ref.get("RefId"))
+    assert target.find("LST") is not None and target.find("LST/S").text == "s"  # type: ignore[union-attr]
+
+
+def test_parameter_secrets_need_and_use_the_session_key(pair: Any) -> None:
+    client, server = pair
+    with pytest.raises(EncodeError, match="secure_string_encryptor"):
+        client.encode(SecureString("pw"))
+    client.exchange_key()
+    exchange(client, server)
+    text = client.encode(SecureString("pw-Ünïcode 🙂")).clixml
+    assert text.startswith("<SS>") and text.endswith("</SS>") and "pw" not in text
+    # the peer reads it with the key it sent
+    assert server.pool._cipher.decrypt(text[4:-5]) == "pw-Ünïcode 🙂"
+    credential = client.encode(PSCredential("CORP\\admin", "pw")).clixml
+    assert "<T>System.Management.Automation.PSCredential</T>" in credential
+    assert '<S N="UserName">CORP\\admin</S>' in credential and '<SS N="Password">' in credential
 
 
 def test_unsendable_values_raise_encode_error() -> None:
-    with pytest.raises(EncodeError, match="64-bit"):
-        to_psrpcore(2**70)
-    with pytest.raises(EncodeError, match="cannot send a object"):
-        to_psrpcore(object())
-    with pytest.raises(EncodeError, match="received from the guest"):
-        to_psrpcore(SecureString(ciphertext=b"\x01\x02"))
+    encode = PSRPClient().encode
+    with pytest.raises(EncodeError, match="Int64/UInt64"):
+        encode(2**70)
+    with pytest.raises(EncodeError, match=r"cannot send a builtins\.object"):
+        encode(object())
     cycle: list[Any] = []
     cycle.append(cycle)
-    with pytest.raises(EncodeError, match="nested"):
-        to_psrpcore(cycle)
+    # a cycle is a reference to the object being written, as PowerShell's serializer writes it
+    assert '<Ref RefId="0" />' in encode(cycle).clixml
+    deep: Any = 1
+    for _ in range(60):
+        deep = [deep]
+    with pytest.raises(EncodeError, match="nests too deeply"):
+        encode(deep)
 
 
 def test_start_requires_an_open_pool() -> None:
@@ -715,7 +741,7 @@ def _kinds(data: bytes) -> list[tuple[PacketKind, uuid.UUID]]:
 
 def test_secret_without_session_key_is_an_encode_error_and_leaves_no_pipeline(pair: Any) -> None:
     client, server = pair
-    with pytest.raises(EncodeError, match="cannot serialize"):
+    with pytest.raises(EncodeError, match="secure_string_encryptor"):
         client.start_script("param($P) 1", {"P": SecureString("pw")})
     assert client.pool.pipeline_table == {}
     assert client.open_pipelines == []

@@ -17,7 +17,8 @@ from hvmagic.clixml.values import (
     SecureString,
 )
 from hvmagic.errors import HvMagicError, RemoteError, ReplayMismatchError
-from hvmagic.recording import REDACTED, RecordingSession, ReplaySession, redact
+from hvmagic.recording import RecordingSession, ReplaySession
+from hvmagic.secrets import REDACTED, redact
 from hvmagic.testing import FakeGuest
 
 SERVICES = "Get-Service | Where-Object Name -like 'vm*'"

@@ -25,6 +25,7 @@ from hvmagic.clixml.values import (
     PSCredential,
     SecureString,
 )
+from hvmagic.connection import connect
 from hvmagic.errors import (
     CredentialError,
     EncodeError,
@@ -39,7 +40,7 @@ from hvmagic.errors import (
 )
 from hvmagic.host import ScriptedHostUI
 from hvmagic.psrp.outofproc import NIL_GUID, PacketKind, PacketReader, control_packet, data_packet
-from hvmagic.session import WRAPPER_SCRIPT, Session, connect, open_session
+from hvmagic.session import WRAPPER_SCRIPT, Session, open_session
 from hvmagic.testing import FakeGuest, HandlerContext
 from hvmagic.transports.base import SocketTransport
 
@@ -834,7 +835,7 @@ def test_connect_direct_needs_a_user_name() -> None:
 def test_connect_wait_reconnects_after_a_simulated_reboot(
     guest: FakeGuest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hvmagic.session import LAST_BOOT_SCRIPT, last_boot_time
+    from hvmagic.connection import LAST_BOOT_SCRIPT, last_boot_time
 
     _direct_to(guest, monkeypatch)
     guest.boot_time -= datetime.timedelta(hours=1)  # up for a while, so a reboot is later
@@ -858,7 +859,7 @@ def test_connect_wait_reconnects_after_a_simulated_reboot(
 
 
 def test_wait_never_retries_rejected_credentials() -> None:
-    from hvmagic.session import _retry_while_unreachable
+    from hvmagic.connection import _retry_while_unreachable
 
     calls: list[int] = []
     sleeps: list[float] = []

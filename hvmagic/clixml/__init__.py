@@ -4,6 +4,7 @@ Contracts: :func:`loads`, :func:`loads_streams`, :func:`dumps` (see ``architectu
 The session layer decodes each PSRP message payload with :func:`loads_fragment` (fast path).
 """
 
+from hvmagic.clixml import _compiled, decode
 from hvmagic.clixml.decode import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DEPTH,
@@ -13,7 +14,7 @@ from hvmagic.clixml.decode import (
     loads_streams,
     unescape,
 )
-from hvmagic.clixml.encode import PSCustomObject, dumps, dumps_document, escape
+from hvmagic.clixml.encode import MAX_DEPTH, PSCustomObject, dumps, dumps_document, escape
 from hvmagic.clixml.values import (
     STREAMS,
     ErrorRecord,
@@ -34,10 +35,15 @@ from hvmagic.clixml.values import (
     strip_deserialized,
 )
 
+# the fast path builds on the decoder's converters; wired here so neither imports the other
+# both ways
+decode.use_fast_path(_compiled)
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_OBJECTS",
+    "MAX_DEPTH",
     "STREAMS",
     "ErrorRecord",
     "InformationRecord",

@@ -754,17 +754,16 @@ def _parse(
     return out, streams
 
 
+#: the fields of a ``<PR>`` element by PowerShell's property names
+_PR_PROPERTIES = {"AV": "Activity", "AI": "ActivityId", "SD": "StatusDescription",
+                  "S": "CurrentOperation", "PI": "ParentActivityId", "PC": "PercentComplete",
+                  "SR": "SecondsRemaining", "T": "Type"}
+
+
 def _progress(fields: dict[str, Any]) -> ProgressRecord:
-    record_type = fields.get("T", "Processing")
-    return ProgressRecord(
-        activity=fields.get("AV") or "",
-        activity_id=fields.get("AI", 0),
-        status_description=fields.get("SD"),
-        current_operation=fields.get("S", fields.get("Nil")),
-        parent_activity_id=fields.get("PI", -1),
-        percent_complete=fields.get("PC", -1),
-        seconds_remaining=fields.get("SR", -1),
-        record_type=str(record_type),
+    return ProgressRecord.from_properties(
+        {_PR_PROPERTIES[tag]: value for tag, value in fields.items() if tag in _PR_PROPERTIES},
+        strict=True,
     )
 
 
@@ -1016,7 +1015,9 @@ def _document(
     XML) or is malformed: the expat path then decodes it or reports the error with its
     position.
     """
-    _compiled = _COMPILED or _load_compiled()
+    _compiled = _COMPILED
+    if _compiled is None:
+        return None
     if isinstance(data, str):
         if len(data) > max_bytes or "#< CLIXML" in data[:64]:
             return None
@@ -1159,7 +1160,7 @@ def _fragment_expat(data: Any, max_depth: int, max_objects: int) -> Any:
 
 def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     """Shape-compiled fast path (see :mod:`hvmagic.clixml._compiled`), expat otherwise."""
-    compiled = _COMPILED or _load_compiled()
+    compiled = _COMPILED
     body = data
     if type(body) is not bytes:
         if isinstance(body, str):
@@ -1168,7 +1169,7 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
             body = bytes(body)
         else:
             raise DecodeError(f"CLIXML must be str or bytes, not {type(data).__name__}")
-    if not compiled.xml_chars_only(body):
+    if compiled is None or not compiled.xml_chars_only(body):
         return _fragment_expat(body, max_depth, max_objects)
     # the BOM stays in front of the first tag: it becomes part of the shape key, no copy
     cache = compiled.FRAGMENTS
@@ -1205,30 +1206,22 @@ def _fragment(data: Any, max_depth: int, max_objects: int) -> Any:
     return _fragment_expat(body, max_depth, max_objects)
 
 
+#: The shape-compiled fast path (:mod:`hvmagic.clixml._compiled`). It is built from this
+#: module's converters and so imports this module; the package (``hvmagic/clixml/__init__.py``)
+#: hands it back through :func:`use_fast_path`, which keeps the two out of an import cycle.
+#: ``None``: every input takes the expat path.
 _COMPILED: Any = None
 
 
-def _load_compiled() -> Any:
-    # imported on first use: _compiled imports this module (it reuses the converters)
+def use_fast_path(module: Any) -> None:
+    """Decode through ``module`` (:mod:`hvmagic.clixml._compiled`) where it applies."""
     global _COMPILED
-    from hvmagic.clixml import _compiled
-
-    _COMPILED = _compiled
-    return _compiled
+    _COMPILED = module
 
 
 def _progress_from_properties(obj: PSObject) -> ProgressRecord:
     """PROGRESS_RECORD (MS-PSRP 2.2.2.25) is a property bag, not a ``<PR>`` element."""
     try:
-        return ProgressRecord(
-            activity=str(obj.get("Activity") or ""),
-            activity_id=int(obj.get("ActivityId", 0)),
-            status_description=obj.get("StatusDescription"),
-            current_operation=obj.get("CurrentOperation"),
-            parent_activity_id=int(obj.get("ParentActivityId", -1)),
-            percent_complete=int(obj.get("PercentComplete", -1)),
-            seconds_remaining=int(obj.get("SecondsRemaining", -1)),
-            record_type=str(obj.get("Type", "Processing")),
-        )
-    except (TypeError, ValueError, ArithmeticError) as exc:  # int(inf): OverflowError
+        return ProgressRecord.from_properties(obj, strict=True)
+    except ValueError as exc:
         raise DecodeError(f"malformed PROGRESS_RECORD: {exc}") from exc

@@ -528,6 +528,63 @@ class ProgressRecord:
         #: ``"Processing"`` or ``"Completed"``
         self.record_type = record_type
 
+    @classmethod
+    def from_properties(cls, props: Mapping[str, Any], *, strict: bool = False) -> ProgressRecord:
+        """The one way a record is built from data: PowerShell's property names (a
+        PROGRESS_RECORD message's bag, a ``<PR>`` element's fields, a recording's fields
+        through :meth:`from_fields`).
+
+        The numbers are Int32 in .NET. One that is not a number of that range (``INF``, a
+        100 000-digit Decimal from a hostile guest) gets its default, or raises
+        :class:`ValueError` when ``strict``. ``Type`` is the ProgressRecordType (its label, or
+        its number: 1 is ``Completed``).
+        """
+
+        def number(name: str, default: int) -> int:
+            raw = props.get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
+                if strict:
+                    raise ValueError(f"{name} is not a number: {raw!r}") from exc
+                return default
+            if -0x8000_0000 <= value <= 0x7FFF_FFFF:
+                return value
+            if strict:
+                raise ValueError(f"{name} is outside Int32: {bounded_text(raw)}")
+            return default
+
+        kind = props.get("Type", props.get("RecordType", "Processing"))
+        record_type = str(kind)
+        if isinstance(kind, int) and not isinstance(kind, PSEnum):
+            record_type = "Completed" if kind == 1 else "Processing"
+        status = props.get("StatusDescription")
+        operation = props.get("CurrentOperation")
+        return cls(
+            activity=str(props.get("Activity") or ""),
+            activity_id=number("ActivityId", 0),
+            status_description=None if status is None else str(status),
+            current_operation=None if operation is None else str(operation),
+            parent_activity_id=number("ParentActivityId", -1),
+            percent_complete=number("PercentComplete", -1),
+            seconds_remaining=number("SecondsRemaining", -1),
+            record_type=record_type,
+        )
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> ProgressRecord:
+        """A record from its attribute names (``activity_id`` …), as a recording keeps it;
+        unknown names are ignored and bad numbers get their defaults."""
+        return cls.from_properties(
+            {PROGRESS_PROPERTIES[k]: v for k, v in fields.items() if k in PROGRESS_PROPERTIES}
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """The attributes by name (what :meth:`from_fields` reads back)."""
+        return {name: getattr(self, name) for name in PROGRESS_PROPERTIES}
+
     @property
     def completed(self) -> bool:
         return self.record_type == "Completed"
@@ -545,6 +602,19 @@ class ProgressRecord:
             f"<ProgressRecord #{self.activity_id} {self.activity!r}: "
             f"{self.status_description!r}{pct} {self.record_type}>"
         )
+
+
+#: ProgressRecord attribute → PowerShell's property name (MS-PSRP 2.2.2.25)
+PROGRESS_PROPERTIES = {
+    "activity": "Activity",
+    "activity_id": "ActivityId",
+    "status_description": "StatusDescription",
+    "current_operation": "CurrentOperation",
+    "parent_activity_id": "ParentActivityId",
+    "percent_complete": "PercentComplete",
+    "seconds_remaining": "SecondsRemaining",
+    "record_type": "Type",
+}
 
 
 class ErrorRecord(PSObject):

@@ -47,13 +47,25 @@ GUEST_ENVIRONMENT = {
     "PROCESSOR_ARCHITECTURE": "AMD64",
     "NUMBER_OF_PROCESSORS": "2",
 }
+#: the recordings of the runbooks made through this demo guest, one folder per runbook (named
+#: after the notebook), shipped so that the runbooks replay where no PowerShell is installed;
+#: ``python -m hvmagic.demo.record`` makes them again
+RECORDINGS = Path(__file__).resolve().parent / "recordings"
+#: the triage runbook, which ``hvmagic demo`` runs
+TRIAGE_RUNBOOK = "01-guest-services-triage"
 NO_POWERSHELL = (
     "the demo guest runs in a local PowerShell, and none was found ({detail}). Install "
     "PowerShell 7 (https://aka.ms/powershell; e.g. 'winget install Microsoft.PowerShell', "
     "'brew install powershell', or the packages.microsoft.com package for Linux), or point "
-    f"${PWSH_ENV} or executable= at one. The runbooks still run without it: they replay the "
-    "recordings made through this demo guest."
+    f"${PWSH_ENV} or executable= at one. Without it the runbooks still run, replaying the "
+    "recordings made through this demo guest: 'hvmagic demo' replays the triage runbook, and "
+    "a kernel started with HVMAGIC_REPLAY set to a runbook's folder replays that runbook "
+    "(e.g. HVMAGIC_REPLAY="
+    + str(RECORDINGS / TRIAGE_RUNBOOK).replace("{", "{{").replace("}", "}}")
+    + ")."
 )
+#: the prefix of a demo machine's folder (its C: drive and state) in the temporary directory
+MACHINE_PREFIX = "hvmagic-demo-"
 
 _machines: dict[str, Path] = {}
 _machines_lock = threading.Lock()
@@ -64,7 +76,7 @@ def machine_folder(name: str = "sim") -> Path:
     with _machines_lock:
         folder = _machines.get(name)
         if folder is None or not folder.is_dir():
-            folder = Path(tempfile.mkdtemp(prefix="hvmagic-demo-"))
+            folder = Path(tempfile.mkdtemp(prefix=MACHINE_PREFIX))
             (folder / "C").mkdir()
             _machines[name] = folder
         return folder
@@ -90,7 +102,10 @@ def _quoted(text: str) -> str:
     return f"'{text}'"
 
 
-def _resolve_executable(executable: str | os.PathLike[str] | None) -> str:
+def resolve_powershell(executable: str | os.PathLike[str] | None = None) -> str:
+    """The PowerShell the demo guest runs in: ``executable``, else ``$HVMAGIC_PWSH``, else
+    ``pwsh`` on PATH, else ``powershell.exe`` on Windows. Without any,
+    :class:`UnsupportedPlatformError` says what to install and how the runbooks still replay."""
     if executable is not None:
         path = shutil.which(str(executable)) or str(executable)
         if not Path(path).is_file():
@@ -98,7 +113,7 @@ def _resolve_executable(executable: str | os.PathLike[str] | None) -> str:
         return path
     explicit = os.environ.get(PWSH_ENV)
     if explicit:
-        return _resolve_executable(explicit)
+        return resolve_powershell(explicit)
     try:
         return find_powershell()
     except UnsupportedPlatformError as exc:
@@ -133,7 +148,7 @@ def open_demo_session(
     else ``powershell.exe`` on Windows. Without any, :class:`UnsupportedPlatformError` says what
     to install.
     """
-    exe = _resolve_executable(executable)
+    exe = resolve_powershell(executable)
     folder = machine_folder(name)
     environment = {**os.environ, **GUEST_ENVIRONMENT}
     transport = ProcessTransport(
@@ -148,4 +163,12 @@ def open_demo_session(
     return session
 
 
-__all__ = ["MODULE_MANIFEST", "forget_machine", "machine_folder", "open_demo_session"]
+__all__ = [
+    "MODULE_MANIFEST",
+    "NO_POWERSHELL",
+    "RECORDINGS",
+    "forget_machine",
+    "machine_folder",
+    "open_demo_session",
+    "resolve_powershell",
+]

@@ -55,9 +55,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import datetime as _dt
-import decimal
-import enum
 import gc
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -76,22 +73,15 @@ from psrpcore.types import (
     RunspacePoolState,
 )
 
-from hvmagic.clixml import loads_fragment
+from hvmagic.clixml import dumps, loads_fragment
+from hvmagic.clixml.encode import MAX_DEPTH, POWERSHELL_MAX_DEPTH
 from hvmagic.clixml.values import (
     ErrorRecord,
     InformationalRecord,
     InformationRecord,
     ProgressRecord,
-    PSChar,
     PSCredential,
-    PSDateTime,
-    PSEnum,
     PSObject,
-    PSScriptBlock,
-    PSTimeSpan,
-    PSUri,
-    PSVersion,
-    PSXmlDocument,
     SecureString,
 )
 from hvmagic.errors import DecodeError, EncodeError, HvMagicError, ProtocolError
@@ -111,6 +101,7 @@ from hvmagic.psrp.outofproc import (
     control_packet,
     data_packet,
 )
+from hvmagic.psrp.psrpcore_fixes import Encoded
 
 psrpcore_fixes.apply()
 
@@ -229,106 +220,13 @@ ClientEvent = (
 
 
 # ------------------------------------------------------------------------------------------
-# hvmagic values → psrpcore values (parameters and host responses)
+# hvmagic values → the wire (parameters and host responses)
 # ------------------------------------------------------------------------------------------
 
-_I32 = (-(2**31), 2**31 - 1)
-_I64 = (-(2**63), 2**63 - 1)
-
-
-def to_psrpcore(value: Any, _depth: int = 0) -> Any:
-    """Convert a Python/hvmagic value to what psrpcore serializes with the right CLIXML type.
-
-    Python ``float`` becomes a ``Double`` (psrpcore would pick ``Single``), ints pick I32/I64/
-    U64 by range, tuples/sets become lists, mappings hashtables, :class:`PSObject` a PSObject
-    with the same type names and properties, :class:`SecureString`/:class:`PSCredential`
-    psrpcore's encrypted types (the session key must be exchanged first).
-    """
-    if _depth > 64:
-        raise EncodeError("value nested more than 64 levels deep (a reference cycle?)")
-    depth = _depth + 1
-    if value is None or isinstance(value, (bool, decimal.Decimal, uuid.UUID)):
-        return value
-    if isinstance(value, PSEnum):
-        return _to_int(int(value))
-    if isinstance(value, enum.Enum):
-        return to_psrpcore(value.value, depth)
-    if isinstance(value, int):
-        return _to_int(value)
-    if isinstance(value, float):
-        return pst.PSDouble(value)
-    if isinstance(value, str):
-        if isinstance(value, PSChar):
-            if len(value) != 1:
-                raise EncodeError("a PSChar holds exactly one character")
-            return pst.PSChar(str(value))
-        if isinstance(value, PSUri):
-            return pst.PSUri(str(value))
-        if isinstance(value, PSXmlDocument):
-            return pst.PSXml(str(value))
-        if isinstance(value, PSScriptBlock):
-            return pst.PSScriptBlock(str(value))
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, _dt.datetime):
-        remainder = getattr(value, "tick_remainder", 0) if isinstance(value, PSDateTime) else 0
-        return pst.PSDateTime(
-            value.year, value.month, value.day, value.hour, value.minute, value.second,
-            value.microsecond, tzinfo=value.tzinfo, nanosecond=remainder * 100,
-        )
-    if isinstance(value, _dt.date):
-        return pst.PSDateTime(value.year, value.month, value.day)
-    if isinstance(value, _dt.timedelta):
-        remainder = getattr(value, "tick_remainder", 0) if isinstance(value, PSTimeSpan) else 0
-        return pst.PSDuration(
-            days=value.days, seconds=value.seconds, microseconds=value.microseconds,
-            nanoseconds=remainder * 100,
-        )
-    if isinstance(value, PSVersion):
-        return pst.PSVersion(str(value))
-    if isinstance(value, SecureString):
-        if not value.has_plaintext:
-            raise EncodeError("a SecureString received from the guest cannot be sent back")
-        return pst.PSSecureString(value.reveal())
-    if isinstance(value, PSCredential):
-        return pst.PSCredential(
-            UserName=value.username, Password=to_psrpcore(value.password, depth)
-        )
-    if isinstance(value, ProgressRecord):
-        raise EncodeError("a ProgressRecord cannot be passed as a parameter")
-    if isinstance(value, PSObject):
-        if value.value is not None and not value.properties:
-            return to_psrpcore(value.value, depth)
-        obj = pst.PSCustomObject(
-            **{str(k): to_psrpcore(v, depth) for k, v in value.properties.items()}
-        )
-        if value.type_names:
-            obj.PSObject.type_names = list(value.type_names)
-        if value.to_string is not None:
-            obj.PSObject.to_string = value.to_string
-        return obj
-    if isinstance(value, Mapping):
-        return {to_psrpcore(k, depth): to_psrpcore(v, depth) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_psrpcore(v, depth) for v in value]
-    if type(value).__module__.split(".")[0] in {"numpy", "pandas"}:
-        if getattr(value, "ndim", 0) >= 1 and callable(getattr(value, "tolist", None)):
-            return to_psrpcore(value.tolist(), depth)  # an array or Series: a list of values
-        item = getattr(value, "item", None)  # numpy/pandas scalars
-        if callable(item) and getattr(value, "ndim", 0) == 0:
-            return to_psrpcore(item(), depth)
-    raise EncodeError(f"cannot send a {type(value).__name__} value to PowerShell")
-
-
-def _to_int(value: int) -> Any:
-    if _I32[0] <= value <= _I32[1]:
-        return int(value)
-    if _I64[0] <= value <= _I64[1]:
-        return pst.PSInt64(value)
-    if 0 <= value < 2**64:
-        return pst.PSUInt64(value)
-    raise EncodeError(f"integer {value} does not fit a 64-bit PowerShell integer")
+#: the most levels a parameter's value may nest: a CREATE_PIPELINE message holds it 7 levels
+#: below its top (PowerShell → Cmds → Command → Args → CommandParameter …), and PowerShell's
+#: deserializer refuses a message deeper than :data:`~hvmagic.clixml.encode.POWERSHELL_MAX_DEPTH`
+PARAMETER_MAX_DEPTH = POWERSHELL_MAX_DEPTH - 7
 
 
 def host_error_record(message: str, error_id: str = "HvMagicHostNotInteractive") -> Any:
@@ -359,34 +257,7 @@ def _as(cls: type[PSObject], value: Any) -> PSObject:
 def _progress_record(value: Any) -> ProgressRecord:
     if isinstance(value, ProgressRecord):
         return value
-    props = value.properties if isinstance(value, PSObject) else {}
-
-    def number(name: str, default: int) -> int:
-        raw = props.get(name)
-        try:
-            value = int(raw) if raw is not None else default
-        except (TypeError, ValueError, OverflowError):  # OverflowError: a Double infinity
-            return default
-        # the fields are Int32 in .NET; a guest sending 1E+100000 as a Decimal gets the default
-        # rather than a 100 000-digit int that str() refuses to print
-        return value if _I32[0] <= value <= _I32[1] else default
-
-    kind = props.get("Type", props.get("RecordType", "Processing"))
-    record_type = str(kind)
-    if isinstance(kind, int) and not isinstance(kind, PSEnum):
-        record_type = "Completed" if kind == 1 else "Processing"
-    status = props.get("StatusDescription")
-    operation = props.get("CurrentOperation")
-    return ProgressRecord(
-        activity=str(props.get("Activity") or ""),
-        activity_id=number("ActivityId", 0),
-        status_description=None if status is None else str(status),
-        current_operation=None if operation is None else str(operation),
-        parent_activity_id=number("ParentActivityId", -1),
-        percent_complete=number("PercentComplete", -1),
-        seconds_remaining=number("SecondsRemaining", -1),
-        record_type=record_type,
-    )
+    return ProgressRecord.from_properties(value if isinstance(value, PSObject) else {})
 
 
 def normalise_record(stream: str, value: Any) -> Any:
@@ -515,7 +386,10 @@ class PSRPClient:
         """
         if not self.opened:
             raise ProtocolError(f"the runspace pool is {self.pool_state}, not Opened")
-        converted = {name: to_psrpcore(value) for name, value in (parameters or {}).items()}
+        converted = {
+            name: self.encode(value, max_depth=PARAMETER_MAX_DEPTH)
+            for name, value in (parameters or {}).items()
+        }
         ps = psrpcore.ClientPowerShell(
             self.pool, host=self.host_info, no_input=True, pipeline_id=self._new_pipeline_id()
         )
@@ -580,9 +454,20 @@ class PSRPClient:
         if not call.needs_response:
             return
         error = host_error_record(error_message) if error_message is not None else None
-        converted = None if value is None else to_psrpcore(value)
+        converted = None if value is None else self.encode(value)
         self._guard(lambda: self.pool.host_response(call.call_id, converted, error))
         self._pump()
+
+    def encode(self, value: Any, max_depth: int = MAX_DEPTH) -> Encoded:
+        """``value`` as the guest will receive it: :func:`hvmagic.clixml.dumps`, with this
+        session's key for SecureStrings once it is exchanged (:meth:`exchange_key`)."""
+        encryptor = self._encrypt if self.key_exchanged else None
+        return Encoded(dumps(value, secure_string_encryptor=encryptor, max_depth=max_depth))
+
+    def _encrypt(self, plain: bytes) -> bytes:
+        # psrpcore's cipher takes text and returns base64; dumps deals in bytes
+        text = plain.decode("utf-16-le", "surrogatepass")
+        return base64.b64decode(self.pool._cipher.encrypt(text))
 
     # -- I/O surface ---------------------------------------------------------------------
     @property

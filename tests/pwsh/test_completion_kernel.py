@@ -194,7 +194,8 @@ def test_a_slow_guest_never_freezes_the_notebook(kernel: Kernel) -> None:
 
 
 def _split(line: str) -> tuple[str, str]:
-    from hvmagic.magics import _VMPS_FLAG_OPTIONS, _VMPS_VALUE_OPTIONS, split_leading_options
+    from hvmagic.magic_args import split_leading_options
+    from hvmagic.magics import _VMPS_FLAG_OPTIONS, _VMPS_VALUE_OPTIONS
 
     return split_leading_options(line, _VMPS_VALUE_OPTIONS, _VMPS_FLAG_OPTIONS)
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from hvmagic.connection import last_boot_time
 from hvmagic.demo import MODULE_MANIFEST, forget_machine, machine_folder, open_demo_session
 from hvmagic.errors import SessionBrokenError, TransportError, UnsupportedPlatformError
-from hvmagic.session import Session, last_boot_time, open_session
+from hvmagic.session import Session, open_session
 from hvmagic.transports.process import ProcessTransport
 from tests.pwsh.conftest import AskPwsh
 

@@ -1,16 +1,24 @@
-"""The three runbooks, executed in a real kernel against the PowerShell demo guest.
+"""The runbooks, executed in a real kernel against the PowerShell demo guest (``connect("sim")``).
 
-Until ``connect("sim")`` opens the demo guest itself, a first cell (added in memory, the
-notebooks are not edited) routes ``sim`` to :func:`hvmagic.demo.open_demo_session` on the pwsh
-under test. Triage and troubleshooting run clean. The DSC runbook cannot run on PowerShell for
-Linux — its ``Configuration`` needs Windows PowerShell's DSC, so its demo is its recording —
-and the cells that fail are pinned here, each with its reason, so a change shows.
+Runbooks 01, 03 and 04 are recorded live exactly as ``python -m hvmagic.demo.record`` records
+them; each must show what a user expects (the same checks as their replay in
+``tests/test_runbooks.py``), their recordings must equal the shipped ones (else the test shows
+the drift and the command to refresh them), and a replay of what was just recorded must show
+what the live run showed. ``hvmagic demo`` runs live where PowerShell is found.
+
+The DSC runbook cannot run on PowerShell for Linux — its ``Configuration`` needs Windows
+PowerShell's DSC, so no recording of it ships — and the cells that fail are pinned here, each
+with its reason, so a change shows.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +26,134 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-REPO = Path(__file__).resolve().parents[2]
+from hvmagic.demo import RECORDINGS
+from hvmagic.demo.record import drift as recording_drift
+from hvmagic.demo.record import record_runbooks
+from hvmagic.nbrun import RunSummary, kernel_env
+from tests._runbooks import (
+    BUNDLE,
+    FLEET,
+    REPO,
+    TRIAGE,
+    cells,
+    check_bundle,
+    check_fleet,
+    check_triage,
+    executed,
+    outputs_of,
+    replay,
+    text_of,
+)
 
 pytestmark = pytest.mark.kernel
 
-HOOK = """\
-import hvmagic.demo as _demo
-import hvmagic.session as _session
 
-_live = _session._connect_live
-
-
-def _demo_or_live(target, *, via, **options):
-    if target == "sim" and via in ("auto", "sim"):
-        return _demo.open_demo_session(
-            executable={pwsh!r}, host_ui=options.get("host_ui"), timeout=options.get("timeout"),
-            name=target,
-        )
-    return _live(target, via=via, **options)
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, pwsh: str
+             ) -> tuple[Path, dict[str, RunSummary]]:
+    """The three runbooks run live and recorded, once for the module."""
+    output = tmp_path_factory.mktemp("recorded")
+    return output, record_runbooks(output, executable=pwsh)
 
 
-_session._connect_live = _demo_or_live
-"""
+def test_triage_runs_live(recorded: tuple[Path, dict[str, RunSummary]]) -> None:
+    nb = executed(recorded[1][TRIAGE])
+    connected = text_of(outputs_of(nb, "%load_ext hvmagic"))
+    assert "demo guest 'sim' (simulated data, " in connected and "replay" not in connected
+    check_triage(nb)
 
 
+def test_bundle_runs_live(recorded: tuple[Path, dict[str, RunSummary]]) -> None:
+    summary = recorded[1][BUNDLE]
+    check_bundle(executed(summary), summary.executed.parent)
+
+
+def test_fleet_runs_live(recorded: tuple[Path, dict[str, RunSummary]]) -> None:
+    check_fleet(executed(recorded[1][FLEET]))
+
+
+def test_shipped_recordings_are_what_the_demo_guest_answers(
+    recorded: tuple[Path, dict[str, RunSummary]],
+) -> None:
+    report = recording_drift(RECORDINGS, recorded[0])
+    if report:
+        pytest.fail(report, pytrace=False)
+
+
+def _shown(output: dict[str, Any]) -> str:
+    text = output.get("text", "") + json.dumps(output.get("data", {}), sort_keys=True)
+    if "HostName" in text and "Duration" in text:
+        # a fleet's status table: its Duration column is the notebook's wall clock (a replay
+        # serves the same records in no time), everything else must be the same
+        # (pandas prints 0.0 where all are zero, so the column's width goes too)
+        text = re.sub(r" +", " ", re.sub(r"\b\d+\.\d+\b", "<seconds>", text))
+    return text
+
+
+def vmps_outputs(nb: nbformat.NotebookNode) -> list[list[tuple[str, str]]]:
+    """What a user sees of every %vmps cell: each output's type and its text/HTML/plain data."""
+    shown = []
+    for source, outputs in cells(nb):
+        if not source.startswith(("%%vmps", "%vmps ", "if DEMO:")):
+            continue  # cells that also connect print where they connected, which differs
+        shown.append([(o["output_type"], _shown(o)) for o in outputs])
+    return shown
+
+
+@pytest.mark.parametrize("stem", [TRIAGE, BUNDLE, FLEET])
+def test_replay_shows_what_the_live_run_showed(
+    stem: str, recorded: tuple[Path, dict[str, RunSummary]], tmp_path: Path
+) -> None:
+    live = executed(recorded[1][stem])
+    again = executed(replay(stem, tmp_path, recordings=recorded[0]))
+    assert "replay of " in text_of(outputs_of(again, "%load_ext hvmagic"))
+    assert len(vmps_outputs(live)) >= 3
+    assert vmps_outputs(again) == vmps_outputs(live)
+
+
+# -- hvmagic demo, live -----------------------------------------------------------------------
+def test_hvmagic_demo_runs_live_where_powershell_is_found(tmp_path: Path, pwsh: str) -> None:
+    env = kernel_env({"HVMAGIC_PWSH": pwsh, "HVMAGIC_REPLAY": None, "HVMAGIC_RECORD": None})
+    done = subprocess.run(
+        [sys.executable, "-m", "hvmagic", "demo", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        f"Live: the demo guest is {pwsh} (a real PowerShell with simulated Windows data)."
+    )
+    assert lines[1].startswith(f"Executed {TRIAGE}.ipynb: 8 code cells, 3 tables, ")
+    assert lines[1].endswith(", ok")
+    page = (tmp_path / "out" / f"{TRIAGE}.html").read_text(encoding="utf-8")
+    assert "<td>vmicheartbeat</td>" in page and page.count("hvmagic-frame") >= 3  # the table
+    assert "all running" in page and "12 from 9 sources" in page  # the verdict
+    assert "(simulated data, " in page  # where %vmconnect says what it connected to
+    assert "replay of" not in page
+
+
+def test_hvmagic_demo_replay_flag_replays_even_with_powershell(tmp_path: Path, pwsh: str) -> None:
+    env = kernel_env({"HVMAGIC_PWSH": pwsh, "HVMAGIC_REPLAY": None, "HVMAGIC_RECORD": None})
+    done = subprocess.run(
+        [sys.executable, "-m", "hvmagic", "demo", "--replay", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Replay (--replay): the recording of this runbook made ")
+    page = (tmp_path / "out" / f"{TRIAGE}.html").read_text(encoding="utf-8")
+    assert "replay of sim.hvrec.json" in page and "all running" in page
+
+
+# -- the DSC runbook --------------------------------------------------------------------------
 def run_runbook(name: str, workdir: Path, pwsh: str) -> list[tuple[str, str | None]]:
     """Each code cell's first line and its error (``ename: evalue``), or None."""
     folder = workdir / "notebooks"
     shutil.copytree(REPO / "notebooks", folder, ignore=shutil.ignore_patterns("troubleshooting-*"))
     notebook = nbformat.read(folder / name, as_version=4)
-    notebook.cells.insert(0, nbformat.v4.new_code_cell(HOOK.format(pwsh=pwsh)))
     env = dict(os.environ)
     for key in ("HVMAGIC_RECORD", "HVMAGIC_REPLAY"):
         env.pop(key, None)
+    env["HVMAGIC_PWSH"] = pwsh
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     client = NotebookClient(
         notebook,
@@ -61,7 +164,7 @@ def run_runbook(name: str, workdir: Path, pwsh: str) -> list[tuple[str, str | No
     )
     client.execute(env=env)
     result = []
-    for cell in notebook.cells[1:]:
+    for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
         errors: list[Any] = [o for o in cell.outputs if o.get("output_type") == "error"]
@@ -72,19 +175,6 @@ def run_runbook(name: str, workdir: Path, pwsh: str) -> list[tuple[str, str | No
 
 def failures(cells: list[tuple[str, str | None]]) -> list[tuple[str, str]]:
     return [(first, error) for first, error in cells if error is not None]
-
-
-@pytest.mark.parametrize(
-    "name", ["01-guest-services-triage.ipynb", "03-troubleshooting-bundle.ipynb"]
-)
-def test_runbook_runs_clean_against_the_demo_guest(name: str, tmp_path: Path, pwsh: str) -> None:
-    cells = run_runbook(name, tmp_path, pwsh)
-    assert len(cells) > 5
-    assert failures(cells) == []
-    if name.startswith("03"):
-        bundle = tmp_path / "notebooks" / "troubleshooting-bundle"
-        assert (bundle / "servicing-logs.zip").stat().st_size > 200
-        assert "SIMULATED-GUEST" in (bundle / "summary.html").read_text(encoding="utf-8")
 
 
 def test_dsc_runbook_fails_only_where_linux_powershell_cannot_follow(

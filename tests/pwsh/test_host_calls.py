@@ -242,7 +242,7 @@ def test_raw_ui_members_fail_as_for_powershells_own_host_without_a_console(
 
 def test_notebook_prompts_from_real_powershell_name_the_guest(ui_session: Any) -> None:
     # issue 16.7: a guest Read-Host labelled like hvmagic's own password prompt
-    from hvmagic.magics import NotebookHostUI
+    from hvmagic.notebook_host import NotebookHostUI
 
     asked: list[tuple[str, str]] = []
     ui = NotebookHostUI(read=lambda p: asked.append(("text", p)) or "plain answer",

@@ -16,7 +16,7 @@ import pytest
 from hvmagic import display
 from hvmagic.clixml.values import ErrorRecord, PSCredential, SecureString
 from hvmagic.frames import to_dataframe
-from hvmagic.recording import redact
+from hvmagic.secrets import redact
 
 ERROR_SCRIPT = (
     "$Error.Clear(); function Get-Nested { Get-ChildItem -Path /hvm/records/missing }; "

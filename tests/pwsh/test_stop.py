@@ -147,7 +147,10 @@ def test_timeout_while_a_prompt_waits(stop_session: Any) -> None:
         # before the fix the run waited for the prompt's answer (60 s here) despite timeout=2
         assert elapsed < 2 + STOP_TIMEOUT
         assert info.value.result.state == "Stopped"
-        assert info.value.result.output == ["before"]
+        # as in the test below: the stop releases the pending Read-Host and the script may reach
+        # 'after' before the pipeline notices it (seen in a loaded suite run); the late answer
+        # itself never arrives, which the last assertion checks
+        assert info.value.result.output in (["before"], ["before", "after"])
     finally:
         ui.release.set()
         stop_session.host_ui = HostUI()

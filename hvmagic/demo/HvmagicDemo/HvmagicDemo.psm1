@@ -1085,13 +1085,20 @@ function Initialize-DemoDrive([string] $Root) {
             'Program Files\WindowsPowerShell\Modules', 'ProgramData') {
         $null = [System.IO.Directory]::CreateDirectory([System.IO.Path]::Combine($Root, $folder.Replace('\', [System.IO.Path]::DirectorySeparatorChar)))
     }
-    $stamp = [datetime]::Now.AddHours(-3).ToString('yyyy-MM-dd HH:mm:ss')
+    # The logs carry a fixed time (the month of the failed cumulative update they describe), in
+    # their text and as their write time: their bytes, and a zip of them, are then the same in
+    # every run, so the shipped recordings of the runbooks that collect them do not drift. A
+    # wall-clock time (as the guest's own clock reads it), so a zip's entry times (local time)
+    # are the same in every time zone too.
+    $written = [datetime]::new(2024, 10, 9, 3, 12, 45)
+    $stamp = $written.ToString('yyyy-MM-dd HH:mm:ss', [cultureinfo]::InvariantCulture)
     foreach ($file in $script:Data.LogFiles.PSObject.Properties) {
         $relative = $file.Name.Substring(3).Replace('\', [System.IO.Path]::DirectorySeparatorChar)
         $path = [System.IO.Path]::Combine($Root, $relative)
         if (-not [System.IO.File]::Exists($path)) {
             $null = [System.IO.Directory]::CreateDirectory([System.IO.Path]::GetDirectoryName($path))
             [System.IO.File]::WriteAllText($path, $file.Value.Replace('{ts}', $stamp))
+            [System.IO.File]::SetLastWriteTime($path, $written)
         }
     }
     # a drive C: rooted in the demo folder, so the runbooks' C:\ paths land there (on Windows it
