@@ -608,21 +608,6 @@ def test_pipeline_ids_are_independent(guest: FakeGuest, client: MiniClient) -> N
     assert all(isinstance(g, uuid.UUID) and g != NIL_GUID for g in acked)
 
 
-def test_shared_guest_survives_reconnects() -> None:
-    try:
-        first = FakeGuest.shared("test-shared")
-        assert FakeGuest.shared("test-shared") is first
-        first.state["marker"] = 1
-        first.reboot(0.05)
-        assert first.wait_until_up(2)
-        again = FakeGuest.shared("test-shared")
-        assert again is first and again.state["marker"] == 1 and again.boot_count == 2
-    finally:
-        FakeGuest.close_shared("test-shared")
-    assert FakeGuest.shared("test-shared") is not first
-    FakeGuest.close_shared("test-shared")
-
-
 def test_pool_close_waits_for_open_pipelines(guest: FakeGuest) -> None:
     @guest.handle("Hold-On")
     def handler(ctx: HandlerContext) -> None:

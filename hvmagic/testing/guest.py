@@ -1,4 +1,4 @@
-"""The simulated guest: a PSRP server on psrpcore's server classes, speaking OutOfProc.
+"""FakeGuest, the test peer: a PSRP server on psrpcore's server classes, speaking OutOfProc.
 
 :class:`FakeGuest` is the test-suite's guest for faults and protocol checks. It is a
 real protocol peer, not a mock of hvmagic's client: every connection runs psrpcore's
@@ -43,8 +43,7 @@ any ``$Host.UI`` method. A handler that raises (or calls ``ctx.fail``) ends the 
 Pipelines queue for the pool's runspaces (sessions ask for one), so a second pipeline waits
 for the first as in PowerShell. Fault injection: :meth:`FakeGuest.kill_connections` (the
 guest's PowerShell dies mid-pipeline) and :meth:`FakeGuest.reboot` (connections drop; new ones
-are refused until the reboot is over). :meth:`FakeGuest.shared` gives one guest per name, so a
-reconnect after a reboot reaches the same machine.
+are refused until the reboot is over).
 
 Run ``python -m hvmagic.testing.guest --stdio`` to serve one session on stdin/stdout exactly like
 ``pwsh -s`` (errors on stderr, exit code 4000 after a processing error — 160 on POSIX, which
@@ -102,7 +101,7 @@ from psrpcore.types import (
     serialize,
 )
 
-from hvmagic.errors import HvMagicError, ProtocolError, TransportError
+from hvmagic.errors import ProtocolError, TransportError
 from hvmagic.psrp.outofproc import (
     NIL_GUID,
     PacketKind,
@@ -110,7 +109,14 @@ from hvmagic.psrp.outofproc import (
     control_packet,
     data_packet,
 )
+from hvmagic.testing import filecopy_handlers
 from hvmagic.testing.fastwire import clixml_text
+from hvmagic.testing.handler_errors import (
+    GuestUnavailableError,
+    HostCallError,
+    PipelineStoppedError,
+    TerminatingError,
+)
 from hvmagic.transports.base import SocketTransport, Transport
 
 if TYPE_CHECKING:
@@ -150,53 +156,6 @@ def private_version_table() -> PSPrimitiveDictionary:
         else:
             table[key] = PSVersion(str(value))
     return table
-
-
-# --------------------------------------------------------------------------------------------
-# Exceptions a handler may raise (or that ctx methods raise inside a handler)
-# --------------------------------------------------------------------------------------------
-
-
-class TerminatingError(HvMagicError):
-    """Raised by :meth:`HandlerContext.fail`: the pipeline ends ``Failed`` with this record."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        category: str = "NotSpecified",
-        error_id: str | None = None,
-        target: Any = None,
-        exception_type: str = "System.Management.Automation.RuntimeException",
-        command: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.category = category
-        self.error_id = error_id
-        self.target = target
-        self.exception_type = exception_type
-        self.command = command
-
-
-class PipelineStoppedError(HvMagicError):
-    """Raised inside a handler once the client stopped the pipeline (``Signal``).
-
-    PowerShell raises ``PipelineStoppedException`` in the running script the same way; a
-    handler normally lets it propagate.
-    """
-
-
-class HostCallError(HvMagicError):
-    """The client's host answered a host call with an error record (e.g. no interactive UI)."""
-
-    def __init__(self, message: str, record: Any = None) -> None:
-        super().__init__(message)
-        self.record = record
-
-
-class GuestUnavailableError(TransportError):
-    """The simulated guest is rebooting (or was shut down); connections are refused."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -1250,35 +1209,7 @@ class FakeGuest:
         self.history: list[str] = []
         for pattern, function in (handlers or {}).items():
             self.add_handler(pattern, function)
-        from hvmagic.testing import filecopy_handlers
-
         filecopy_handlers.install(self)
-
-    # ---- one guest per name, for reconnects -------------------------------------------------
-
-    @classmethod
-    def shared(cls, name: str = "sim") -> FakeGuest:
-        """The process-wide simulated guest called ``name`` (created on first use).
-
-        Reconnecting to a shared guest reaches the *same* machine: its files, installed
-        state, pending reboot and boot count survive sessions, which is what a test of a
-        reconnect after a reboot needs. Close it with :meth:`close_shared`.
-        """
-        with _SHARED_LOCK:
-            guest = _SHARED.get(name)
-            if guest is None or guest._closed:
-                guest = cls()
-                _SHARED[name] = guest
-            return guest
-
-    @staticmethod
-    def close_shared(name: str | None = None) -> None:
-        """Close the shared guest ``name`` (all of them when ``None``)."""
-        with _SHARED_LOCK:
-            names = list(_SHARED) if name is None else [name]
-            victims = [_SHARED.pop(n) for n in names if n in _SHARED]
-        for guest in victims:
-            guest.close()
 
     # ---- handlers ---------------------------------------------------------------------------
 
@@ -1531,10 +1462,6 @@ class FakeGuest:
             f"<FakeGuest {COMPUTER_NAME} handlers={len(self._registrations)} "
             f"connections={self.connections}>"
         )
-
-
-_SHARED: dict[str, FakeGuest] = {}
-_SHARED_LOCK = threading.Lock()
 
 
 def unknown_command_error(name: str) -> TerminatingError:
