@@ -10,7 +10,9 @@ notebook keeps both representations. The magics decide *what* to show; this modu
 * verbose / warning / debug / information / ``Write-Host`` records → one line each, styled per
   stream (CSS classes ``hvmagic-verbose``, ``hvmagic-warning``, ``hvmagic-debug``,
   ``hvmagic-information``, ``hvmagic-host``; plain-text prefixes ``VERBOSE: ``, ``WARNING: ``,
-  ``DEBUG: `` as the PowerShell console writes them);
+  ``DEBUG: `` as the PowerShell console writes them). Live, an information record shows as
+  PowerShell's client shows it: through the host text the guest sends with it (Write-Host,
+  ``Write-Information -InformationAction Continue``), never by itself;
 * ``Write-Host`` keeps its ``-ForegroundColor``/``-BackgroundColor`` (inline CSS in the console
   palette) and ``-NoNewline`` pieces join the next host text on one line;
 * shown tables print ``$null`` as a blank cell and DateTimes to the second, as PowerShell does;
@@ -38,6 +40,7 @@ from hvmagic.clixml.values import (
     ProgressRecord,
     PSObject,
 )
+from hvmagic.views import double_text
 
 MimeBundle = dict[str, str]
 
@@ -273,6 +276,42 @@ def is_format_output(values: Sequence[Any]) -> bool:
     )
 
 
+#: type names of Get-Help's answer for one topic (``HelpInfoShort``, a list of topics, is a table)
+_HELP_TYPES = frozenset({"HelpInfo", "MamlCommandHelpInfo", "CmdletHelpInfo",
+                         "ExtendedCmdletHelpInfo", "ProviderHelpInfo", "AliasHelpInfo"})
+
+
+def is_help_output(values: Sequence[Any]) -> bool:
+    """True when every value is Get-Help's help object for one topic (PowerShell prints it as
+    text through its help views; a table of its parts would be noise)."""
+    return bool(values) and all(
+        isinstance(v, PSObject) and (v.type_name or "").split("#")[0] in _HELP_TYPES
+        for v in values
+    )
+
+
+def render_help(values: Sequence[Any]) -> MimeBundle:
+    """Get-Help's answer shown as its name and synopsis, with the way to PowerShell's full
+    text: the help object is PowerShell's data for its help view, not a table."""
+    lines = []
+    for value in values:
+        details = value.get("details")
+        name = value.get("Name") or (
+            details.get("name") if isinstance(details, Mapping) else None) or "?"
+        synopsis = str(value.get("Synopsis") or "").strip()
+        lines.append(f"{name}: {synopsis}" if synopsis else str(name))
+    names = [str(v.get("Name") or "") for v in values]
+    hint = (f"This is PowerShell's help object; `Get-Help {names[0]} | Out-String` prints the "
+            "help text as PowerShell shows it (add -Full or -Examples for more), and Shift-Tab "
+            "on a command in a %%vmps cell shows its synopsis and syntax.")
+    text = "\n".join(lines)
+    return {
+        "text/plain": f"{text}\n[{hint}]",
+        "text/html": f'<pre class="hvmagic-text">{html.escape(text)}</pre>'
+                     f'<div class="hvmagic-notice"><em>{html.escape(hint)}</em></div>',
+    }
+
+
 def render_notice(text: str) -> MimeBundle:
     """A one-paragraph hint shown instead of (or beside) a result."""
     return {
@@ -285,13 +324,23 @@ def render_text_output(values: Iterable[Any], limit: int | None = None) -> MimeB
     """Scalars as lines of text (``None`` prints as an empty line, like ``$null`` in a list)."""
     items = list(values)
     shown = items if not limit or limit <= 0 else items[:limit]
-    text = "\n".join("" if v is None else str(_to_the_second(v)) for v in shown)
+    text = "\n".join(_scalar_text(v) for v in shown)
     notice = _rows_notice(len(shown), len(items), what="lines")
     plain = text + (f"\n[{notice}]" if notice else "")
     markup = f'<pre class="hvmagic-text">{html.escape(text)}</pre>'
     if notice:
         markup += f'<div class="hvmagic-notice">{html.escape(notice)}</div>'
     return {"text/plain": plain, "text/html": markup}
+
+
+def _scalar_text(value: Any) -> str:
+    """One output value as PowerShell prints it on its own line: ``$null`` empty, a Double with
+    15 significant digits (``2``, not Python's ``2.0``), a DateTime without its fraction."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return double_text(value)
+    return str(_to_the_second(value))
 
 
 def _to_the_second(value: Any) -> Any:
@@ -382,17 +431,20 @@ def _as_powershell_prints(frame: Any) -> Any:
 
 def _text_alignment(frame: Any) -> tuple[str | None, str]:
     """PowerShell's tables left-align text and right-align numbers; Jupyter right-aligns every
-    cell. A scoped rule left-aligns the text columns. The table id is derived from the columns,
-    not random, so the same result renders to the same HTML (a replayed notebook compares equal).
+    cell. A scoped rule left-aligns the text columns (not those the view right-aligns). The
+    table id is derived from the columns, not random, so the same result renders to the same
+    HTML (a replayed notebook compares equal).
     """
     import hashlib
 
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
+    right = frame.attrs.get("hvmagic_align", {})  # text the view right-aligns (66.34 GB)
     text_columns = [
         position
-        for position, dtype in enumerate(frame.dtypes, start=2)  # nth-child: 1 is the index
-        if not is_numeric_dtype(dtype) or is_bool_dtype(dtype)
+        for position, (name, dtype) in enumerate(zip(frame.columns, frame.dtypes, strict=True),
+                                                  start=2)  # nth-child: 1 is the index
+        if (not is_numeric_dtype(dtype) or is_bool_dtype(dtype)) and right.get(name) != "right"
     ]
     if not text_columns:
         return None, ""
@@ -818,11 +870,12 @@ class LiveRenderer:
             if isinstance(record, ProgressRecord):
                 self.progress.update(record)
         elif stream in self.show_streams and stream in TEXT_STREAMS:
-            if stream == "information" and isinstance(record, InformationRecord) and (
-                record.is_host_output and "host" in self.counts
-            ):
-                # PowerShell 5+ reports Write-Host twice: as host text and as an information
-                # record tagged PSHOST; the host call already showed it
+            if stream == "information":
+                # PowerShell's client shows an information record only through its host:
+                # Write-Host (tagged PSHOST) and Write-Information -InformationAction Continue
+                # also arrive as host text, which is shown; a record without it (Write-Information
+                # under the default SilentlyContinue) is not shown by PowerShell either. The
+                # records stay in Result.information.
                 return
             if stream == "host":
                 self._show_host_text(record)

@@ -24,9 +24,11 @@ Columns (``columns=``)
     (Process on 7.x: ``NPM PM WS CPU Id SI ProcessName``, bytes and seconds, not
     ``NPM(K) PM(M) WS(M) CPU(s)``), so ``df.sort_values("CPU")`` works. A column PowerShell
     derives from several properties (``PSEdition``, ``PreRelease`` of a module) keeps its
-    header and value. ``df.attrs["hvmagic_labels"]`` maps each renamed column to PowerShell's
-    header (``{"WS": "WS(M)"}``). ``labels=True`` gives the table as PowerShell shows it
-    instead — headers and calculated values of the view (what the notebook displays).
+    header and value. ``df.attrs["hvmagic_labels"]`` maps each column the view shows
+    differently to PowerShell's header (``{"WS": "WS(M)"}``; ``{"Size": "Size"}`` where a
+    volume's bytes are shown as ``127 GB``). ``labels=True`` gives the table as PowerShell
+    shows it instead — headers and calculated values of the view (what the notebook displays;
+    ``attrs["hvmagic_align"]`` names its right-aligned text columns).
     ``"all"``: every property (the union in first-seen order). A list of names: exactly those,
     missing → NA; a name matches a property case-insensitively, or a calculated header of the
     type's view (``"WS(K)"``), or ``Value`` for scalar rows.
@@ -91,8 +93,12 @@ if TYPE_CHECKING:  # pragma: no cover - pandas is imported lazily (``import hvma
 __all__ = ["NestedObject", "to_dataframe"]
 
 VALUE_COLUMN = "Value"
-#: ``df.attrs`` key: column name → PowerShell's header, where they differ (``{"WS": "WS(M)"}``)
+#: ``df.attrs`` key: column name → PowerShell's header, where the view shows the column
+#: differently (``{"WS": "WS(M)"}``; ``{"Size": "Size"}`` for a size shown as ``127 GB``)
 LABELS_ATTR = "hvmagic_labels"
+#: ``df.attrs`` key of a ``labels=True`` frame: header → ``"right"`` for the text columns the
+#: view right-aligns (a volume's ``66.34 GB``)
+ALIGN_ATTR = "hvmagic_align"
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
@@ -359,7 +365,9 @@ def _data_columns(view_columns: Sequence[Column], present: Mapping[str, str],
         else:
             data = _bind(column, present)
         taken.add(data.header)
-        if label_map is not None and data.header != column.header:
+        # renamed (WS -> WS(M)), or the same name shown as text (Size -> "127 GB")
+        presented = column.compute is not None and bool(column.data)
+        if label_map is not None and (data.header != column.header or presented):
             label_map.setdefault(data.header, column.header)
         result.append(data)
     return result
@@ -746,9 +754,12 @@ def _to_dataframe(values: Any, selected: Any, ps_version: Any, labels: bool) -> 
 
     headers: dict[str, None] = {}
     label_map: dict[str, str] = {}
+    aligned: dict[str, str] = {}
     per_group: list[tuple[_Group, list[str], list[Sequence[Any]]]] = []
     for group in groups:
         cols = _group_columns(group, selected, ps_version, labels, label_map)
+        if labels:
+            aligned.update((c.header, c.align) for c in cols if c.align)
         group_headers = [c.header for c in cols]
         headers.update(dict.fromkeys(group_headers))
         per_group.append((group, group_headers, _extract(group, cols)))
@@ -775,6 +786,8 @@ def _to_dataframe(values: Any, selected: Any, ps_version: Any, labels: bool) -> 
     frame.attrs["type_names"] = [list(g.chain) for g in groups]
     if label_map:
         frame.attrs[LABELS_ATTR] = label_map
+    if aligned:
+        frame.attrs[ALIGN_ATTR] = aligned
     if len(groups) > 1:
         type_index = [0] * n
         for group in groups:

@@ -8,14 +8,20 @@ host text keeps working; it also carries the ``-ForegroundColor``/``-BackgroundC
 PowerShell 7 reports each ``Write-Host`` twice: an information record whose MessageData (a
 ``HostInformationMessage``) holds ``ForegroundColor``/``BackgroundColor``/``NoNewLine``, and a
 host call (``WriteLine2(text)``, ``WriteLine3(fg, bg, text)``, ``Write1(text)``,
-``Write2(fg, bg, text)``). The call always names both colours, filling the one not given from
-the host's defaults (a remote host's background reads as ``Black``), so the record's colours
-are preferred and a call's ``Black`` background counts as none.
+``Write2(fg, bg, text)``). Both name both colours, filling the one not given from the defaults
+hvmagic's host reported (:data:`HOST_DEFAULT_COLORS`, a console's ``Gray``
+on ``Black``), so a colour equal to that default counts as none: the notebook's own colours
+apply, as a console's do.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+#: the colours hvmagic's host reports as its defaults (a console's, sent in the pool's host
+#: data by hvmagic.psrp.client); host text in them counts as uncoloured: the notebook's apply
+HOST_DEFAULT_COLORS = ("Gray", "Black")
+_DEFAULT_FOREGROUND, _DEFAULT_BACKGROUND = HOST_DEFAULT_COLORS
 
 #: System.ConsoleColor by value
 CONSOLE_COLORS = (
@@ -70,10 +76,7 @@ class HostText(str):
         """The text of a host write call (``WriteLine3(fg, bg, text)`` …)."""
         foreground = background = None
         if method in _COLOUR_METHODS and len(parameters) >= 2:
-            foreground = console_color(parameters[0])
-            background = console_color(parameters[1])
-            if background == "Black":  # the host's default filled in, not asked for
-                background = None
+            foreground, background = _asked(parameters[0], parameters[1])
         return cls(text, foreground=foreground, background=background,
                    newline=method not in _OPEN_LINE_METHODS)
 
@@ -83,9 +86,16 @@ class HostText(str):
         get = getattr(message_data, "get", None)
         if get is None:
             return cls(text)
-        return cls(text, foreground=console_color(get("ForegroundColor")),
-                   background=console_color(get("BackgroundColor")),
+        foreground, background = _asked(get("ForegroundColor"), get("BackgroundColor"))
+        return cls(text, foreground=foreground, background=background,
                    newline=not bool(get("NoNewLine")))
+
+
+def _asked(foreground: Any, background: Any) -> tuple[str | None, str | None]:
+    """The colours a Write-Host asked for: the host's defaults, filled in for the one not
+    given, count as none."""
+    fg, bg = console_color(foreground), console_color(background)
+    return (None if fg == _DEFAULT_FOREGROUND else fg), (None if bg == _DEFAULT_BACKGROUND else bg)
 
 
 def _rebuild(text: str, foreground: str | None, background: str | None,

@@ -790,6 +790,9 @@ class VmMagics(Magics):
         if hvdisplay.is_format_output(values):
             hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
             return
+        if hvdisplay.is_help_output(values):
+            hvdisplay.publish(hvdisplay.render_help(values))
+            return
         try:
             shown = to_dataframe(values, columns, ps_version=ps_version, labels=True)
         except Exception as exc:
@@ -821,6 +824,10 @@ class VmMagics(Magics):
             # Format-Table/-List emit layout instructions, not data: a frame of them is noise
             if not in_order:
                 hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
+            return values
+        if hvdisplay.is_help_output(values):
+            if not in_order:
+                hvdisplay.publish(hvdisplay.render_help(values))
             return values
         try:
             frame = result.frame(columns)

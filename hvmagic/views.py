@@ -24,8 +24,9 @@ numbers:
 * Columns PowerShell formats as text keep a number: ``CPU(s)``, ``PM(M)``, ``WS(M)`` are the
   number ``"{0:N2}"`` prints (two decimals, rounded as that PowerShell's .NET rounds, after
   the view's ``[float]`` cast where it has one), without the thousands separator;
-  ``SizeRemaining``/``Size`` of a volume are bytes (PowerShell prints ``"12.5 GB"``),
-  ``LastWriteTime``/``TimeGenerated`` stay datetimes. Where the header names a unit
+  ``LastWriteTime``/``TimeGenerated`` stay datetimes. (A volume's ``SizeRemaining``/``Size``
+  are shown as PowerShell prints them, ``66.34 GB``, right-aligned: a number there would read
+  as bytes; the analysis frame has the bytes.) Where the header names a unit
   (``WS(K)``, ``MemoryAssigned(M)``) the value is converted the way the script block does
   (``[long]($_.WS / 1024)``: .NET rounds half to even, as Python's :func:`round` does).
 * Views grouped by a property (files by ``PSParentPath``, events by ``ProviderName``) show only
@@ -70,6 +71,8 @@ class Column:
     #: the properties a calculated column presents (``WS`` for ``WS(K)``): the analysis frame
     #: shows the first one the object has, unscaled, under its own name
     data: tuple[str, ...] = ()
+    #: ``"right"`` where the view right-aligns a column whose values are text (``66.34 GB``)
+    align: str = ""
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -117,6 +120,7 @@ class _Presents:
 
     compute: Callable[[Props], Any]
     data: tuple[str, ...]
+    align: str = ""
 
 
 def _scaled(divisor: int, *names: str) -> _Presents:
@@ -180,6 +184,45 @@ def _gigabytes(name: str) -> _Presents:
         return _n2(_number(props.get(name), 2**30))
 
     return _Presents(compute, (name,))
+
+
+def double_text(value: float) -> str:
+    """A Double as PowerShell prints it, alone or in a string (``"" + $x``): 15 significant
+    digits, exponent from 1E+15 and below 1E-04, ``NaN``, ``Infinity`` (``2``, not ``2.0``;
+    ``0.333333333333333``; ``1E+20``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return format(value, ".15G")
+
+
+_SIZE_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def storage_size(value: Any) -> Any:
+    """A size as the Storage module's views print it (``"66.34 GB"``, ``"0 B"``): divided by
+    1024 while at least 1024, then ``"" + [Math]::Round($size, 2) + " " + unit``. PowerShell
+    divides integers exactly while it can (``127 GB``), then in doubles; ``Math.Round`` rounds
+    the scaled double half to even, as :func:`round` does."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    size: int | float = value
+    unit = 0
+    while size >= 1024 and unit < len(_SIZE_UNITS) - 1:
+        size = size // 1024 if isinstance(size, int) and size % 1024 == 0 else size / 1024
+        unit += 1
+    if isinstance(size, float):
+        if not math.isfinite(size):
+            return None
+        text = double_text(round(size * 100) / 100)
+    else:
+        text = str(size)
+    return f"{text} {_SIZE_UNITS[unit]}"
+
+
+def _storage(name: str) -> _Presents:
+    return _Presents(lambda p: storage_size(p.get(name)), (name,), align="right")
 
 
 # FileSystem.format.ps1xml (5.1) shows ``Mode`` from a CodeProperty; serialized files carry it,
@@ -271,7 +314,7 @@ def _col(spec: str | tuple[str, str | Callable[[Props], Any] | _Presents] | Colu
         return Column(spec, (spec,))
     header, source = spec
     if isinstance(source, _Presents):
-        return Column(header, (), source.compute, source.data)
+        return Column(header, (), source.compute, source.data, source.align)
     if callable(source):
         return Column(header, (), source)
     return Column(header, (source,))
@@ -386,6 +429,20 @@ _view("System.Diagnostics.Eventing.Reader.ProviderMetadata", "Event.format.ps1xm
       "Name", "LogLinks")
 
 # --- PowerShell's own objects (PowerShellCore.format.ps1xml) --------------------------------
+# Group-Object (the -NoElement kind first: its chain also names GroupInfo)
+_view("Microsoft.PowerShell.Commands.GroupInfoNoElement", "PowerShellCore.format.ps1xml",
+      "Count", "Name")
+_view("Microsoft.PowerShell.Commands.GroupInfo", "PowerShellCore.format.ps1xml",
+      "Count", "Name", "Group")
+_view("System.Management.Automation.PathInfo", "PowerShellCore.format.ps1xml 'PathInfo'", "Path")
+# Get-Member (grouped by TypeName), Get-Variable
+_view("Microsoft.PowerShell.Commands.MemberDefinition", "PowerShellCore.format.ps1xml",
+      "Name", "MemberType", "Definition")
+_view("System.Management.Automation.PSVariable", "PowerShellCore.format.ps1xml 'Variable'",
+      "Name", "Value")
+# Get-Help's list of topics (Get-Help *-Item); a single topic is text (display.render_help)
+_view("HelpInfoShort", "HelpV3.format.ps1xml", "Name", "Category", ("Module", "ModuleName"),
+      "Synopsis")
 _view("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (5.1)",
       "ModuleType", "Version", "Name", ("ExportedCommands", _keys("ExportedCommands")))
 _view7("System.Management.Automation.PSModuleInfo", "PowerShellCore.format.ps1xml (7.x)",
@@ -471,10 +528,10 @@ _view("MSFT_NetAdapter", "NetAdapter.Format.ps1xml",
       "Name", "InterfaceDescription", "ifIndex", "Status", "MacAddress", "LinkSpeed")
 # Get-NetIPAddress lists by default; this is its table view (Format-Table), the frame's shape.
 _view("MSFT_NetIPAddress", "NetIPAddress.Format.ps1xml (table view)",
-      "ifIndex", "IPAddress", "PrefixLength", "PrefixOrigin", "SuffixOrigin", "AddressState",
-      "PolicyStore")
+      _alias("ifIndex", "ifIndex", "InterfaceIndex"), "IPAddress", "PrefixLength",
+      "PrefixOrigin", "SuffixOrigin", "AddressState", "PolicyStore")
 _view("MSFT_NetRoute", "NetRoute.Format.ps1xml",
-      "ifIndex", "DestinationPrefix", "NextHop", "RouteMetric",
+      _alias("ifIndex", "ifIndex", "InterfaceIndex"), "DestinationPrefix", "NextHop", "RouteMetric",
       _alias("ifMetric", "ifMetric", "InterfaceMetric"), "PolicyStore")
 _view("MSFT_NetTCPConnection", "NetTCPConnection.Format.ps1xml",
       "LocalAddress", "LocalPort", "RemoteAddress", "RemotePort", "State", "AppliedSetting",
@@ -484,10 +541,10 @@ _view("MSFT_DNSClientServerAddress", "DnsClient.Format.ps1xml",
       "ServerAddresses")
 _view(
     "MSFT_Volume",
-    "Storage.format.ps1xml (sizes kept in bytes)",
+    "Storage.format.ps1xml (sizes as text, e.g. 66.34 GB; bytes in the analysis frame)",
     "DriveLetter", _alias("FriendlyName", "FriendlyName", "FileSystemLabel"),
     _alias("FileSystemType", "FileSystemType", "FileSystem"), "DriveType", "HealthStatus",
-    "OperationalStatus", "SizeRemaining", "Size",
+    "OperationalStatus", ("SizeRemaining", _storage("SizeRemaining")), ("Size", _storage("Size")),
 )
 _view("MSFT_Disk", "Storage.format.ps1xml (size kept in bytes)",
       "Number", ("Friendly Name", "FriendlyName"), ("Serial Number", "SerialNumber"),

@@ -333,8 +333,12 @@ def _normal(value: Any, seen: dict[int, int] | None = None) -> Any:
     if isinstance(value, dict):
         return {_normal(k, seen): _normal(v, seen) for k, v in value.items()}
     if isinstance(value, PSObject):
+        # psrpcore's order below (adapted, then extended), so that ("ref", n) numbers agree;
+        # the order itself is not compared (dicts)
+        order = [k for k in value.adapted if k in value] + [
+            k for k in value if k not in value.adapted]
         return ("obj", [strip_deserialized(n) for n in value.type_names],
-                {k: _normal(v, seen) for k, v in value.items()})
+                {k: _normal(value[k], seen) for k in order})
     if ps is not None:
         props: dict[str, Any] = {}
         for prop in list(ps.adapted_properties) + list(ps.extended_properties):

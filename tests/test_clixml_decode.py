@@ -242,8 +242,10 @@ def test_service_object() -> None:
     assert first["RequiredServices"] is first["DependentServices"]  # Ref aliasing
     assert first["Shadowed"] == "extended"  # MS wins over Props
     assert "Name" in first.adapted and "RequiredServices" not in first.adapted
-    assert list(first) == ["Name", "DisplayName", "Status", "DependentServices", "Shadowed",
-                           "RequiredServices"]
+    # PowerShell's order, live or deserialized: the <MS> members, then the <Props> they do not
+    # shadow (tests/pwsh/test_exploration.py judges it: Get-Item, Get-PSDrive)
+    assert list(first) == ["RequiredServices", "Shadowed", "Name", "DisplayName", "Status",
+                           "DependentServices"]
     assert second.type_names is first.type_names  # TNRef shares the list
     assert second["Name"] == "vmcompute" and str(second) == "second"
 

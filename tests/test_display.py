@@ -206,7 +206,9 @@ def test_live_renderer_routes_streams() -> None:
     live.on_event("verbose", InformationalRecord({"InformationalRecord_Message": "hidden"}))
     live.on_event("warning", InformationalRecord({"InformationalRecord_Message": "careful"}))
     live.on_event("host", "hi\n")
-    # PowerShell 5 also reports Write-Host as an information record tagged PSHOST: shown once
+    # PowerShell 5 also reports Write-Host as an information record tagged PSHOST: shown once;
+    # a Write-Information record shows only through its host text, as in PowerShell's client
+    # (tests/pwsh/test_exploration_display.py judges both)
     live.on_event("information", InformationRecord({"MessageData": "hi", "Tags": ["PSHOST"]}))
     live.on_event("information", InformationRecord({"MessageData": "info", "Tags": []}))
     live.on_event("error", err)
@@ -214,7 +216,7 @@ def test_live_renderer_routes_streams() -> None:
     live.show_missing_errors([err])  # the same object again at the end: not shown twice
     live.finish()
     assert [b["text/plain"] for b in published] == [
-        "WARNING: careful", "hi", "info", display.error_text(err),
+        "WARNING: careful", "hi", display.error_text(err),
     ]
     assert len(sink.shown) == 1 and sink.cleared == 1
     assert live.counts == {"output": 1, "verbose": 1, "warning": 1, "host": 1,

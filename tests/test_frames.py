@@ -474,7 +474,9 @@ def test_corpus_win32_processor(corpus_dir: Path) -> None:
     assert df["MaxClockSpeed"].tolist() == [2201, 2201]
     assert str(df["MaxClockSpeed"].dtype) == "Int64"
     everything = to_dataframe(load(corpus_dir, "E19_Hardware_Physical_Win32_Processor"), "all")
-    assert everything.columns[0] == "__GENUS" and "L2CacheSize" in everything.columns
+    # PowerShell lists the <MS> members first (PSComputerName), then the WMI properties
+    assert list(everything.columns[:2]) == ["PSComputerName", "__GENUS"]
+    assert "L2CacheSize" in everything.columns
     assert everything["L2CacheSize"].tolist() == [1536, 1536]
     assert everything["__DERIVATION"][0] == ["CIM_Processor", "CIM_LogicalDevice",
                                              "CIM_LogicalElement", "CIM_ManagedSystemElement"]
@@ -483,8 +485,9 @@ def test_corpus_win32_processor(corpus_dir: Path) -> None:
 @pytest.mark.corpus
 def test_corpus_power_plan_unknown_wmi_class_falls_back(corpus_dir: Path) -> None:
     df = to_dataframe(load(corpus_dir, "E19_OS_Win32_PowerPlan"))
-    assert list(df.columns) == ["Caption", "Description", "ElementName", "InstanceID",
-                                "IsActive", "PSComputerName"]
+    # every property in PowerShell's order (<MS> first), WMI plumbing left out
+    assert list(df.columns) == ["PSComputerName", "Caption", "Description", "ElementName",
+                                "InstanceID", "IsActive"]
     assert df["ElementName"][0] == "Balanced"
     assert df["IsActive"].dtype == np.bool_ and bool(df["IsActive"][0]) is True
     assert df["InstanceID"][0] == "Microsoft:PowerPlan\\{381b4222-f694-41f0-9685-ff5bb260df2e}"

@@ -290,6 +290,7 @@ _GLOBALS: dict[str, Any] = {
     "_tn": type_names,
     "_obj": make_object,
     "_fin": finish_with_value,
+    "_cim": _decode.is_cim_instance,
     "_LEAF": _decode._LEAF,
 }
 
@@ -506,7 +507,8 @@ class _Generator:
             entries.append(f"{key}: {value or 'None'}")
         return "{" + ", ".join(entries) + "}"
 
-    def bag(self, node: _Node, depth: int) -> tuple[str, list[str]]:
+    def bag(self, node: _Node, depth: int) -> tuple[str, list[str], list[str]]:
+        """A ``<Props>``/``<MS>`` as a dict literal, its names and its ``name: value`` items."""
         items = []
         names = []
         for child in node.children:
@@ -516,7 +518,7 @@ class _Generator:
             key = _decode.unescape(n)
             names.append(key)
             items.append(f"{key!r}: {self.value(child, depth + 1)}")
-        return "{" + ", ".join(items) + "}", names
+        return "{" + ", ".join(items) + "}", names, items
 
     def type_name_list(self, child: _Node) -> str:
         """A ``<TN>``'s names as an expression usable where objects are built: a constant when
@@ -568,8 +570,8 @@ class _Generator:
         names_expr = "[]"
         has_to_string = False
         to_string_index: int | None = None
-        props: tuple[str, list[str]] | None = None
-        ext: tuple[str, list[str]] | None = None
+        props: tuple[str, list[str], list[str]] | None = None
+        ext: tuple[str, list[str], list[str]] | None = None
         value: str | None = None
         #: an integer leaf holding the object's value: an enum's number if nothing else is there
         number: _Node | None = None
@@ -634,7 +636,14 @@ class _Generator:
                          else self.convert("str", to_string_index))
         if value is None:
             if props and ext:
-                literal = props[0][:-1] + ", " + ext[0][1:] if ext[1] else props[0]
+                # PowerShell's order (decode._merged): <MS>, then the <Props> it does not
+                # shadow; a CIM instance's <Props> first
+                shadowed = set(ext[1])
+                rest = [item for name, item in zip(props[1], props[2], strict=True)
+                        if name not in shadowed]
+                members_first = "{" + ", ".join(ext[2] + rest) + "}"
+                props_first = props[0][:-1] + ", " + ext[0][1:] if ext[1] else props[0]
+                literal = f"({props_first} if _cim({names_expr}) else {members_first})"
                 adapted = tuple(dict.fromkeys(props[1]))
             elif props:
                 literal, adapted = props[0], tuple(dict.fromkeys(props[1]))

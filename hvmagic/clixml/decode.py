@@ -415,17 +415,59 @@ def _attach_members(value: Any, members: dict[str, Any], type_names: list[str] |
     return result
 
 
+_CIM_INSTANCE = "Microsoft.Management.Infrastructure.CimInstance"
+_CIM_INSTANCE_NAMES = (_CIM_INSTANCE, "Deserialized." + _CIM_INSTANCE)
+
+
+def is_cim_instance(type_names: list[str] | None) -> bool:
+    """True for a CIM instance, which PowerShell's client rehydrates into a ``CimInstance``."""
+    return type_names is not None and any(name in type_names for name in _CIM_INSTANCE_NAMES)
+
+
+def _members_first(extended: dict[str, Any], adapted: dict[str, Any]) -> dict[str, Any]:
+    """``<MS>`` members, then the ``<Props>`` they do not shadow: the order in which PowerShell
+    lists an object's properties (``PSPath`` … before ``Name``, ``Length`` of a file), live or
+    deserialized. Reuses ``extended``."""
+    for name, item in adapted.items():
+        if name not in extended:
+            extended[name] = item
+    return extended
+
+
+def _merged(adapted: dict[str, Any], extended: dict[str, Any],
+            type_names: list[str] | None) -> dict[str, Any]:
+    """An object's properties in PowerShell's order (see :func:`_members_first`), except for a
+    CIM instance: PowerShell's client turns it back into a ``CimInstance``, whose adapter lists
+    the class's properties first and ``PSComputerName`` (sent in ``<MS>``) after them. Reuses
+    the dicts; extended values win either way."""
+    if is_cim_instance(type_names):
+        adapted.update(extended)
+        return adapted
+    return _members_first(extended, adapted)
+
+
 def _finish_obj(frame: list[Any]) -> Any:
     """Turn a finished ``<Obj>`` frame into its Python value."""
     _, _, type_names, to_string, adapted, extended, value, placeholder = frame
+    if value is not _MISSING and isinstance(value, PSObject) and value.value is None:
+        # an object whose base object is itself an object (a PSObject wrapping a PSObject, as
+        # Get-Help's MamlCommandHelpInfo parts are sent): one object, as PowerShell's own
+        # deserializer makes it — the outer type names and ToString over the inner properties
+        inner = value
+        adapted = _members_first(dict(adapted), inner._props) if adapted else dict(inner._props)
+        if not type_names:
+            type_names = inner.type_names
+        if to_string is None:
+            to_string = inner.to_string
+        frame = [None, 0, type_names, to_string, adapted, extended, _MISSING, placeholder]
+        obj = _finish_obj(frame)
+        if isinstance(obj, PSObject):
+            obj.adapted = inner.adapted
+        return obj
     if value is not _MISSING:
         members = adapted
         if extended:
-            if members:
-                members = dict(members)
-                members.update(extended)
-            else:
-                members = extended
+            members = _merged(dict(members), extended, type_names) if members else extended
         if type(value) is int and type_names and (
             "System.Enum" in type_names or "Deserialized.System.Enum" in type_names
         ):
@@ -445,8 +487,7 @@ def _finish_obj(frame: list[Any]) -> Any:
     if extended:
         if adapted:
             names = tuple(adapted)
-            adapted.update(extended)
-            props = adapted
+            props = _merged(adapted, extended, type_names)
         else:
             names = ()
             props = extended

@@ -66,7 +66,8 @@ class PSObject(Mapping[str, Any]):
 
     @property
     def properties(self) -> dict[str, Any]:
-        """The live property dict (adapted then extended, extended values winning)."""
+        """The live property dict: extended members (``<MS>``), then the adapted ones (``<Props>``)
+        they do not shadow, in PowerShell's order."""
         return self._props
 
     def __getattr__(self, name: str) -> Any:

@@ -85,6 +85,7 @@ from hvmagic.clixml.values import (
     SecureString,
 )
 from hvmagic.errors import DecodeError, EncodeError, HvMagicError, ProtocolError
+from hvmagic.hosttext import HOST_DEFAULT_COLORS
 from hvmagic.psrp import psrpcore_fixes
 from hvmagic.psrp.messages import (
     DEFAULT_MAX_INCOMPLETE_BYTES,
@@ -294,6 +295,28 @@ class _PipelineWire:
     state: str = "Running"
 
 
+
+
+def default_host_info() -> HostInfo:
+    """A host with a UI and a raw UI, as PowerShell's own client describes itself: the server
+    forwards ``Write-Host``/prompts as host calls (as to ``Enter-PSSession``) instead of
+    failing them, and reads the raw UI's defaults from this data instead of failing too
+    (``Write-Host -BackgroundColor Red`` alone reads the default foreground: without a raw UI
+    it dropped both colours). The sizes are what PowerShell's own client sends when its output
+    is redirected (80x24: ``Out-String`` keeps its width); raw UI methods that need the
+    terminal (``ReadKey``) are refused by the session's host."""
+    size = pst.Size(Width=80, Height=24)
+    origin = pst.Coordinates(X=0, Y=0)
+    foreground, background = (pst.ConsoleColor[name] for name in HOST_DEFAULT_COLORS)
+    data = pst.HostDefaultData(
+        ForegroundColor=foreground, BackgroundColor=background, CursorPosition=origin,
+        WindowPosition=origin, CursorSize=100, BufferSize=size, WindowSize=size,
+        MaxWindowSize=size, MaxPhysicalWindowSize=size, WindowTitle="",
+    )
+    return HostInfo(IsHostNull=False, IsHostUINull=False, IsHostRawUINull=False,
+                    UseRunspaceHost=True, HostDefaultData=data)
+
+
 @dataclass
 class _SendQueue:
     items: collections.deque[tuple[bytes, str]] = field(default_factory=collections.deque)
@@ -303,9 +326,8 @@ class _SendQueue:
 class PSRPClient:
     """One runspace pool (one PowerShell session) and its pipelines, sans-IO.
 
-    ``host_info``: psrpcore ``HostInfo`` sent with the pool and every pipeline; by default a
-    host with a UI and no raw UI, so the server forwards ``Write-Host``/prompts as host calls
-    (as to ``Enter-PSSession``) instead of failing them.
+    ``host_info``: psrpcore ``HostInfo`` sent with the pool and every pipeline; by default
+    :func:`default_host_info`.
     ``max_message_bytes`` bounds one reassembled PSRP message, ``max_incomplete_bytes`` all
     objects still missing fragments together, ``max_line_bytes`` one OutOfProc
     line (see :class:`~hvmagic.psrp.outofproc.PacketReader`). ``pipeline_id_factory`` makes
@@ -323,9 +345,7 @@ class PSRPClient:
         max_incomplete_bytes: int = DEFAULT_MAX_INCOMPLETE_BYTES,
     ) -> None:
         self._new_pipeline_id = pipeline_id_factory
-        self.host_info = host_info or HostInfo(
-            IsHostNull=False, IsHostUINull=False, IsHostRawUINull=True, UseRunspaceHost=True
-        )
+        self.host_info = host_info or default_host_info()
         self.pool = psrpcore.ClientRunspacePool(
             application_arguments=application_arguments, host=self.host_info
         )

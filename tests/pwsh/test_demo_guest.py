@@ -130,7 +130,8 @@ SNIPPETS = [
     "Stop-Service W32Time -WhatIf; (Get-Service W32Time).Status.ToString()",
     "(Get-Date).ToString('u').Length",
     "try { Get-Service -Nmae x } catch { $_.FullyQualifiedErrorId }",
-    "try { Get-NetAdapter } catch { $_.FullyQualifiedErrorId; $_.Exception.Message }",
+    "try { Get-SmbShare } catch { $_.FullyQualifiedErrorId; $_.Exception.Message }",
+    "(Get-NetAdapter | Where-Object Status -eq 'Up').Name",
     '1..3 | ForEach-Object { Write-Output "item $_" }',
     "(Get-Service W32Time).Status -is [System.ServiceProcess.ServiceControllerStatus]",
     "Get-Service | Group-Object Status -NoElement | Sort-Object Name | "

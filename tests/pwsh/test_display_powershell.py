@@ -25,6 +25,7 @@ Write-Host 'both' -ForegroundColor Yellow -BackgroundColor DarkBlue
 Write-Host 'plain'
 Write-Host 'a' -NoNewline; Write-Host 'b'
 Write-Host 'x' -NoNewline -ForegroundColor Green; Write-Host 'y' -ForegroundColor Cyan
+Write-Host -BackgroundColor Red 'background only'
 """
 OWN_CLIENT_SCRIPTS["host colours"] = HOST_SCRIPT
 
@@ -81,6 +82,9 @@ def test_write_host_colours_and_nonewline_are_what_powershells_client_received(
     # the judge really saw colours and an 'ab' line (else this test would prove nothing)
     assert expected[0] == [("red", "Red", None)] and [("ab", None, None)] in expected
     assert [("x", "Green", None), ("y", "Cyan", None)] in expected
+    # issue 12 (a): a background alone kept (PowerShell reads the default foreground from the
+    # host's raw UI; hvmagic's host had none, and PowerShell then dropped both colours)
+    assert [("background only", None, "Red")] in expected
     bundles = _live_bundles(shared_pwsh_session, HOST_SCRIPT)
     assert [_pieces(b) for b in bundles] == expected
     # the text of each line is the line PowerShell's own console host printed

@@ -1,6 +1,8 @@
 @{
     # hvmagic's demo guest: real PowerShell answering with SIMULATED Windows data (see the .psm1)
     RootModule = 'HvmagicDemo.psm1'
+    # the table views Windows' own modules give these objects (Get-Volume's sizes ...)
+    FormatsToProcess = @('HvmagicDemo.format.ps1xml')
     ModuleVersion = '0.1.0'
     GUID = '5b0f7f0e-4d53-4a3e-9a43-6f1d2c9a8e51'
     Author = 'hvmagic'
@@ -13,8 +15,12 @@
         'Get-WindowsFeature', 'Install-WindowsFeature', 'Get-DscConfigurationStatus',
         'Test-DscConfiguration', 'Get-DscLocalConfigurationManager', 'Restart-Computer',
         'hostname', 'whoami', 'Stop-Computer', 'Stop-Process', 'Set-Service',
-        'Uninstall-WindowsFeature', 'Start-DscConfiguration')
-    AliasesToExport = @('Add-WindowsFeature', 'Remove-WindowsFeature')
+        'Uninstall-WindowsFeature', 'Start-DscConfiguration',
+        'Get-NetAdapter', 'Get-ItemProperty', 'Get-ItemPropertyValue')
+    # with Windows' aliases that PowerShell on Linux/macOS lacks (the .psm1 exports those absent)
+    AliasesToExport = @('Add-WindowsFeature', 'Remove-WindowsFeature', 'ac', 'cat', 'clear',
+        'compare', 'cp', 'cpp', 'diff', 'kill', 'ls', 'man', 'mount', 'mv', 'ps', 'rm', 'rmdir',
+        'sleep', 'sort', 'start', 'tee', 'write', 'gsv', 'sasv', 'spsv', 'gwmi', 'gcim')
     CmdletsToExport = @()
     VariablesToExport = @()
 }

@@ -398,6 +398,13 @@ function Get-HotFix {
         [string] $Description
     )
     $midnight = [datetime]::Today
+    foreach ($wanted in $Id) {
+        # as on Windows: an id the machine does not have is an error, not an empty answer
+        if (-not ($script:Data.HotFixes | Where-Object HotFixID -EQ $wanted)) {
+            Write-DemoError $PSCmdlet "Cannot find the requested hotfix on the 'localhost' computer. Verify the input and run the command again." `
+                'GetHotFixNoEntriesFound' ObjectNotFound $wanted
+        }
+    }
     foreach ($row in $script:Data.HotFixes) {
         if ($Id -and $Id -notcontains $row.HotFixID) { continue }
         if ($Description -and $row.Description -notlike $Description) { continue }
@@ -1077,6 +1084,225 @@ function Start-DscConfiguration {
         'the recording of the DSC runbook.') 'DemoGuestHasNoLcm' NotImplemented $Path -Terminating
 }
 
+# ---- network adapters ------------------------------------------------------------------------
+# One synthetic Hyper-V adapter behind the demo's "Ethernet" addresses (Get-NetIPAddress); the
+# loopback pseudo-interface is not a network adapter, as on Windows.
+
+$script:NetAdapters = @(
+    [ordered]@{ Name = 'Ethernet'; InterfaceDescription = 'Microsoft Hyper-V Network Adapter'
+        ifIndex = 6; Status = 'Up'; MacAddress = '00-15-5D-2A-9F-10'; LinkSpeed = '10 Gbps'
+        Speed = [uint64] 10000000000; DeviceID = '{7D9A8C41-2E5B-4F0D-9B3C-5A1E6F2D8C10}' }
+)
+
+function Get-NetAdapter {
+    <#
+    .SYNOPSIS
+    Gets the network adapters of the demo guest. (hvmagic demo guest: simulated data)
+    #>
+    [CmdletBinding(DefaultParameterSetName = 'ByName')]
+    param(
+        [Parameter(Position = 0, ParameterSetName = 'ByName')] [Alias('ifAlias', 'InterfaceAlias')] [string[]] $Name,
+        [Parameter(Mandatory = $true, ParameterSetName = 'ByInstanceID')] [Alias('ifDesc')] [string[]] $InterfaceDescription,
+        [Parameter(Mandatory = $true, ParameterSetName = 'ByIfIndex')] [Alias('ifIndex')] [int[]] $InterfaceIndex,
+        [switch] $IncludeHidden,
+        [switch] $Physical
+    )
+    $wanted = switch ($PSCmdlet.ParameterSetName) {
+        'ByName' { @{ Property = 'Name'; Values = $Name } }
+        'ByInstanceID' { @{ Property = 'InterfaceDescription'; Values = $InterfaceDescription } }
+        'ByIfIndex' { @{ Property = 'ifIndex'; Values = $InterfaceIndex } }
+    }
+    foreach ($value in @(if ($wanted.Values) { $wanted.Values } else { '*' })) {
+        $hits = @($script:NetAdapters | Where-Object { "$($_[$wanted.Property])" -like "$value" })
+        if (-not $hits -and -not [System.Management.Automation.WildcardPattern]::ContainsWildcardCharacters("$value")) {
+            Write-DemoError $PSCmdlet "No MSFT_NetAdapter objects found with property '$($wanted.Property)' equal to '$value'.  Verify the value of the property and retry." `
+                'Windows System Error 1168' ObjectNotFound $value
+        }
+        foreach ($row in $hits) {
+            New-DemoObject 'Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetAdapter', 'Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/CIM_NetworkAdapter', 'Microsoft.Management.Infrastructure.CimInstance#MSFT_NetAdapter', 'Microsoft.Management.Infrastructure.CimInstance', 'System.Object' ([ordered]@{
+                Name = $row.Name
+                InterfaceDescription = $row.InterfaceDescription
+                ifIndex = [uint32] $row.ifIndex
+                Status = $row.Status
+                MacAddress = $row.MacAddress
+                LinkSpeed = $row.LinkSpeed
+                MediaType = '802.3'
+                PhysicalMediaType = 'Unspecified'
+                AdminStatus = 'Up'
+                MediaConnectionState = 'Connected'
+                DriverInformation = 'Driver Date 2006-06-21 Version 10.0.20348.1 NDIS 6.85'
+                DriverFileName = 'netvsc.sys'
+                NdisVersion = '6.85'
+                ifOperStatus = 'Up'
+                InterfaceAlias = $row.Name
+                InterfaceIndex = [uint32] $row.ifIndex
+                InterfaceGuid = $row.DeviceID
+                DeviceID = $row.DeviceID
+                MtuSize = [uint32] 1500
+                FullDuplex = $true
+                VlanID = [uint32] 0
+                Virtual = $false
+                Speed = $row.Speed
+                ReceiveLinkSpeed = $row.Speed
+                TransmitLinkSpeed = $row.Speed
+                PSComputerName = $script:ComputerName
+            })
+        }
+    }
+}
+
+# ---- registry --------------------------------------------------------------------------------
+# A few keys admins read (the OS build, the computer name, the Hyper-V data exchange values the
+# host wrote, the time service), as Get-ItemProperty returns them on Windows. The host running
+# the demo has no registry (or must not be read): other registry paths fail as a missing key
+# fails on Windows, and every other path goes to PowerShell's own Get-ItemProperty.
+
+$script:Registry = @{
+    'HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows NT\CurrentVersion' = [ordered]@{
+        SystemRoot = 'C:\Windows'; BuildBranch = 'fe_release'; BuildGUID = 'ffffffff-ffff-ffff-ffff-ffffffffffff'
+        BuildLab = '20348.fe_release.210507-1500'; BuildLabEx = '20348.1.amd64fre.fe_release.210507-1500'
+        CompositionEditionID = 'ServerDatacenter'; CurrentBuild = '20348'; CurrentBuildNumber = '20348'
+        CurrentMajorVersionNumber = [int] 10; CurrentMinorVersionNumber = [int] 0; CurrentType = 'Multiprocessor Free'
+        CurrentVersion = '6.3'; DisplayVersion = '21H2'; EditionID = 'ServerDatacenter'
+        InstallationType = 'Server'; InstallDate = [int] 1693526400; ProductName = 'Windows Server 2022 Datacenter'
+        ReleaseId = '2009'; RegisteredOrganization = 'hvmagic simulated guest'; RegisteredOwner = 'Administrator'
+        UBR = [int] 2849; PathName = 'C:\Windows'
+    }
+    'HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\ComputerName\ComputerName' = [ordered]@{
+        ComputerName = 'SIMULATED-GUEST'
+    }
+    # what the Hyper-V host publishes to the guest (KVP data exchange), invented
+    'HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters' = [ordered]@{
+        HostName = 'HV-HOST01.contoso.local'; PhysicalHostName = 'HV-HOST01'
+        PhysicalHostNameFullyQualified = 'HV-HOST01.contoso.local'; VirtualMachineName = 'SIMULATED-GUEST'
+        VirtualMachineId = '8F2C4B1E-6D3A-4E7F-9C21-5B8A0D3E6F47'
+    }
+    'HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\W32Time\Parameters' = [ordered]@{
+        ServiceDll = '%systemroot%\system32\w32time.dll'; NtpServer = 'time.windows.com,0x9'; Type = 'NTP'
+    }
+}
+$script:Hives = [ordered]@{ HKLM = 'HKEY_LOCAL_MACHINE'; HKCU = 'HKEY_CURRENT_USER'; HKCR = 'HKEY_CLASSES_ROOT'; HKU = 'HKEY_USERS'; HKCC = 'HKEY_CURRENT_CONFIG' }
+
+function ConvertTo-DemoRegistryKey([string] $Path) {
+    # 'HKLM:\SOFTWARE\x', 'Registry::HKEY_LOCAL_MACHINE\SOFTWARE\x' ... -> 'HKEY_LOCAL_MACHINE\SOFTWARE\x'
+    # (nothing when the path is not a registry path)
+    $text = $Path -replace '^Microsoft\.PowerShell\.Core\\', ''
+    if ($text -match '^Registry::(.+)$') { $text = $Matches[1] }
+    elseif ($text -match '^(HK[A-Z]{1,3}):(.*)$' -and $script:Hives.Contains($Matches[1].ToUpperInvariant())) {
+        $text = $script:Hives[$Matches[1].ToUpperInvariant()] + '\' + $Matches[2].TrimStart('\')
+    } else { return $null }
+    $text.TrimEnd('\')
+}
+
+function Get-DemoRegistryValues([System.Management.Automation.PSCmdlet] $Cmdlet, [string] $Path, [string[]] $Name) {
+    $key = ConvertTo-DemoRegistryKey $Path
+    $values = $null
+    foreach ($known in $script:Registry.Keys) { if ($known -eq $key) { $values = $script:Registry[$known]; $key = $known } }
+    if ($null -eq $values) {
+        Write-DemoError $Cmdlet "Cannot find path '$Path' because it does not exist." 'PathNotFound' ObjectNotFound $Path
+        return
+    }
+    $hive = ($script:Hives.GetEnumerator() | Where-Object Value -EQ $key.Split('\')[0]).Key
+    $properties = [ordered]@{}
+    foreach ($valueName in $values.Keys) {
+        if ($Name -and -not (Test-DemoLike $valueName $Name)) { continue }
+        $properties[$valueName] = $values[$valueName]
+    }
+    if ($Name -and -not $properties.Count) {
+        Write-DemoError $Cmdlet "Property $($Name -join ', ') does not exist at path $($key.Replace($key.Split('\')[0], $script:Hives[$hive]))." `
+            'System.Management.Automation.PSArgumentException' InvalidArgument $Name[0]
+        return
+    }
+    $properties['PSPath'] = "Microsoft.PowerShell.Core\Registry::$key"
+    $properties['PSParentPath'] = "Microsoft.PowerShell.Core\Registry::$($key.Substring(0, $key.LastIndexOf('\')))"
+    $properties['PSChildName'] = $key.Substring($key.LastIndexOf('\') + 1)
+    $properties['PSDrive'] = $hive
+    $properties['PSProvider'] = 'Microsoft.PowerShell.Core\Registry'
+    [pscustomobject] $properties
+}
+
+function Get-ItemProperty {
+    <#
+    .SYNOPSIS
+    Gets the properties of an item; the demo guest's registry keys are simulated. (hvmagic demo guest: simulated data)
+    #>
+    [CmdletBinding(DefaultParameterSetName = 'Path')]
+    param(
+        [Parameter(ParameterSetName = 'Path', Mandatory = $true, Position = 0, ValueFromPipeline = $true, ValueFromPipelineByPropertyName = $true)]
+        [string[]] $Path,
+        [Parameter(ParameterSetName = 'LiteralPath', Mandatory = $true, ValueFromPipelineByPropertyName = $true)]
+        [Alias('PSPath', 'LP')] [string[]] $LiteralPath,
+        [Parameter(Position = 1)] [Alias('PSProperty')] [string[]] $Name,
+        [string] $Filter,
+        [string[]] $Include,
+        [string[]] $Exclude,
+        [pscredential] $Credential
+    )
+    process {
+        $paths = if ($PSCmdlet.ParameterSetName -eq 'Path') { $Path } else { $LiteralPath }
+        foreach ($item in $paths) {
+            if ($null -ne (ConvertTo-DemoRegistryKey $item)) { Get-DemoRegistryValues $PSCmdlet $item $Name; continue }
+            $forward = @{} + $PSBoundParameters
+            $forward.Remove('Path'); $forward.Remove('LiteralPath')
+            $forward[$(if ($PSCmdlet.ParameterSetName -eq 'Path') { 'Path' } else { 'LiteralPath' })] = $item
+            Microsoft.PowerShell.Management\Get-ItemProperty @forward
+        }
+    }
+}
+
+function Get-ItemPropertyValue {
+    <#
+    .SYNOPSIS
+    Gets the value of an item property; the demo guest's registry keys are simulated. (hvmagic demo guest: simulated data)
+    #>
+    [CmdletBinding(DefaultParameterSetName = 'Path')]
+    param(
+        [Parameter(ParameterSetName = 'Path', Position = 0, ValueFromPipeline = $true, ValueFromPipelineByPropertyName = $true)]
+        [string[]] $Path,
+        [Parameter(ParameterSetName = 'LiteralPath', Mandatory = $true, ValueFromPipelineByPropertyName = $true)]
+        [Alias('PSPath', 'LP')] [string[]] $LiteralPath,
+        [Parameter(Mandatory = $true, Position = 1)] [Alias('PSProperty')] [string[]] $Name,
+        [string] $Filter,
+        [string[]] $Include,
+        [string[]] $Exclude,
+        [pscredential] $Credential
+    )
+    process {
+        $paths = if ($PSCmdlet.ParameterSetName -eq 'Path') { $Path } else { $LiteralPath }
+        foreach ($item in $paths) {
+            if ($null -ne (ConvertTo-DemoRegistryKey $item)) {
+                $found = Get-DemoRegistryValues $PSCmdlet $item $Name
+                if ($found) { foreach ($valueName in $Name) { $found.$valueName } }
+                continue
+            }
+            $forward = @{} + $PSBoundParameters
+            $forward.Remove('Path'); $forward.Remove('LiteralPath')
+            $forward[$(if ($PSCmdlet.ParameterSetName -eq 'Path') { 'Path' } else { 'LiteralPath' })] = $item
+            Microsoft.PowerShell.Management\Get-ItemPropertyValue @forward
+        }
+    }
+}
+
+# ---- Windows' aliases ------------------------------------------------------------------------
+# PowerShell on Linux and macOS leaves out the aliases that shadow native commands there (ls, ps,
+# sort, cat ...), and has no service cmdlets to alias: `ps | sort CPU` at the demo would run the
+# HOST's /bin/ps. A Windows guest has them; the demo defines the ones this PowerShell lacks.
+
+$script:WindowsAliases = [ordered]@{
+    ac = 'Add-Content'; cat = 'Get-Content'; clear = 'Clear-Host'; compare = 'Compare-Object'
+    cp = 'Copy-Item'; cpp = 'Copy-ItemProperty'; diff = 'Compare-Object'; kill = 'Stop-Process'
+    ls = 'Get-ChildItem'; man = 'help'; mount = 'New-PSDrive'; mv = 'Move-Item'; ps = 'Get-Process'
+    rm = 'Remove-Item'; rmdir = 'Remove-Item'; sleep = 'Start-Sleep'; sort = 'Sort-Object'
+    start = 'Start-Process'; tee = 'Tee-Object'; write = 'Write-Output'; gsv = 'Get-Service'
+    sasv = 'Start-Service'; spsv = 'Stop-Service'; gwmi = 'Get-WmiObject'; gcim = 'Get-CimInstance'
+}
+$script:WindowsAliasNames = @(foreach ($alias in $script:WindowsAliases.Keys) {
+    if (-not (Get-Command -Name $alias -CommandType Alias -ErrorAction Ignore)) {
+        Set-Alias -Name $alias -Value $script:WindowsAliases[$alias]
+        $alias
+    }
+})
+
 # ---- the demo's C: drive -------------------------------------------------------------------
 
 function Initialize-DemoDrive([string] $Root) {
@@ -1112,7 +1338,8 @@ function Initialize-DemoDrive([string] $Root) {
 if ($script:State.PoweredOff) { Invoke-DemoBoot }  # after Stop-Computer: switched on again
 Initialize-DemoDrive $DriveRoot
 
-Export-ModuleMember -Alias Add-WindowsFeature, Remove-WindowsFeature -Function @(
+Export-ModuleMember -Alias (@('Add-WindowsFeature', 'Remove-WindowsFeature') + $script:WindowsAliasNames) -Function @(
+    'Get-NetAdapter', 'Get-ItemProperty', 'Get-ItemPropertyValue',
     'Stop-Computer', 'Stop-Process', 'Set-Service', 'Uninstall-WindowsFeature', 'Start-DscConfiguration',
     'Get-Service', 'Start-Service', 'Stop-Service', 'Restart-Service', 'Get-Process',
     'Get-HotFix', 'Get-WinEvent', 'Get-EventLog', 'Get-ComputerInfo', 'Get-CimInstance',
