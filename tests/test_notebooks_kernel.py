@@ -392,7 +392,7 @@ def test_usage_error_is_one_line(executed: Executed) -> None:
 def test_password_prompt_is_a_masked_frontend_input(executed: Executed) -> None:
     assert executed.stdin_requests == [
         {"prompt": "%vmconnect typed: Password for administrator: ", "password": True}]
-    assert executed.typed_connect_output.startswith("Connected 'typed' via the built-in simulator")
+    assert executed.typed_connect_output.startswith("Connected 'typed': demo guest 'typed' (")
     assert TYPED_SECRET not in executed.typed_connect_output
 
 

@@ -47,48 +47,37 @@ def demo(pwsh: str) -> Iterator[Session]:
 
 
 DATA_ROWS = [
-    ("Get-Service", "Services", "Name", "System.ServiceProcess.ServiceController",
-     ["Status", "Name", "DisplayName"]),
-    ("Get-Process", "Processes", "Id", "System.Diagnostics.Process",
-     ["NPM", "PM", "WS", "CPU", "Id", "SI", "ProcessName"]),
+    ("Get-Service", "Services", "Name", "System.ServiceProcess.ServiceController"),
+    ("Get-Process", "Processes", "Id", "System.Diagnostics.Process"),
     ("Get-HotFix", "HotFixes", "HotFixID",
-     "System.Management.ManagementObject#root\\cimv2\\Win32_QuickFixEngineering",
-     ["CSName", "Description", "HotFixID", "InstalledBy", "InstalledOn"]),
-    ("Get-WindowsFeature", "Features", "Name",
-     "Microsoft.Windows.ServerManager.Commands.Feature",
-     ["DisplayName", "Name", "InstallState"]),
+     "System.Management.ManagementObject#root\\cimv2\\Win32_QuickFixEngineering"),
+    ("Get-WindowsFeature", "Features", "Name", "Microsoft.Windows.ServerManager.Commands.Feature"),
     ("Get-ScheduledTask", "ScheduledTasks", "TaskName",
      "Microsoft.Management.Infrastructure.CimInstance#Root/Microsoft/Windows/TaskScheduler/"
-     "MSFT_ScheduledTask",
-     ["TaskPath", "TaskName", "State"]),
+     "MSFT_ScheduledTask"),
     ("Get-Volume", "Volumes", "FileSystemLabel",
-     "Microsoft.Management.Infrastructure.CimInstance#ROOT/Microsoft/Windows/Storage/"
-     "MSFT_Volume",
-     ["DriveLetter", "FriendlyName", "FileSystemType", "DriveType", "HealthStatus",
-      "OperationalStatus", "SizeRemaining", "Size"]),
+     "Microsoft.Management.Infrastructure.CimInstance#ROOT/Microsoft/Windows/Storage/MSFT_Volume"),
     ("Get-NetIPAddress", "IPAddresses", "IPAddress",
-     "Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetIPAddress",
-     ["ifIndex", "IPAddress", "PrefixLength", "PrefixOrigin", "SuffixOrigin", "AddressState",
-      "PolicyStore"]),
+     "Microsoft.Management.Infrastructure.CimInstance#ROOT/StandardCimv2/MSFT_NetIPAddress"),
     ("Get-WinEvent -LogName System, Application -MaxEvents 1000", "Events", "Id",
-     "System.Diagnostics.Eventing.Reader.EventLogRecord",
-     ["TimeCreated", "Id", "LevelDisplayName", "Message"]),
+     "System.Diagnostics.Eventing.Reader.EventLogRecord"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("script", "table", "key", "type_name", "columns"),
+    ("script", "table", "key", "type_name"),
     DATA_ROWS,
     ids=[row[0].split()[0] for row in DATA_ROWS],
 )
 def test_demo_commands_show_the_data_files_rows(
-    demo: Session, script: str, table: str, key: str, type_name: str, columns: list[str]
+    demo: Session, script: str, table: str, key: str, type_name: str
 ) -> None:
     result = demo.run(script)
     assert not result.errors, result.errors
     assert sorted(str(o[key]) for o in result.output) == sorted(str(r[key]) for r in DATA[table])
+    # the Windows type name, which hvmagic's views and PowerShell's formatting key on
     assert {o.type_names[0] for o in result.output} == {type_name}
-    assert list(result.frame().columns) == columns  # hvmagic's view of that Windows type
+    assert len(result.frame()) == len(DATA[table])
 
 
 def test_enums_are_real_enums_with_their_windows_type_names(demo: Session) -> None:
