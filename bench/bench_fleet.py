@@ -10,15 +10,25 @@ Every measurement runs in its own Python process (clean peak RSS) and prints one
   Sequential (throttle 1) vs throttle 32. The guests run in the *same* process, so their
   serialization competes with the client's decoding for one GIL: with no guest work the
   throttle can only overlap latency, not CPU.
-* ``procs``: the guests in ``--servers`` other processes, reached over TCP: their CPU is not
-  the notebook's, as with real guests, each spending 0.5 s of guest-side work.
+* ``procs``: the guests in ``--servers`` other processes, reached over TCP. Two cases, each
+  sequential (throttle 1) vs throttle 32, printed with the ratio:
+
+  - **latency-bound** (the fleet layer's concurrency): each guest's run takes a fixed
+    ``--latency-work`` seconds server-side (a real VM doing the work on its own CPU) and answers
+    ``--latency-objects`` objects, so neither side's CPU is the limit and the throttle's overlap
+    is what is measured;
+  - **CPU-shared**: ``--objects`` objects after 0.5 s of guest work. On this 2-core machine the
+    guest processes serialize on the same cores the notebook decodes on (real VMs would not),
+    so this ratio is bounded by CPU, not by the fleet layer.
 * ``dask``: the same N targets on a Dask cluster of ``--workers`` worker *processes* (Nanny),
   each serving its own "host" with its guests living in that worker process.
 * ``overhead``: the fleet layer's own cost per target: the same warm sessions run a 1-object
   script directly (a loop of ``Session.run``) and through ``fleet(throttle=1)``; the difference
   divided by N. Repeated for 100 … 1 000 targets to show it stays flat.
 * ``pwsh``: a small real point: 8 local ``pwsh -s`` processes x 500 objects, sequential vs
-  throttle 8 (200 real pwsh do not fit a 2-core machine).
+  throttle 8 (200 real pwsh do not fit a 2-core machine; they share our CPU), with the ratio.
+
+``--cases`` picks which to run (default: all).
 
 Times are of a *warm* run (sessions already open, as in a notebook's second cell); the run
 that opened the sessions (a one-object script) is reported beside it as ``connect_run_s``.
@@ -275,20 +285,32 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--skip-inprocess", action="store_true",
-                        help="only the guests-in-other-processes, overhead and pwsh points")
+    parser.add_argument("--latency-work", type=float, default=0.5,
+                        help="latency-bound case: seconds each guest run takes server-side")
+    parser.add_argument("--latency-objects", type=int, default=20,
+                        help="latency-bound case: objects each guest run answers")
+    parser.add_argument("--cases", default="latency,cpu,inprocess,overhead,pwsh",
+                        help="comma-separated: latency, cpu, inprocess, overhead, pwsh")
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(MODES[args.child](args)))
         return
+    cases = set(args.cases.split(","))
     n, objects = (40, 500) if args.quick else (args.targets, args.objects)
-    for throttle in (1, 32):
-        print(f"{n} targets x {objects} objects, guests in {args.servers} other processes, "
-              f"guest work 0.5 s, throttle {throttle}:",
-              _child("procs", targets=n, objects=objects, throttle=throttle, work=0.5,
-                     servers=args.servers), flush=True)
-    for work in (() if args.skip_inprocess else (0.0, 0.2)):
+    ratios: list[str] = []
+    if "latency" in cases:
+        label = (f"latency-bound: {n} targets x {args.latency_objects} objects, each run "
+                 f"{args.latency_work:g} s server-side, guests in {args.servers} processes")
+        ratios.append(_compare(label, "procs", n, targets=n, objects=args.latency_objects,
+                               work=args.latency_work, servers=args.servers, high=32,
+                               target=10.0))
+    if "cpu" in cases:
+        label = (f"CPU-shared: {n} targets x {objects} objects, guest work 0.5 s, guests in "
+                 f"{args.servers} processes on our 2 cores")
+        ratios.append(_compare(label, "procs", n, targets=n, objects=objects, work=0.5,
+                               servers=args.servers, high=32, target=10.0))
+    for work in ((0.0, 0.2) if "inprocess" in cases else ()):
         label = f"{n} targets x {objects} objects, guest work {work:g} s"
         print(f"{label}, sequential :", _child("fake", targets=n, objects=objects,
                                                throttle=1, work=work), flush=True)
@@ -297,12 +319,34 @@ def main() -> None:
         print(f"{label}, Dask {args.workers} workers:", _child(
             "dask", targets=n, objects=objects, throttle=32, work=work, workers=args.workers,
             threads=args.threads), flush=True)
-    for count in ((100, 250) if args.quick else (100, 250, 500, 1000)):
+    for count in (((100, 250) if args.quick else (100, 250, 500, 1000))
+                  if "overhead" in cases else ()):
         print(f"overhead, {count} targets:", _child("overhead", targets=count,
                                                     repeat=args.repeat), flush=True)
-    for throttle in (1, 8):
-        print(f"real pwsh, 8 targets x {objects} objects, throttle {throttle}:",
-              _child("pwsh", targets=8, objects=objects, throttle=throttle), flush=True)
+    if "pwsh" in cases:
+        ratios.append(_compare(f"real pwsh: 8 targets x {objects} objects (pwsh shares our CPU)",
+                               "pwsh", 8, targets=8, objects=objects, high=8, target=None))
+    print("\nratios (wall time, sequential / throttled):")
+    for line in ratios:
+        print("  " + line)
+
+
+def _compare(label: str, mode: str, n: int, *, high: int, target: float | None,
+             **options: Any) -> str:
+    """Run ``mode`` sequentially and at throttle ``high``; print both; return the ratio line."""
+    runs = {}
+    for throttle in (1, high):
+        runs[throttle] = _child(mode, throttle=throttle, **options)
+        print(f"{label}, throttle {throttle}:", runs[throttle], flush=True)
+    slow, fast = runs[1].get("wall_s"), runs[high].get("wall_s")
+    if not slow or not fast:
+        return f"{label}: no ratio (a run failed)"
+    ratio = slow / fast
+    verdict = "" if target is None else (
+        f" (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})")
+    cpu = runs[high].get("client_cpu_s")
+    return (f"{label}: throttle {high} is {ratio:.1f}x sequential "
+            f"({slow:.1f} s -> {fast:.1f} s; our CPU {cpu} s){verdict}")
 
 
 if __name__ == "__main__":

@@ -320,11 +320,13 @@ def render_notice(text: str) -> MimeBundle:
     }
 
 
-def render_text_output(values: Iterable[Any], limit: int | None = None) -> MimeBundle:
-    """Scalars as lines of text (``None`` prints as an empty line, like ``$null`` in a list)."""
+def render_text_output(values: Iterable[Any], limit: int | None = None,
+                       ps_version: Any = None) -> MimeBundle:
+    """Scalars as lines of text (``None`` prints as an empty line, like ``$null`` in a list);
+    ``ps_version`` is the guest's (:func:`~hvmagic.views.double_text`)."""
     items = list(values)
     shown = items if not limit or limit <= 0 else items[:limit]
-    text = "\n".join(_scalar_text(v) for v in shown)
+    text = "\n".join(_scalar_text(v, ps_version) for v in shown)
     notice = _rows_notice(len(shown), len(items), what="lines")
     plain = text + (f"\n[{notice}]" if notice else "")
     markup = f'<pre class="hvmagic-text">{html.escape(text)}</pre>'
@@ -333,13 +335,13 @@ def render_text_output(values: Iterable[Any], limit: int | None = None) -> MimeB
     return {"text/plain": plain, "text/html": markup}
 
 
-def _scalar_text(value: Any) -> str:
+def _scalar_text(value: Any, ps_version: Any = None) -> str:
     """One output value as PowerShell prints it on its own line: ``$null`` empty, a Double with
     15 significant digits (``2``, not Python's ``2.0``), a DateTime without its fraction."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return double_text(value)
+        return double_text(value, ps_version)
     return str(_to_the_second(value))
 
 

@@ -39,8 +39,9 @@ Hyper-V administrator. Outside a lab, run the scheduler and workers with TLS and
 certificates (``distributed.security.Security``, ``--tls-ca-file``/``--tls-cert``/``--tls-key``)
 so that only your notebooks can submit work.
 
-Streams: ``on_event`` is called for each target's records when its result arrives (in stream
-order per target), not live: records would otherwise need a pub/sub channel per run.
+Streams: ``on_event``/``on_progress`` are called live, while targets run on their workers
+(:mod:`hvmagic.fleet_dask_events`: Dask events under the client's topic, bounded per target and
+per client; whatever the live path did not carry is delivered when the target's result arrives).
 Interrupt (Ctrl-C) asks every worker to stop the run's pipelines and raises
 :class:`~hvmagic.fleets.FleetInterrupted` with what arrived.
 """
@@ -59,13 +60,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hvmagic.errors import CredentialError, HvMagicError
+from hvmagic.fleet_dask_events import LiveChannel, LiveRun, subscribe, unsubscribe
+from hvmagic.fleet_events import FleetReporter
 from hvmagic.fleets import (
     ConnectFunction,
     CredentialSource,
     FleetInterrupted,
     FleetResult,
     HostShellResolver,
-    OnFleetEvent,
     Resolver,
     SessionPool,
     Target,
@@ -73,10 +75,11 @@ from hvmagic.fleets import (
     connect_target,
     credential_for,
     credential_kwargs,
+    frame_outcomes,
     run_target,
 )
 from hvmagic.session import STOP_TIMEOUT
-from hvmagic.sessionlike import RESULT_LISTS, SessionLike
+from hvmagic.sessionlike import SessionLike
 
 try:  # the optional extra: hvmagic[fleet]
     from distributed import WorkerPlugin
@@ -88,8 +91,8 @@ __all__ = ["HOSTS_ENV", "PLUGIN_NAME", "RESOURCE_PREFIX", "DaskRunner", "HyperVH
 PLUGIN_NAME = "hvmagic-fleet"
 RESOURCE_PREFIX = "hyperv:"
 HOSTS_ENV = "HVMAGIC_FLEET_HOSTS"
-_POLL = 0.25  # how often the client checks that the workers it waits on are alive
-
+_POLL = 0.5  # how often the client checks that the workers it waits on are alive
+_PUMP = 0.1  # how often the client hands the workers' live records to the callbacks
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,14 +118,20 @@ class _WorkerState:
 
     def run(self, target: Target, script: str, parameters: Mapping[str, Any] | None,
             timeout: float | None, run_id: str, connect: ConnectFunction | None,
-            credential: dict[str, Any] | None) -> TargetResult:
+            credential: dict[str, Any] | None, live: LiveChannel | None = None
+            ) -> TargetResult:
         with self._lock:
             running = self.running.setdefault(run_id, {})
             cancelled = self.cancelled.setdefault(run_id, threading.Event())
         try:
-            return run_target(self.pool, target, script, parameters, timeout, None, running,
+            if live is not None:
+                live.start()
+            return run_target(self.pool, target, script, parameters, timeout,
+                              live.record if live is not None else None, running,
                               cancelled, connect=connect, credential=credential)
         finally:
+            if live is not None:
+                live.close()
             with self._lock:
                 if not running and not cancelled.is_set():  # the run's last task here
                     self.running.pop(run_id, None)
@@ -231,11 +240,76 @@ def _state(worker: Any) -> _WorkerState:
 
 def _worker_run(target: Target, script: str, parameters: Mapping[str, Any] | None,
                 timeout: float | None, run_id: str, connect: ConnectFunction | None,
-                credential: dict[str, Any] | None) -> TargetResult:
+                credential: dict[str, Any] | None, topic: str | None = None,
+                live_output: bool = True) -> TargetResult:
     from distributed import get_worker
 
-    return _state(get_worker()).run(target, script, parameters, timeout, run_id, connect,
-                                    credential)
+    worker = get_worker()
+    live = None
+    if topic is not None:
+        live = LiveChannel(lambda message: worker.log_event(topic, message), run_id,
+                           target.label, output=live_output)
+    return _state(worker).run(target, script, parameters, timeout, run_id, connect,
+                              credential, live)
+
+
+def _worker_summary(outcome: TargetResult) -> TargetResult:
+    """A lazy run's view of a target's result for the notebook: everything but the output,
+    which stays on this worker (:attr:`TargetResult.remote_output` counts its rows)."""
+    return outcome.without_output()
+
+
+def _worker_frame(outcome: TargetResult, columns: str | list[str]) -> Any:
+    """One target's output framed where it is, labelled like :meth:`FleetResult.frame`."""
+    return frame_outcomes([outcome], columns)
+
+
+def _frame_schema(frame: Any) -> list[tuple[str, str]]:
+    return [(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
+
+
+def _conform(frame: Any, columns: list[str], dtypes: dict[str, str]) -> Any:
+    """A partition with the fleet's columns, in order, with the fleet's dtypes."""
+    return frame.reindex(columns=columns).astype(dtypes)
+
+
+def lazy_frame(outcomes: list[TargetResult], columns: str | list[str] = "default") -> Any:
+    """A ``dask.dataframe.DataFrame`` with one partition per target whose output stayed on its
+    worker: each framed there (:func:`_worker_frame`), the fleet's columns the union of theirs
+    (first seen first; a column missing from some, or with differing dtypes, is ``object``)."""
+    import dask
+    import pandas as pd
+
+    try:
+        import dask.dataframe as dd
+    except ImportError as exc:  # dask[dataframe] also needs pyarrow
+        raise ImportError(f"frame(lazy=True) needs dask.dataframe ({exc}): "
+                          "pip install 'hvmagic[fleet]'") from exc
+
+    held = [t for t in outcomes if t.remote is not None]
+    if not held:
+        raise ValueError("no output of this run is held on the workers any more "
+                         "(released, or the run was not lazy)")
+    client = held[0].remote.client
+    # each runs where its target's result is (Dask places a task by its data)
+    frames = [client.submit(_worker_frame, t.remote, columns, pure=False) for t in held]
+    schemas = client.gather([client.submit(_frame_schema, f, pure=False) for f in frames])
+    order: list[str] = []
+    seen: dict[str, set[str]] = {}
+    for schema in schemas:
+        for name, dtype in schema:
+            if name not in seen:
+                order.append(name)
+            seen.setdefault(name, set()).add(dtype)
+    everywhere = set.intersection(*({n for n, _ in schema} for schema in schemas))
+    dtypes = {name: (next(iter(kinds)) if len(kinds) == 1 and name in everywhere else "object")
+              for name, kinds in seen.items()}
+    meta = pd.DataFrame({name: pd.Series(dtype=dtypes[name]) for name in order})
+    parts = [client.submit(_conform, f, order, dtypes, pure=False) for f in frames]
+    # Dask turns object columns into strings by default: PowerShell values of mixed types
+    # (numbers, dates, nested objects) must stay the values they are
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 
 def _worker_resolve(host: str, pattern: str, running_only: bool) -> list[str]:
@@ -333,110 +407,180 @@ class DaskRunner:
 
     def run(
         self, targets: list[Target], script: str, parameters: Mapping[str, Any] | None,
-        timeout: float | None, on_event: OnFleetEvent | None, throttle: int, started: float,
+        timeout: float | None, reporter: FleetReporter, throttle: int, started: float,
+        *, lazy: bool = False,
     ) -> dict[tuple[str, str], TargetResult]:
+        """Run on the workers; see :class:`_Run`. ``lazy``: outputs stay on the workers."""
+        credentials = {t.key: self._credential(t) for t in targets}  # refuse before sending
+        run = _Run(self, targets, reporter, throttle, lazy=lazy)
+        topic = subscribe(self.client, run.live)
+        try:
+            return run.run(script, parameters, timeout, credentials, topic, started)
+        finally:
+            unsubscribe(run.live)
+
+    @staticmethod
+    def lazy_frame(outcomes: list[TargetResult], columns: str | list[str] = "default") -> Any:
+        """A ``dask.dataframe`` over the outputs a lazy run left on the workers; see
+        :meth:`hvmagic.fleets.FleetResult.frame`."""
+        return lazy_frame(outcomes, columns)
+
+    def lost_workers(self, addresses: Iterable[str]) -> set[str]:
+        """Which of ``addresses`` the scheduler no longer knows."""
+        alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        return set(addresses) - alive
+
+    def stop(self, run_id: str, addresses: Iterable[str]) -> None:
+        """Ask the workers still alive among ``addresses`` to stop the run's pipelines."""
+        with contextlib.suppress(Exception):
+            alive = sorted(set(addresses) - self.lost_workers(addresses))
+            self.client.run(_worker_stop, run_id, workers=alive)
+
+    def close(self) -> None:
+        """Sessions live on the workers (cached for the next fleet); nothing to close here."""
+
+
+class _Run:
+    """One fleet run on Dask, client side: placing, throttling, collecting, watching workers.
+
+    ``live`` receives the workers' events (:mod:`hvmagic.fleet_dask_events`); the wait loop
+    pumps it every :data:`_PUMP` seconds, so records reach the callbacks while targets run.
+    A lazy run keeps each target's full result on its worker (``remote``) and gathers only a
+    summary (:func:`_worker_summary`) for the status and the callbacks.
+    """
+
+    def __init__(self, runner: DaskRunner, targets: list[Target], reporter: FleetReporter,
+                 throttle: int, *, lazy: bool) -> None:
+        self.runner = runner
+        self.client = runner.client
+        self.targets = targets
+        self.reporter = reporter
+        self.throttle = throttle
+        self.lazy = lazy
+        self.run_id = uuid.uuid4().hex
+        self.live = LiveRun(self.run_id, reporter, {t.label: t for t in targets},
+                            output=not lazy)
+        self.outcomes: dict[tuple[str, str], TargetResult] = {}
+        self.queue: deque[tuple[Target, str]] = deque()
+        self.in_flight: dict[Any, tuple[Target, str, float]] = {}
+        self.used: set[str] = set()
+        #: a lazy run's futures of the full results, kept on the workers, by target key
+        self.remote: dict[tuple[str, str], Any] = {}
+
+    def run(self, script: str, parameters: Mapping[str, Any] | None, timeout: float | None,
+            credentials: Mapping[tuple[str, str], dict[str, Any] | None], topic: str,
+            started: float) -> dict[tuple[str, str], TargetResult]:
+        self._place()
+        try:
+            self._submit_more(script, parameters, timeout, credentials, topic)
+            last_check = time.monotonic()
+            while self.in_flight:
+                done = self._wait(_PUMP)
+                self.live.pump()
+                for future in done:
+                    self._collect(future)
+                if not done and time.monotonic() - last_check >= _POLL:
+                    self._fail_lost_workers()
+                    last_check = time.monotonic()
+                self._submit_more(script, parameters, timeout, credentials, topic)
+        except KeyboardInterrupt:
+            self._interrupt(started)
+        return self.outcomes
+
+    def _place(self) -> None:
+        by_host = self.runner._workers_for(self.runner.served_hosts())
+        for target in self.targets:
+            address = self.runner._place(target, by_host)
+            if address is not None:
+                self.queue.append((target, address))
+                continue
+            lost = TargetResult(target, state="Unreachable", error_type="LookupError")
+            lost.error = (f"no Dask worker serves Hyper-V host {target.host!r}"
+                          if target.host else "a Dask fleet target needs a host")
+            self.outcomes[target.key] = lost
+            self.reporter.finished(lost, was_running=False)
+
+    def _submit_more(self, script: str, parameters: Mapping[str, Any] | None,
+                     timeout: float | None,
+                     credentials: Mapping[tuple[str, str], dict[str, Any] | None],
+                     topic: str) -> None:
+        while self.queue and len(self.in_flight) < self.throttle:
+            target, address = self.queue.popleft()
+            placement = {"workers": [address], "allow_other_workers": False, "pure": False}
+            key = f"hvmagic-fleet-{self.run_id}-{len(self.remote) + len(self.outcomes)}"
+            future = self.client.submit(
+                _worker_run, target, script, parameters, timeout, self.run_id,
+                self.runner.connect, credentials[target.key], topic, not self.lazy,
+                key=f"{key}-{target.label}", **placement,
+            )
+            if self.lazy:
+                self.remote[target.key] = future
+                future = self.client.submit(_worker_summary, future,
+                                            key=f"{key}-summary-{target.label}", **placement)
+            self.in_flight[future] = (target, address, time.monotonic())
+            self.used.add(address)
+
+    def _wait(self, timeout: float) -> set[Any]:
         from distributed import TimeoutError as DaskTimeoutError
         from distributed import wait
 
-        credentials = {t.key: self._credential(t) for t in targets}  # refuse before sending
-        by_host = self._workers_for(self.served_hosts())
-        run_id = uuid.uuid4().hex
-        outcomes: dict[tuple[str, str], TargetResult] = {}
-        queue: deque[tuple[Target, str]] = deque()
-        for target in targets:
-            address = self._place(target, by_host)
-            if address is None:
-                lost = TargetResult(target, state="Unreachable")
-                lost.error = (f"no Dask worker serves Hyper-V host {target.host!r}"
-                              if target.host else "a Dask fleet target needs a host")
-                lost.error_type = "LookupError"
-                outcomes[target.key] = lost
-            else:
-                queue.append((target, address))
-        in_flight: dict[Any, tuple[Target, str, float]] = {}
-        used: set[str] = set()
-
-        def submit_more() -> None:
-            while queue and len(in_flight) < throttle:
-                target, address = queue.popleft()
-                future = self.client.submit(
-                    _worker_run, target, script, parameters, timeout, run_id, self.connect,
-                    credentials[target.key], workers=[address], allow_other_workers=False,
-                    pure=False, key=f"hvmagic-fleet-{run_id}-{len(in_flight)}-{target.label}",
-                )
-                in_flight[future] = (target, address, time.monotonic())
-                used.add(address)
-
-        def collect(future: Any) -> None:
-            target, _address, submitted = in_flight.pop(future)
-            if future.status == "finished":
-                outcome = future.result()
-            else:
-                outcome = TargetResult(target, state="Failed")
-                try:
-                    error: BaseException | None = future.exception()
-                except BaseException as exc:  # cancelled
-                    error = exc
-                outcome.error = f"{type(error).__name__}: {error}"
-                outcome.error_type = type(error).__name__
-                outcome.duration = time.monotonic() - submitted
-            outcomes[target.key] = outcome
-            if on_event is not None:
-                for stream, attribute in RESULT_LISTS.items():  # in the streams' order
-                    for record in getattr(outcome.result, attribute):
-                        on_event(target, stream, record)
-
         try:
-            submit_more()
-            while in_flight:
-                try:
-                    done, _ = wait(list(in_flight), timeout=_POLL, return_when="FIRST_COMPLETED")
-                except (DaskTimeoutError, TimeoutError):
-                    done = set()
-                for future in done:
-                    collect(future)
-                if not done:
-                    self._fail_lost_workers(in_flight, outcomes)
-                submit_more()
-        except KeyboardInterrupt:
-            for target, _address in queue:
-                outcomes[target.key] = TargetResult(target)  # NotStarted
-            queue.clear()
-            with contextlib.suppress(Exception):
-                alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-                self.client.run(_worker_stop, run_id, workers=sorted(used & alive))
-            deadline = time.monotonic() + STOP_TIMEOUT + 2.0
-            while in_flight and time.monotonic() < deadline:
-                with contextlib.suppress(DaskTimeoutError, TimeoutError):
-                    done, _ = wait(list(in_flight), timeout=_POLL,
-                                   return_when="FIRST_COMPLETED")
-                    for future in done:
-                        collect(future)
-            for future, (target, _address, _submitted) in list(in_flight.items()):
-                future.cancel()
-                outcomes[target.key] = TargetResult(target, state="Stopped",
-                                                    error="interrupted")
-            in_flight.clear()
-            result = FleetResult([outcomes[t.key] for t in targets if t.key in outcomes],
-                                 time.monotonic() - started)
-            raise FleetInterrupted("interrupted: the fleet's pipelines were stopped",
-                                   result) from None
-        return outcomes
+            done, _ = wait(list(self.in_flight), timeout=timeout,
+                           return_when="FIRST_COMPLETED")
+        except (DaskTimeoutError, TimeoutError):
+            return set()
+        return set(done)
 
-    def _fail_lost_workers(self, in_flight: dict[Any, tuple[Target, str, float]],
-                           outcomes: dict[tuple[str, str], TargetResult]) -> None:
-        alive = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-        for future, (target, address, submitted) in list(in_flight.items()):
-            if address in alive or future.done():
+    def _collect(self, future: Any) -> None:
+        target, _address, submitted = self.in_flight.pop(future)
+        if future.status == "finished":
+            outcome: TargetResult = future.result()
+        else:
+            outcome = TargetResult(target, state="Failed")
+            try:
+                error: BaseException | None = future.exception()
+            except BaseException as exc:  # cancelled
+                error = exc
+            outcome.error = f"{type(error).__name__}: {error}"
+            outcome.error_type = type(error).__name__
+            outcome.duration = time.monotonic() - submitted
+            self.remote.pop(target.key, None)
+        outcome.remote = self.remote.pop(target.key, None)
+        self.outcomes[target.key] = outcome
+        self.live.finished(outcome)
+
+    def _fail_lost_workers(self) -> None:
+        lost = self.runner.lost_workers({address for _t, address, _s in self.in_flight.values()})
+        for future, (target, address, submitted) in list(self.in_flight.items()):
+            if address not in lost or future.done():
                 continue
             future.cancel()
-            del in_flight[future]
-            self._placement.pop(target.key, None)
-            outcomes[target.key] = TargetResult(
+            del self.in_flight[future]
+            self.remote.pop(target.key, None)
+            self.runner._placement.pop(target.key, None)
+            outcome = TargetResult(
                 target, state="Broken",
                 error=f"the Dask worker {address} serving {target.host!r} was lost mid-run",
                 error_type="WorkerLost", duration=time.monotonic() - submitted,
             )
+            self.outcomes[target.key] = outcome
+            self.live.finished(outcome)
 
-    def close(self) -> None:
-        """Sessions live on the workers (cached for the next fleet); nothing to close here."""
+    def _interrupt(self, started: float) -> None:
+        for target, _address in self.queue:
+            self.outcomes[target.key] = TargetResult(target)  # NotStarted
+        self.queue.clear()
+        self.runner.stop(self.run_id, self.used)
+        deadline = time.monotonic() + STOP_TIMEOUT + 2.0
+        while self.in_flight and time.monotonic() < deadline:
+            for future in self._wait(_POLL):
+                self._collect(future)
+        for future, (target, _address, _submitted) in list(self.in_flight.items()):
+            future.cancel()
+            self.outcomes[target.key] = TargetResult(target, state="Stopped",
+                                                     error="interrupted")
+        self.in_flight.clear()
+        result = FleetResult([self.outcomes[t.key] for t in self.targets
+                              if t.key in self.outcomes], time.monotonic() - started)
+        raise FleetInterrupted("interrupted: the fleet's pipelines were stopped",
+                               result) from None

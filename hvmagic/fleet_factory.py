@@ -16,10 +16,12 @@ from hvmagic.fleets import (
     ConnectFunction,
     CredentialSource,
     Fleet,
+    RemoteRunner,
     Resolver,
     Target,
     split_targets,
 )
+from hvmagic.sessionlike import SessionLike
 
 __all__ = ["fleet"]
 
@@ -27,33 +29,44 @@ __all__ = ["fleet"]
 def fleet(
     targets: str | Target | Sequence[str | Target],
     *,
+    host: str | Sequence[str | None] | None = None,
     hosts: str | Sequence[str | None] | None = None,
     throttle: int = DEFAULT_THROTTLE,
     timeout: float | None = None,
     connect: ConnectFunction | None = None,
+    connect_options: Mapping[str, Any] | None = None,
     credentials: Mapping[str, CredentialSource] | None = None,
     connect_timeout: float | None = None,
     resolver: Resolver | None = None,
     running_only: bool = True,
-    sessions: Mapping[str | Target, Any] | None = None,
+    sessions: Mapping[str | Target, SessionLike] | None = None,
     cluster: Any = None,
 ) -> Fleet:
     """A :class:`Fleet` over ``targets``: ``"web*,db1"``, a list of names/globs/:class:`Target`.
 
-    ``hosts`` (a name, ``"hv01,hv02"`` or a list) are the Hyper-V hosts names and globs are
-    resolved on (default: this machine). ``throttle``: at most this many targets at once.
-    ``timeout``: per target, per run (``run(timeout=)`` overrides). ``connect(target,
+    ``host`` (or ``hosts``: a name, ``"hv01,hv02"`` or a list) are the Hyper-V hosts names and
+    globs are resolved on, with ``Get-VM`` in a shell on each host, and whose VMs are then
+    reached through that host (:mod:`hvmagic.hop`); default: this machine. ``connect_options``:
+    :func:`hvmagic.connect` keywords for every target *and* the host shells that resolve them —
+    ``via`` (``"ssh"``/``"winrm"``), ``host_username``, ``host_credential``, ``host_options``
+    (``port``, ``identity_file``, ``ssh_config`` …). ``throttle``: at most this many targets at
+    once. ``timeout``: per target, per run (``run(timeout=)`` overrides). ``connect(target,
     **kwargs)``: opens a target's session (default :func:`~hvmagic.fleets.connect_target`).
     ``credentials``: see :mod:`hvmagic.fleets`. ``sessions``: already open sessions to use
     (never closed by the fleet). ``cluster``: a ``distributed.Client`` (see
-    :mod:`hvmagic.fleet_dask`).
+    :mod:`hvmagic.fleet_dask`), or any :class:`~hvmagic.fleets.RemoteRunner`.
     """
+    if host is not None and hosts is not None:
+        raise TypeError("give host= or hosts=, not both")
+    hosts = host if hosts is None else hosts
     if isinstance(targets, (str, Target)):
         targets = [targets]
     if isinstance(hosts, str):
         hosts = split_targets(hosts)
-    remote = None
-    if cluster is not None:
+    remote: RemoteRunner | None = None
+    if isinstance(cluster, RemoteRunner):
+        remote = cluster
+    elif cluster is not None:
         # imported here: fleet_dask loads ``distributed`` (seconds) when it is installed
         from hvmagic.fleet_dask import DaskRunner
 
@@ -63,6 +76,7 @@ def fleet(
         )
     return Fleet(
         list(targets), hosts=hosts, throttle=throttle, timeout=timeout, connect=connect,
-        credentials=credentials, connect_timeout=connect_timeout, resolver=resolver,
-        running_only=running_only, sessions=sessions, remote=remote,
+        connect_options=connect_options, credentials=credentials,
+        connect_timeout=connect_timeout, resolver=resolver, running_only=running_only,
+        sessions=sessions, remote=remote,
     )

@@ -19,6 +19,8 @@ Syntax (``%vmps?`` etc. print the full help)::
     %%vmps [TARGET] [-o VAR] [--with a,b] [--timeout S] [--columns default|all|A,B] [--raw]
            [--no-raise] [--session ALIAS] [--vms web*,db1] [--throttle N]
     %%vmps web*,db1 [options]         a fleet: every open session matching, one frame + status
+    %%vmps --vms "web*" --host HV01,HV02 [--via ssh|winrm] [--host-user U] [-u GUESTUSER]
+           [--credentials VAR] [--host-options VAR]   a fleet of the VMs Get-VM finds on each host
     %vmps [options] SCRIPT            the same for one line (options first, then the script)
     %vmcopy [-r] [--force] [--gsi] SRC DST     exactly one side is VM:path or ALIAS:path
     %vmps_mode on|off                 (alias %vmcellmode) plain cells run as %%vmps
@@ -30,8 +32,9 @@ the escape because IPython already has a ``%%python`` magic that runs a *subproc
 What the magics use lives beside them: :mod:`hvmagic.registry` (named sessions),
 :mod:`hvmagic.magic_args` (reading magic lines), :mod:`hvmagic.cellmode` (the cell-mode
 transformer), :mod:`hvmagic.vmcopy` (copy endpoints, Copy-VMFile, copy progress),
-:mod:`hvmagic.notebook_host` (the guest's prompts) and :mod:`hvmagic.magic_errors` (the short
-exceptions a failed cell raises).
+:mod:`hvmagic.notebook_host` (the guest's prompts), :mod:`hvmagic.fleet_display` (a fleet cell's
+streams and its one progress display) and :mod:`hvmagic.magic_errors` (the short exceptions a
+failed cell raises).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from hvmagic.errors import (
     TransportError,
 )
 from hvmagic.filecopy import advice as copy_advice
+from hvmagic.fleet_display import FleetLiveDisplay
 from hvmagic.fleets import FleetResult, Target
 from hvmagic.frames import to_dataframe
 from hvmagic.magic_args import (
@@ -161,7 +165,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 _VMPS_VALUE_OPTIONS = ("-o", "--out", "--with", "--timeout", "--columns", "--session", "-s",
-                       "--vms", "--throttle")
+                       "--vms", "--throttle", "--host", "--via", "--host-user", "-u",
+                       "--username", "--credentials", "--host-options")
+#: %%vmps options that only mean something for a fleet on Hyper-V hosts (--host)
+_FLEET_HOST_OPTIONS = ("via", "host_user", "username", "credentials", "host_options")
 _VMPS_FLAG_OPTIONS = ("--raw", "--no-raise")
 _HELP_OPTIONS = ("-h", "--help")
 _VMPS_KNOWN = (*_VMPS_VALUE_OPTIONS, *_VMPS_FLAG_OPTIONS, *_HELP_OPTIONS)
@@ -495,6 +502,20 @@ class VmMagics(Magics):
                    "names to connect; TARGET with a comma or a glob does the same")
     @argument("--throttle", type=int, default=None, metavar="N",
               help="fleet: at most N targets at once (default 32, like -ThrottleLimit)")
+    @argument("--host", default=None, metavar="HV01,HV02",
+              help="fleet: resolve the VMs (names, globs) with Get-VM on these Hyper-V hosts "
+                   "and reach each through its host (PowerShell Direct from there)")
+    @argument("--via", default=None, choices=["ssh", "winrm"],
+              help="fleet with --host: how the hosts are reached (default winrm)")
+    @argument("--host-user", default=None, metavar="U", help="fleet with --host: host account")
+    @argument("-u", "--username", default=None, metavar="USER",
+              help="fleet with --host: the guests' account (the password is asked once)")
+    @argument("--credentials", default=None, metavar="VAR",
+              help="fleet with --host: a Python mapping of VM name/glob -> PSCredential or "
+                   "user name, for guests with different accounts")
+    @argument("--host-options", default=None, metavar="VAR",
+              help="fleet with --host: a Python mapping of connect(host_options=...) "
+                   "(port, identity_file, ssh_config, ...)")
     @line_cell_magic
     def vmps(self, line: str, cell: str | None = None) -> None:
         """Run PowerShell in the guest: %%vmps [TARGET] [options] + script, or %vmps [options]
@@ -528,6 +549,14 @@ class VmMagics(Magics):
 
     def run_script(self, script: str, args: Any) -> None:
         fleet_spec = getattr(args, "vms", None) or _fleet_spec(args.target or args.session)
+        if getattr(args, "host", None):
+            fleet_spec = fleet_spec or args.target or args.session
+            if not fleet_spec:
+                raise UsageError("--host needs the VMs: %%vmps --vms \"web*\" --host HV01,HV02")
+        elif any(getattr(args, name, None) for name in _FLEET_HOST_OPTIONS):
+            given = [name for name in _FLEET_HOST_OPTIONS if getattr(args, name, None)]
+            raise UsageError("--" + given[0].replace("_", "-") + " is for fleets on Hyper-V "
+                             "hosts: add --host HV01[,HV02]")
         if fleet_spec:
             self._run_fleet(script, args, fleet_spec)
             return
@@ -682,37 +711,96 @@ class VmMagics(Magics):
 
     def _run_fleet(self, script: str, args: Any, spec: str) -> None:
         """``%%vmps web*,db1``: the open sessions matching, plus new connections for plain names
-        without one; output as one frame with VMName, then the status table."""
-        adopted = self._fleet_targets(spec)
+        without one; with ``--host``, the VMs ``Get-VM`` finds on each host, reached through it.
+        Output as one frame with VMName (and HostName), then the status table."""
         out_var, parameters = self._out_and_parameters(args)
         timeout = self._timeout(args)
         if args.throttle is not None and args.throttle < 1:
             raise UsageError(f"--throttle must be at least 1, not {args.throttle}")
-        connected: list[tuple[str, SessionLike]] = []
+        hosts = fleets.split_targets(unquote(args.host)) if args.host else None
+        options: dict[str, Any] = {}
+        credentials: dict[str, Any] | None = None
+        if hosts:
+            targets: list[str | Target] = list(fleets.split_targets(unquote(spec)))
+            adopted: dict[str | Target, SessionLike] = self._fleet_host_sessions(hosts)
+            options, credentials = self._fleet_host_arguments(args)
+        else:
+            by_alias = self._fleet_targets(spec)
+            targets = list(by_alias)
+            adopted = {a: s for a, s in by_alias.items() if s is not None}
+        connected: list[tuple[Target, SessionLike]] = []
 
-        def connect(target: Target, **kwargs: Any) -> SessionLike:  # names without a session
+        def connect(target: Target, **kwargs: Any) -> SessionLike:  # targets without a session
+            if target.host is not None:
+                kwargs.setdefault("host", target.host)
             session = _connect(target.name, **kwargs)
-            connected.append((target.name, session))
+            connected.append((target, session))
             return session
 
-        renderers: dict[str, hvdisplay.LiveRenderer] = {}
+        live = FleetLiveDisplay(show_streams=self.show_streams,
+                                progress_style=self.progress_style)
         fl = fleet_factory.fleet(
-            list(adopted), sessions={a: s for a, s in adopted.items() if s is not None},
-            connect=connect, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
+            targets, host=hosts, sessions=adopted, connect=connect, connect_options=options,
+            credentials=credentials, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
         )
         try:
-            result = fl.run(script, parameters or None, timeout,
-                            self._fleet_event_sink(renderers))
+            result = fl.run(script, parameters or None, timeout, live.on_event, live.on_progress)
         except fleets.FleetInterrupted as exc:
             self._shell.user_ns[LAST_RESULT_VAR] = exc.result
             hvdisplay.publish(hvdisplay.render_frame(exc.result.status))
             raise PipelineStopped("the kernel was interrupted; every target's pipeline was "
                                   f"stopped ({LAST_RESULT_VAR} holds what arrived)") from None
         finally:
-            for live in renderers.values():
-                live.finish()
-            self._keep_fleet_sessions(connected)
+            live.finish()
+            self._keep_fleet_sessions(connected, args.via or "auto")
+            fl.close(keep_sessions=True)  # the host shells go; the VMs' sessions stay
+        if hosts and not len(result):
+            raise UsageError(f"no running VM matches {unquote(spec)!r} on "
+                             f"{', '.join(hosts)} (Get-VM on each host)")
         self._finish_fleet(result, args, out_var)
+
+    def _fleet_host_sessions(self, hosts: list[str]) -> dict[str | Target, SessionLike]:
+        """Open sessions an earlier ``--host`` fleet cell kept (alias ``HOST/VM``) on ``hosts``,
+        by target: the fleet uses them for the VMs it resolves again."""
+        wanted = {host.casefold(): host for host in hosts}
+        adopted: dict[str | Target, SessionLike] = {}
+        for entry in self.sessions:
+            host, _, name = entry.alias.partition("/")
+            if name and host.casefold() in wanted:
+                adopted[Target(name, wanted[host.casefold()])] = entry.session
+        return adopted
+
+    def _fleet_host_arguments(self, args: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``--via/--host-user/--host-options`` as the fleet's connect options, and
+        ``-u``/``--credentials`` as its credentials. Passwords are asked here, once, on the
+        kernel's thread: never by the targets' threads, whose prompts would race."""
+        options: dict[str, Any] = {}
+        if args.via:
+            options["via"] = args.via
+        if args.host_user:
+            options["host_username"] = args.host_user
+            if args.via in (None, "winrm"):
+                from hvmagic.hop import winrm_host_password
+
+                options["host_password"] = winrm_host_password(args.host_user, None)
+        if args.host_options:
+            value = self._user_value(args.host_options, "--host-options")
+            if not isinstance(value, Mapping):
+                raise UsageError(f"--host-options: {args.host_options!r} is a "
+                                 f"{type(value).__name__}, not a mapping")
+            options["host_options"] = dict(value)
+        credentials: dict[str, Any] | None = None
+        if args.credentials:
+            value = self._user_value(args.credentials, "--credentials")
+            if not isinstance(value, Mapping):
+                raise UsageError(f"--credentials: {args.credentials!r} is a "
+                                 f"{type(value).__name__}, not a mapping of VM/glob to "
+                                 "PSCredential or user name")
+            credentials = dict(value)
+        if args.username:  # everyone else's account: after the mapping's own entries
+            password = self._password_from_sources(args.username, "fleet")
+            credentials = {**(credentials or {}), "*": PSCredential(args.username, password)}
+        return options, credentials
 
     def _fleet_targets(self, spec: str) -> dict[str, SessionLike | None]:
         """``web*,db1`` → {alias: open session} for every open session matching, and
@@ -729,28 +817,12 @@ class VmMagics(Magics):
                 adopted[pattern] = None
         return adopted
 
-    def _fleet_event_sink(
-        self, renderers: dict[str, hvdisplay.LiveRenderer]
-    ) -> Callable[[Target, str, Any], None]:
-        """The fleet's ``on_event``: one live renderer per target (made on its first record,
-        kept in ``renderers`` for the caller to finish), each line labelled with the target."""
-
-        def on_event(target: Target, stream: str, record: Any) -> None:
-            live = renderers.get(target.label)
-            if live is None:
-                prefix = f"[{target.label}] "
-                live = renderers[target.label] = hvdisplay.LiveRenderer(
-                    show_streams=self.show_streams, progress_style=self.progress_style,
-                    publish_bundle=lambda bundle: hvdisplay.publish(_prefixed(bundle, prefix)),
-                )
-            live.on_event(stream, record)
-
-        return on_event
-
-    def _keep_fleet_sessions(self, connected: list[tuple[str, SessionLike]]) -> None:
-        """Sessions a fleet connected persist across cells, by name (not as the default)."""
-        for name, session in connected:
-            replaced = self.sessions.add(SessionEntry(name, session, name, "auto"),
+    def _keep_fleet_sessions(self, connected: list[tuple[Target, SessionLike]], via: str
+                             ) -> None:
+        """Sessions a fleet connected persist across cells, by target label (``web1``, or
+        ``hv01/web1`` through a host), not as the default."""
+        for target, session in connected:
+            replaced = self.sessions.add(SessionEntry(target.label, session, target.name, via),
                                          make_default=False)
             if replaced is not None and replaced.session is not session:
                 self._close_quietly(replaced)
@@ -785,7 +857,7 @@ class VmMagics(Magics):
         text, or a table with PowerShell's headers. Called while the pipeline runs, so it
         never raises: a table that cannot be built is said, not thrown into the run."""
         if hvdisplay.is_text_output(values):
-            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
+            hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit, ps_version))
             return
         if hvdisplay.is_format_output(values):
             hvdisplay.publish(hvdisplay.render_notice(hvdisplay.FORMAT_OUTPUT_NOTICE))
@@ -818,7 +890,8 @@ class VmMagics(Magics):
             return values if raw else _empty_frame()
         if hvdisplay.is_text_output(values):
             if not in_order:
-                hvdisplay.publish(hvdisplay.render_text_output(values, self.displaylimit))
+                hvdisplay.publish(hvdisplay.render_text_output(
+                    values, self.displaylimit, result.ps_version))
             return values
         if hvdisplay.is_format_output(values):
             # Format-Table/-List emit layout instructions, not data: a frame of them is noise
@@ -1048,20 +1121,6 @@ def _fleet_spec(target: str | None) -> str | None:
     if target and ("," in target or any(c in target for c in "*?[")):
         return target
     return None
-
-
-def _prefixed(bundle: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """A stream bundle labelled with the target it came from (fleet cells)."""
-    import html
-
-    labelled = dict(bundle)
-    if isinstance(labelled.get("text/plain"), str):
-        labelled["text/plain"] = "\n".join(
-            prefix + line for line in labelled["text/plain"].split("\n"))
-    if isinstance(labelled.get("text/html"), str):
-        labelled["text/html"] = (f'<span class="hvmagic-target">{html.escape(prefix)}</span>'
-                                 + labelled["text/html"])
-    return labelled
 
 
 def _target_name(args: Any, via: str) -> str:

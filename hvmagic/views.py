@@ -186,14 +186,20 @@ def _gigabytes(name: str) -> _Presents:
     return _Presents(compute, (name,))
 
 
-def double_text(value: float) -> str:
+def double_text(value: float, ps_version: Any = None) -> str:
     """A Double as PowerShell prints it, alone or in a string (``"" + $x``): 15 significant
-    digits, exponent from 1E+15 and below 1E-04, ``NaN``, ``Infinity`` (``2``, not ``2.0``;
-    ``0.333333333333333``; ``1E+20``)."""
+    digits, exponent from 1E+15 and below 1E-04, ``NaN``, infinities (``2``, not ``2.0``;
+    ``0.333333333333333``; ``1E+20``).
+
+    Infinities are the guest culture's symbol: Windows PowerShell 5.1 (.NET Framework) prints
+    ``Infinity``; PowerShell 7 (.NET with ICU cultures, as on every Windows guest) prints ``∞``.
+    Without a version the 5.1 text is used, as guests run 5.1 by default."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
+        major = getattr(ps_version, "major", None)
+        symbol = "∞" if isinstance(major, int) and major >= 6 else "Infinity"
+        return symbol if value > 0 else f"-{symbol}"
     return format(value, ".15G")
 
 

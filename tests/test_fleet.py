@@ -397,7 +397,7 @@ def test_dask_fleet_runs_each_target_on_its_hosts_worker_and_survives_a_lost_wor
     assert status.loc["x1", "Error"] == "no Dask worker serves Hyper-V host 'hv09'"
     frame = result.frame()
     # each target ran on the worker serving its host
-    ran_on = frame.groupby("VMName")["Worker"].agg(set).to_dict()
+    ran_on = {name: set(group["Worker"]) for name, group in frame.groupby("VMName")}
     assert ran_on == {"web1": {"w-hv01"}, "web2": {"w-hv01"}, "db1": {"?"}, "db2": {"w-hv02"}}
     assert list(frame["HostName"].unique()) == ["hv01", "hv02"]
     # user names (not PSCredentials) cross to the workers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
 import pytest
 
 from hvmagic.clixml.values import PSEnum, PSVersion
@@ -366,3 +367,15 @@ def test_a_windows_powershell_guest_gets_the_51_views() -> None:
         result = session.run("procs")
         assert result.ps_version == session.ps_version
         assert list(result.frame(labels=True).columns) == PROCESS_51
+
+
+def test_infinities_print_as_the_guests_powershell_prints_them() -> None:
+    from hvmagic.clixml.values import PSVersion
+    from hvmagic.views import double_text
+
+    # Windows PowerShell 5.1 (.NET Framework) and the default (guests run 5.1): the word;
+    # PowerShell 7 (ICU cultures on Windows) prints the symbol, as the pwsh tests judge
+    assert [double_text(v) for v in (math.inf, -math.inf)] == ["Infinity", "-Infinity"]
+    seven = PSVersion(7, 6, 0)
+    assert [double_text(v, seven) for v in (math.inf, -math.inf)] == ["∞", "-∞"]
+    assert double_text(math.nan, seven) == "NaN" and double_text(2.0, seven) == "2"

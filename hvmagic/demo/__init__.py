@@ -46,6 +46,11 @@ GUEST_ENVIRONMENT = {
     "ProgramData": "C:\\ProgramData",
     "PROCESSOR_ARCHITECTURE": "AMD64",
     "NUMBER_OF_PROCESSORS": "2",
+    # a Windows Server's usual culture (en-US), not the invariant one a bare Linux locale gives
+    # .NET: '{0:P0}' -f 0.16 is '16%', dates print as M/d/yyyy h:mm:ss tt (without ICU, .NET
+    # stays invariant whatever this says)
+    "LANG": "en_US.UTF-8",
+    "LC_ALL": "en_US.UTF-8",
 }
 #: the recordings of the runbooks made through this demo guest, one folder per runbook (named
 #: after the notebook), shipped so that the runbooks replay where no PowerShell is installed;

@@ -215,6 +215,14 @@ def test_session_looks_like_a_guest_console(demo: Session) -> None:
     assert demo.run("$env:COMPUTERNAME; hostname").output == ["SIMULATED-GUEST"] * 2
 
 
+def test_culture_is_a_windows_servers_en_us(demo: Session) -> None:
+    # the demo imitates an en-US Windows Server; a bare Linux locale would make .NET's culture
+    # invariant ('16 %'). A .NET without ICU stays invariant whatever the environment says.
+    if demo.run("[AppContext]::GetData('System.Globalization.Invariant')").output == [True]:
+        pytest.skip("this .NET runs without ICU (invariant globalization)")
+    assert demo.run("(Get-Culture).Name; '{0:P0}' -f 0.16").output == ["en-US", "16%"]
+
+
 def test_runbook_files_are_on_the_demo_c_drive(demo: Session) -> None:
     result = demo.run(
         "Compress-Archive -Path C:\\Windows\\Logs\\CBS, C:\\Windows\\Logs\\DISM "

@@ -92,7 +92,8 @@ DOUBLES = ("[math]::Round(2.5); 1/3; 1e15; 1e14; 1e-5; 0.1 + 0.2; 150.0; -0.0; [
 
 def test_doubles_are_printed_as_powershell_prints_them(demo: Session) -> None:
     result = demo.run(DOUBLES)
-    ours = display.render_text_output(result.output)["text/plain"].splitlines()
+    ours = display.render_text_output(result.output, ps_version=demo.ps_version)[
+        "text/plain"].splitlines()
     theirs = demo.run(f"& {{ {DOUBLES} }} | Out-String -Stream").output
     assert ours == theirs
     assert ours[0] == "2"

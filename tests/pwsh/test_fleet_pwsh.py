@@ -82,6 +82,47 @@ def test_failure_and_timeout_in_real_powershell_keep_the_other_targets_output(
     assert not pwsh_sessions["p1"].closed  # adopted sessions are not the fleet's to close
 
 
+class _Sink:
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    def show(self, bundle: dict[str, str]) -> None:
+        self.shown.append(bundle["text/plain"])
+
+    def clear(self) -> None:
+        self.shown.append("")
+
+
+def test_real_write_progress_shows_under_the_bar_over_targets_labelled_per_target(
+    pwsh_sessions: dict[str, Any],
+) -> None:
+    from hvmagic.fleet_display import FleetLiveDisplay
+
+    for session in pwsh_sessions.values():
+        session.run(RESET)
+    sink = _Sink()
+    live = FleetLiveDisplay(progress_sink=sink, publish_bundle=lambda bundle: None)
+    script = """\
+Write-Progress -Activity "Patching $Tag" -Status 'KB5034441' -PercentComplete 40
+Start-Sleep -Milliseconds 700
+Write-Progress -Activity "Patching $Tag" -Completed
+'patched'
+"""
+    fl = hvmagic.fleet(list(NAMES), sessions=pwsh_sessions, connect=pwsh_connect)
+    result = fl.run(script, {"Tag": "now"}, on_event=live.on_event, on_progress=live.on_progress)
+    live.finish()
+    assert result.ok, result.status.to_string()
+    # the record as PowerShell sent it is what each target's labelled line shows
+    record = result["p1"].result.progress[0]
+    assert (record.activity, record.status_description, record.percent_complete) == (
+        "Patching now", "KB5034441", 40)
+    together = [text for text in sink.shown
+                if all(f"[{name}] Patching now: KB5034441" in text for name in NAMES)]
+    assert together, sink.shown
+    assert together[0].splitlines()[0].startswith("Fleet: 0 of 3 target(s) done, 3 running")
+    assert sink.shown[-1] == ""  # the display leaves when the run ends
+
+
 def test_interrupt_stops_every_real_pipeline(pwsh_sessions: dict[str, Any]) -> None:
     for session in pwsh_sessions.values():
         session.run(f"{RESET}; $slow = $true")
