@@ -3,9 +3,9 @@ calculated columns, checked against the headers and script blocks of PowerShell'
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import math
 import pytest
 
 from hvmagic.clixml.values import PSEnum, PSVersion
