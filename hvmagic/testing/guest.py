@@ -1421,7 +1421,6 @@ class FakeGuest:
         self.boot_time = (
             _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
         ).replace(microsecond=0)
-        self.state.pop("pending_reboot", None)
 
     def schedule_reboot(self, delay: float = 0.2, seconds: float | None = None) -> None:
         """Reboot after ``delay`` seconds (``Restart-Computer`` returns before the drop)."""
