@@ -1,4 +1,4 @@
-"""File-copy throughput against the simulated guest, beside the raw loopback socket, in one run.
+"""File-copy throughput against FakeGuest and real PowerShell, beside the raw loopback socket.
 
 Run: ``PYTHONPATH=. python bench/bench_copy.py [--mb 32] [--repeat 3]``
 
@@ -13,7 +13,7 @@ Measures, on this machine and in this process:
    written to a temporary directory), for a few chunk sizes, SHA-256 verified on both ends.
 
 Each figure is the median of ``--repeat`` runs; ratios are against the raw loopback figure.
-The simulated guest is Python (psrpcore) on the same two cores as the client, so the copy
+FakeGuest is Python (psrpcore) on the same two cores as the client, so its copy
 figures are a floor for a real guest, not a prediction.
 
 **Real PowerShell** (``--pwsh-mb``, default 256; found as ``$HVMAGIC_PWSH``, else
@@ -325,12 +325,12 @@ def simulated(args: argparse.Namespace, size: int) -> None:
         with guest.connect() as session:
             for chunk in (256 << 10, 1 << 20, 4 << 20):
                 label = f"{chunk >> 10} KiB chunks"
-                rows.append((f"copy_to   (sim guest, {label})", median_rate(
+                rows.append((f"copy_to   (FakeGuest, {label})", median_rate(
                     size, args.repeat,
                     lambda c=chunk: copy_to(session, source, "C:\\Bench\\payload.bin",
                                             overwrite=True, chunk_size=c))))
                 target = Path(workdir) / "back.bin"
-                rows.append((f"copy_from (sim guest, {label})", median_rate(
+                rows.append((f"copy_from (FakeGuest, {label})", median_rate(
                     size, args.repeat,
                     lambda c=chunk, t=target: copy_from(session, "C:\\Bench\\payload.bin", t,
                                                         overwrite=True, chunk_size=c))))

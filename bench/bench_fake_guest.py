@@ -1,16 +1,17 @@
-"""How fast the simulated guest serves bulk output (server side only), beside psrpcore's writer.
+"""How fast FakeGuest (the test guest) serves bulk output, server side only.
 
 Run: ``PYTHONPATH=. python bench/bench_fake_guest.py [-n 20000]``
 
-A raw OutOfProc client opens a pool and runs ``Get-Service`` against
-``FakeGuest(service_count=N)``; it only splits lines and counts ``Data`` packets until the
-pipeline's CloseAck, so the client's decoding never counts. Timed in one run:
+A raw OutOfProc client opens a pool and runs a handler that returns N service-like objects; it
+only splits lines and counts ``Data`` packets until the pipeline's state message, so the
+client's decoding never counts. Timed in one run:
 
-1. first run: every service serialized by the guest's direct CLIXML writer
-   (:mod:`hvmagic.testing.fastwire`);
-2. second run: the cached serialized objects re-sent (what repeated notebook runs cost);
-3. the same objects through psrpcore's serializer (``serialize`` + ``ElementTree.tostring``),
-   which the guest used before the direct writer existed.
+1. plain ``dict`` rows: each object converted and serialized by psrpcore on every run (what a
+   test handler returning dicts costs);
+2. pre-serialized rows (:mod:`hvmagic.testing.fleet_guests`: each object serialized once and
+   re-sent as is, what ``bench/bench_fleet.py``'s simulated targets use);
+3. the same objects through psrpcore's serializer alone (``serialize`` +
+   ``ElementTree.tostring``, no I/O).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from hvmagic.psrp.outofproc import (
     data_packet,
 )
 from hvmagic.testing import FakeGuest
+from hvmagic.testing.fleet_guests import _Row
+from hvmagic.testing.guest import to_ps_value
 
 
 class RawClient:
@@ -90,35 +93,48 @@ class RawClient:
         return lines
 
 
+def _rows(n: int) -> list[dict[str, object]]:
+    return [
+        {"PSTypeName": "System.ServiceProcess.ServiceController", "Status": "Running",
+         "Name": f"service{i:05d}", "DisplayName": f"Benchmark service number {i}",
+         "StartType": "Automatic", "CanStop": i % 3 != 0}
+        for i in range(n)
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000)
     args = parser.parse_args()
-    with FakeGuest(service_count=args.n) as guest:
-        assert guest.demo is not None
+    n = args.n
+    rows = _rows(n)
+    cached = [_Row(row) for row in rows]
+    with FakeGuest() as guest:
+        guest.add_handler("Get-Plain", lambda ctx: ctx.output_many(rows))
+        guest.add_handler("Get-Cached", lambda ctx: ctx.output_many(cached))
         client = RawClient(guest)
         client.open()
+        client.run_counting("Get-Cached")  # serializes each cached row once (not timed)
         started = time.perf_counter()
-        lines = client.run_counting("Get-Service")
-        first = time.perf_counter() - started
+        lines = client.run_counting("Get-Plain")
+        plain = time.perf_counter() - started
         started = time.perf_counter()
-        client.run_counting("Get-Service")
-        second = time.perf_counter() - started
-        cipher = psrpcore.PSRemotingCrypto()
-        started = time.perf_counter()
-        for service in guest.demo.services:
-            ElementTree.tostring(serialize(service.to_psrp(), cipher), encoding="utf-8")
-        reference = time.perf_counter() - started
-    n = args.n
-    print(f"N = {n} Get-Service objects, {lines} Data lines")
-    rows = [
-        ("guest, direct writer (first run)", n / first),
-        ("guest, cached objects (second run)", n / second),
+        client.run_counting("Get-Cached")
+        again = time.perf_counter() - started
+    cipher = psrpcore.PSRemotingCrypto()
+    started = time.perf_counter()
+    for row in rows:
+        ElementTree.tostring(serialize(to_ps_value(row), cipher), encoding="utf-8")
+    reference = time.perf_counter() - started
+    print(f"N = {n} objects, {lines} Data lines")
+    results = [
+        ("guest, dict rows (psrpcore per object)", n / plain),
+        ("guest, pre-serialized rows", n / again),
         ("psrpcore serialize alone (no I/O)", n / reference),
     ]
-    base = rows[-1][1]
-    for name, rate in rows:
-        print(f"{name:38s} {rate:10.0f} objects/s  {rate / base:6.1f}x psrpcore")
+    base = results[-1][1]
+    for name, rate in results:
+        print(f"{name:40s} {rate:10.0f} objects/s  {rate / base:6.1f}x psrpcore")
     return 0
 
 

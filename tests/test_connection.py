@@ -32,7 +32,7 @@ from hvmagic.testing import FakeGuest, HandlerContext
 
 @pytest.fixture
 def guest() -> Iterator[FakeGuest]:
-    fake = FakeGuest(demo=False)
+    fake = FakeGuest()
 
     @fake.handle("whoami")
     def whoami(ctx: HandlerContext) -> None:

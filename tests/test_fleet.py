@@ -33,7 +33,7 @@ class Guests:
         self.release = threading.Event()  # frees stalled guests at teardown
 
     def add(self, name: str, handler: Any) -> FakeGuest:
-        guest = FakeGuest(demo=False)
+        guest = FakeGuest()
         guest.add_handler(SCRIPT, handler)
         self.guests[name] = guest
         return guest
@@ -372,7 +372,7 @@ def test_dask_fleet_runs_each_target_on_its_hosts_worker_and_survives_a_lost_wor
 
     for name, handler in (("web1", where), ("web2", where), ("db1", failing), ("db2", where),
                           ("app1", held)):
-        guest = FakeGuest(demo=False)
+        guest = FakeGuest()
         guest.add_handler(SCRIPT, handler)
         DASK_GUESTS[name] = guest
 
@@ -495,7 +495,7 @@ def test_dask_interrupt_stops_the_pipelines_on_the_workers(
         ctx.sleep(30)
 
     for name in ("web1", "db1"):
-        guest = FakeGuest(demo=False)
+        guest = FakeGuest()
         guest.add_handler(SCRIPT, long)
         guest.add_handler("Get-Quick", lambda ctx: [2])
         DASK_GUESTS[name] = guest

@@ -33,7 +33,7 @@ def test_lazy_run_leaves_outputs_on_the_workers_and_frames_them_there(
 ) -> None:
     client, _cluster = dask_cluster
     for name, handler in (("web1", _rows), ("db1", _rows), ("app1", _other)):
-        guest = FakeGuest(demo=False)
+        guest = FakeGuest()
         guest.state["name"] = name
         guest.add_handler(SCRIPT, handler)
         DASK_GUESTS[name] = guest

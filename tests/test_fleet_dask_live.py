@@ -33,7 +33,7 @@ def test_records_reach_the_notebook_while_the_target_still_runs_on_its_worker(
         ctx.guest.state["live"] = seen_first.wait(15)
         ctx.output({"I": 1})
 
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
     guest.add_handler(SCRIPT, waits_for_the_notebook)
     DASK_GUESTS["web1"] = guest
     events: list[tuple[str, str, Any]] = []
@@ -73,7 +73,7 @@ def test_a_chatty_guest_is_bounded_on_the_live_path_and_nothing_is_lost(
         ctx.sleep(1.0)  # the live batches arrive while the target still runs
         ctx.output("end")
 
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
     guest.add_handler(SCRIPT, chatty)
     DASK_GUESTS["db1"] = guest
     arrived: list[str] = []

@@ -55,7 +55,7 @@ def guests() -> Iterator[dict[str, FakeGuest]]:
 
 
 def _guest(made: dict[str, FakeGuest], name: str, handler: Any) -> None:
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
     guest.add_handler(SCRIPT, handler)
     made[name] = guest
 

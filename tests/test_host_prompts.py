@@ -134,7 +134,7 @@ def test_vmconnect_password_box_is_hvmagics_own(ip: InteractiveShell,
 
 def test_guest_prompts_over_the_protocol_name_the_vm() -> None:
     rec = Recorder()
-    with FakeGuest(demo=False) as guest:
+    with FakeGuest() as guest:
         @guest.handle("ask")
         def ask(ctx: HandlerContext) -> None:
             ctx.output(ctx.read_host("Password for administrator"))

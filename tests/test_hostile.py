@@ -40,7 +40,7 @@ Attack = Callable[[HandlerContext], None]
 
 @pytest.fixture(scope="module")
 def guest() -> Iterator[FakeGuest]:
-    fake = FakeGuest(demo=False)
+    fake = FakeGuest()
 
     @fake.handle("attack")
     def attack(ctx: HandlerContext) -> None:

@@ -141,7 +141,8 @@ def test_redaction_walks_shared_objects_once_and_finds_secrets_behind_cycles() -
 
 @pytest.fixture(scope="module")
 def guest() -> Iterator[FakeGuest]:
-    fake = FakeGuest(demo=False)
+    fake = FakeGuest()
+    fake.state["rows sent"] = threading.Event()
 
     @fake.handle(r"^hostile (\w+)$", regex=True)
     def hostile(ctx: HandlerContext) -> None:
@@ -154,6 +155,7 @@ def guest() -> Iterator[FakeGuest]:
     def rows_then(ctx: HandlerContext) -> None:
         assert ctx.match is not None
         ctx.output_many({"N": n} for n in range(20))
+        ctx.guest.state["rows sent"].set()
         how = ctx.match.group(1)
         if how == "die":
             ctx._connection.kill()
@@ -215,14 +217,25 @@ def test_failed_cells_bind_what_arrived(ip: InteractiveShell, how: str) -> None:
     assert "partial result" in captured.stdout
 
 
-def test_ctrl_c_binds_what_arrived_and_says_it_is_partial(ip: InteractiveShell) -> None:
+def test_ctrl_c_binds_what_arrived_and_says_it_is_partial(
+    ip: InteractiveShell, guest: FakeGuest
+) -> None:
     # was: nothing shown and `rows` not bound after an interrupt
-    timer = threading.Timer(1.5, _thread.interrupt_main)
-    timer.start()
+    sent: threading.Event = guest.state["rows sent"]
+    sent.clear()
+    done = threading.Event()
+
+    def interrupt_once_the_rows_are_out() -> None:
+        if sent.wait(10):
+            time.sleep(0.3)  # the rows reach the client; the guest sleeps in its handler
+            if not done.is_set():
+                _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_once_the_rows_are_out, daemon=True).start()
     try:
         result, captured, elapsed = run_cell(ip, "%%vmps vm -o rows\nrows then wait")
     finally:
-        timer.cancel()
+        done.set()
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     assert elapsed < 10
     assert ip.user_ns["rows"]["N"].tolist() == list(range(20))

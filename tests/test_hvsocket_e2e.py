@@ -148,7 +148,7 @@ class FakeVmicvmsession:
 
 @pytest.fixture
 def guest() -> Iterator[Any]:
-    fake = testing.FakeGuest(demo=False)
+    fake = testing.FakeGuest()
 
     @fake.handle("Get-DirectInfo")
     def direct_info(ctx: Any) -> list[dict[str, Any]]:

@@ -510,7 +510,7 @@ def test_timeout_whose_stop_is_ignored_reports_a_broken_session(
             self.inner.close()
 
     monkeypatch.setattr(hvsession, "STOP_TIMEOUT", 0.3)
-    with FakeGuest(demo=False) as guest:
+    with FakeGuest() as guest:
         @guest.handle("Stubborn")
         def stubborn(ctx: Any) -> None:
             time.sleep(1)
@@ -753,7 +753,7 @@ def test_notebook_host_ui_answers_guest_prompts_over_the_real_protocol() -> None
         asked.append("secret:" + prompt)
         return "s3cret"
 
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
 
     @guest.handle("Ask-Things")
     def ask(ctx: Any) -> None:
@@ -837,7 +837,7 @@ def test_vmcopy_round_trip_with_the_simulated_guest(ip: InteractiveShell, tmp_pa
     (tmp_path / "b.log").write_text("beta")
     back = tmp_path / "back"
     back.mkdir()
-    with FakeGuest(demo=False) as guest:
+    with FakeGuest() as guest:
         ip.user_ns["guest_session"] = guest.connect()
         with capture_output() as captured:
             ip.run_line_magic("vmconnect", "web01 --session guest_session")
@@ -863,7 +863,7 @@ def test_vmcopy_round_trip_with_the_simulated_guest(ip: InteractiveShell, tmp_pa
 def test_timeout_and_terminal_rendering_with_the_simulated_guest(ip: InteractiveShell) -> None:
     from hvmagic.testing import FakeGuest
 
-    with FakeGuest(demo=False) as guest:
+    with FakeGuest() as guest:
 
         @guest.handle("Start-LongSleep")
         def long_sleep(ctx: Any) -> None:
@@ -903,41 +903,6 @@ def test_format_table_output_shows_the_hint(ip: InteractiveShell, session: FakeS
     assert [o.data["text/plain"] for o in captured.outputs] == [
         hvmagics.hvdisplay.FORMAT_OUTPUT_NOTICE]
     assert len(ip.user_ns["layout"]) == 2
-
-
-def test_record_then_replay_shows_identical_output(ip: InteractiveShell, tmp_path: Any) -> None:
-    recording = tmp_path / "triage.hvrec.json"
-    cells = [
-        "%%vmps -o svc\nGet-Service | Where-Object { $_.Name -like 'vm*' }\n",
-        "%%vmps\nWrite-Warning 'disk low'\nWrite-Verbose 'details' -Verbose\n"
-        "Write-Host 'hi'\n'text out'\n",
-        "%%vmps\nWrite-Error 'boom'\n",
-    ]
-
-    def run_all() -> list[Any]:
-        seen = []
-        for cell in cells:
-            result, captured = run_cell(ip, cell)
-            seen.append(([o.data for o in captured.outputs], repr(result.error_in_exec)))
-        return seen
-
-    with capture_output() as captured:
-        ip.run_line_magic("vmconnect", f"demo --via sim --record {recording}")
-    assert f"(recording to {recording})" in captured.stdout
-    live = run_all()
-    with capture_output():
-        ip.run_line_magic("vmclose", "")
-    with capture_output() as captured:
-        ip.run_line_magic("vmconnect", f"--replay {recording}")
-    assert captured.stdout.startswith("Connected 'triage' via replay: replay of triage.hvrec.json")
-    replayed = run_all()
-    assert replayed == live
-    assert "vmicheartbeat" in live[0][0][0]["text/html"]
-    assert [d["text/plain"] for d in live[1][0]] == [
-        "WARNING: disk low", "VERBOSE: details", "hi", "text out"]
-    assert live[2][1].startswith("PowerShellError(")
-    with capture_output():
-        ip.run_line_magic("vmclose", "--all")
 
 
 def test_a_braced_python_name_gets_a_hint_about_with(

@@ -46,7 +46,7 @@ get_ipython().kernel.getpass = lambda prompt="", stream=None: os.environ["HVMAGI
 from hvmagic.testing import FakeGuest
 from psrpcore.types import PSCustomObject
 
-guest = FakeGuest(demo=False)
+guest = FakeGuest()
 
 @guest.handle("Invoke-Streams")
 def streams(ctx):
@@ -392,7 +392,7 @@ def test_usage_error_is_one_line(executed: Executed) -> None:
 def test_password_prompt_is_a_masked_frontend_input(executed: Executed) -> None:
     assert executed.stdin_requests == [
         {"prompt": "%vmconnect typed: Password for administrator: ", "password": True}]
-    assert executed.typed_connect_output.startswith("Connected 'typed' via the built-in simulator")
+    assert executed.typed_connect_output.startswith("Connected 'typed': demo guest 'typed' (")
     assert TYPED_SECRET not in executed.typed_connect_output
 
 
@@ -436,10 +436,16 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
     runbook = nbformat.v4.new_notebook()
     runbook.cells = [
         nbformat.v4.new_markdown_cell("# Guest services triage"),
-        nbformat.v4.new_code_cell("%load_ext hvmagic\n%vmconnect demo --via sim"),
         nbformat.v4.new_code_cell(
-            "%%vmps -o running\n"
-            "Get-Service | Where-Object { $_.Status -eq 'Running' -and $_.Name -like 'vm*' }"),
+            "%load_ext hvmagic\n"
+            "from hvmagic.testing import FakeGuest\n"
+            "guest = FakeGuest()\n"
+            "guest.add_handler('Get-IntegrationService', lambda ctx: [\n"
+            "    {'PSTypeName': 'System.ServiceProcess.ServiceController', 'Status': 'Running',\n"
+            "     'Name': 'vmicheartbeat', 'DisplayName': 'Hyper-V Heartbeat Service'}])\n"
+            "demo_session = guest.connect()\n"
+            "%vmconnect demo --session demo_session"),
+        nbformat.v4.new_code_cell("%%vmps -o running\nGet-IntegrationService"),
         nbformat.v4.new_code_cell("len(running)"),
     ]
     source = tmp_path / "services-triage.ipynb"
@@ -454,7 +460,7 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
     page = (out / "services-triage.html").read_text(encoding="utf-8")
     assert "hvmagic-frame" in page and "vmicheartbeat" in page
     executed = nbformat.read(str(out / "services-triage.ipynb"), as_version=4)
-    assert int(executed.cells[3].outputs[0].data["text/plain"]) > 0
+    assert executed.cells[3].outputs[0].data["text/plain"] == "1"
 
 
 def test_hvmagic_demo_runs_runbooks_in_the_output_folder(tmp_path: Path,

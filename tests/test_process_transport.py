@@ -1,8 +1,9 @@
 """hvmagic.transports.process: a PowerShell server process over stdio.
 
-The real thing is ``pwsh -s``; here the same stdio protocol is served by
-``python -m hvmagic.testing.guest --stdio`` (the simulated guest), and small fake server
-scripts stand in for a server that fails (stderr text, exit code 4000).
+The real thing is ``pwsh -s`` (``tests/pwsh``); here the same stdio protocol is served by
+``python -m hvmagic.testing.guest --stdio`` (FakeGuest with the handlers of
+``tests/_stdio_guest_handlers.py``), and small fake server scripts stand in for a server that
+fails (stderr text, exit code 4000).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from hvmagic.transports.process import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-GUEST_COMMAND = [sys.executable, "-m", "hvmagic.testing.guest", "--stdio"]
+GUEST_COMMAND = [sys.executable, "-m", "hvmagic.testing.guest", "--stdio",
+                 "--handlers", "tests._stdio_guest_handlers"]
 
 
 def _env() -> dict[str, str]:
@@ -47,14 +49,15 @@ def _fake_server(tmp_path: Path, body: str) -> list[str]:
 def test_session_over_the_simulated_guest_process() -> None:
     transport = ProcessTransport(command=GUEST_COMMAND, env=_env())
     with open_session(transport, name="proc", timeout=30) as session:
-        frame = session.run("Get-Service | Select-Object -First 4").frame()
-        assert list(frame.columns) == ["Status", "Name", "DisplayName"]
-        assert len(frame) == 4
-        assert session.run("$n = 6").state == "Completed"
-        assert session.run("$n").output == [6]
+        frame = session.run("Get-Items").frame()
+        assert list(frame.columns) == ["Name", "Size"]
+        assert frame["Size"].tolist() == [0, 10, 20, 30]
+        assert session.run("Save-Value", {"Value": 6}).state == "Completed"
+        assert session.run("Get-SavedValue").output == [6]
         with pytest.raises(RemoteError, match="not recognized"):
             session.run("Invoke-NoSuchThing")
-        assert session.run("$n").output == [6]  # a failed pipeline leaves the session usable
+        # a failed pipeline leaves the session (and its state) usable
+        assert session.run("Get-SavedValue").output == [6]
     assert transport.returncode == 0  # Close(pool) → CloseAck → stdin closed → clean exit
     assert "local PowerShell process" in transport.description
 
@@ -131,11 +134,12 @@ def test_connect_via_process_uses_the_executable(tmp_path: Path) -> None:
     shim = tmp_path / "pwsh-shim"
     shim.write_text(
         f"#!/bin/sh\n# ignores PowerShell's -s -NoLogo -NoProfile, serves the simulated guest\n"
-        f"PYTHONPATH='{REPO}' exec '{sys.executable}' -m hvmagic.testing.guest --stdio\n",
+        f"PYTHONPATH='{REPO}' exec '{sys.executable}' -m hvmagic.testing.guest --stdio "
+        "--handlers tests._stdio_guest_handlers\n",
         encoding="utf-8",
     )
     shim.chmod(0o755)
     with connect("localhost", via="process", executable=str(shim)) as session:
         assert "pwsh-shim" in session.description
-        assert session.run("$v = 'über'").state == "Completed"
-        assert session.run("$v").output == ["über"]
+        assert session.run("Save-Value", {"Value": "über"}).state == "Completed"
+        assert session.run("Get-SavedValue").output == ["über"]

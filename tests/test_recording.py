@@ -25,7 +25,7 @@ SERVICES = "Get-Service | Where-Object Name -like 'vm*'"
 
 
 def _guest() -> FakeGuest:
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
 
     @guest.handle(SERVICES)
     def services(ctx: Any) -> None:

@@ -7,6 +7,7 @@ OutOfProc framing, over a socket pair). The wrapper/parameter tests use a bare p
 
 from __future__ import annotations
 
+import datetime
 import socket
 import threading
 import time
@@ -50,7 +51,7 @@ UNICODE_SAMPLES = [
 
 @pytest.fixture
 def guest() -> Iterator[FakeGuest]:
-    fake = FakeGuest(demo=False)
+    fake = FakeGuest()
     state: dict[str, Any] = {"stopped": threading.Event(), "first": threading.Event()}
     fake.state.update(state)
 
@@ -172,55 +173,68 @@ def test_many_pipelines_in_sequence(session: Session, guest: FakeGuest) -> None:
     assert len(guest.history) == 60
 
 
-def test_connect_sim_runs_the_demo_guest() -> None:
-    with connect("sim") as sess:
-        frame = sess.run("Get-Service | Select-Object -First 3").frame()
-        assert list(frame.columns) == ["Status", "Name", "DisplayName"]
-        assert len(frame) == 3
-        sess.run("$answer = 41")
-        assert sess.run("$answer").output == [41]  # state persists between runs
+def _direct_to(guest: FakeGuest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``connect(..., via="direct")`` reaches ``guest`` instead of a VM over hvsocket: connect()'s
+    own logic (record/replay wrapping, waiting for a reboot) runs unchanged. Returns the VM names
+    it was asked for."""
+    asked: list[str] = []
+
+    def connect_vm(vm: str, **kwargs: Any) -> Any:
+        asked.append(vm)
+        return guest.transport()
+
+    monkeypatch.setattr("hvmagic.transports.hvsocket.connect_vm", connect_vm)
+    return asked
+
+
+DIRECT = {"via": "direct", "username": "admin", "password": "pw"}
 
 
 def test_connect_argument_errors() -> None:
     with pytest.raises(ValueError, match="via must be one of"):
         connect("vm01", via="carrier-pigeon")
     with pytest.raises(ValueError, match="not both"):
-        connect("sim", record="a.json", replay="b.json")
+        connect("vm01", record="a.json", replay="b.json")
     with pytest.raises(ValueError, match="needs replay=FILE"):
-        connect("sim", via="replay")
+        connect("vm01", via="replay")
 
 
-def test_connect_records_and_replays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connect_records_and_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guest: FakeGuest
+) -> None:
     from hvmagic.recording import RecordingSession, ReplaySession
 
     monkeypatch.delenv("HVMAGIC_RECORD", raising=False)
     monkeypatch.delenv("HVMAGIC_REPLAY", raising=False)
+    asked = _direct_to(guest, monkeypatch)
     path = tmp_path / "demo.hvrec.json"
-    script = "Get-Service | Select-Object -First 2"
-    with connect("sim", record=path) as live:
+    with connect("vm01", record=path, **DIRECT) as live:
         assert isinstance(live, RecordingSession)
-        recorded = live.run(script).output
-    with connect("sim", replay=path) as replayed:
+        recorded = live.run("echo-params", {"Limit": 2}).output
+    with connect("vm01", replay=path) as replayed:
         assert isinstance(replayed, ReplaySession)
-        again = replayed.run(script).output
-    assert [o["Name"] for o in again] == [o["Name"] for o in recorded]
-    assert len(again) == 2
+        again = replayed.run("echo-params", {"Limit": 2}).output
+    assert [(o["Name"], o["Value"]) for o in again] == [
+        (o["Name"], o["Value"]) for o in recorded
+    ] == [("Limit", 2)]
+    assert asked == ["vm01"]  # the replay reached no guest
     # the environment-variable mode: one file per target in a directory
     monkeypatch.setenv("HVMAGIC_RECORD", str(tmp_path / "rec"))
     (tmp_path / "rec").mkdir()
-    with connect("sim") as live:
-        live.run("$x = 1")
-    with connect("sim") as live:  # a reconnect (after a reboot, say) gets its own file
-        live.run("$x = 2")
-    assert (tmp_path / "rec" / "sim.hvrec.json").is_file()
-    assert (tmp_path / "rec" / "sim-2.hvrec.json").is_file()
+    with connect("vm01", **DIRECT) as live:
+        assert live.run("emit 1").output == [0]
+    with connect("vm01", **DIRECT) as live:  # a reconnect (after a reboot, say) gets its own file
+        assert live.run("emit 2").output == [0, 1]
+    assert (tmp_path / "rec" / "vm01.hvrec.json").is_file()
+    assert (tmp_path / "rec" / "vm01-2.hvrec.json").is_file()
     monkeypatch.delenv("HVMAGIC_RECORD")
     monkeypatch.setenv("HVMAGIC_REPLAY", str(tmp_path / "rec"))
-    with connect("sim") as replayed:
+    with connect("vm01", **DIRECT) as replayed:
         assert isinstance(replayed, ReplaySession)
-        assert replayed.run("$x = 1").state == "Completed"
-    with connect("sim") as replayed:  # served in the order the sessions were recorded
-        assert replayed.run("$x = 2").state == "Completed"
+        assert replayed.run("emit 1").output == [0]
+    with connect("vm01", **DIRECT) as replayed:  # served in the order the sessions were recorded
+        assert replayed.run("emit 2").output == [0, 1]
+    assert asked == ["vm01"] * 3
 
 
 def test_connect_auto_names_the_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -818,28 +832,30 @@ def test_connect_direct_needs_a_user_name() -> None:
         connect("vm01", via="direct")
 
 
-def test_connect_wait_reconnects_after_a_simulated_reboot() -> None:
-    from hvmagic.connection import last_boot_time
-    from hvmagic.testing import FakeGuest
+def test_connect_wait_reconnects_after_a_simulated_reboot(
+    guest: FakeGuest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hvmagic.connection import LAST_BOOT_SCRIPT, last_boot_time
 
-    guest = FakeGuest.shared("reboot-wait")
-    try:
-        guest.reboot_seconds = 1.0
-        first = hvmagic.connect("reboot-wait", via="sim")
-        boot = last_boot_time(first)
-        first.run("Restart-Computer -Force")  # returns before the guest goes down
-        first.close()
-        started = time.monotonic()
-        second = hvmagic.connect("reboot-wait", via="sim", wait=30, booted_after=boot)
-        assert time.monotonic() - started < 10
-        assert guest.boot_count >= 1
-        assert last_boot_time(second) > boot
-        second.close()
-        with pytest.raises(TransportError, match="rebooting"):
-            guest.reboot(5)
-            hvmagic.connect("reboot-wait", via="sim")  # no wait: refused at once
-    finally:
-        FakeGuest.close_shared("reboot-wait")
+    _direct_to(guest, monkeypatch)
+    guest.boot_time -= datetime.timedelta(hours=1)  # up for a while, so a reboot is later
+    guest.reboot_seconds = 0.3
+    guest.add_handler(LAST_BOOT_SCRIPT, lambda ctx: ctx.guest.boot_time)
+    # Restart-Computer returns before the guest goes down
+    guest.add_handler("Restart-Computer -Force", lambda ctx: ctx.guest.schedule_reboot(0.1))
+    first = hvmagic.connect("reboot-wait", **DIRECT)
+    boot = last_boot_time(first)
+    first.run("Restart-Computer -Force")
+    first.close()
+    started = time.monotonic()
+    second = hvmagic.connect("reboot-wait", wait=30, booted_after=boot, **DIRECT)
+    assert time.monotonic() - started < 10
+    assert guest.boot_count == 2
+    assert last_boot_time(second) > boot
+    second.close()
+    guest.reboot(5)
+    with pytest.raises(TransportError, match="rebooting"):
+        hvmagic.connect("reboot-wait", **DIRECT)  # no wait: refused at once
 
 
 def test_wait_never_retries_rejected_credentials() -> None:

@@ -28,7 +28,7 @@ GRACE = 1.0
 @pytest.fixture
 def hung() -> Iterator[tuple[FakeGuest, threading.Event]]:
     release = threading.Event()
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
 
     @guest.handle("hang")
     def hang(ctx: HandlerContext) -> None:

@@ -353,16 +353,14 @@ def test_private_data_version_is_read_defensively(private_data: object,
 
 def test_a_windows_powershell_guest_gets_the_51_views() -> None:
     from hvmagic.testing import FakeGuest
-    from hvmagic.testing.demo import DemoObject
     from hvmagic.testing.guest import PS_VERSION_TABLE
 
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
 
     @guest.handle("procs")
     def procs(ctx: Any) -> None:
-        ctx.output(DemoObject(["System.Diagnostics.Process", "System.Object"],
-                              {"Handles": 5, "NPM": 1024, "PM": 2048, "WS": 4096, "Id": 1,
-                               "ProcessName": "x"}))
+        ctx.output({"PSTypeName": "System.Diagnostics.Process", "Handles": 5, "NPM": 1024,
+                    "PM": 2048, "WS": 4096, "Id": 1, "ProcessName": "x"})
 
     with guest, guest.connect() as session:
         assert session.ps_version == PSVersion.parse(PS_VERSION_TABLE["PSVersion"])

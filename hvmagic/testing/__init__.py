@@ -1,7 +1,9 @@
-"""Test peers for hvmagic: :class:`FakeGuest`, a simulated Windows guest speaking real PSRP.
+"""Test peers for hvmagic: :class:`FakeGuest`, a guest speaking real PSRP whose scripts are
+answered by handlers, for what PowerShell cannot produce on demand (faults, hostile bytes).
 
-See :mod:`hvmagic.testing.guest` (the server), :mod:`hvmagic.testing.demo` (the built-in demo
-command set) and :mod:`hvmagic.testing.filecopy_handlers` (the guest side of ``%vmcopy``).
+See :mod:`hvmagic.testing.guest` (the server) and :mod:`hvmagic.testing.filecopy_handlers` (the
+guest side of ``%vmcopy``). What PowerShell itself does is judged by real PowerShell
+(``tests/pwsh``); the demo guest is real PowerShell too (:mod:`hvmagic.demo`).
 
 Names are loaded lazily so ``python -m hvmagic.testing.guest --stdio`` does not import the
 module twice (which makes Python warn on stderr — noise a ``pwsh -s`` client reads as errors).

@@ -10,13 +10,34 @@ error translation is exercised for real.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hvmagic.filecopy import _ERROR_PREFIX, PARTIAL_SUFFIX, SCRIPTS
+from hvmagic.testing.handler_errors import TerminatingError
 
-if TYPE_CHECKING:
-    from hvmagic.testing.guest import FakeGuest, HandlerContext
+
+class _Guest(Protocol):
+    """What these handlers use of :class:`~hvmagic.testing.FakeGuest` (which installs them, so
+    they name it structurally rather than import it)."""
+
+    def host_path(self, guest_path: str) -> Path: ...
+
+    def guest_path(self, host_path: Path) -> str: ...
+
+    def add_handler(self, pattern: str, function: Callable[[Any], Any], *,
+                    regex: bool = False) -> None: ...
+
+
+class HandlerContext(Protocol):
+    """What these handlers use of :class:`~hvmagic.testing.HandlerContext`."""
+
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+
+    @property
+    def guest(self) -> _Guest: ...
 
 
 def _parameter(ctx: HandlerContext, name: str, default: Any = None) -> Any:
@@ -24,8 +45,6 @@ def _parameter(ctx: HandlerContext, name: str, default: Any = None) -> Any:
 
 
 def _not_found(ctx: HandlerContext, guest_path: str) -> Exception:
-    from hvmagic.testing.guest import TerminatingError
-
     return TerminatingError(
         f"Cannot find path '{guest_path}' because it does not exist.",
         category="ObjectNotFound",
@@ -37,8 +56,6 @@ def _not_found(ctx: HandlerContext, guest_path: str) -> Exception:
 
 
 def _throw(text: str) -> Exception:
-    from hvmagic.testing.guest import TerminatingError
-
     return TerminatingError(
         text,
         category="OperationStopped",
@@ -181,7 +198,7 @@ HANDLERS = {
 }
 
 
-def install(guest: FakeGuest) -> None:
+def install(guest: _Guest) -> None:
     """Register the copy scripts on ``guest`` (exact matches, before any test handler)."""
     for operation, function in HANDLERS.items():
         guest.add_handler(SCRIPTS[operation], function)

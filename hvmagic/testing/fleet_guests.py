@@ -53,7 +53,7 @@ def guest_for(name: str, objects: int = 500, work: float = 0.0) -> FakeGuest:
     with _LOCK:
         guest = _GUESTS.get(name)
         if guest is None:
-            guest = FakeGuest(demo=False)
+            guest = FakeGuest()
             guest.add_handler(SCRIPT, _items)
             guest.add_handler(PING, lambda ctx: [1])
             _GUESTS[name] = guest

@@ -1,6 +1,6 @@
-"""The simulated guest: a PSRP server on psrpcore's server classes, speaking OutOfProc.
+"""FakeGuest, the test peer: a PSRP server on psrpcore's server classes, speaking OutOfProc.
 
-:class:`FakeGuest` is what ``hvmagic.connect(via="sim")`` and the test-suite talk to. It is a
+:class:`FakeGuest` is the test-suite's guest for faults and protocol checks. It is a
 real protocol peer, not a mock of hvmagic's client: every connection runs psrpcore's
 ``ServerRunspacePool``/``ServerPipeline`` behind the OutOfProc framing of
 ``psdirect-protocol.md`` §3, with the server-side rules PowerShell's mediator follows:
@@ -11,14 +11,16 @@ real protocol peer, not a mock of hvmagic's client: every connection runs psrpco
 * one server thread per connection, one worker thread per running pipeline, so a ``Signal``
   or a host-call response is processed while a handler runs.
 
-Scripts are answered by *handlers*: ``guest.handle(pattern)`` registers a function that gets a
-:class:`HandlerContext`. Without a matching handler the built-in demo set
-(:mod:`hvmagic.testing.demo`) interprets the script; anything else fails like PowerShell does
-for an unknown command.
+Scripts are answered by *handlers* only: ``guest.handle(pattern)`` registers a function that
+gets a :class:`HandlerContext`. A script no handler matches fails like PowerShell does for an
+unknown command (``CommandNotFoundException``). FakeGuest imitates no PowerShell language: what
+PowerShell does is judged by real PowerShell (``tests/pwsh``, and the demo guest in
+:mod:`hvmagic.demo`); FakeGuest is for what PowerShell cannot produce on demand — a killed,
+stalled or rebooting guest, hostile bytes, protocol faults.
 
 Handlers::
 
-    guest = FakeGuest(demo=False)
+    guest = FakeGuest()
 
     @guest.handle("Get-Widget")                      # exact text, else substring
     def widgets(ctx):
@@ -41,12 +43,12 @@ any ``$Host.UI`` method. A handler that raises (or calls ``ctx.fail``) ends the 
 Pipelines queue for the pool's runspaces (sessions ask for one), so a second pipeline waits
 for the first as in PowerShell. Fault injection: :meth:`FakeGuest.kill_connections` (the
 guest's PowerShell dies mid-pipeline) and :meth:`FakeGuest.reboot` (connections drop; new ones
-are refused until the reboot is over). :meth:`FakeGuest.shared` gives one guest per name for
-runbooks that reboot and reconnect.
+are refused until the reboot is over).
 
 Run ``python -m hvmagic.testing.guest --stdio`` to serve one session on stdin/stdout exactly like
 ``pwsh -s`` (errors on stderr, exit code 4000 after a processing error — 160 on POSIX, which
-keeps only the low 8 bits of an exit status), or ``--tcp HOST:PORT`` to listen on TCP.
+keeps only the low 8 bits of an exit status), or ``--tcp HOST:PORT`` to listen on TCP;
+``--handlers MODULE`` (repeatable) calls ``MODULE.install(guest)`` to add handlers first.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import importlib
 import os
 import re
 import socket
@@ -98,7 +101,7 @@ from psrpcore.types import (
     serialize,
 )
 
-from hvmagic.errors import HvMagicError, ProtocolError, TransportError
+from hvmagic.errors import ProtocolError, TransportError
 from hvmagic.psrp.outofproc import (
     NIL_GUID,
     PacketKind,
@@ -106,7 +109,14 @@ from hvmagic.psrp.outofproc import (
     control_packet,
     data_packet,
 )
+from hvmagic.testing import filecopy_handlers
 from hvmagic.testing.fastwire import clixml_text
+from hvmagic.testing.handler_errors import (
+    GuestUnavailableError,
+    HostCallError,
+    PipelineStoppedError,
+    TerminatingError,
+)
 from hvmagic.transports.base import SocketTransport, Transport
 
 if TYPE_CHECKING:
@@ -146,53 +156,6 @@ def private_version_table() -> PSPrimitiveDictionary:
         else:
             table[key] = PSVersion(str(value))
     return table
-
-
-# --------------------------------------------------------------------------------------------
-# Exceptions a handler may raise (or that ctx methods raise inside a handler)
-# --------------------------------------------------------------------------------------------
-
-
-class TerminatingError(HvMagicError):
-    """Raised by :meth:`HandlerContext.fail`: the pipeline ends ``Failed`` with this record."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        category: str = "NotSpecified",
-        error_id: str | None = None,
-        target: Any = None,
-        exception_type: str = "System.Management.Automation.RuntimeException",
-        command: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.category = category
-        self.error_id = error_id
-        self.target = target
-        self.exception_type = exception_type
-        self.command = command
-
-
-class PipelineStoppedError(HvMagicError):
-    """Raised inside a handler once the client stopped the pipeline (``Signal``).
-
-    PowerShell raises ``PipelineStoppedException`` in the running script the same way; a
-    handler normally lets it propagate.
-    """
-
-
-class HostCallError(HvMagicError):
-    """The client's host answered a host call with an error record (e.g. no interactive UI)."""
-
-    def __init__(self, message: str, record: Any = None) -> None:
-        super().__init__(message)
-        self.record = record
-
-
-class GuestUnavailableError(TransportError):
-    """The simulated guest is rebooting (or was shut down); connections are refused."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,14 +286,8 @@ def to_ps_value(value: Any) -> Any:
     ``dict`` becomes a ``PSCustomObject`` (what ``[pscustomobject]@{...}`` produces, and what a
     DataFrame wants; pass a psrpcore ``PSDict`` for a real hashtable), nested recursively;
     ``float`` a Double, aware ``datetime`` a ``DateTime`` with its offset, ``timedelta`` a
-    ``TimeSpan``; objects with a ``to_psrp()`` method (the demo's objects) convert themselves.
+    ``TimeSpan``.
     """
-    to_psrp = getattr(value, "to_psrp", None)
-    if to_psrp is not None and callable(to_psrp):
-        return to_psrp()
-    member = getattr(value, "member", None)
-    if isinstance(value, int) and member is not None:  # the demo's EnumValue
-        return member
     if isinstance(value, PSObject) or value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, dict):
@@ -984,7 +941,7 @@ class _GuestConnection:
         if type(value) is str:  # bulk text (file chunks, logs): skip the ElementTree round trip
             return b"<S>" + clixml_text(value).encode("utf-8") + b"</S>"
         wire = getattr(value, "wire", None)
-        if wire is not None and callable(wire):  # demo objects cache their serialized form
+        if wire is not None and callable(wire):  # objects that cache their serialized form
             return bytes(wire(self._serialize))
         return self._serialize(to_ps_value(value))
 
@@ -1221,20 +1178,17 @@ def extract_user_script(commands: list[Any]) -> tuple[str, dict[str, Any]]:
 class FakeGuest:
     """A simulated Windows guest speaking PSRP over OutOfProc; see the module docstring.
 
-    ``handlers`` maps patterns to handler functions (same as :meth:`add_handler`); ``demo``
-    adds the built-in demo command set for scripts no handler matches. ``root`` is the
+    ``handlers`` maps patterns to handler functions (same as :meth:`add_handler`); a script
+    none matches fails with PowerShell's ``CommandNotFoundException``. ``root`` is the
     directory the guest's ``C:\\`` drive lives in (a temporary directory by default), used by
-    the file-copy helpers, ``Test-Path`` and ``Get-FileHash``. ``service_count`` makes the
-    demo ``Get-Service`` return that many services (extra ones are labelled synthetic).
+    the file-copy handlers (:mod:`hvmagic.testing.filecopy_handlers`).
     """
 
     def __init__(
         self,
         handlers: dict[str, Handler] | None = None,
         *,
-        demo: bool = True,
         root: str | os.PathLike[str] | None = None,
-        service_count: int | None = None,
         reboot_seconds: float = 2.0,
     ) -> None:
         self._registrations: list[_Registration] = []
@@ -1251,45 +1205,11 @@ class FakeGuest:
         self.boot_time = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
         self.boot_count = 1
         self.reboot_seconds = reboot_seconds
-        self.service_count = service_count
         #: scripts the guest ran, in order (user text, after unwrapping) — for tests
         self.history: list[str] = []
-        self.demo = None
         for pattern, function in (handlers or {}).items():
             self.add_handler(pattern, function)
-        from hvmagic.testing import filecopy_handlers
-
         filecopy_handlers.install(self)
-        if demo:
-            from hvmagic.testing.demo import DemoShell
-
-            self.demo = DemoShell(self)
-
-    # ---- one guest per name, for reconnects -------------------------------------------------
-
-    @classmethod
-    def shared(cls, name: str = "sim") -> FakeGuest:
-        """The process-wide simulated guest called ``name`` (created on first use, demo on).
-
-        Reconnecting to a shared guest reaches the *same* machine: its files, installed
-        features, pending reboot and boot count survive sessions, which is what a runbook
-        that reboots the guest and reconnects needs. Close it with :meth:`close_shared`.
-        """
-        with _SHARED_LOCK:
-            guest = _SHARED.get(name)
-            if guest is None or guest._closed:
-                guest = cls()
-                _SHARED[name] = guest
-            return guest
-
-    @staticmethod
-    def close_shared(name: str | None = None) -> None:
-        """Close the shared guest ``name`` (all of them when ``None``)."""
-        with _SHARED_LOCK:
-            names = list(_SHARED) if name is None else [name]
-            victims = [_SHARED.pop(n) for n in names if n in _SHARED]
-        for guest in victims:
-            guest.close()
 
     # ---- handlers ---------------------------------------------------------------------------
 
@@ -1298,7 +1218,7 @@ class FakeGuest:
 
         Matching, in order: a handler whose pattern equals the (stripped) script exactly; then
         regex handlers (``re.search``, DOTALL) and substring handlers, most recently registered
-        first. The demo set only sees scripts no handler took.
+        first. A script none matches fails like an unknown command.
         """
         compiled = re.compile(pattern, re.DOTALL) if regex else None
         self._registrations.append(_Registration(pattern, function, compiled, not regex))
@@ -1325,8 +1245,6 @@ class FakeGuest:
                     return registration.function, match
             elif registration.pattern and registration.pattern in script:
                 return registration.function, None
-        if self.demo is not None:
-            return self.demo.run, None
         return _unknown_command_handler, None
 
     # ---- file system ------------------------------------------------------------------------
@@ -1503,7 +1421,6 @@ class FakeGuest:
         self.boot_time = (
             _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
         ).replace(microsecond=0)
-        self.state.pop("pending_reboot", None)
 
     def schedule_reboot(self, delay: float = 0.2, seconds: float | None = None) -> None:
         """Reboot after ``delay`` seconds (``Restart-Computer`` returns before the drop)."""
@@ -1542,12 +1459,8 @@ class FakeGuest:
     def __repr__(self) -> str:
         return (
             f"<FakeGuest {COMPUTER_NAME} handlers={len(self._registrations)} "
-            f"demo={self.demo is not None} connections={self.connections}>"
+            f"connections={self.connections}>"
         )
-
-
-_SHARED: dict[str, FakeGuest] = {}
-_SHARED_LOCK = threading.Lock()
 
 
 def unknown_command_error(name: str) -> TerminatingError:
@@ -1590,10 +1503,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="HOST:PORT",
         help="listen on TCP (one session per connection) until interrupted",
     )
-    parser.add_argument("--no-demo", action="store_true", help="without the demo command set")
     parser.add_argument("--root", help="directory holding the guest's C: drive")
+    parser.add_argument(
+        "--handlers",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="import MODULE and call its install(guest) to add handlers (repeatable)",
+    )
     args = parser.parse_args(argv)
-    guest = FakeGuest(demo=not args.no_demo, root=args.root)
+    guest = FakeGuest(root=args.root)
+    for module_name in args.handlers:
+        importlib.import_module(module_name).install(guest)
     try:
         if args.tcp:
             host, _, port = args.tcp.rpartition(":")

@@ -6,13 +6,17 @@ are kept; the replay must give back equal Results and byte-identical display tex
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import hvmagic
 from hvmagic import display
 from hvmagic.clixml.values import ProgressRecord
 from hvmagic.errors import RemoteError
+from tests.pwsh.conftest import AskPwsh
 
 CELLS: list[tuple[str, dict[str, Any] | None]] = [
     ("Get-Item -LiteralPath $PSHOME | Select-Object Name, FullName, Attributes, "
@@ -89,3 +93,58 @@ def test_a_recorded_powershell_session_replays_identically(pwsh: str, tmp_path: 
     assert recorded[2][0].output[0] == 42
     assert recorded[3][0].state == "Failed" and recorded[4][0].state == "Failed"
     assert recorded[1][0].errors and recorded[1][0].host == ["h"]
+
+
+def test_vmconnect_records_then_replays_the_same_cell_outputs(
+    pwsh: str, ask_pwsh: AskPwsh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """%vmconnect --record against a local PowerShell, then --replay: every cell shows the same."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    found = tmp_path / "bin"  # --via process starts the `pwsh` on PATH
+    found.mkdir()
+    (found / "pwsh").symlink_to(pwsh)
+    monkeypatch.setenv("PATH", f"{found}{os.pathsep}{os.environ.get('PATH', '')}")
+    recording = tmp_path / "triage.hvrec.json"
+    cells = [
+        "%%vmps -o home\nGet-Item -LiteralPath $PSHOME | Select-Object Name, Attributes\n",
+        "%%vmps\nWrite-Warning 'disk low'\nWrite-Verbose 'details' -Verbose\n"
+        "Write-Host 'hi'\n'text out'\n",
+        "%%vmps\nWrite-Error 'boom'\n",
+    ]
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("hvmagic")
+
+    def run_all() -> list[Any]:
+        seen = []
+        for cell in cells:
+            with capture_output() as captured:
+                result = shell.run_cell(cell)
+            seen.append(([o.data for o in captured.outputs], repr(result.error_in_exec)))
+        return seen
+
+    try:
+        with capture_output() as captured:
+            shell.run_line_magic("vmconnect", f"judge --via process --record {recording}")
+        assert f"(recording to {recording})" in captured.stdout
+        live = run_all()
+        with capture_output():
+            shell.run_line_magic("vmclose", "")
+        with capture_output() as captured:
+            shell.run_line_magic("vmconnect", f"--replay {recording}")
+        assert captured.stdout.startswith(
+            "Connected 'triage' via replay: replay of triage.hvrec.json"
+        )
+        replayed = run_all()
+    finally:
+        with capture_output():
+            shell.run_line_magic("vmclose", "--all")
+        shell.extension_manager.unload_extension("hvmagic")
+    assert replayed == live
+    # the live run held PowerShell's own answers
+    home = ask_pwsh("(Get-Item -LiteralPath $PSHOME).Name").strip()
+    assert f"<td>{home}</td>" in live[0][0][0]["text/html"]
+    assert [d["text/plain"] for d in live[1][0]] == [
+        "WARNING: disk low", "VERBOSE: details", "hi", "text out"]
+    assert live[2][1].startswith("PowerShellError(")

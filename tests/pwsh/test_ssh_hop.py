@@ -247,7 +247,7 @@ def test_hop_timeout_stops_the_pipeline_in_the_vm(hop: HopSession, tmp_path: Pat
               " Start-Sleep -Milliseconds 50 }")
     started = time.monotonic()
     with pytest.raises(PipelineTimeoutError) as caught:
-        hop.run(script, {"file": str(ticks)}, timeout=3)
+        hop.run(script, {"file": str(ticks)}, timeout=1.5)
     assert time.monotonic() - started < 20
     assert caught.value.result.state == "Stopped"
     count = len(ticks.read_text().split())
@@ -257,13 +257,21 @@ def test_hop_timeout_stops_the_pipeline_in_the_vm(hop: HopSession, tmp_path: Pat
 
 
 def test_hop_stop_from_another_thread(hop: HopSession) -> None:
-    timer = threading.Timer(2.0, hop.stop)
-    timer.start()
+    first, done = threading.Event(), threading.Event()
+
+    def stop_once_running() -> None:
+        if first.wait(30):  # 'first' arrived: the VM's pipeline is in its Start-Sleep
+            time.sleep(0.2)
+            if not done.is_set():
+                hop.stop()
+
+    threading.Thread(target=stop_once_running, daemon=True).start()
     started = time.monotonic()
     try:
-        result = hop.run("'first'; Start-Sleep -Seconds 60; 'never'")
+        result = hop.run("'first'; Start-Sleep -Seconds 60; 'never'",
+                         on_event=lambda stream, record: first.set())
     finally:
-        timer.cancel()
+        done.set()
     assert result.state == "Stopped" and result.output == ["first"]
     assert time.monotonic() - started < 30
 
@@ -274,14 +282,23 @@ def test_hop_ctrl_c_stops_the_vm_pipeline_and_keeps_the_session(
     import _thread
 
     ticks = tmp_path / "ticks"
-    timer = threading.Timer(3.0, _thread.interrupt_main)  # the notebook's interrupt
-    timer.start()
+    done = threading.Event()
+
+    def interrupt_once_ticking() -> None:
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            if ticks.exists() and len(ticks.read_text().split()) >= 5:  # the VM's loop runs
+                _thread.interrupt_main()  # the notebook's interrupt
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=interrupt_once_ticking, daemon=True).start()
     try:
         with pytest.raises(KeyboardInterrupt):
             hop.run("1..600 | ForEach-Object { Add-Content -Path $file -Value $_;"
                     " Start-Sleep -Milliseconds 50 }", {"file": str(ticks)})
     finally:
-        timer.cancel()
+        done.set()
     count = len(ticks.read_text().split())
     time.sleep(1.0)
     assert len(ticks.read_text().split()) == count < 600

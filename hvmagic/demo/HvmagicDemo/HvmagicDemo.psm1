@@ -1,7 +1,7 @@
 # hvmagic's demo guest: real PowerShell answering with SIMULATED Windows data.
 #
-# Every object this module emits is invented (DemoData.json, generated from hvmagic's labelled
-# demo inventory): the computer is SIMULATED-GUEST and Get-ComputerInfo carries a banner saying so.
+# Every object this module emits is invented (DemoData.json, the demo's labelled inventory and
+# its only source): the computer is SIMULATED-GUEST and Get-ComputerInfo carries a banner saying so.
 # The objects are PSCustomObjects whose type names are the Windows ones, so hvmagic's views, the
 # formatting and type data of PowerShell itself (Format-Table, Get-Member, alias properties) and
 # comparisons such as $_.Status -eq 'Running' treat them as the real thing. Enums are real .NET
