@@ -43,9 +43,10 @@ Rules
 * **Guest paths** are PowerShell paths: relative ones follow the session's ``$PWD``;
   joined names use ``/`` below a POSIX path and ``\\`` otherwise.
 
-The guest scripts are genuine PowerShell 5.1 (they run unchanged on a real guest); the
-simulated guest recognizes them and implements the same contract
-(:mod:`hvmagic.testing.filecopy_handlers`).
+The guest scripts are genuine PowerShell 5.1 (they run unchanged on a real guest, and the
+tests run them in real PowerShell); the FakeGuest test peer answers them with handlers
+(:mod:`hvmagic.testing.filecopy_handlers`) only to inject faults PowerShell cannot produce on
+demand (a guest dying mid-copy, hostile chunks).
 """
 
 from __future__ import annotations

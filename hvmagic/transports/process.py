@@ -16,7 +16,7 @@ The process is started the way PowerShell's own ``PowerShellProcessInstance`` do
   stream (``b""``).
 
 ``command`` replaces the whole command line (tests run ``python -m hvmagic.testing.guest
---stdio``, which serves the simulated guest exactly like ``pwsh -s``).
+--stdio``, which serves the FakeGuest test peer exactly like ``pwsh -s``).
 """
 
 from __future__ import annotations
