@@ -30,8 +30,8 @@ UserValue = Callable[[str, str], Any]
 
 
 def target_name(args: Any, via: str) -> str:
-    """The VM ``%vmconnect`` connects to: NAME, else ``demo`` for the demo guest (--via sim), else the
-    recording's name; a :class:`UsageError` when there is none."""
+    """The VM ``%vmconnect`` connects to: NAME, else ``demo`` for the demo guest (``--via
+    sim``), else the recording's name; a :class:`UsageError` when there is none."""
     name = args.name
     if not name and via == "sim":
         name = "demo"
