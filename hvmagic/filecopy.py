@@ -868,3 +868,37 @@ def _receive_file(
         CopyProgress(full, str(target), received, length, done, total, index + 1, count),
     )
     return done
+
+
+class GuestFileCopy:
+    """``copy_to``/``copy_from`` as methods of a session class (live, recording, replay): the
+    copy is PowerShell runs of that session, so each class gets the same two methods here
+    instead of its own copy of them."""
+
+    def copy_to(
+        self: SessionLike,
+        local: str | os.PathLike[str],
+        remote: str,
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
+        """Copy a local file or directory into the guest (see :func:`copy_to`)."""
+        return copy_to(self, local, remote, overwrite=overwrite, recurse=recurse,
+                       chunk_size=chunk_size, on_progress=on_progress)
+
+    def copy_from(
+        self: SessionLike,
+        remote: str,
+        local: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        recurse: bool = False,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        on_progress: Callable[[CopyProgress], None] | None = None,
+    ) -> CopyResult:
+        """Copy a guest file or directory to this machine (see :func:`copy_from`)."""
+        return copy_from(self, remote, local, overwrite=overwrite, recurse=recurse,
+                         chunk_size=chunk_size, on_progress=on_progress)

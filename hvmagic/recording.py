@@ -46,7 +46,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,8 +71,6 @@ from hvmagic.psrp.client import normalise_record
 from hvmagic.secrets import contains_secret, redact
 from hvmagic.sessionlike import (
     RESULT_LISTS,
-    CopyProgress,
-    CopyResult,
     OnEvent,
     Result,
     SessionLike,
@@ -205,7 +203,7 @@ def _normalise_script(script: str) -> str:
 _Self = TypeVar("_Self", bound="_SessionWrapper")
 
 
-class _SessionWrapper(abc.ABC):
+class _SessionWrapper(filecopy.GuestFileCopy, abc.ABC):
     """What recording and replay sessions share: the context manager, and file copies as
     PowerShell runs (:mod:`hvmagic.filecopy`), so copies record and replay like any other run —
     the copy engine is handed this wrapper, not the session inside it."""
@@ -229,34 +227,6 @@ class _SessionWrapper(abc.ABC):
         on_event: OnEvent | None = None,
     ) -> Result:
         """Run (or replay) one script; see :meth:`hvmagic.session.Session.run`."""
-
-    def copy_to(
-        self: SessionLike,
-        local: str | os.PathLike[str],
-        remote: str,
-        *,
-        overwrite: bool = False,
-        recurse: bool = False,
-        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
-        on_progress: Callable[[CopyProgress], None] | None = None,
-    ) -> CopyResult:
-        """Copy into the guest as PowerShell runs of this session (see :mod:`hvmagic.filecopy`)."""
-        return filecopy.copy_to(self, local, remote, overwrite=overwrite, recurse=recurse,
-                                chunk_size=chunk_size, on_progress=on_progress)
-
-    def copy_from(
-        self: SessionLike,
-        remote: str,
-        local: str | os.PathLike[str],
-        *,
-        overwrite: bool = False,
-        recurse: bool = False,
-        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
-        on_progress: Callable[[CopyProgress], None] | None = None,
-    ) -> CopyResult:
-        """Copy from the guest as PowerShell runs of this session (see :mod:`hvmagic.filecopy`)."""
-        return filecopy.copy_from(self, remote, local, overwrite=overwrite, recurse=recurse,
-                                  chunk_size=chunk_size, on_progress=on_progress)
 
 
 class RecordingSession(_SessionWrapper):

@@ -71,7 +71,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
-import os
 import re
 import signal
 import threading
@@ -119,7 +118,7 @@ from hvmagic.psrp.client import (
     PSRPClient,
 )
 from hvmagic.secrets import contains_secret
-from hvmagic.sessionlike import RESULT_LISTS, CopyProgress, CopyResult, OnEvent, Result
+from hvmagic.sessionlike import RESULT_LISTS, OnEvent, Result
 from hvmagic.transports.base import Transport
 
 __all__ = ["RESULT_LISTS", "WRAPPER_SCRIPT", "OnEvent", "Result", "Session", "open_session"]
@@ -256,7 +255,7 @@ def _parse_ps_version(value: Any) -> PSVersion | None:
     return PSVersion(*(int(part) for part in match.groups() if part is not None))
 
 
-class Session:
+class Session(filecopy.GuestFileCopy):
     """One PowerShell session in a guest; create with :func:`hvmagic.connect` or
     :func:`open_session`."""
 
@@ -565,37 +564,8 @@ class Session:
             self._transport.close()
             self._reader.join(timeout=2.0)
             if self._on_close is not None:
-                with contextlib.suppress(Exception):  # cleanup of a simulated guest
+                with contextlib.suppress(Exception):  # the caller's cleanup (a test peer)
                     self._on_close()
-
-    # -- file copy (implemented in hvmagic.filecopy) ---------------------------------------
-    def copy_to(
-        self,
-        local: str | os.PathLike[str],
-        remote: str,
-        *,
-        overwrite: bool = False,
-        recurse: bool = False,
-        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
-        on_progress: Callable[[CopyProgress], None] | None = None,
-    ) -> CopyResult:
-        """Copy a local file or directory into the guest (see :mod:`hvmagic.filecopy`)."""
-        return filecopy.copy_to(self, local, remote, overwrite=overwrite, recurse=recurse,
-                                chunk_size=chunk_size, on_progress=on_progress)
-
-    def copy_from(
-        self,
-        remote: str,
-        local: str | os.PathLike[str],
-        *,
-        overwrite: bool = False,
-        recurse: bool = False,
-        chunk_size: int = filecopy.DEFAULT_CHUNK_SIZE,
-        on_progress: Callable[[CopyProgress], None] | None = None,
-    ) -> CopyResult:
-        """Copy a guest file or directory to this machine (see :mod:`hvmagic.filecopy`)."""
-        return filecopy.copy_from(self, remote, local, overwrite=overwrite, recurse=recurse,
-                                  chunk_size=chunk_size, on_progress=on_progress)
 
     # -- the loop --------------------------------------------------------------------------
     def _check_usable(self) -> None:
