@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from nbclient import NotebookClient
 
 from hvmagic.demo import RECORDINGS
 from hvmagic.nbrun import RunSummary, run_notebook
@@ -26,6 +27,20 @@ BUNDLE = "03-troubleshooting-bundle"
 FLEET = "04-fleet-patch-check"
 #: names PowerShell goes by on PATH (hvmagic.transports.process looks for these)
 POWERSHELL_NAMES = ("pwsh", "pwsh.exe", "powershell", "powershell.exe")
+
+
+def execute_live(notebook: nbformat.NotebookNode, folder: Path, pwsh: str,
+                 timeout: float = 300) -> None:
+    """Execute ``notebook`` in a real kernel against the demo guest on ``pwsh``, cells that
+    fail kept as error outputs (no recording or replay from the caller's environment)."""
+    env = dict(os.environ)
+    for key in ("HVMAGIC_RECORD", "HVMAGIC_REPLAY"):
+        env.pop(key, None)
+    env["HVMAGIC_PWSH"] = pwsh
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute(env=env)
 
 
 def without_powershell() -> dict[str, str | None]:

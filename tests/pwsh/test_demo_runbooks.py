@@ -14,7 +14,6 @@ with its reason, so a change shows.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from hvmagic.demo import RECORDINGS
 from hvmagic.demo.record import drift as recording_drift
@@ -39,6 +37,7 @@ from tests._runbooks import (
     check_bundle,
     check_fleet,
     check_triage,
+    execute_live,
     executed,
     outputs_of,
     replay,
@@ -150,19 +149,7 @@ def run_runbook(name: str, workdir: Path, pwsh: str) -> list[tuple[str, str | No
     folder = workdir / "notebooks"
     shutil.copytree(REPO / "notebooks", folder, ignore=shutil.ignore_patterns("troubleshooting-*"))
     notebook = nbformat.read(folder / name, as_version=4)
-    env = dict(os.environ)
-    for key in ("HVMAGIC_RECORD", "HVMAGIC_REPLAY"):
-        env.pop(key, None)
-    env["HVMAGIC_PWSH"] = pwsh
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    client = NotebookClient(
-        notebook,
-        timeout=300,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(folder)}},
-    )
-    client.execute(env=env)
+    execute_live(notebook, folder, pwsh)
     result = []
     for cell in notebook.cells:
         if cell.cell_type != "code":

@@ -8,16 +8,15 @@ says in a separate PowerShell that loads the demo module without hvmagic in betw
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 
 from hvmagic.demo import MODULE_MANIFEST
+from tests._runbooks import execute_live
 from tests.pwsh.conftest import AskPwsh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,19 +51,7 @@ def run_runbook(
         [fault] = [i for i, c in enumerate(notebook.cells) if "Stop-Service" in c.source]
         notebook.cells.insert(fault + 1, nbformat.v4.new_code_cell(after_setup))
     notebook.cells.append(nbformat.v4.new_code_cell(DUMP_VERDICT))
-    env = dict(os.environ)
-    for key in ("HVMAGIC_RECORD", "HVMAGIC_REPLAY"):
-        env.pop(key, None)
-    env["HVMAGIC_PWSH"] = pwsh
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    client.execute(env=env)
+    execute_live(notebook, workdir, pwsh, timeout=120)
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     errors = [f"{o['ename']}: {o['evalue']}" for o in outputs if o.get("output_type") == "error"]
     printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
