@@ -39,6 +39,7 @@ __all__ = [
     "connect_target",
     "credential_for",
     "credential_kwargs",
+    "host_shell_opener",
     "open_host_shell",
     "run_target",
 ]
@@ -187,6 +188,23 @@ def open_host_shell(
                              if k not in _HOP_ONLY_OPTIONS},
         }
     return (connect or connection.connect)(name, via=via, **options)
+
+
+def host_shell_opener(connect_options: Mapping[str, Any]) -> Callable[[str | None], SessionLike]:
+    """Opens a shell on a host the way a fleet with these ``connect_options`` reaches the
+    host's VMs (its ``via``, host account and ``host_options``): the opener a
+    :class:`HostShellResolver` takes."""
+    options = dict(connect_options)
+
+    def open_host(host: str | None) -> SessionLike:
+        return open_host_shell(
+            host, via=options.get("via"), host_username=options.get("host_username"),
+            host_password=options.get("host_password"),
+            host_credential=options.get("host_credential"),
+            host_options=options.get("host_options"), timeout=options.get("timeout"),
+        )
+
+    return open_host
 
 
 # --------------------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ from hvmagic.fleet_sessions import (
     connect_target,
     credential_for,
     credential_kwargs,
+    host_shell_opener,
     open_host_shell,
     run_target,
 )
@@ -127,6 +128,7 @@ __all__ = [
     "credential_for",
     "credential_kwargs",
     "frame_outcomes",
+    "host_shell_opener",
     "is_glob",
     "open_host_shell",
     "run_target",
@@ -276,19 +278,9 @@ class Fleet:
         resolver = self._resolver
         if resolver is None:
             if self._own_resolver is None:
-                self._own_resolver = HostShellResolver(self._open_host)
+                self._own_resolver = HostShellResolver(host_shell_opener(self._connect_options))
             resolver = self._own_resolver
         return list(resolver(host, pattern, running_only=self.running_only))
-
-    def _open_host(self, host: str | None) -> Any:
-        """A shell on ``host`` reached like its VMs are (the fleet's via/host account/options)."""
-        options = self._connect_options
-        return open_host_shell(
-            host, via=options.get("via"), host_username=options.get("host_username"),
-            host_password=options.get("host_password"),
-            host_credential=options.get("host_credential"),
-            host_options=options.get("host_options"), timeout=options.get("timeout"),
-        )
 
     # -- running ---------------------------------------------------------------------------
     def run(

@@ -186,6 +186,10 @@ class VmMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.sessions = SessionRegistry()
+        # the host shells --host fleet cells resolve VM names in (Get-VM), by how the hosts
+        # are reached: kept across cells like the VMs' sessions, so a cell after the first
+        # costs no new connection to each host
+        self._host_resolvers: dict[str, fleets.HostShellResolver] = {}
         self.cell_mode = PowerShellCellMode()
         self.uninstall_completion: Callable[[], None] = lambda: None
 
@@ -361,6 +365,23 @@ class VmMagics(Magics):
         for entry in self.sessions:
             self.sessions.remove(entry.alias)
             self._close_quietly(entry)
+        resolvers, self._host_resolvers = list(self._host_resolvers.values()), {}
+        for resolver in resolvers:
+            resolver.close()
+
+    def _host_resolver(self, options: Mapping[str, Any]) -> fleets.HostShellResolver:
+        """The kept host shells for hosts reached with these connect options (``--via``,
+        ``--host-user``, ``--host-options``; a password is not part of the key)."""
+        host_options = options.get("host_options") or {}
+        # plain values by value, anything else (a credential object ...) by identity
+        plain = sorted((str(k), v if isinstance(v, (str, int, float, bool)) else id(v))
+                       for k, v in host_options.items())
+        key = repr((options.get("via"), options.get("host_username"), plain))
+        resolver = self._host_resolvers.get(key)
+        if resolver is None:
+            resolver = fleets.HostShellResolver(fleets.host_shell_opener(options))
+            self._host_resolvers[key] = resolver
+        return resolver
 
     # ---------------------------------------------------------------------------- vmps
     @no_var_expand
@@ -518,12 +539,13 @@ class VmMagics(Magics):
         fl = fleet_factory.fleet(
             targets, host=hosts, sessions=adopted, connect=connect, connect_options=options,
             credentials=credentials, throttle=args.throttle or fleets.DEFAULT_THROTTLE,
+            resolver=self._host_resolver(options) if hosts else None,
         )
         try:
             result = runner.run_fleet(fl, script, parameters=parameters, timeout=timeout)
         finally:
             self._keep_fleet_sessions(connected, args.via or "auto")
-            fl.close(keep_sessions=True)  # the host shells go; the VMs' sessions stay
+            fl.close(keep_sessions=True)  # the VMs' sessions and the host shells stay
         if hosts and not len(result):
             raise UsageError(f"no running VM matches {unquote(spec)!r} on "
                              f"{', '.join(hosts)} (Get-VM on each host)")

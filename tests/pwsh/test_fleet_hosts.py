@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import hvmagic
-from hvmagic import fleets
+from hvmagic import fleet_sessions
 from hvmagic.testing.sshd import LocalSSHServer, find_sshd
 from tests.pwsh.conftest import REQUIRE_ENV
 
@@ -68,24 +68,24 @@ def host_options(ssh_server: LocalSSHServer, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def inventories(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, dict[str, Any]]]:
+def inventories(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, dict[str, Any], Any]]:
     """Each host shell the fleet opens (by the shipped opener) gets that host's Get-VM."""
-    opened: list[tuple[str | None, dict[str, Any]]] = []
-    shipped = fleets.open_host_shell
+    opened: list[tuple[str | None, dict[str, Any], Any]] = []
+    shipped = fleet_sessions.open_host_shell
 
     def open_host_shell(host: str | None, **options: Any) -> Any:
         shell = shipped(host, **options)
         shell.run(GET_VM, {"Inventory": INVENTORY[str(host)]})
-        opened.append((host, options))
+        opened.append((host, options, shell))
         return shell
 
-    monkeypatch.setattr(fleets, "open_host_shell", open_host_shell)
+    monkeypatch.setattr(fleet_sessions, "open_host_shell", open_host_shell)
     return opened
 
 
 def test_fleet_resolves_globs_with_get_vm_on_each_host_and_reaches_each_vm_through_it(
     ssh_server: LocalSSHServer, host_options: dict[str, Any],
-    inventories: list[tuple[str | None, dict[str, Any]]],
+    inventories: list[tuple[str | None, dict[str, Any], Any]],
 ) -> None:
     connect_options = {"via": "ssh", "host_username": ssh_server.user,
                        "host_options": host_options, "timeout": 120}
@@ -94,9 +94,9 @@ def test_fleet_resolves_globs_with_get_vm_on_each_host_and_reaches_each_vm_throu
         result = fl.run(SCRIPT, {"Greeting": "patched"})
         sessions = [fl._pool.peek(t) for t in fl.targets]
     # the host shells were reached over SSH by the host's name, as the fleet's account
-    assert [host for host, _ in inventories] == ["hv01", "hv02"]
+    assert [host for host, _, _ in inventories] == ["hv01", "hv02"]
     assert all(o["via"] == "ssh" and o["host_username"] == ssh_server.user
-               for _, o in inventories)
+               for _, o, _ in inventories)
     assert result.ok, result.status.to_string()
     frame = result.frame()
     assert list(zip(frame["VMName"], frame["HostName"], strict=True)) == [
@@ -112,7 +112,7 @@ def test_fleet_resolves_globs_with_get_vm_on_each_host_and_reaches_each_vm_throu
 
 def test_vmps_host_cell_resolves_on_each_host_and_keeps_the_sessions_for_the_next_cell(
     ssh_server: LocalSSHServer, host_options: dict[str, Any],
-    inventories: list[tuple[str | None, dict[str, Any]]],
+    inventories: list[tuple[str | None, dict[str, Any], Any]],
 ) -> None:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
@@ -146,10 +146,13 @@ def test_vmps_host_cell_resolves_on_each_host_and_keeps_the_sessions_for_the_nex
     sessions = "\n".join(o.data.get("text/plain", "") for o in listed.outputs)
     for alias in ("hv01/web1", "hv01/web2", "hv02/web3"):
         assert alias in sessions
-    # the next cell resolved again on each host and ran in the same sessions
+    # the next cell resolved again on each host, in the host shells the first cell opened,
+    # and ran in the same sessions
     assert list(second["ProcessId"]) == list(first["ProcessId"])
-    assert [host for host, _ in inventories] == ["hv01", "hv02"] * 3
+    assert [host for host, _, _ in inventories] == ["hv01", "hv02"]
     assert "no running VM matches 'mail*' on hv01, hv02" in str(nothing.error_in_exec)
+    # %vmclose --all closed the host shells with the VMs' sessions
+    assert all(host_shell.closed for _, _, host_shell in inventories)
 
 
 def test_host_only_options_need_host(ssh_server: LocalSSHServer) -> None:
