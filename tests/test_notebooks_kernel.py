@@ -425,14 +425,18 @@ def _live_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HVMAGIC_PWSH", pwsh)
 
 
-def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str],
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        ) -> None:
+def test_hvmagic_demo_runs_a_runbook_headlessly_to_html_in_the_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One headless run (a kernel each): the HTML with the table, and what the runbook writes
+    lands beside it, its companion folders found."""
     from hvmagic.__main__ import main
 
     _live_demo(monkeypatch)
 
+    source_dir = tmp_path / "runbooks"
+    (source_dir / "dsc").mkdir(parents=True)
+    (source_dir / "dsc" / "module.psm1").write_text("# companion", encoding="utf-8")
     runbook = nbformat.v4.new_notebook()
     runbook.cells = [
         nbformat.v4.new_markdown_cell("# Guest services triage"),
@@ -447,44 +451,24 @@ def test_hvmagic_demo_runs_a_runbook_headlessly_to_html(tmp_path: Path,
             "%vmconnect demo --session demo_session"),
         nbformat.v4.new_code_cell("%%vmps -o running\nGet-IntegrationService"),
         nbformat.v4.new_code_cell("len(running)"),
+        nbformat.v4.new_code_cell(
+            "from pathlib import Path\n"
+            "Path('bundle').mkdir()\n"
+            "Path('bundle/summary.txt').write_text(Path('dsc/module.psm1').read_text())"),
     ]
-    source = tmp_path / "services-triage.ipynb"
+    source = source_dir / "services-triage.ipynb"
     nbformat.write(runbook, str(source))
     out = tmp_path / "out"
     assert main(["demo", "--live", "--notebook", str(source), "--output", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("Live: the demo guest is ")
-    assert printed[1].startswith("Executed services-triage.ipynb: 3 code cells, 1 tables, ")
+    assert printed[1].startswith("Executed services-triage.ipynb: 4 code cells, 1 tables, ")
     assert printed[1].endswith(" s, ok")
     assert printed[2] == f"HTML:     {out / 'services-triage.html'}"
     page = (out / "services-triage.html").read_text(encoding="utf-8")
     assert "hvmagic-frame" in page and "vmicheartbeat" in page
     executed = nbformat.read(str(out / "services-triage.ipynb"), as_version=4)
     assert executed.cells[3].outputs[0].data["text/plain"] == "1"
-
-
-def test_hvmagic_demo_runs_runbooks_in_the_output_folder(tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         ) -> None:
-    """What a runbook writes lands beside its HTML; its companion folders are found."""
-    from hvmagic.__main__ import main
-
-    _live_demo(monkeypatch)
-
-    source_dir = tmp_path / "runbooks"
-    (source_dir / "dsc").mkdir(parents=True)
-    (source_dir / "dsc" / "module.psm1").write_text("# companion", encoding="utf-8")
-    runbook = nbformat.v4.new_notebook()
-    runbook.cells = [nbformat.v4.new_code_cell(
-        "from pathlib import Path\n"
-        "Path('bundle').mkdir()\n"
-        "Path('bundle/summary.txt').write_text(Path('dsc/module.psm1').read_text())"
-    )]
-    nbformat.write(runbook, str(source_dir / "writer.ipynb"))
-    out = tmp_path / "out"
-    argv = ["demo", "--live", "--notebook", str(source_dir / "writer.ipynb"), "--output", str(out)]
-    assert main(argv) == 0
     assert (out / "bundle" / "summary.txt").read_text(encoding="utf-8") == "# companion"
     assert not (source_dir / "bundle").exists()
 

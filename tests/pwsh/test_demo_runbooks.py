@@ -24,6 +24,8 @@ from typing import Any
 import nbformat
 import pytest
 
+import hvmagic
+from hvmagic.__main__ import choose_mode, find_demo_notebook
 from hvmagic.demo import RECORDINGS
 from hvmagic.demo.record import drift as recording_drift
 from hvmagic.demo.record import record_runbooks
@@ -131,16 +133,22 @@ def test_hvmagic_demo_runs_live_where_powershell_is_found(tmp_path: Path, pwsh: 
     assert "replay of" not in page
 
 
-def test_hvmagic_demo_replay_flag_replays_even_with_powershell(tmp_path: Path, pwsh: str) -> None:
-    env = kernel_env({"HVMAGIC_PWSH": pwsh, "HVMAGIC_REPLAY": None, "HVMAGIC_RECORD": None})
-    done = subprocess.run(
-        [sys.executable, "-m", "hvmagic", "demo", "--replay", "--output", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("Replay (--replay): the recording of this runbook made ")
-    page = (tmp_path / "out" / f"{TRIAGE}.html").read_text(encoding="utf-8")
-    assert "replay of sim.hvrec.json" in page and "all running" in page
+def test_hvmagic_demo_replay_flag_replays_even_with_powershell(
+    pwsh: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what --replay decides with a PowerShell at hand, and that the recording then wins over
+    # that PowerShell in the kernel; the replayed run itself is the one tests/test_runbooks.py
+    # executes (the same runner, the same environment less HVMAGIC_PWSH)
+    monkeypatch.setenv("HVMAGIC_PWSH", pwsh)
+    notebook = find_demo_notebook()
+    assert choose_mode(notebook).name == "live"
+    mode = choose_mode(notebook, "replay")
+    assert mode.name == "replay"
+    assert mode.env == {"HVMAGIC_REPLAY": str(RECORDINGS / TRIAGE), "HVMAGIC_RECORD": None}
+    assert mode.line.startswith("Replay (--replay): the recording of this runbook made ")
+    monkeypatch.setenv("HVMAGIC_REPLAY", str(RECORDINGS / TRIAGE))
+    with hvmagic.connect("sim") as session:
+        assert session.description.startswith("replay of sim.hvrec.json")
 
 
 # -- the DSC runbook --------------------------------------------------------------------------
