@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 from pathlib import Path
 
@@ -19,6 +20,12 @@ def pytest_configure(config: pytest.Config) -> None:
     shipped = SHARED / "tools" / "pwsh"
     if not os.environ.get("HVMAGIC_PWSH") and shipped.is_file() and os.access(shipped, os.X_OK):
         os.environ["HVMAGIC_PWSH"] = str(shipped)
+    if not hasattr(config, "workerinput"):  # once, in the process that starts the workers
+        # The suite starts dozens of Pythons (kernels, the test peer, the command line) that
+        # each import the package; where PYTHONDONTWRITEBYTECODE is set (as on these
+        # machines) none writes bytecode, and each would compile ~20k lines again (0.3 s).
+        # An explicit compile writes it once for all of them.
+        compileall.compile_dir(REPO / "hvmagic", quiet=1)
 
 
 @pytest.fixture(scope="session")
