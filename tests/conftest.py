@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     shipped = SHARED / "tools" / "pwsh"
     if not os.environ.get("HVMAGIC_PWSH") and shipped.is_file() and os.access(shipped, os.X_OK):
         os.environ["HVMAGIC_PWSH"] = str(shipped)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # started in the background (``cmd &``, nohup), Python ignores Ctrl-C; the tests of
+        # a notebook's interrupt raise it in this process and need Python's own handler
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not hasattr(config, "workerinput"):  # once, in the process that starts the workers
         # The suite starts dozens of Pythons (kernels, the test peer, the command line) that
         # each import the package; where PYTHONDONTWRITEBYTECODE is set (as on these
