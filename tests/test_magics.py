@@ -3,7 +3,7 @@
 A small double of :class:`hvmagic.session.Session` (same documented API: ``run`` with
 ``parameters``/``timeout``/``on_event``, ``Result`` fields, ``copy_to``/``copy_from``) lets these
 tests see exactly what the magics hand to the session; ``test_notebooks_kernel.py`` runs the same
-magics in a real kernel against the simulated guest.
+magics in a real kernel against the demo guest.
 """
 
 from __future__ import annotations
@@ -590,7 +590,7 @@ def test_vmconnect_calls_connect_with_password_from_env(ip: InteractiveShell,
         ip.run_line_magic("vmconnect", "mgmtvm -u admin")
     assert seen[-1]["username"] == "admin" and "password" not in seen[-1]
     monkeypatch.delenv("HVMAGIC_REPLAY")
-    # nor for the simulated guest "sim" that runbooks default to, which logs nobody on
+    # nor for the demo guest "sim" that runbooks default to, which logs nobody on
     with capture_output():
         ip.run_line_magic("vmconnect", "sim -u admin")
         ip.run_line_magic("vmconnect", "sim -u admin --via sim")

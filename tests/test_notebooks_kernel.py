@@ -1,4 +1,4 @@
-"""Real notebooks in a real kernel against the simulated guest: what a user sees.
+"""Real notebooks in a real kernel against the demo guest and test peers: what a user sees.
 
 One notebook is executed cell by cell with nbclient in one ``python3`` kernel (this venv's
 interpreter, ``PYTHONPATH`` = the checkout). Every iopub message is recorded, so the tests can
@@ -6,7 +6,7 @@ assert on live displays (``display_data`` with a display id, then ``update_displ
 well as on the saved ``.ipynb``. The kernel's ``IPYTHONDIR`` is a temporary directory, so its
 history database can be searched for secrets after shutdown.
 
-Cells either connect with ``%vmconnect … --via sim`` (the built-in simulated guest) or adopt a
+Cells either connect with ``%vmconnect … --via sim`` (the demo guest: real PowerShell) or adopt a
 session to a :class:`hvmagic.testing.FakeGuest` whose handlers the notebook defines (exact
 streams, progress, errors, a long sleep to interrupt).
 """

@@ -52,8 +52,8 @@ def find_powershell() -> str:
     raise UnsupportedPlatformError(
         "no PowerShell found on PATH (looked for pwsh"
         + (" and powershell.exe" if sys.platform == "win32" else "")
-        + "). Install PowerShell 7 (https://aka.ms/powershell), pass executable=..., "
-        "or use hvmagic.connect('sim') for the simulated guest."
+        + "). Install PowerShell 7 (https://aka.ms/powershell) or pass executable=...; "
+        "without one, a recording still replays (via='replay')."
     )
 
 
