@@ -85,8 +85,7 @@ def test_every_other_target_keeps_its_output_when_some_fail(
         ctx.sleep(30)
 
     def staller(ctx: HandlerContext) -> None:
-        ctx.output({"Index": 0})
-        ctx.stall(guests.release, timeout=30)
+        ctx.stall(guests.release, timeout=30, first=[{"Index": 0}])
 
     killed_ready = threading.Event()
 

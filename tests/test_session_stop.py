@@ -32,8 +32,7 @@ def hung() -> Iterator[tuple[FakeGuest, threading.Event]]:
 
     @guest.handle("hang")
     def hang(ctx: HandlerContext) -> None:
-        ctx.output("partial")
-        ctx.stall(release, timeout=30)
+        ctx.stall(release, timeout=30, first=["partial"])
 
     try:
         yield guest, release

@@ -379,14 +379,19 @@ class HandlerContext:
         if self._pipeline.stop_event.wait(max(0.0, seconds)):
             raise PipelineStoppedError("The pipeline has been stopped.")
 
-    def stall(self, until: threading.Event, timeout: float = 60.0) -> None:
+    def stall(
+        self, until: threading.Event, timeout: float = 60.0, *, first: Iterable[Any] = ()
+    ) -> None:
         """Fault: the guest stops answering altogether until ``until`` is set (or ``timeout``).
 
         The whole connection is held, not just this pipeline: a ``Signal`` is neither
         acknowledged nor acted on, no state or output is sent — a hung guest, which real
-        PowerShell cannot be made to be on demand.
+        PowerShell cannot be made to be on demand. ``first``: output objects written once the
+        connection is held, so a client that stops the pipeline when they arrive always meets
+        the hung guest (written before the stall, its Signal could be answered in between).
         """
         with self._connection._lock:
+            self.output_many(first)
             until.wait(timeout)
 
     def input(self, timeout: float | None = None) -> Iterator[Any]:
